@@ -1,0 +1,77 @@
+"""Where checkpoints, manifests and heartbeats live: a tiny object-store interface.
+
+The control plane talks to running jobs through this store only (no inbound connection to an
+instance), so every backend must give read-after-write consistency for single objects and make
+`put_bytes` atomic: a reader sees the old object or the new one, never half of one.
+Keys are relative, '/'-separated paths under the URI the storage was opened with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+
+class StorageError(Exception):
+    """A storage backend failed; the message names the URI and the cause."""
+
+
+class ObjectNotFound(StorageError):
+    pass
+
+
+class Storage(Protocol):
+    uri: str
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def put_file(self, key: str, path: Path) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """Raises `ObjectNotFound` when the key does not exist."""
+        ...
+
+    def get_file(self, key: str, path: Path) -> None: ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key under `prefix`, sorted."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Idempotent."""
+        ...
+
+
+StorageFactory = Callable[[str], Storage]
+_SCHEMES: dict[str, StorageFactory] = {}
+
+
+def register_scheme(scheme: str, factory: StorageFactory) -> None:
+    _SCHEMES[scheme] = factory
+
+
+def open_storage(uri: str) -> Storage:
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme not in _SCHEMES:
+        _load_builtin(scheme)
+    try:
+        return _SCHEMES[scheme](uri)
+    except KeyError:
+        raise StorageError(f"no checkpoint storage for {uri!r} (known: file://, s3://, gs://)") from None
+
+
+def _load_builtin(scheme: str) -> None:
+    """Backends are imported on first use so that an SDK is loaded only by the jobs that need it."""
+    if scheme == "file":
+        from orchestrator.checkpoint.filestore import FileStorage
+
+        register_scheme("file", FileStorage)
+    elif scheme == "s3":
+        from orchestrator.checkpoint.s3 import S3Storage
+
+        register_scheme("s3", S3Storage)
+    elif scheme == "gs":
+        from orchestrator.checkpoint.gcs import GcsStorage
+
+        register_scheme("gs", GcsStorage)

@@ -1,0 +1,140 @@
+"""The state machine of tasks and attempts, and the plain records the core reasons about.
+
+Every task state change is one of the named `TRANSITIONS`; the store applies them as guarded
+updates (`UPDATE ... WHERE state IN (:from)`), so two controllers racing on a task cannot both win
+and an illegal change is impossible rather than merely unlikely. This module only declares the
+machine; `orchestrator.store` is the one place that applies it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from providers.base import Market
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"
+    LAUNCHING = "launching"
+    RUNNING = "running"
+    PREEMPTED = "preempted"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    BUDGET_EXCEEDED = "budget_exceeded"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.BUDGET_EXCEEDED})
+_LIVE = (TaskState.PENDING, TaskState.LAUNCHING, TaskState.RUNNING, TaskState.PREEMPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    name: str
+    sources: tuple[TaskState, ...]
+    target: TaskState
+
+
+TRANSITIONS: dict[str, Transition] = {
+    t.name: t
+    for t in (
+        Transition("launch", (TaskState.PENDING,), TaskState.LAUNCHING),
+        Transition("launch_failed", (TaskState.LAUNCHING,), TaskState.PENDING),
+        Transition("started", (TaskState.LAUNCHING,), TaskState.RUNNING),
+        Transition("preempted", (TaskState.LAUNCHING, TaskState.RUNNING), TaskState.PREEMPTED),
+        Transition("requeue", (TaskState.PREEMPTED,), TaskState.PENDING),
+        # The policy ended a running attempt to change market (spot <-> on-demand).
+        Transition("switch", (TaskState.RUNNING,), TaskState.PENDING),
+        # The job's own process failed but may be retried (failures < max_failures).
+        Transition("retry", (TaskState.LAUNCHING, TaskState.RUNNING), TaskState.PENDING),
+        Transition("succeed", (TaskState.LAUNCHING, TaskState.RUNNING), TaskState.SUCCEEDED),
+        Transition("fail", (*_LIVE,), TaskState.FAILED),
+        Transition("cancel", _LIVE, TaskState.CANCELLED),
+        Transition("over_budget", _LIVE, TaskState.BUDGET_EXCEEDED),
+    )
+}
+
+
+class IllegalTransition(Exception):
+    """A transition whose guard did not hold: the task was not in one of its source states."""
+
+
+def check_transition(name: str, current: TaskState) -> Transition:
+    """The transition named `name` if it is legal from `current`; `IllegalTransition` otherwise."""
+    try:
+        t = TRANSITIONS[name]
+    except KeyError:
+        raise IllegalTransition(f"no transition named {name!r}") from None
+    if current not in t.sources:
+        raise IllegalTransition(f"{name}: a task in state {current} cannot go to {t.target}")
+    return t
+
+
+class AttemptState(StrEnum):
+    LAUNCHING = "launching"
+    RUNNING = "running"
+    ENDED = "ended"
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the job's process exited non-zero
+    PREEMPTED = "preempted"
+    LAUNCH_FAILED = "launch_failed"  # no instance was made (capacity, quota, error)
+    SWITCHED = "switched"  # ended by orch to change market
+    CANCELLED = "cancelled"
+    BUDGET = "budget"  # ended by orch to stay within the budget
+    LOST = "lost"  # the instance disappeared without a reason
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    """What the pure core knows of one attempt (read from the store, no ORM object)."""
+
+    id: str
+    task_id: str
+    number: int
+    provider: str
+    region: str
+    zone: str | None
+    instance_type: str
+    market: Market
+    price_per_hour: float
+    on_demand_price_per_hour: float
+    billing_increment_s: int
+    billing_minimum_s: int
+    state: AttemptState
+    outcome: Outcome | None
+    instance_id: str | None
+    launched_at: float
+    started_at: float | None
+    ended_at: float | None
+    exit_code: int | None
+    # Fraction of the task's work committed when this attempt started, and the newest figure seen.
+    progress_start: float
+    progress_end: float | None
+    # When the newest checkpoint seen during this attempt was written (for work lost to preemption).
+    last_checkpoint_at: float | None
+
+    @property
+    def live(self) -> bool:
+        return self.state is not AttemptState.ENDED
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    id: str
+    job_id: str
+    index: int
+    state: TaskState
+    failures: int
+    progress_committed: float
+    progress_reported: float
+    checkpoint_uri: str
+    item_start: int | None
+    item_end: int | None

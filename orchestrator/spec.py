@@ -1,0 +1,387 @@
+"""`job.toml` -> a typed, validated `JobSpec`.
+
+Validation is strict and total: an unknown key, a wrong type or an impossible value is a `SpecError`
+that names the file, the dotted field and the problem. Nothing here reads the clock or the disk
+except `load_spec`, which reads the one file it is given; the submission time is passed in so that a
+relative deadline resolves the same way in the live loop, the simulator and the tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from providers.base import ARCHITECTURES, Resources
+
+MARKETS = ("auto", "spot", "on-demand")
+DEFAULT_GRACE_SECONDS = 120.0
+DEFAULT_RESTART_OVERHEAD_HOURS = 0.1
+
+
+class SpecError(ValueError):
+    """A job specification that cannot be accepted. `str()` is the whole user-facing message."""
+
+    def __init__(self, source: str, field_name: str, problem: str) -> None:
+        self.source = source
+        self.field = field_name
+        self.problem = problem
+        where = f"{source}: {field_name}" if field_name else source
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    estimated_hours: float
+    deadline: float | None = None  # Unix seconds, resolved at submission
+    budget_usd: float | None = None
+    market: str = "auto"
+    policy: str | None = None  # None: the market's default policy
+    restart_overhead_hours: float = DEFAULT_RESTART_OVERHEAD_HOURS
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointSpec:
+    uri: str | None = None  # None: a folder under ORCH_HOME, chosen at submission
+    keep: int = 3
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySpec:
+    max_failures: int = 3
+    recover_on_exit_codes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementSpec:
+    providers: tuple[str, ...] = ("local",)
+    regions: tuple[str, ...] = ()
+    # Per-provider settings passed to that provider untouched, e.g. [placement.options.local].
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ArraySpec:
+    """An array job: `count` items split into shards of `shard_size`, one task per shard."""
+
+    count: int
+    shard_size: int
+
+    @property
+    def shards(self) -> int:
+        return -(-self.count // self.shard_size)
+
+    def bounds(self, shard: int) -> tuple[int, int]:
+        start = shard * self.shard_size
+        return start, min(self.count, start + self.shard_size)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    name: str
+    command: tuple[str, ...]
+    resources: Resources
+    schedule: ScheduleSpec
+    image: str | None = None
+    workdir: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
+    retry: RetrySpec = field(default_factory=RetrySpec)
+    placement: PlacementSpec = field(default_factory=PlacementSpec)
+    array: ArraySpec | None = None
+
+    @property
+    def policy_name(self) -> str:
+        if self.schedule.market == "spot":
+            return "spot-only"
+        if self.schedule.market == "on-demand":
+            return "on-demand"
+        return self.schedule.policy or "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form that `spec_from_dict` reads back exactly (stored with the job)."""
+        return _plain(asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Walks one TOML table, remembering the dotted path for messages and refusing unknown keys."""
+
+    def __init__(self, source: str, table: Mapping[str, Any], path: str = "") -> None:
+        self.source, self.table, self.path = source, table, path
+        self.seen: set[str] = set()
+
+    def fail(self, key: str, problem: str) -> SpecError:
+        return SpecError(self.source, self._name(key), problem)
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, kind: type[T] | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
+        self.seen.add(key)
+        if key not in self.table:
+            if required:
+                raise self.fail(key, "is required")
+            return default
+        value = self.table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; a `true` where a number belongs is a mistake, not a 1.
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(key, f"must be {_kind_names(kinds)}, not a boolean")
+        if not isinstance(value, kinds):
+            raise self.fail(key, f"must be {_kind_names(kinds)}, not {type(value).__name__} {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(key, "must be a finite number")
+        return value
+
+    def number(self, key: str, default: float | None = None, *, required: bool = False,
+               minimum: float | None = None, positive: bool = False) -> float | None:
+        value = self.get(key, (int, float), default, required=required)
+        if value is None:
+            return None
+        value = float(value)
+        if positive and value <= 0:
+            raise self.fail(key, f"must be greater than 0, got {value:g}")
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"must be at least {minimum:g}, got {value:g}")
+        return value
+
+    def integer(self, key: str, default: int, *, minimum: int = 0) -> int:
+        value = int(self.get(key, int, default))
+        if value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...] = (), *, allow_single: bool = False) -> tuple[str, ...]:
+        value = self.get(key, (list, str) if allow_single else list, None)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            return (value,)
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise SpecError(self.source, f"{self._name(key)}[{i}]", f"must be a non-empty string, got {item!r}")
+        return tuple(value)
+
+    def table_of(self, key: str) -> _Reader:
+        value = self.get(key, dict, {})
+        return _Reader(self.source, value, self._name(key))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.seen)
+        if unknown:
+            raise self.fail(unknown[0], "unknown key" + _suggest(unknown[0], self.seen))
+
+
+def _kind_names(kinds: tuple[type, ...]) -> str:
+    names = {int: "a number", float: "a number", str: "a string", list: "a list", dict: "a table",
+             bool: "true or false", dt.datetime: "a date-time"}
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+
+
+def _suggest(key: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(known))})"
+
+
+def _resources(r: _Reader) -> Resources:
+    gpus = r.strings("gpu", allow_single=True)
+    count = r.integer("gpu_count", 1, minimum=1)
+    mem = r.number("min_gpu_memory_gb", positive=True)
+    arch = r.get("min_architecture", str)
+    if arch is not None and arch.lower() not in ARCHITECTURES:
+        raise r.fail("min_architecture", f"unknown architecture {arch!r}; use one of {', '.join(ARCHITECTURES)}")
+    r.finish()
+    return Resources(gpus=gpus, gpu_count=count, min_gpu_memory_gb=mem,
+                     min_architecture=arch.lower() if arch else None)
+
+
+def _deadline(r: _Reader, submitted_at: float) -> float | None:
+    absolute = r.get("deadline", (dt.datetime, str), None)
+    relative = r.number("deadline_hours", positive=True)
+    if absolute is not None and relative is not None:
+        raise r.fail("deadline_hours", "give either deadline or deadline_hours, not both")
+    if relative is not None:
+        return submitted_at + relative * 3600.0
+    if absolute is None:
+        return None
+    if isinstance(absolute, str):
+        try:
+            absolute = dt.datetime.fromisoformat(absolute.replace("Z", "+00:00"))
+        except ValueError:
+            raise r.fail("deadline", f"is not an ISO 8601 date-time: {absolute!r}") from None
+    if not isinstance(absolute, dt.datetime):
+        raise r.fail("deadline", "must be a date-time with a time zone, e.g. 2026-12-04T18:00:00Z")
+    if absolute.tzinfo is None:
+        raise r.fail("deadline", "needs a time zone (add Z for UTC), e.g. 2026-12-04T18:00:00Z")
+    return absolute.timestamp()
+
+
+def _schedule(r: _Reader, submitted_at: float, policies: Callable[[str], bool] | None) -> ScheduleSpec:
+    hours = r.number("estimated_hours", required=True, positive=True)
+    assert hours is not None
+    deadline = _deadline(r, submitted_at)
+    budget = r.number("budget_usd", positive=True)
+    market = r.get("market", str, "auto")
+    if market not in MARKETS:
+        raise r.fail("market", f"must be one of {', '.join(MARKETS)}, got {market!r}")
+    policy = r.get("policy", str)
+    if policy is not None and policies is not None and not policies(policy):
+        raise r.fail("policy", f"no policy named {policy!r}")
+    if policy is not None and market != "auto":
+        raise r.fail("policy", f"a policy applies to market = \"auto\" only (market is {market!r})")
+    overhead = r.number("restart_overhead_hours", DEFAULT_RESTART_OVERHEAD_HOURS, minimum=0.0)
+    assert overhead is not None
+    r.finish()
+    if deadline is not None and deadline <= submitted_at:
+        raise SpecError(r.source, "schedule.deadline", "is already in the past")
+    if deadline is not None:
+        left_h = (deadline - submitted_at) / 3600.0
+        needed = hours + overhead
+        if left_h < needed:
+            raise SpecError(
+                r.source, "schedule.deadline",
+                f"leaves {left_h:.2f} h, but the work needs {hours:g} h plus {overhead:g} h to start even on "
+                "on-demand capacity: the deadline cannot be met",
+            )
+    return ScheduleSpec(hours, deadline, budget, market, policy, overhead)
+
+
+def _command(r: _Reader) -> tuple[tuple[str, ...], str | None]:
+    if isinstance(r.table.get("command"), str):
+        raise r.fail("command", "must be a list of arguments, e.g. [\"python\", \"fold.py\"]; "
+                     "orch never runs commands through a shell")
+    command = r.strings("command")
+    image = r.get("image", str)
+    if not command and image is None:
+        raise r.fail("command", "is required (or give an image)")
+    return command, image
+
+
+def parse_spec(
+    text: str, *, source: str, submitted_at: float, policies: Callable[[str], bool] | None = None
+) -> JobSpec:
+    """Parse and validate one job file. Raises `SpecError`; never anything else for any input."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(source, "", f"not valid TOML: {exc}") from None
+    r = _Reader(source, doc)
+    name = r.get("name", str, required=True)
+    if not name.strip() or len(name) > 128:
+        raise r.fail("name", "must be 1 to 128 characters")
+    command, image = _command(r)
+    workdir = r.get("workdir", str)
+    env_table = r.get("env", dict, {})
+    for key, value in env_table.items():
+        if not isinstance(value, str):
+            raise SpecError(source, f"env.{key}", f"must be a string, not {type(value).__name__}")
+        if key.startswith("ORCH_"):
+            raise SpecError(source, f"env.{key}", "ORCH_* variables are set by orch and cannot be overridden")
+    resources = _resources(r.table_of("resources"))
+    schedule = _schedule(r.table_of("schedule"), submitted_at, policies)
+    checkpoint = _checkpoint(r.table_of("checkpoint"))
+    retry = _retry(r.table_of("retry"))
+    placement = _placement(r.table_of("placement"))
+    array = _array(r) if "array" in doc else None
+    r.seen.add("array")
+    r.finish()
+    return JobSpec(name=name, command=command, image=image, workdir=workdir, env=dict(env_table),
+                   resources=resources, schedule=schedule, checkpoint=checkpoint, retry=retry,
+                   placement=placement, array=array)
+
+
+def _checkpoint(r: _Reader) -> CheckpointSpec:
+    uri = r.get("uri", str)
+    if uri is not None and not uri.startswith(("file://", "s3://", "gs://")):
+        raise r.fail("uri", f"must start with file://, s3:// or gs://, got {uri!r}")
+    keep = r.integer("keep", 3, minimum=1)
+    grace = r.number("grace_seconds", DEFAULT_GRACE_SECONDS, minimum=0.0)
+    assert grace is not None
+    r.finish()
+    return CheckpointSpec(uri, keep, grace)
+
+
+def _retry(r: _Reader) -> RetrySpec:
+    max_failures = r.integer("max_failures", 3, minimum=0)
+    codes = r.get("recover_on_exit_codes", list, [])
+    for i, c in enumerate(codes):
+        if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 255:
+            raise SpecError(r.source, f"retry.recover_on_exit_codes[{i}]", f"must be an exit code 0-255, got {c!r}")
+    r.finish()
+    return RetrySpec(max_failures, tuple(codes))
+
+
+def _placement(r: _Reader) -> PlacementSpec:
+    providers = r.strings("providers", ("local",))
+    if not providers:
+        raise r.fail("providers", "must name at least one provider")
+    regions = r.strings("regions")
+    options = r.get("options", dict, {})
+    for key, value in options.items():
+        if not isinstance(value, dict):
+            raise SpecError(r.source, f"placement.options.{key}", "must be a table")
+    r.finish()
+    return PlacementSpec(providers, regions, options)
+
+
+def _array(root: _Reader) -> ArraySpec:
+    r = root.table_of("array")
+    count = r.integer("count", 0, minimum=1) if "count" in r.table else None
+    if count is None:
+        raise r.fail("count", "is required")
+    shard_size = r.integer("shard_size", count, minimum=1)
+    r.finish()
+    return ArraySpec(count, shard_size)
+
+
+def load_spec(path: str | Path, *, submitted_at: float, policies: Callable[[str], bool] | None = None) -> JobSpec:
+    """Read and parse a job file; a missing or unreadable file is a `SpecError` too."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise SpecError(source, "", f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(source, "", "is not UTF-8 text") from None
+    return parse_spec(text, source=source, submitted_at=submitted_at, policies=policies)
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
+    """Rebuild a spec stored by `JobSpec.to_dict` (already validated at submission)."""
+    arr = data.get("array")
+    return JobSpec(
+        name=data["name"],
+        command=tuple(data["command"]),
+        image=data.get("image"),
+        workdir=data.get("workdir"),
+        env=dict(data.get("env", {})),
+        resources=Resources(**{**data["resources"], "gpus": tuple(data["resources"]["gpus"])}),
+        schedule=ScheduleSpec(**data["schedule"]),
+        checkpoint=CheckpointSpec(**data["checkpoint"]),
+        retry=RetrySpec(data["retry"]["max_failures"], tuple(data["retry"]["recover_on_exit_codes"])),
+        placement=PlacementSpec(tuple(data["placement"]["providers"]), tuple(data["placement"]["regions"]),
+                                dict(data["placement"]["options"])),
+        array=ArraySpec(**arr) if arr else None,
+    )

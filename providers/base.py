@@ -1,0 +1,250 @@
+"""The seam between orch and the clouds: typed records, the `Provider` protocol, and errors.
+
+Everything that crosses from the reconciler into a provider, or back, is one of the frozen records
+below. Providers import this module (and the catalog) and nothing of the orchestrator, so a provider
+can be tested, replaced or vendored on its own. Vendor exceptions never cross this line: each provider
+translates them into one of the errors at the bottom, whose type says what the caller should do next.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class Market(StrEnum):
+    SPOT = "spot"
+    ON_DEMAND = "on-demand"
+
+
+# Newer architectures can run what older ones can (bf16 needs ampere or newer).
+ARCHITECTURES: tuple[str, ...] = ("kepler", "volta", "turing", "ampere", "ada", "hopper", "blackwell")
+
+
+def architecture_rank(name: str) -> int:
+    """Position of an architecture in `ARCHITECTURES`; ValueError names the known ones."""
+    try:
+        return ARCHITECTURES.index(name.lower())
+    except ValueError:
+        raise ValueError(f"unknown GPU architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where every component reads time: the wall clock live, a simulated one in `sim` runs."""
+
+    def now(self) -> float:
+        """Seconds since the Unix epoch."""
+        ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What a task needs from one instance. Empty `gpus` means any GPU model."""
+
+    gpus: tuple[str, ...] = ()
+    gpu_count: int = 1
+    min_gpu_memory_gb: float | None = None
+    min_architecture: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Billing:
+    """How a provider turns seconds into a bill (AWS and GCE: per second, one minute minimum)."""
+
+    increment_seconds: int = 1
+    minimum_seconds: int = 60
+
+    def billed_seconds(self, seconds: float) -> float:
+        if seconds <= 0:
+            return 0.0
+        seconds = max(seconds, float(self.minimum_seconds))
+        increments = -(-seconds // self.increment_seconds)  # ceiling without floats drifting
+        return float(increments * self.increment_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One purchasable option: provider x region/zone x instance type x market x price."""
+
+    provider: str
+    region: str
+    zone: str | None
+    instance_type: str
+    market: Market
+    price_per_hour: float
+    gpu: str
+    gpu_count: int
+    gpu_memory_gb: float
+    architecture: str
+    on_demand_price_per_hour: float
+    # Where the price came from: "catalog" (list price), "api" (provider's price history), "trace".
+    price_source: str = "catalog"
+    # Latest knowledge of spot capacity: None means unknown (try and see).
+    available: bool | None = None
+    billing: Billing = field(default_factory=Billing)
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the offer, used to remember capacity failures."""
+        return f"{self.provider}/{self.region}/{self.zone or '-'}/{self.instance_type}/{self.market}"
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRequest:
+    """Everything a provider needs to start one attempt; `attempt_id` is the idempotency token."""
+
+    job_id: str
+    task_id: str
+    attempt_id: str
+    attempt_number: int
+    offer: Offer
+    command: tuple[str, ...]
+    env: Mapping[str, str]
+    checkpoint_uri: str
+    grace_seconds: float
+    image: str | None = None
+    workdir: str | None = None
+    # The work, for providers that simulate it (`sim`): hours on the offer's GPU, and the committed
+    # fraction this attempt resumes from. Live providers ignore both.
+    estimated_hours: float = 0.0
+    progress: float = 0.0
+    # The job's `[placement.options.<provider>]` table, passed through untouched.
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+class InstanceState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    TERMINATED = "terminated"
+
+
+class EndReason(StrEnum):
+    EXITED = "exited"  # the job's process ended by itself; see exit_code
+    PREEMPTED = "preempted"  # the provider reclaimed spot capacity
+    TERMINATED = "terminated"  # orch (or someone) asked for termination
+    FAILED_TO_START = "failed-to-start"
+    LOST = "lost"  # the instance vanished without a recorded reason
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A provider's view of one orch-managed instance, as of the last list call."""
+
+    provider: str
+    region: str
+    zone: str | None
+    instance_id: str
+    instance_type: str
+    market: Market
+    state: InstanceState
+    attempt_id: str | None
+    job_id: str | None = None
+    task_id: str | None = None
+    launched_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    reason: EndReason | None = None
+    # Where this attempt's output can be read (a file path, an object URI), if the provider keeps one.
+    log_uri: str | None = None
+    # Progress known to the provider itself (simulated instances only); live providers leave None and
+    # the reconciler reads the job's heartbeat from checkpoint storage instead.
+    progress: float | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (InstanceState.PENDING, InstanceState.RUNNING)
+
+
+class NoticeKind(StrEnum):
+    INTERRUPTION = "interruption"  # capacity will be taken back at `deadline`
+    REBALANCE = "rebalance"  # elevated risk; no deadline yet
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    provider: str
+    instance_id: str
+    attempt_id: str | None
+    kind: NoticeKind
+    at: float
+    deadline: float | None = None
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A place that runs attempts. Every method may raise only the errors below.
+
+    `instances()` returns every orch-managed instance in one call per region: the reconciler
+    never asks per job. `terminate()` is idempotent: terminating a gone instance is not an error.
+    `launch()` with an `attempt_id` seen before returns the instance already made for it.
+    """
+
+    name: str
+
+    def offers(self, resources: Resources, regions: Sequence[str]) -> list[Offer]: ...
+
+    def launch(self, request: LaunchRequest) -> Instance: ...
+
+    def instances(self) -> list[Instance]: ...
+
+    def terminate(self, instance: Instance) -> None: ...
+
+    def notices(self) -> list[Notice]: ...
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    """Optional: providers that can show an attempt's output implement this too."""
+
+    def read_log(self, instance: Instance) -> str: ...
+
+
+class ProviderError(Exception):
+    """Base of every error a provider may raise. `retryable` says whether the same call may succeed."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, provider: str = "", code: str = "") -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.code = code
+
+
+class CapacityError(ProviderError):
+    """No capacity for this offer now: try another offer and avoid this one for `retry_after` s."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, provider: str = "", code: str = "", retry_after: float = 300.0):
+        super().__init__(message, provider=provider, code=code)
+        self.retry_after = retry_after
+
+
+class QuotaError(ProviderError):
+    """An account limit: no offer of this provider/region will work until a person raises it."""
+
+
+class TransientError(ProviderError):
+    """Throttling, 5xx, a dropped connection: retry the same call with backoff."""
+
+    retryable = True
+
+
+class PermanentError(ProviderError):
+    """A bad request or missing permission: retrying will not help."""

@@ -1,0 +1,147 @@
+"""The GPU catalog: instance types of AWS and GCP with their GPUs and public list prices.
+
+The catalog is data (`providers/data/catalog.json`), read once. It is the one place prices come
+from when no provider API answers, and the price list of the `local` and `sim` providers, so a run on
+this machine costs what the real instance would. Matching a job's `Resources` against an instance type
+lives here too, because every provider offers catalog types.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources as importlib_resources
+from typing import Any
+
+from providers.base import Billing, Market, Offer, Resources, architecture_rank
+
+
+@dataclass(frozen=True, slots=True)
+class RegionPrice:
+    region: str
+    on_demand: float
+    spot: float
+    zones: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceType:
+    provider: str
+    name: str
+    gpu: str
+    gpu_count: int
+    gpu_memory_gb: float
+    architecture: str
+    vcpus: int
+    memory_gb: float
+    regions: tuple[RegionPrice, ...]
+
+    def satisfies(self, resources: Resources) -> bool:
+        if resources.gpus and self.gpu.lower() not in {g.lower() for g in resources.gpus}:
+            return False
+        if self.gpu_count < resources.gpu_count:
+            return False
+        if resources.min_gpu_memory_gb is not None and self.gpu_memory_gb < resources.min_gpu_memory_gb:
+            return False
+        if resources.min_architecture is not None and architecture_rank(
+            self.architecture
+        ) < architecture_rank(resources.min_architecture):
+            return False
+        return True
+
+    def region(self, name: str) -> RegionPrice | None:
+        return next((r for r in self.regions if r.region == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    types: tuple[InstanceType, ...]
+    billing: dict[str, Billing]
+    as_of: str
+
+    def of(self, provider: str) -> list[InstanceType]:
+        return [t for t in self.types if t.provider == provider]
+
+    def get(self, provider: str, name: str) -> InstanceType | None:
+        return next((t for t in self.types if t.provider == provider and t.name == name), None)
+
+    def find(self, name: str) -> InstanceType | None:
+        """An instance type by name alone (names do not collide between AWS and GCP)."""
+        return next((t for t in self.types if t.name == name), None)
+
+    def gpu_models(self) -> set[str]:
+        return {t.gpu.lower() for t in self.types}
+
+    def billing_for(self, provider: str) -> Billing:
+        return self.billing.get(provider, Billing())
+
+
+def _parse(doc: dict[str, Any]) -> Catalog:
+    types = tuple(
+        InstanceType(
+            provider=t["provider"],
+            name=t["name"],
+            gpu=t["gpu"],
+            gpu_count=int(t["gpu_count"]),
+            gpu_memory_gb=float(t["gpu_memory_gb"]),
+            architecture=t["architecture"],
+            vcpus=int(t["vcpus"]),
+            memory_gb=float(t["memory_gb"]),
+            regions=tuple(
+                RegionPrice(r, float(p["on_demand"]), float(p["spot"]), tuple(p.get("zones", ())))
+                for r, p in t["regions"].items()
+            ),
+        )
+        for t in doc["instance_types"]
+    )
+    billing = {p: Billing(int(b["increment_seconds"]), int(b["minimum_seconds"])) for p, b in doc["billing"].items()}
+    return Catalog(types=types, billing=billing, as_of=str(doc.get("as_of", "")))
+
+
+@cache
+def load_catalog() -> Catalog:
+    text = importlib_resources.files("providers").joinpath("data/catalog.json").read_text()
+    return _parse(json.loads(text))
+
+
+def catalog_offers(
+    *,
+    provider: str,
+    types: Iterable[InstanceType],
+    resources: Resources,
+    regions: Sequence[str],
+    billing: Billing,
+    markets: Sequence[Market] = (Market.SPOT, Market.ON_DEMAND),
+    per_zone: bool = True,
+) -> list[Offer]:
+    """Offers at list prices for every matching type, region (all when `regions` is empty) and market."""
+    out: list[Offer] = []
+    for t in types:
+        if not t.satisfies(resources):
+            continue
+        for rp in t.regions:
+            if regions and rp.region not in regions:
+                continue
+            zones: Sequence[str | None] = rp.zones if (per_zone and rp.zones) else (None,)
+            for zone in zones:
+                for market in markets:
+                    out.append(
+                        Offer(
+                            provider=provider,
+                            region=rp.region,
+                            zone=zone,
+                            instance_type=t.name,
+                            market=market,
+                            price_per_hour=rp.spot if market is Market.SPOT else rp.on_demand,
+                            gpu=t.gpu,
+                            gpu_count=t.gpu_count,
+                            gpu_memory_gb=t.gpu_memory_gb,
+                            architecture=t.architecture,
+                            on_demand_price_per_hour=rp.on_demand,
+                            price_source="catalog",
+                            billing=billing,
+                        )
+                    )
+    return out
