@@ -120,6 +120,10 @@ class AttemptView:
     progress_end: float | None
     # When the newest checkpoint seen during this attempt was written (for work lost to preemption).
     last_checkpoint_at: float | None
+    # When the job first made progress in this attempt: launch to here is the restart overhead.
+    productive_at: float | None = None
+    # A launch the provider refused: no instance, nothing billed.
+    unbilled: bool = False
 
     @property
     def live(self) -> bool:
@@ -138,3 +142,17 @@ class TaskView:
     checkpoint_uri: str
     item_start: int | None
     item_end: int | None
+
+
+def job_state(states: list[TaskState]) -> str:
+    """A job's state, derived from its tasks' (never stored, so it cannot disagree with them)."""
+    if not states:
+        return "empty"
+    if any(not s.terminal for s in states):
+        if any(s in (TaskState.RUNNING, TaskState.LAUNCHING) for s in states):
+            return "running"
+        return "preempted" if any(s is TaskState.PREEMPTED for s in states) else "pending"
+    for s in (TaskState.CANCELLED, TaskState.BUDGET_EXCEEDED, TaskState.FAILED):
+        if s in states:
+            return str(s)
+    return str(TaskState.SUCCEEDED)

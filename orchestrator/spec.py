@@ -105,7 +105,8 @@ class JobSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form that `spec_from_dict` reads back exactly (stored with the job)."""
-        return _plain(asdict(self))
+        out: dict[str, Any] = _plain(asdict(self))
+        return out
 
 
 def _plain(value: Any) -> Any:

@@ -101,7 +101,11 @@ class Offer:
     @property
     def key(self) -> str:
         """Stable identity of the offer, used to remember capacity failures."""
-        return f"{self.provider}/{self.region}/{self.zone or '-'}/{self.instance_type}/{self.market}"
+        return offer_key(self.provider, self.region, self.zone, self.instance_type, self.market)
+
+
+def offer_key(provider: str, region: str, zone: str | None, instance_type: str, market: Market) -> str:
+    return f"{provider}/{region}/{zone or '-'}/{instance_type}/{market}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Alembic migrations for orch's store (numbered, each with a real downgrade)."""

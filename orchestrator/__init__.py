@@ -1,0 +1,1 @@
+"""orch: GPU jobs on spot capacity, on time and on budget."""

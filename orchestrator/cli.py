@@ -1,0 +1,303 @@
+"""`orch`: a thin command line over the library. Parse, call, print; exit 2 on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator import cli_render as render
+from orchestrator.placement import check_placeable
+from orchestrator.policy import has_policy
+from orchestrator.spec import JobSpec, SpecError, load_spec
+from orchestrator.status import JobStatus, job_status
+from orchestrator.store import SchemaError, Store, orch_home
+from orchestrator.wiring import build_providers, known_providers, open_store
+from providers.base import Offer, ProviderError, SystemClock
+from providers.catalog import load_catalog
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as `orch: <message>` with no traceback."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["agent"]:
+        from orchestrator import agent
+
+        rest = argv[1:]
+        return agent.main(rest)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SpecError as exc:
+        print(f"orch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CliError, SchemaError, ProviderError) as exc:
+        print(f"orch: {exc}", file=sys.stderr)
+        return exc.code if isinstance(exc, CliError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="orch", description="GPU jobs on spot capacity, on time and on budget.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("submit", help="validate and submit a job.toml")
+    s.add_argument("file")
+    s.add_argument("--wait", action="store_true", help="run the loop in this process until the job ends")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--tick", type=float, default=2.0, help="seconds between reconcile ticks with --wait")
+    s.set_defaults(func=cmd_submit)
+
+    st = sub.add_parser("status", help="jobs with state, progress and live cost")
+    st.add_argument("job", nargs="?")
+    st.add_argument("--watch", action="store_true", help="refresh in place until interrupted")
+    st.add_argument("--interval", type=float, default=2.0)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    lg = sub.add_parser("logs", help="output of a job's attempts")
+    lg.add_argument("job")
+    lg.set_defaults(func=cmd_logs)
+
+    ev = sub.add_parser("events", help="a job's event history")
+    ev.add_argument("job")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_events)
+
+    c = sub.add_parser("cancel", help="cancel a job: its processes or instances are stopped")
+    c.add_argument("job")
+    c.set_defaults(func=cmd_cancel)
+
+    ctl = sub.add_parser("controller", help="run the reconcile loop as a long-running process")
+    ctl.add_argument("--tick", type=float, default=5.0)
+    ctl.add_argument("--providers", default=",".join(["local"]),
+                     help=f"comma-separated providers to manage (known: {', '.join(known_providers())})")
+    ctl.add_argument("--once", action="store_true", help="one tick, then exit")
+    ctl.set_defaults(func=cmd_controller)
+
+    db = sub.add_parser("db", help="database schema")
+    dbs = db.add_subparsers(dest="db_command", required=True)
+    up = dbs.add_parser("upgrade", help="migrate the store to the newest schema")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    sub.add_parser("agent", help="run beside a job on its instance: orch agent [options] -- CMD ...")
+    return p
+
+
+# --- submit ----------------------------------------------------------------------------------------
+
+
+def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
+    """Validate a job file completely, against the providers' offers too; store nothing."""
+    spec = load_spec(path, submitted_at=now, policies=has_policy)
+    unknown = [p for p in spec.placement.providers if p not in known_providers()]
+    if unknown:
+        raise SpecError(path, "placement.providers",
+                        f"unknown provider {unknown[0]!r} (known: {', '.join(known_providers())})")
+    base = Path(path).resolve().parent
+    workdir = str((base / (spec.workdir or ".")).resolve())
+    spec = dataclasses.replace(spec, workdir=workdir)
+    providers = build_providers(spec.placement.providers)
+    offers: list[Offer] = []
+    for provider in providers.values():
+        offers.extend(provider.offers(spec.resources, spec.placement.regions))
+    check_placeable(spec, offers, source=path, known_gpus=load_catalog().gpu_models())
+    return spec, offers
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    now = time.time()
+    spec, offers = prepare(args.file, now)
+    store = open_store()
+    job_id = store.submit(spec, source=str(Path(args.file).resolve()), now=now,
+                          checkpoint_uri=spec.checkpoint.uri or (orch_home() / "checkpoints").as_uri())
+    if args.json:
+        print(json.dumps({"job_id": job_id, "estimate": _estimate_dict(spec, offers)}))
+    else:
+        print(f"submitted job {job_id} ({spec.name}), policy {spec.policy_name}")
+        print(render.estimate(offers, spec.schedule.estimated_hours, spec.schedule.restart_overhead_hours))
+    if not args.wait:
+        return 0
+    return _wait(store, job_id, spec, tick=args.tick, quiet=args.json)
+
+
+def _estimate_dict(spec: JobSpec, offers: list[Offer]) -> dict[str, Any]:
+    hours = spec.schedule.estimated_hours + spec.schedule.restart_overhead_hours
+    out: dict[str, Any] = {}
+    for market in ("on-demand", "spot"):
+        best = min((o for o in offers if str(o.market) == market), key=lambda o: o.price_per_hour, default=None)
+        if best:
+            out[market] = {"instance_type": best.instance_type, "price_per_hour": best.price_per_hour,
+                           "hours": hours, "cost_usd": round(best.price_per_hour * hours, 4)}
+    return out
+
+
+def _wait(store: Store, job_id: str, spec: JobSpec, *, tick: float, quiet: bool) -> int:
+    from orchestrator.reconciler import Reconciler
+
+    clock = SystemClock()
+    r = Reconciler(store, build_providers(spec.placement.providers, clock=clock), clock, tick_seconds=tick)
+    seen = 0
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    try:
+        while not stop["flag"]:
+            active = r.tick()
+            for e in store.events(job_id, after_id=seen):
+                seen = e.id
+                if not quiet:
+                    print(f"{render.when(e.at)}  {e.kind:<16} {e.message}", flush=True)
+            if job_id not in active:
+                break
+            clock.sleep(tick)
+    except KeyboardInterrupt:
+        print(f"\nstopped watching; job {job_id} keeps its state. `orch controller` carries on with it.",
+              file=sys.stderr)
+        store.release_jobs(r.owner)
+        return 130
+    store.release_jobs(r.owner)
+    status = _status(store, job_id)
+    print(json.dumps(status.to_dict()) if quiet else render.status_detail(status))
+    return 0 if status.state == "succeeded" else 1
+
+
+# --- status, logs, events, cancel ----------------------------------------------------------------
+
+
+def _status(store: Store, job_ref: str) -> JobStatus:
+    job = store.job(job_ref)
+    if job is None:
+        raise CliError(f"no job {job_ref!r}")
+    offers: list[Offer] = []
+    if job.finished_at is None:
+        try:
+            for provider in build_providers(job.spec.placement.providers).values():
+                offers.extend(provider.offers(job.spec.resources, job.spec.placement.regions))
+        except ProviderError:
+            offers = []
+    return job_status(job_id=job.id, name=job.name, spec=job.spec, created_at=job.created_at,
+                      deadline_at=job.deadline_at, tasks=store.tasks(job.id), attempts=store.attempts(job.id),
+                      offers=offers, now=time.time())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = open_store()
+    while True:
+        if args.job:
+            status = _status(store, args.job)
+            text = json.dumps(status.to_dict()) if args.json else render.status_detail(status)
+        else:
+            statuses = [_status(store, j.id) for j in store.jobs()]
+            text = (json.dumps([s.to_dict() for s in statuses]) if args.json
+                    else render.status_rows(statuses) if statuses else "no jobs")
+        if args.watch and not args.json and sys.stdout.isatty():
+            sys.stdout.write("\x1b[H\x1b[2J")
+        print(text, flush=True)
+        if not args.watch:
+            return 0
+        time.sleep(args.interval)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from providers.base import Instance, InstanceState, LogSource, Market
+
+    store = open_store()
+    job = store.job(args.job)
+    if job is None:
+        raise CliError(f"no job {args.job!r}")
+    providers = build_providers(job.spec.placement.providers)
+    for a in store.attempts(job.id):
+        provider = providers.get(a.provider)
+        print(f"==> attempt {a.number} ({a.market} {a.instance_type}, {a.outcome or a.state}) <==")
+        if a.instance_id is None or not isinstance(provider, LogSource):
+            print("(no log kept by this provider)")
+            continue
+        inst = Instance(a.provider, a.region, a.zone, a.instance_id, a.instance_type, Market(a.market),
+                        InstanceState.TERMINATED, a.id, job.id, a.task_id)
+        print(provider.read_log(inst), end="")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    store = open_store()
+    job = store.job(args.job)
+    if job is None:
+        raise CliError(f"no job {args.job!r}")
+    events = store.events(job.id)
+    if args.json:
+        print(json.dumps([{"id": e.id, "at": e.at, "kind": e.kind, "message": e.message, "task_id": e.task_id,
+                           "attempt_id": e.attempt_id} for e in events]))
+    else:
+        for e in events:
+            print(f"{render.when(e.at)}  {e.kind:<18} {e.message}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    store = open_store()
+    job = store.job(args.job)
+    if job is None:
+        raise CliError(f"no job {args.job!r}")
+    if job.finished_at is not None:
+        print(f"job {job.id} has already finished")
+        return 0
+    store.request_cancel(job.id, time.time())
+    # Act now rather than at the controller's next tick: stop what runs, then settle the rows.
+    from orchestrator.reconciler import Reconciler
+
+    clock = SystemClock()
+    Reconciler(store, build_providers(job.spec.placement.providers, clock=clock), clock,
+               owner=f"cancel-{os.getpid()}", lease_seconds=0.0).tick()
+    print(f"cancelled job {job.id}")
+    return 0
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    from orchestrator.reconciler import Reconciler
+
+    store = open_store()
+    clock = SystemClock()
+    names = [n.strip() for n in args.providers.split(",") if n.strip()]
+    r = Reconciler(store, build_providers(names, clock=clock), clock, tick_seconds=args.tick)
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    print(f"controller {r.owner}: providers {', '.join(names)}, tick {args.tick:g}s", file=sys.stderr)
+    try:
+        r.run(should_stop=lambda: stop["flag"], max_ticks=1 if args.once else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.release_jobs(r.owner)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from orchestrator.store import database_url, make_engine
+    from orchestrator.store.engine import current_revision, upgrade
+
+    engine = make_engine(database_url())
+    upgrade(engine)
+    print(f"database at revision {current_revision(engine)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Money, derived: every figure here is computed from the prices and times recorded on attempts.
+
+Nothing in orch estimates a cost anywhere else; the CLI, the JSON output, the Kubernetes status and
+the benchmarks all call `job_cost`. Definitions (docs/cost.md):
+
+- spent: sum over attempts of price x billed seconds (the provider's billing rules: per second with a
+  minimum), running attempts billed up to `now`; a launch the provider refused costs nothing.
+- projected: spent + remaining work x the price it is running at now (or the cheapest usable offer).
+- on-demand only: the whole estimated work plus one restart overhead at the on-demand price.
+- saved: on-demand only - projected.
+- lost to preemptions: for each preempted attempt, the time since its newest checkpoint (or since it
+  became productive) at its price: work that has to be done again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from orchestrator.model import AttemptView, Outcome
+from providers.base import Billing, Market
+
+
+def attempt_seconds(a: AttemptView, now: float) -> float:
+    end = a.ended_at if a.ended_at is not None else now
+    return max(0.0, end - a.launched_at)
+
+
+def attempt_cost(a: AttemptView, now: float) -> float:
+    if a.unbilled:
+        return 0.0
+    billed = Billing(a.billing_increment_s, a.billing_minimum_s).billed_seconds(attempt_seconds(a, now))
+    return a.price_per_hour * billed / 3600.0
+
+
+def attempt_lost(a: AttemptView) -> float:
+    """Cost of the work a preemption threw away (0 for any other outcome)."""
+    if a.outcome is not Outcome.PREEMPTED or a.ended_at is None:
+        return 0.0
+    since = a.last_checkpoint_at or a.productive_at or a.started_at or a.launched_at
+    return max(0.0, a.ended_at - max(since, a.launched_at)) * a.price_per_hour / 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobCost:
+    spent_usd: float
+    spot_usd: float
+    on_demand_usd: float
+    projected_usd: float
+    on_demand_only_usd: float
+    saved_usd: float
+    lost_usd: float
+    preemptions: int
+    spot_hours: float
+    on_demand_hours: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in
+                ((f, getattr(self, f)) for f in self.__dataclass_fields__)}
+
+
+def job_cost(attempts: Sequence[AttemptView], *, now: float, remaining_usd: float,
+             on_demand_only_usd: float) -> JobCost:
+    """All cost figures of a job from its attempts.
+
+    `remaining_usd` prices the work still to do (orchestrator.status decides at which price);
+    `on_demand_only_usd` is the same whole job on on-demand capacity, the yardstick for savings.
+    """
+    spot = sum(attempt_cost(a, now) for a in attempts if a.market is Market.SPOT)
+    on_demand = sum(attempt_cost(a, now) for a in attempts if a.market is Market.ON_DEMAND)
+    spent = spot + on_demand
+    projected = spent + remaining_usd
+    billed = [a for a in attempts if not a.unbilled]
+    return JobCost(
+        spent_usd=spent,
+        spot_usd=spot,
+        on_demand_usd=on_demand,
+        projected_usd=projected,
+        on_demand_only_usd=on_demand_only_usd,
+        saved_usd=on_demand_only_usd - projected,
+        lost_usd=sum(attempt_lost(a) for a in attempts),
+        preemptions=sum(1 for a in attempts if a.outcome is Outcome.PREEMPTED),
+        spot_hours=sum(attempt_seconds(a, now) for a in billed if a.market is Market.SPOT) / 3600.0,
+        on_demand_hours=sum(attempt_seconds(a, now) for a in billed if a.market is Market.ON_DEMAND) / 3600.0,
+    )

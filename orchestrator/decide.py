@@ -1,0 +1,142 @@
+"""Decide, per task and per tick, what should happen next: a pure function of what was observed.
+
+`judge_ended` turns an ended instance into an attempt outcome and task transitions; `choose`
+turns the policy's market choice, the offers and the budget into an action. The reconciler applies
+the result; nothing here touches the store, a provider or the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from orchestrator.model import AttemptView, Outcome, TaskView
+from orchestrator.placement import usable
+from orchestrator.policy import Choice, Situation, get_policy
+from orchestrator.spec import JobSpec
+from providers.base import EndReason, Instance, Market, Offer
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How an attempt ended and what that does to its task."""
+
+    outcome: Outcome
+    transitions: tuple[str, ...]
+    message: str
+    exit_code: int | None = None
+    failures: int | None = None
+
+
+def judge_ended(spec: JobSpec, task: TaskView, attempt: AttemptView, inst: Instance | None,
+                exit_code: int | None, *, cancel_requested: bool) -> Verdict:
+    """The outcome of an attempt whose instance is gone (`inst` None) or no longer alive."""
+    reason = inst.reason if inst else EndReason.LOST
+    if reason is EndReason.PREEMPTED:
+        return Verdict(Outcome.PREEMPTED, ("preempted", "requeue"),
+                       f"attempt {attempt.number} preempted: {attempt.market} capacity reclaimed")
+    if exit_code is None and inst is not None:
+        exit_code = inst.exit_code
+    if reason is EndReason.EXITED and exit_code is not None:
+        if exit_code == 0:
+            return Verdict(Outcome.SUCCEEDED, ("succeed",), f"attempt {attempt.number} succeeded", 0)
+        if exit_code in spec.retry.recover_on_exit_codes:
+            return Verdict(Outcome.FAILED, ("retry",),
+                           f"attempt {attempt.number} exited {exit_code} (recoverable): retrying", exit_code)
+        failures = task.failures + 1
+        if failures > spec.retry.max_failures:
+            return Verdict(Outcome.FAILED, ("fail",),
+                           f"attempt {attempt.number} exited {exit_code}; {failures} failures, "
+                           f"more than max_failures = {spec.retry.max_failures}", exit_code, failures)
+        return Verdict(Outcome.FAILED, ("retry",),
+                       f"attempt {attempt.number} exited {exit_code}: failure {failures} of "
+                       f"{spec.retry.max_failures} allowed, retrying", exit_code, failures)
+    if cancel_requested:
+        return Verdict(Outcome.CANCELLED, ("cancel",), f"attempt {attempt.number} ended by cancellation")
+    # Terminated by someone else, vanished, or ended without an exit status: not the job's fault.
+    return Verdict(Outcome.LOST, ("preempted", "requeue"),
+                   f"attempt {attempt.number} lost ({reason}); the task is requeued")
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    offers: tuple[Offer, ...]  # in order of preference; the reconciler tries them until one starts
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """End the live attempt: to switch market, to go idle, or to stay within budget."""
+
+    outcome: Outcome
+    transitions: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverBudget:
+    reason: str
+
+
+Action = Wait | Launch | Stop | OverBudget
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    spec: JobSpec
+    situation: Situation
+    live: AttemptView | None
+    offers: Sequence[Offer]
+    avoid: Mapping[str, float] = field(default_factory=dict)
+    now: float = 0.0
+    # Budget: what the job has spent so far, and what its other tasks' remaining work will cost.
+    spent_usd: float = 0.0
+    others_usd: float = 0.0
+
+
+def _fits(ctx: Context, offer: Offer) -> bool:
+    budget = ctx.spec.schedule.budget_usd
+    if budget is None:
+        return True
+    s = ctx.situation
+    need = (s.remaining_work_h + s.overhead_h) * offer.price_per_hour
+    return ctx.spent_usd + ctx.others_usd + need <= budget + 1e-9
+
+
+def choose(ctx: Context) -> Action:
+    s = ctx.situation
+    budget = ctx.spec.schedule.budget_usd
+    if budget is not None and ctx.spent_usd >= budget:
+        if ctx.live is not None:
+            return Stop(Outcome.BUDGET, ("over_budget",), f"spent ${ctx.spent_usd:.2f} of ${budget:.2f}")
+        return OverBudget(f"spent ${ctx.spent_usd:.2f} of the ${budget:.2f} budget")
+    choice = get_policy(ctx.spec.policy_name)(s)
+    if ctx.live is not None:
+        if choice.market is ctx.live.market:
+            return Wait(f"running on {ctx.live.market}")
+        if choice is Choice.WAIT:
+            return Stop(Outcome.SWITCHED, ("switch",), f"policy: leave {ctx.live.market} and wait for spot")
+        target = usable(ctx.offers, Market(choice.value), ctx.avoid, ctx.now)
+        if not target:
+            return Wait(f"policy wants {choice} but no {choice} offer is usable; staying on {ctx.live.market}")
+        return Stop(Outcome.SWITCHED, ("switch",), f"policy: switch from {ctx.live.market} to {choice}")
+    if choice is Choice.WAIT:
+        return Wait("policy: wait for spot capacity")
+    offers = usable(ctx.offers, Market(choice.value), ctx.avoid, ctx.now)
+    if not offers:
+        return Wait(f"policy chose {choice}, but no {choice} offer is usable now")
+    affordable = tuple(o for o in offers if _fits(ctx, o))
+    if not affordable:
+        spot = [o for o in ctx.offers if o.market is Market.SPOT and _fits(ctx, o)]
+        if spot and choice is Choice.ON_DEMAND and ctx.spec.schedule.market != "on-demand":
+            return Wait("on-demand would break the budget; waiting for spot")
+        cheapest = offers[0]
+        return OverBudget(
+            f"the remaining work ({s.remaining_work_h:.2f} h + {s.overhead_h:.2f} h overhead) at "
+            f"${cheapest.price_per_hour:.4f}/h would take the job past its ${budget:.2f} budget")
+    return Launch(affordable, f"policy chose {choice}")

@@ -1,0 +1,252 @@
+"""One task's share of a reconcile tick: read its attempt's fate, then act on the core's decision."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from orchestrator.checkpoint import newest_manifest, read_heartbeat
+from orchestrator.cost import attempt_cost
+from orchestrator.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended
+from orchestrator.model import AttemptState, AttemptView, IllegalTransition, Outcome, TaskState, TaskView
+from orchestrator.placement import cheapest
+from orchestrator.policy import Situation
+from orchestrator.status import measured_overhead_hours, task_work_hours
+from orchestrator.store.repo import JobView
+from providers.base import (
+    CapacityError,
+    Instance,
+    LaunchRequest,
+    Market,
+    Offer,
+    ProviderError,
+    QuotaError,
+    offer_key,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.reconciler import Observation, Reconciler
+
+log = logging.getLogger("orch.reconciler")
+MAX_OFFERS_PER_TICK = 3
+
+
+class TaskWorker:
+    def __init__(self, r: Reconciler, job: JobView, task: TaskView, live: AttemptView | None,
+                 attempts: list[AttemptView], tasks: list[TaskView]) -> None:
+        self.r, self.job, self.task, self.live = r, job, task, live
+        self.attempts, self.tasks = attempts, tasks
+        self.store = r.store
+
+    @property
+    def now(self) -> float:
+        return self.r.clock.now()
+
+    def step(self, obs: Observation) -> None:
+        live = self.live
+        if live is not None:
+            if live.provider not in obs.listed:
+                return  # this provider could not be listed this tick: decide nothing about it
+            inst = obs.instances.get(live.id)
+            if live.state is AttemptState.LAUNCHING:
+                if inst is None:
+                    self._launch_again(live)
+                    return
+                self.store.attempt_running(live, inst.instance_id, self.now)
+                live = self.live = self.store.attempt(live.id)
+                assert live is not None
+            if inst is None or not inst.alive:
+                self._finish(live, inst)
+                return
+            self._observe(live, inst)
+            notice = obs.notices.get(live.id)
+            if notice is not None:
+                self._note_notice(live, notice.kind, notice.deadline)
+            if not self._manage_live(live, inst):
+                return
+            self.live = None
+        self._refresh()
+        if self.job.cancel_requested_at is not None:
+            self.store.transition(self.task.id, "cancel", self.now, message="cancelled before launch")
+            return
+        if self.task.state is TaskState.PENDING:
+            self._place()
+
+    # --- a live attempt ------------------------------------------------------------------------
+
+    def _manage_live(self, live: AttemptView, inst: Instance) -> bool:
+        """Cancel, stop or keep the live attempt; True when it was stopped and the task may relaunch."""
+        if self.job.cancel_requested_at is not None:
+            self._terminate(live, inst, Outcome.CANCELLED, ("cancel",), "cancelled by the user")
+            return False
+        action = choose(self._context(live))
+        if isinstance(action, Stop):
+            self._terminate(live, inst, action.outcome, action.transitions, action.reason)
+            return action.outcome is Outcome.SWITCHED
+        return False
+
+    def _terminate(self, live: AttemptView, inst: Instance, outcome: Outcome, transitions: tuple[str, ...],
+                   reason: str) -> None:
+        # The instance goes first: if terminating fails, the attempt stays live and the next tick retries.
+        self.r.providers[live.provider].terminate(inst)
+        self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason)
+
+    def _finish(self, live: AttemptView, inst: Instance | None) -> None:
+        exit_code = self._observe(live, inst) if inst is not None else None
+        verdict = judge_ended(self.job.spec, self.task, live, inst, exit_code,
+                              cancel_requested=self.job.cancel_requested_at is not None)
+        ended_at = inst.ended_at if inst is not None and inst.ended_at is not None else self.now
+        self.store.end_attempt(live, verdict.outcome, self.now, task_transitions=verdict.transitions,
+                               message=verdict.message, exit_code=verdict.exit_code, failures=verdict.failures,
+                               ended_at=max(ended_at, live.launched_at))
+
+    def _observe(self, live: AttemptView, inst: Instance) -> int | None:
+        """Record progress and the newest checkpoint; return the job's exit code if its heartbeat has one."""
+        now = self.now
+        exit_code: int | None = None
+        committed: float | None
+        reported: float | None
+        if inst.progress is not None:
+            committed = reported = inst.progress
+            checkpoint_at: float | None = now
+        else:
+            storage = self.r.storage(self.task.checkpoint_uri)
+            hb = read_heartbeat(storage)
+            manifest = newest_manifest(storage)
+            current = hb is not None and hb.attempt == live.number
+            reported = hb.progress if current and hb is not None else None
+            exit_code = hb.exit_code if current and hb is not None else None
+            committed = manifest.progress if manifest is not None else None
+            checkpoint_at = manifest.created_at if manifest is not None else None
+            if checkpoint_at is not None and checkpoint_at < live.launched_at:
+                checkpoint_at = None
+        self.store.update_progress(self.task.id, committed=committed, reported=reported, now=now)
+        notes: dict[str, float] = {}
+        seen = max(x for x in (committed, reported, 0.0) if x is not None)
+        if live.productive_at is None and seen > live.progress_start:
+            notes["productive_at"] = now
+        if checkpoint_at is not None:
+            notes["last_checkpoint_at"] = checkpoint_at
+        if committed is not None:
+            notes["progress_end"] = committed
+        if notes:
+            self.store.note_attempt(live.id, **notes)
+        return exit_code
+
+    def _note_notice(self, live: AttemptView, kind: str, deadline: float | None) -> None:
+        events = self.store.events(self.job.id)
+        if any(e.kind == "notice" and e.attempt_id == live.id for e in events):
+            return
+        left = f", {max(0.0, deadline - self.now):.0f} s to save" if deadline else ""
+        self.store.add_event(self.job.id, "notice", f"{kind} notice for attempt {live.number}{left}",
+                             self.now, task_id=self.task.id, attempt_id=live.id)
+
+    # --- placing a pending task ----------------------------------------------------------------
+
+    def _place(self) -> None:
+        action = choose(self._context(None))
+        if isinstance(action, OverBudget):
+            self.store.transition(self.task.id, "over_budget", self.now, message=action.reason)
+        elif isinstance(action, Launch):
+            self._launch(action.offers)
+        elif isinstance(action, Wait | Stop):
+            return
+
+    def _launch(self, offers: tuple[Offer, ...]) -> None:
+        for offer in offers[:MAX_OFFERS_PER_TICK]:
+            attempt = self.store.begin_attempt(self.task, offer, self.now)
+            if self._start(attempt, offer):
+                return
+            self._refresh()
+
+    def _launch_again(self, attempt: AttemptView) -> None:
+        """An attempt left `launching` by a dead controller: same token, so no second instance."""
+        offer = next((o for o in self._all_offers() if o.key == _attempt_key(attempt)), None)
+        if offer is None:
+            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=("launch_failed",),
+                                   message="offer no longer available on restart", unbilled=True)
+            return
+        self._start(attempt, offer)
+
+    def _start(self, attempt: AttemptView, offer: Offer) -> bool:
+        provider = self.r.providers[offer.provider]
+        try:
+            inst = provider.launch(self._request(attempt, offer))
+        except ProviderError as exc:
+            if isinstance(exc, CapacityError):
+                self.r.avoid[offer.key] = self.now + exc.retry_after
+            elif isinstance(exc, QuotaError):
+                for o in self._all_offers():
+                    if o.provider == offer.provider and o.region == offer.region:
+                        self.r.avoid[o.key] = self.now + 600.0
+            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=("launch_failed",),
+                                   message=f"launch on {offer.market} {offer.instance_type} in "
+                                           f"{offer.zone or offer.region} failed: {exc}", unbilled=True)
+            return False
+        try:
+            self.store.attempt_running(attempt, inst.instance_id, self.now)
+        except IllegalTransition:
+            log.warning("attempt %s changed while launching; the reaper will settle it", attempt.id)
+        return True
+
+    def _request(self, attempt: AttemptView, offer: Offer) -> LaunchRequest:
+        spec, task = self.job.spec, self.task
+        env = dict(spec.env)
+        env.update(ORCH_JOB_ID=self.job.id, ORCH_TASK_ID=task.id, ORCH_ATTEMPT=str(attempt.number),
+                   ORCH_CHECKPOINT_URI=task.checkpoint_uri, ORCH_MARKET=str(offer.market))
+        if task.item_start is not None and task.item_end is not None:
+            env.update(ORCH_ITEM_START=str(task.item_start), ORCH_ITEM_END=str(task.item_end))
+        return LaunchRequest(
+            job_id=self.job.id, task_id=task.id, attempt_id=attempt.id, attempt_number=attempt.number,
+            offer=offer, command=spec.command, env=env, checkpoint_uri=task.checkpoint_uri,
+            grace_seconds=spec.checkpoint.grace_seconds, image=spec.image, workdir=spec.workdir,
+            estimated_hours=task_work_hours(spec, task), progress=task.progress_committed,
+            options=dict(spec.placement.options.get(offer.provider, {})),
+        )
+
+    # --- inputs to the pure core ---------------------------------------------------------------
+
+    def _all_offers(self) -> list[Offer]:
+        spec = self.job.spec
+        out: list[Offer] = []
+        for name in spec.placement.providers:
+            if name in self.r.providers:
+                out.extend(self.r.offers(name, spec.resources, spec.placement.regions))
+        return out
+
+    def _context(self, live: AttemptView | None) -> Context:
+        spec, task, now = self.job.spec, self.task, self.now
+        offers = self._all_offers()
+        work_h = task_work_hours(spec, task)
+        overhead_h = measured_overhead_hours(spec, self.attempts)
+        spot = [o for o in offers if o.market is Market.SPOT and o.available is not False
+                and self.r.avoid.get(o.key, 0.0) <= now]
+        low_spot, low_od = cheapest(offers, Market.SPOT), cheapest(offers, Market.ON_DEMAND)
+        ratio = low_od.price_per_hour / low_spot.price_per_hour if low_spot and low_od else 3.0
+        running_spot = live is not None and live.market is Market.SPOT
+        overhead_left = 0.0
+        if live is not None and live.productive_at is None:
+            overhead_left = max(0.0, overhead_h - (now - live.launched_at) / 3600.0)
+        situation = Situation(
+            elapsed_h=(now - self.job.created_at) / 3600.0,
+            deadline_h=None if self.job.deadline_at is None else (self.job.deadline_at - self.job.created_at) / 3600.0,
+            work_h=work_h, done_h=task.progress_committed * work_h, overhead_h=overhead_h, price_ratio=ratio,
+            current=live.market if live is not None else None, spot_available=bool(spot) or running_spot,
+            tick_h=self.r.tick_seconds / 3600.0, overhead_left_h=overhead_left,
+        )
+        spent = sum(attempt_cost(a, now) for a in self.attempts)
+        price = low_spot.price_per_hour if low_spot else (low_od.price_per_hour if low_od else 0.0)
+        others = sum((1.0 - t.progress_committed) * task_work_hours(spec, t) * price
+                     for t in self.tasks if t.id != task.id and not t.state.terminal)
+        return Context(spec=spec, situation=situation, live=live, offers=offers, avoid=self.r.avoid, now=now,
+                       spent_usd=spent, others_usd=others)
+
+    def _refresh(self) -> None:
+        fresh = next((t for t in self.store.tasks(self.job.id) if t.id == self.task.id), None)
+        if fresh is not None:
+            self.task = fresh
+        self.attempts = self.store.attempts(self.job.id)
+
+
+def _attempt_key(a: AttemptView) -> str:
+    return offer_key(a.provider, a.region, a.zone, a.instance_type, a.market)

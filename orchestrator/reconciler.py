@@ -1,0 +1,158 @@
+"""The reconcile loop: observe -> decide -> act -> record, level-triggered and idempotent.
+
+One tick lists every provider's orch-managed instances once (never once per job), reads the
+heartbeat and newest checkpoint manifest of each running attempt from checkpoint storage, then for
+every task asks the pure core what to do and does it. A controller killed at any point converges on
+restart: an attempt left `launching` is launched again with the same token (providers return the
+instance already made), an instance whose attempt is not live is terminated (no leak, no double
+billing), and an attempt whose instance vanished is ended and its task requeued.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from orchestrator.checkpoint.storage import Storage, StorageError, open_storage
+from orchestrator.model import AttemptState, AttemptView, TaskView, job_state
+from orchestrator.reconcile_task import TaskWorker
+from orchestrator.store import Store
+from orchestrator.store.repo import JobView
+from providers.base import Clock, Instance, Notice, Offer, Provider, ProviderError, Resources
+
+log = logging.getLogger("orch.reconciler")
+
+
+@dataclass
+class Observation:
+    """What one tick saw. `listed` holds the providers whose list call succeeded this tick."""
+
+    instances: dict[str, Instance] = field(default_factory=dict)  # by attempt id
+    listed: set[str] = field(default_factory=set)
+    notices: dict[str, Notice] = field(default_factory=dict)  # by attempt id
+    orphans: list[tuple[str, Instance]] = field(default_factory=list)
+
+
+@dataclass
+class Reconciler:
+    store: Store
+    providers: Mapping[str, Provider]
+    clock: Clock
+    owner: str = field(default_factory=lambda: f"orch-{uuid.uuid4().hex[:12]}")
+    tick_seconds: float = 5.0
+    lease_seconds: float = 60.0
+    storage: Callable[[str], Storage] = open_storage
+    # Offers a provider refused (capacity) are avoided until the time stored here.
+    avoid: dict[str, float] = field(default_factory=dict)
+    _offers: dict[tuple[str, Resources, tuple[str, ...]], list[Offer]] = field(default_factory=dict)
+
+    def tick(self) -> list[str]:
+        """One pass over every job this controller holds; returns the ids of jobs still unfinished."""
+        now = self.clock.now()
+        job_ids = self.store.claim_jobs(self.owner, now, self.lease_seconds)
+        obs = self.observe()
+        self._offers.clear()
+        active: list[str] = []
+        for job_id in job_ids:
+            job = self.store.job(job_id)
+            if job is None:
+                continue
+            if self._reconcile_job(job, obs):
+                active.append(job_id)
+        self._reap(obs)
+        return active
+
+    def run(self, *, job_id: str | None = None, should_stop: Callable[[], bool] = lambda: False,
+            max_ticks: int | None = None) -> None:
+        """Tick until `job_id` finishes (or forever), sleeping `tick_seconds` between ticks."""
+        ticks = 0
+        while not should_stop():
+            active = self.tick()
+            ticks += 1
+            if job_id is not None and job_id not in active:
+                return
+            if max_ticks is not None and ticks >= max_ticks:
+                return
+            self.clock.sleep(self.tick_seconds)
+
+    # --- observe -------------------------------------------------------------------------------
+
+    def observe(self) -> Observation:
+        obs = Observation()
+        live = self.store.live_attempt_ids()
+        for name, provider in self.providers.items():
+            try:
+                instances = provider.instances()
+                notices = provider.notices()
+            except ProviderError as exc:
+                log.warning("listing %s failed this tick: %s", name, exc)
+                continue
+            obs.listed.add(name)
+            for inst in instances:
+                if inst.attempt_id is not None and inst.attempt_id in live:
+                    obs.instances[inst.attempt_id] = inst
+                elif inst.alive:
+                    obs.orphans.append((name, inst))
+            for n in notices:
+                if n.attempt_id:
+                    obs.notices[n.attempt_id] = n
+        return obs
+
+    def offers(self, provider: str, resources: Resources, regions: tuple[str, ...]) -> list[Offer]:
+        """Offers, fetched once per tick per (provider, resources, regions) and recorded as prices."""
+        key = (provider, resources, regions)
+        if key not in self._offers:
+            try:
+                found = self.providers[provider].offers(resources, regions)
+            except ProviderError as exc:
+                log.warning("offers from %s failed: %s", provider, exc)
+                found = []
+            self._offers[key] = found
+            self.store.record_prices(found, self.clock.now())
+        return self._offers[key]
+
+    # --- per job -------------------------------------------------------------------------------
+
+    def _reconcile_job(self, job: JobView, obs: Observation) -> bool:
+        tasks = self.store.tasks(job.id)
+        attempts = self.store.attempts(job.id)
+        for task in tasks:
+            if task.state.terminal:
+                continue
+            live = _live_attempt(attempts, task)
+            worker = TaskWorker(self, job, task, live, attempts, tasks)
+            try:
+                worker.step(obs)
+            except StorageError as exc:
+                log.warning("checkpoint storage of task %s unreadable: %s", task.id, exc)
+            except ProviderError as exc:
+                self.store.add_event(job.id, "provider_error", str(exc), self.clock.now(), task_id=task.id)
+            tasks = self.store.tasks(job.id)
+            attempts = self.store.attempts(job.id)
+        states = [t.state for t in self.store.tasks(job.id)]
+        if all(s.terminal for s in states):
+            now = self.clock.now()
+            self.store.add_event(job.id, "finished", f"job {job_state(states)}", now)
+            self.store.mark_finished(job.id, now)
+            return False
+        return True
+
+    def _reap(self, obs: Observation) -> None:
+        """Terminate orch-managed instances that no live attempt owns: no leak, no double billing."""
+        for name, inst in obs.orphans:
+            try:
+                self.providers[name].terminate(inst)
+            except ProviderError as exc:
+                log.warning("could not terminate orphan %s: %s", inst.instance_id, exc)
+                continue
+            log.info("terminated orphan instance %s (attempt %s)", inst.instance_id, inst.attempt_id)
+            if inst.job_id and self.store.job(inst.job_id):
+                self.store.add_event(inst.job_id, "orphan_terminated",
+                                     f"terminated {inst.instance_id}: no live attempt owns it",
+                                     self.clock.now(), attempt_id=inst.attempt_id)
+
+
+def _live_attempt(attempts: list[AttemptView], task: TaskView) -> AttemptView | None:
+    return next((a for a in attempts if a.task_id == task.id and a.state is not AttemptState.ENDED), None)

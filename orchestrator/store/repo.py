@@ -1,0 +1,497 @@
+"""The one place that writes state. Every change is a guarded transition with its event row.
+
+Invariant (enforced here, nowhere else): `tasks.state` changes only through `Store.transition`,
+an `UPDATE ... WHERE id = :id AND state IN (:sources)` whose row count is checked, in the same
+transaction as the event that records it. Attempts move `launching -> running -> ended` the same way.
+Side effects (launching, terminating) happen in the reconciler after these commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Engine, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.model import (
+    TRANSITIONS,
+    AttemptState,
+    AttemptView,
+    IllegalTransition,
+    Outcome,
+    TaskState,
+    TaskView,
+)
+from orchestrator.spec import JobSpec, spec_from_dict
+from orchestrator.store.tables import AttemptRow, EventRow, JobRow, PriceRow, TaskRow
+from providers.base import Market, Offer
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    id: str
+    name: str
+    spec: JobSpec
+    source: str
+    created_at: float
+    deadline_at: float | None
+    budget_usd: float | None
+    policy: str
+    checkpoint_uri: str
+    cancel_requested_at: float | None
+    external_ref: str | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    id: int
+    at: float
+    kind: str
+    message: str
+    task_id: str | None
+    attempt_id: str | None
+    data: dict[str, Any] | None
+
+
+def _count(result: Any) -> int:
+    """Rows matched by an UPDATE: the guard of every transition."""
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as s:
+            yield s
+
+    # --- jobs ----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        spec: JobSpec,
+        *,
+        source: str,
+        now: float,
+        checkpoint_uri: str,
+        job_id: str | None = None,
+        external_ref: str | None = None,
+    ) -> str:
+        """Store a validated job and its tasks in one transaction: all of it, or nothing."""
+        job_id = job_id or new_id()
+        shards = spec.array.shards if spec.array else 1
+        with self.session() as s:
+            s.add(
+                JobRow(
+                    id=job_id,
+                    name=spec.name,
+                    spec=spec.to_dict(),
+                    source=source,
+                    created_at=now,
+                    deadline_at=spec.schedule.deadline,
+                    budget_usd=spec.schedule.budget_usd,
+                    estimated_hours=spec.schedule.estimated_hours,
+                    policy=spec.policy_name,
+                    checkpoint_uri=checkpoint_uri,
+                    external_ref=external_ref,
+                )
+            )
+            s.flush()
+            for i in range(shards):
+                start, end = spec.array.bounds(i) if spec.array else (None, None)
+                uri = checkpoint_uri.rstrip("/") + (f"/task-{i:05d}" if spec.array else "/task-00000")
+                s.add(
+                    TaskRow(
+                        id=new_id(),
+                        job_id=job_id,
+                        index=i,
+                        state=TaskState.PENDING,
+                        failures=0,
+                        progress_committed=0.0,
+                        progress_reported=0.0,
+                        checkpoint_uri=uri,
+                        item_start=start,
+                        item_end=end,
+                        updated_at=now,
+                    )
+                )
+            s.add(
+                EventRow(
+                    job_id=job_id,
+                    at=now,
+                    kind="submitted",
+                    message=f"submitted {spec.name!r}: {shards} task(s), policy {spec.policy_name}",
+                )
+            )
+        return job_id
+
+    def request_cancel(self, job_id: str, now: float) -> bool:
+        with self.session() as s:
+            n = _count(
+                s.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.cancel_requested_at.is_(None))
+                    .values(cancel_requested_at=now)
+                )
+            )
+            if n:
+                s.add(EventRow(job_id=job_id, at=now, kind="cancel_requested", message="cancellation requested"))
+        return bool(n)
+
+    def mark_finished(self, job_id: str, now: float) -> None:
+        with self.session() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.finished_at.is_(None)).values(finished_at=now))
+
+    def claim_jobs(self, owner: str, now: float, lease_seconds: float) -> list[str]:
+        """Renew or take the lease of every unfinished job that is free; return the ones held.
+
+        A lease, not a row lock, so it works the same on SQLite and PostgreSQL and survives a
+        controller that dies holding it (the lease simply expires).
+        """
+        with self.session() as s:
+            s.execute(
+                update(JobRow)
+                .where(
+                    JobRow.finished_at.is_(None),
+                    or_(JobRow.lease_owner.is_(None), JobRow.lease_owner == owner, JobRow.lease_expires_at < now),
+                )
+                .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
+            )
+            rows = s.scalars(
+                select(JobRow.id)
+                .where(JobRow.finished_at.is_(None), JobRow.lease_owner == owner)
+                .order_by(JobRow.created_at)
+            )
+            return list(rows)
+
+    def release_jobs(self, owner: str) -> None:
+        with self.session() as s:
+            s.execute(update(JobRow).where(JobRow.lease_owner == owner).values(lease_owner=None, lease_expires_at=None))
+
+    def job(self, job_id: str) -> JobView | None:
+        with self.session() as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                row = s.scalars(select(JobRow).where(JobRow.id.startswith(job_id))).first() if job_id else None
+            return _job_view(row) if row else None
+
+    def job_by_ref(self, external_ref: str) -> JobView | None:
+        with self.session() as s:
+            row = s.scalars(select(JobRow).where(JobRow.external_ref == external_ref)).first()
+            return _job_view(row) if row else None
+
+    def jobs(self, *, limit: int = 100) -> list[JobView]:
+        with self.session() as s:
+            rows = s.scalars(select(JobRow).order_by(JobRow.created_at.desc()).limit(limit))
+            return [_job_view(r) for r in rows]
+
+    # --- tasks ---------------------------------------------------------------------------------
+
+    def tasks(self, job_id: str) -> list[TaskView]:
+        with self.session() as s:
+            rows = s.scalars(select(TaskRow).where(TaskRow.job_id == job_id).order_by(TaskRow.index))
+            return [_task_view(r) for r in rows]
+
+    def transition(
+        self,
+        task_id: str,
+        name: str,
+        now: float,
+        *,
+        message: str = "",
+        attempt_id: str | None = None,
+        session: Session | None = None,
+        **values: Any,
+    ) -> None:
+        """Apply a named transition, or raise `IllegalTransition` if the task is not in a source state."""
+        if session is None:
+            with self.session() as s:
+                self.transition(task_id, name, now, message=message, attempt_id=attempt_id, session=s, **values)
+            return
+        t = TRANSITIONS.get(name)
+        if t is None:
+            raise IllegalTransition(f"no transition named {name!r}")
+        n = _count(
+            session.execute(
+                update(TaskRow)
+                .where(TaskRow.id == task_id, TaskRow.state.in_([str(x) for x in t.sources]))
+                .values(state=str(t.target), updated_at=now, **values)
+            )
+        )
+        if n != 1:
+            current = session.scalar(select(TaskRow.state).where(TaskRow.id == task_id))
+            raise IllegalTransition(
+                f"{name}: task {task_id} is {current or 'missing'}, not one of {', '.join(t.sources)}"
+            )
+        job_id = session.scalar(select(TaskRow.job_id).where(TaskRow.id == task_id))
+        assert job_id is not None
+        session.add(
+            EventRow(
+                job_id=job_id,
+                task_id=task_id,
+                attempt_id=attempt_id,
+                at=now,
+                kind=name,
+                message=message or f"task -> {t.target}",
+            )
+        )
+
+    def update_progress(self, task_id: str, *, committed: float | None, reported: float | None, now: float) -> None:
+        values: dict[str, Any] = {}
+        if committed is not None:
+            values["progress_committed"] = min(1.0, max(0.0, committed))
+        if reported is not None:
+            values["progress_reported"] = min(1.0, max(0.0, reported))
+        if values:
+            with self.session() as s:
+                s.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
+
+    # --- attempts ------------------------------------------------------------------------------
+
+    def begin_attempt(self, task: TaskView, offer: Offer, now: float, *, message: str = "") -> AttemptView:
+        """`pending -> launching` and the attempt row, before the provider is called (its id is the token)."""
+        with self.session() as s:
+            number = s.scalar(select(func.count()).select_from(AttemptRow).where(AttemptRow.task_id == task.id))
+            row = AttemptRow(
+                id=new_id(),
+                task_id=task.id,
+                job_id=task.job_id,
+                number=int(number or 0),
+                provider=offer.provider,
+                region=offer.region,
+                zone=offer.zone,
+                instance_type=offer.instance_type,
+                market=str(offer.market),
+                price_per_hour=offer.price_per_hour,
+                on_demand_price_per_hour=offer.on_demand_price_per_hour,
+                price_source=offer.price_source,
+                billing_increment_s=offer.billing.increment_seconds,
+                billing_minimum_s=offer.billing.minimum_seconds,
+                state=str(AttemptState.LAUNCHING),
+                launched_at=now,
+                progress_start=task.progress_committed,
+                unbilled=False,
+            )
+            s.add(row)
+            s.flush()
+            self.transition(
+                task.id,
+                "launch",
+                now,
+                attempt_id=row.id,
+                session=s,
+                message=message
+                or (
+                    f"launching attempt {row.number} on {offer.market} {offer.instance_type} in "
+                    f"{offer.zone or offer.region} at ${offer.price_per_hour:.4f}/h"
+                ),
+            )
+            return _attempt_view(row)
+
+    def attempt_running(self, attempt: AttemptView, instance_id: str, now: float) -> None:
+        with self.session() as s:
+            n = _count(
+                s.execute(
+                    update(AttemptRow)
+                    .where(AttemptRow.id == attempt.id, AttemptRow.state == str(AttemptState.LAUNCHING))
+                    .values(state=str(AttemptState.RUNNING), instance_id=instance_id, started_at=now)
+                )
+            )
+            if n != 1:
+                raise IllegalTransition(f"attempt {attempt.id} is not launching")
+            self.transition(
+                attempt.task_id,
+                "started",
+                now,
+                attempt_id=attempt.id,
+                session=s,
+                message=f"attempt {attempt.number} running as {instance_id}",
+            )
+
+    def end_attempt(
+        self,
+        attempt: AttemptView,
+        outcome: Outcome,
+        now: float,
+        *,
+        task_transitions: Sequence[str],
+        message: str,
+        exit_code: int | None = None,
+        unbilled: bool = False,
+        failures: int | None = None,
+        ended_at: float | None = None,
+    ) -> None:
+        """End an attempt and move its task, atomically; a second call for the same attempt is refused."""
+        with self.session() as s:
+            n = _count(
+                s.execute(
+                    update(AttemptRow)
+                    .where(AttemptRow.id == attempt.id, AttemptRow.state != str(AttemptState.ENDED))
+                    .values(
+                        state=str(AttemptState.ENDED),
+                        outcome=str(outcome),
+                        exit_code=exit_code,
+                        ended_at=ended_at if ended_at is not None else now,
+                        unbilled=unbilled,
+                        message=message,
+                    )
+                )
+            )
+            if n != 1:
+                raise IllegalTransition(f"attempt {attempt.id} has already ended")
+            extra: dict[str, Any] = {} if failures is None else {"failures": failures}
+            for i, name in enumerate(task_transitions):
+                self.transition(
+                    attempt.task_id,
+                    name,
+                    now,
+                    attempt_id=attempt.id,
+                    session=s,
+                    message=message if i == 0 else "",
+                    **(extra if i == 0 else {}),
+                )
+
+    def note_attempt(self, attempt_id: str, **values: Any) -> None:
+        """Observations about a live attempt (progress, newest checkpoint time); not state changes."""
+        allowed = {"productive_at", "progress_end", "last_checkpoint_at"}
+        if set(values) - allowed:
+            raise ValueError(f"not an observation: {sorted(set(values) - allowed)}")
+        with self.session() as s:
+            s.execute(update(AttemptRow).where(AttemptRow.id == attempt_id).values(**values))
+
+    def attempts(self, job_id: str) -> list[AttemptView]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(AttemptRow)
+                .where(AttemptRow.job_id == job_id)
+                .order_by(AttemptRow.launched_at, AttemptRow.number)
+            )
+            return [_attempt_view(r) for r in rows]
+
+    def live_attempt_ids(self) -> set[str]:
+        with self.session() as s:
+            return set(s.scalars(select(AttemptRow.id).where(AttemptRow.state != str(AttemptState.ENDED))))
+
+    def attempt(self, attempt_id: str) -> AttemptView | None:
+        with self.session() as s:
+            row = s.get(AttemptRow, attempt_id)
+            return _attempt_view(row) if row else None
+
+    # --- events and prices ---------------------------------------------------------------------
+
+    def add_event(
+        self,
+        job_id: str,
+        kind: str,
+        message: str,
+        now: float,
+        *,
+        task_id: str | None = None,
+        attempt_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        with self.session() as s:
+            s.add(
+                EventRow(
+                    job_id=job_id, task_id=task_id, attempt_id=attempt_id, at=now, kind=kind, message=message, data=data
+                )
+            )
+
+    def events(self, job_id: str, *, after_id: int = 0) -> list[EventView]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(EventRow).where(EventRow.job_id == job_id, EventRow.id > after_id).order_by(EventRow.id)
+            )
+            return [EventView(r.id, r.at, r.kind, r.message, r.task_id, r.attempt_id, r.data) for r in rows]
+
+    def record_prices(self, offers: Sequence[Offer], now: float) -> None:
+        if not offers:
+            return
+        with self.session() as s:
+            s.add_all(
+                PriceRow(
+                    provider=o.provider,
+                    region=o.region,
+                    zone=o.zone,
+                    instance_type=o.instance_type,
+                    market=str(o.market),
+                    price_per_hour=o.price_per_hour,
+                    available=o.available,
+                    source=o.price_source,
+                    observed_at=now,
+                )
+                for o in offers
+            )
+
+
+def _job_view(r: JobRow) -> JobView:
+    return JobView(
+        r.id,
+        r.name,
+        spec_from_dict(r.spec),
+        r.source,
+        r.created_at,
+        r.deadline_at,
+        r.budget_usd,
+        r.policy,
+        r.checkpoint_uri,
+        r.cancel_requested_at,
+        r.external_ref,
+        r.finished_at,
+    )
+
+
+def _task_view(r: TaskRow) -> TaskView:
+    return TaskView(
+        r.id,
+        r.job_id,
+        r.index,
+        TaskState(r.state),
+        r.failures,
+        r.progress_committed,
+        r.progress_reported,
+        r.checkpoint_uri,
+        r.item_start,
+        r.item_end,
+    )
+
+
+def _attempt_view(r: AttemptRow) -> AttemptView:
+    return AttemptView(
+        id=r.id,
+        task_id=r.task_id,
+        number=r.number,
+        provider=r.provider,
+        region=r.region,
+        zone=r.zone,
+        instance_type=r.instance_type,
+        market=Market(r.market),
+        price_per_hour=r.price_per_hour,
+        on_demand_price_per_hour=r.on_demand_price_per_hour,
+        billing_increment_s=r.billing_increment_s,
+        billing_minimum_s=r.billing_minimum_s,
+        state=AttemptState(r.state),
+        outcome=Outcome(r.outcome) if r.outcome else None,
+        instance_id=r.instance_id,
+        launched_at=r.launched_at,
+        started_at=r.started_at,
+        ended_at=r.ended_at,
+        exit_code=r.exit_code,
+        progress_start=r.progress_start,
+        progress_end=r.progress_end,
+        last_checkpoint_at=r.last_checkpoint_at,
+        productive_at=r.productive_at,
+        unbilled=r.unbilled,
+    )

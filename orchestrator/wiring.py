@@ -1,0 +1,67 @@
+"""Builds the running parts (store, providers, clock) from the environment, for the entry points.
+
+Providers are constructed by explicit factories, each importing its SDK only when called, so
+`orch status` never loads boto3 and a missing optional SDK only matters to jobs that use it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from orchestrator.store import Store, database_url, make_engine, orch_home
+from orchestrator.store.engine import ensure_schema
+from providers.base import Clock, Provider, SystemClock
+
+AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "orchestrator.agent")
+
+
+def open_store(*, auto_upgrade: bool | None = None) -> Store:
+    """The store named by ORCH_DATABASE_URL (else SQLite under ORCH_HOME), at the current schema.
+
+    The embedded SQLite store upgrades itself; a shared PostgreSQL store must be upgraded on purpose
+    (`orch db upgrade`), so that one controller of a new version cannot surprise the others.
+    """
+    url = database_url()
+    engine = make_engine(url)
+    ensure_schema(engine, auto_upgrade=url.startswith("sqlite") if auto_upgrade is None else auto_upgrade)
+    return Store(engine)
+
+
+def _local(home: Path, clock: Clock) -> Provider:
+    from providers.local import LocalProvider
+
+    return LocalProvider(home / "local", clock, agent_command=AGENT_COMMAND)
+
+
+def _aws(home: Path, clock: Clock) -> Provider:
+    from providers.aws import AwsProvider
+
+    from providers.aws_settings import load_aws_settings
+
+    return AwsProvider(clock, load_aws_settings(home / "providers" / "aws.toml"))
+
+
+def _kubernetes(home: Path, clock: Clock) -> Provider:
+    from providers.kubernetes import KubernetesProvider
+
+    return KubernetesProvider.from_environment(clock)
+
+
+FACTORIES: dict[str, Callable[[Path, Clock], Provider]] = {
+    "local": _local,
+    "aws": _aws,
+    "kubernetes": _kubernetes,
+}
+
+
+def known_providers() -> list[str]:
+    return sorted(FACTORIES)
+
+
+def build_providers(names: Iterable[str], *, clock: Clock | None = None,
+                    home: Path | None = None) -> dict[str, Provider]:
+    clock = clock or SystemClock()
+    home = home or orch_home()
+    return {name: FACTORIES[name](home, clock) for name in dict.fromkeys(names)}

@@ -1,0 +1,1 @@
+"""Provider adapters. Each depends only on providers.base and providers.catalog."""
