@@ -211,7 +211,7 @@ class TaskWorker:
         out: list[Offer] = []
         for name in spec.placement.providers:
             if name in self.r.providers:
-                out.extend(self.r.offers(name, spec.resources, spec.placement.regions))
+                out.extend(self.r.offers(name, spec.resources, spec.placement.regions, self.job.id))
         return out
 
     def _context(self, live: AttemptView | None) -> Context:

@@ -46,7 +46,7 @@ class Reconciler:
     storage: Callable[[str], Storage] = open_storage
     # Offers a provider refused (capacity) are avoided until the time stored here.
     avoid: dict[str, float] = field(default_factory=dict)
-    _offers: dict[tuple[str, Resources, tuple[str, ...]], list[Offer]] = field(default_factory=dict)
+    _offers: dict[tuple[str, Resources, tuple[str, ...], str], list[Offer]] = field(default_factory=dict)
 
     def tick(self) -> list[str]:
         """One pass over every job this controller holds; returns the ids of jobs still unfinished."""
@@ -100,12 +100,12 @@ class Reconciler:
                     obs.notices[n.attempt_id] = n
         return obs
 
-    def offers(self, provider: str, resources: Resources, regions: tuple[str, ...]) -> list[Offer]:
-        """Offers, fetched once per tick per (provider, resources, regions) and recorded as prices."""
-        key = (provider, resources, regions)
+    def offers(self, provider: str, resources: Resources, regions: tuple[str, ...], job_id: str) -> list[Offer]:
+        """Offers, fetched once per tick per (provider, resources, regions, job) and recorded as prices."""
+        key = (provider, resources, regions, job_id)
         if key not in self._offers:
             try:
-                found = self.providers[provider].offers(resources, regions)
+                found = self.providers[provider].offers(resources, regions, job_id=job_id)
             except ProviderError as exc:
                 log.warning("offers from %s failed: %s", provider, exc)
                 found = []

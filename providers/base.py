@@ -201,7 +201,13 @@ class Provider(Protocol):
 
     name: str
 
-    def offers(self, resources: Resources, regions: Sequence[str]) -> list[Offer]: ...
+    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None) -> list[Offer]:
+        """Offers matching `resources` (all regions when `regions` is empty).
+
+        `job_id`, when given, lets a provider whose market depends on the job (the local simulated
+        market, configured per job) answer for that job; others ignore it.
+        """
+        ...
 
     def launch(self, request: LaunchRequest) -> Instance: ...
 

@@ -1,0 +1,163 @@
+"""The whole loop on one machine: reconciler + store + local provider + agent + checkpoint SDK.
+
+These run real processes and real time, so they are kept short: small traces with 1 s ticks, a
+1 s notice, a fold job of a few seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.model import Outcome, TaskState
+from orchestrator.store import Store
+from tests.loop_support import FOLD, job_toml, pid_alive, python_command, reconciler, run_until, submit, write_trace
+
+pytestmark = pytest.mark.slow
+
+
+def _fold_workdir(tmp: Path, n: int) -> Path:
+    work = tmp / "work"
+    work.mkdir()
+    shutil.copy(FOLD / "fold.py", work / "fold.py")
+    records = (FOLD / "seqs.fasta").read_text().split(">")[1 : n + 1]
+    (work / "seqs.fasta").write_text("".join(">" + r for r in records))
+    return work
+
+
+def _fold_command(seconds: float) -> list[str]:
+    return [sys.executable, "fold.py", "seqs.fasta", "--out", "results.tsv", "--seconds-per-seq", str(seconds),
+            "--rounds", "200", "--checkpoint-every", "2"]
+
+
+def test_reclaimed_job_resumes_from_checkpoints_and_output_equals_an_uninterrupted_run(
+    tmp_path: Path, orch_home: Path, sqlite_store: Store
+) -> None:
+    work = _fold_workdir(tmp_path, 16)
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    subprocess.run([sys.executable, str(work / "fold.py"), str(work / "seqs.fasta"), "--out", "results.tsv",
+                    "--seconds-per-seq", "0", "--rounds", "200"], cwd=reference, check=True,
+                   env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(FOLD.parent.parent)})
+    # Spot is taken away at 2 s and 5 s (1 s ticks), each time with a 1 s notice.
+    write_trace(work / "market.json", [1, 1, 0, 1, 1, 0, 1] + [1] * 60, gap=1.0)
+    path = job_toml(work, command=_fold_command(0.3),
+                    local={"trace": "market.json", "notice_seconds": 1, "zones": ["local-a"]},
+                    extra_schedule="policy = \"uniform-progress\"")
+    job_id = submit(sqlite_store, path, orch_home)
+    r = reconciler(sqlite_store, orch_home)
+    run_until(r, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=90)
+
+    task = sqlite_store.tasks(job_id)[0]
+    attempts = [a for a in sqlite_store.attempts(job_id) if not a.unbilled]
+    assert task.state is TaskState.SUCCEEDED
+    assert sum(a.outcome is Outcome.PREEMPTED for a in attempts) >= 2
+    assert attempts[-1].outcome is Outcome.SUCCEEDED
+    # Every later attempt resumed from a checkpoint, not from zero.
+    assert all(a.progress_start > 0 for a in attempts[1:])
+    assert (work / "results.tsv").read_bytes() == (reference / "results.tsv").read_bytes()
+    kinds = [e.kind for e in sqlite_store.events(job_id)]
+    assert "notice" in kinds and "requeue" in kinds and kinds[-1] == "finished"
+
+
+def test_cancellation_kills_the_process_group(tmp_path: Path, orch_home: Path, sqlite_store: Store) -> None:
+    pids = tmp_path / "pids"
+    code = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "time.sleep(600)\n"
+    )
+    path = job_toml(tmp_path, command=python_command(code), market="on-demand")
+    job_id = submit(sqlite_store, path, orch_home)
+    r = reconciler(sqlite_store, orch_home)
+    run_until(r, lambda: pids.exists() and len(pids.read_text().split()) == 2, timeout=30)
+    job_pids = [int(p) for p in pids.read_text().split()]
+    assert all(pid_alive(p) for p in job_pids)
+
+    sqlite_store.request_cancel(job_id, time.time())
+    run_until(r, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=30)
+
+    assert sqlite_store.tasks(job_id)[0].state is TaskState.CANCELLED
+    deadline = time.monotonic() + 10
+    while any(pid_alive(p) for p in job_pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(pid_alive(p) for p in job_pids), "a process of the cancelled job survived"
+    assert sqlite_store.attempts(job_id)[-1].outcome is Outcome.CANCELLED
+
+
+def test_a_restarted_controller_adopts_running_attempts(tmp_path: Path, orch_home: Path, sqlite_store: Store) -> None:
+    marker = tmp_path / "started"
+    code = f"import os, time\nopen({str(marker)!r}, 'a').write(str(os.getpid()) + '\\n')\ntime.sleep(3)\n"
+    path = job_toml(tmp_path, command=python_command(code), market="on-demand")
+    job_id = submit(sqlite_store, path, orch_home)
+    first = reconciler(sqlite_store, orch_home, owner="first", lease_seconds=0.5)
+    run_until(first, lambda: marker.exists(), timeout=30)
+    del first  # the controller dies; its agents run on in their own sessions
+
+    time.sleep(0.6)  # the dead controller's lease runs out
+    second = reconciler(sqlite_store, orch_home, owner="second", lease_seconds=0.5)
+    run_until(second, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=30)
+
+    assert sqlite_store.tasks(job_id)[0].state is TaskState.SUCCEEDED
+    assert len(sqlite_store.attempts(job_id)) == 1, "the restart launched a duplicate attempt"
+    assert len(marker.read_text().split()) == 1, "the job's process was started twice"
+
+
+def test_an_attempt_left_launching_is_launched_once_with_the_same_token(
+    tmp_path: Path, orch_home: Path, sqlite_store: Store
+) -> None:
+    marker = tmp_path / "runs"
+    code = f"open({str(marker)!r}, 'a').write('run\\n')"
+    path = job_toml(tmp_path, command=python_command(code), market="on-demand")
+    job_id = submit(sqlite_store, path, orch_home)
+    r = reconciler(sqlite_store, orch_home)
+    # Simulate a controller that recorded the attempt, launched it, and died before recording "running".
+    task = sqlite_store.tasks(job_id)[0]
+    offers = r.offers("local", sqlite_store.job(job_id).spec.resources, (), job_id)  # type: ignore[union-attr]
+    offer = next(o for o in offers if str(o.market) == "on-demand")
+    attempt = sqlite_store.begin_attempt(task, offer, time.time())
+    from orchestrator.reconcile_task import TaskWorker
+
+    job = sqlite_store.job(job_id)
+    assert job is not None
+    worker = TaskWorker(r, job, task, attempt, sqlite_store.attempts(job_id), sqlite_store.tasks(job_id))
+    r.providers["local"].launch(worker._request(attempt, offer))
+
+    restarted = reconciler(sqlite_store, orch_home, owner="restarted")
+    run_until(restarted, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=30)
+    assert sqlite_store.tasks(job_id)[0].state is TaskState.SUCCEEDED
+    assert marker.read_text().count("run") == 1
+    assert len(sqlite_store.attempts(job_id)) == 1
+
+
+def test_an_instance_no_live_attempt_owns_is_terminated(tmp_path: Path, orch_home: Path, sqlite_store: Store) -> None:
+    pidfile = tmp_path / "pid"
+    code = f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
+    path = job_toml(tmp_path, command=python_command(code), market="on-demand")
+    job_id = submit(sqlite_store, path, orch_home)
+    r = reconciler(sqlite_store, orch_home)
+    run_until(r, lambda: pidfile.exists() and pidfile.read_text() != "", timeout=30)
+    pid = int(pidfile.read_text())
+    live = sqlite_store.attempts(job_id)[-1]
+    # The store forgets the attempt (as after a restore from an old backup): the instance is an orphan.
+    sqlite_store.end_attempt(live, Outcome.LOST, time.time(), task_transitions=("fail",), message="test")
+    run_until(r, lambda: not pid_alive(pid), timeout=30)
+    assert any(e.kind == "orphan_terminated" for e in sqlite_store.events(job_id))
+
+
+def test_failures_are_retried_up_to_max_failures(tmp_path: Path, orch_home: Path, sqlite_store: Store) -> None:
+    path = job_toml(tmp_path, command=python_command("raise SystemExit(3)"), market="on-demand",
+                    retry="[retry]\nmax_failures = 2")
+    job_id = submit(sqlite_store, path, orch_home)
+    r = reconciler(sqlite_store, orch_home)
+    run_until(r, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=60)
+    task = sqlite_store.tasks(job_id)[0]
+    assert task.state is TaskState.FAILED
+    assert task.failures == 3
+    assert [a.exit_code for a in sqlite_store.attempts(job_id)] == [3, 3, 3]
