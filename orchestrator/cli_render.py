@@ -63,12 +63,16 @@ def status_detail(s: JobStatus) -> str:
         f"saved {usd(c.saved_usd, s.price_known)}, lost to {c.preemptions} preemption(s) "
         f"{usd(c.lost_usd, s.price_known)}",
     ]
-    if s.attempts:
+    ran = [a for a in s.attempts if not a.unbilled]
+    if ran:
         rows = [(str(a.number), a.task_id[:8], str(a.market), a.instance_type, a.zone or a.region,
                  f"${a.price_per_hour:.4f}", when(a.launched_at), when(a.ended_at),
-                 str(a.outcome or a.state)) for a in s.attempts]
+                 str(a.outcome or a.state)) for a in ran]
         lines.append("")
         lines.append(table(("#", "TASK", "MARKET", "TYPE", "ZONE", "$/H", "LAUNCHED", "ENDED", "OUTCOME"), rows))
+    refused = len(s.attempts) - len(ran)
+    if refused:
+        lines.append(f"({refused} launch(es) refused by the provider, not billed: `orch events` has them)")
     return "\n".join(lines)
 
 
