@@ -19,6 +19,7 @@ from providers.base import (
     LaunchRequest,
     Market,
     Offer,
+    PermanentError,
     ProviderError,
     QuotaError,
     offer_key,
@@ -158,6 +159,8 @@ class TaskWorker:
             if self._start(attempt, offer):
                 return
             self._refresh()
+            if self.task.state is not TaskState.PENDING:
+                return
 
     def _launch_again(self, attempt: AttemptView) -> None:
         """An attempt left `launching` by a dead controller: same token, so no second instance."""
@@ -179,7 +182,9 @@ class TaskWorker:
                 for o in self._all_offers():
                     if o.provider == offer.provider and o.region == offer.region:
                         self.r.avoid[o.key] = self.now + 600.0
-            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=("launch_failed",),
+            # A permanent error (bad settings, no permission) will fail every retry: fail the task now.
+            transitions = ("launch_failed", "fail") if isinstance(exc, PermanentError) else ("launch_failed",)
+            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=transitions,
                                    message=f"launch on {offer.market} {offer.instance_type} in "
                                            f"{offer.zone or offer.region} failed: {exc}", unbilled=True)
             return False
