@@ -1,0 +1,188 @@
+"""Settings of the `local` provider and of its simulated spot market, with their validation.
+
+A job tunes the market through `[placement.options.local]` in its job.toml, which reaches the
+provider untouched as `LaunchRequest.options`: a mapping of plain TOML values. Everything a user
+can get wrong there is caught here with a `PermanentError` that names the key, because a typo in a
+market setting would otherwise silently run the default market and make a demo lie.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from providers.base import PermanentError
+from providers.catalog import load_catalog
+
+AVAILABILITY_MODELS = ("random", "trace", "always")
+OPTIONS_PREFIX = "placement.options.local"
+
+# A trace for every zone (a path), or one per zone (sorted (zone, path) pairs).
+TraceSetting = str | tuple[tuple[str, str], ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSettings:
+    """How the local provider behaves; the defaults give a market that reclaims every ~30 min."""
+
+    notice_seconds: float = 120.0
+    availability: str = "random"
+    mean_available_seconds: float = 1800.0
+    mean_unavailable_seconds: float = 300.0
+    seed: int = 0
+    trace: TraceSetting = None
+    gap_seconds: float | None = None
+    zones: tuple[str, ...] = ("local-a", "local-b")
+    price_provider: str = "aws"
+    price_region: str = "us-east-1"
+    terminate_grace_seconds: float = 5.0
+    # Ended instance folders older than this are removed; the reconciler must have seen them by then.
+    gc_after_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _VALIDATORS[f.name](f"local settings: {f.name}", getattr(self, f.name))
+        self._check_combination()
+
+    def _check_combination(self) -> None:
+        if self.availability == "trace" and self.trace is None:
+            raise _error("trace", "is required when availability = 'trace'")
+        if isinstance(self.trace, tuple) and self.availability == "trace":
+            missing = [z for z in self.zones if z not in dict(self.trace)]
+            if missing:
+                raise _error("trace", f"has no trace for zone(s) {', '.join(missing)}")
+        types = load_catalog().of(self.price_provider)
+        if not types:
+            known = sorted({t.provider for t in load_catalog().types})
+            raise _error("price_provider", f"unknown provider {self.price_provider!r}; known: {', '.join(known)}")
+        if not any(t.region(self.price_region) for t in types):
+            regions = sorted({r.region for t in types for r in t.regions})
+            raise _error("price_region", f"{self.price_provider} has no prices in {self.price_region!r}; "
+                         f"known: {', '.join(regions)}")
+
+    def with_options(self, options: Mapping[str, object]) -> LocalSettings:
+        """These settings overridden by a job's `[placement.options.local]` table, validated."""
+        changes: dict[str, object] = {}
+        for key, value in options.items():
+            if key not in _VALIDATORS:
+                known = ", ".join(sorted(_VALIDATORS))
+                raise PermanentError(f"{OPTIONS_PREFIX}.{key}: unknown setting; known: {known}",
+                                     provider="local", code="invalid-setting")
+            changes[key] = _VALIDATORS[key](f"{OPTIONS_PREFIX}.{key}", value)
+        if "trace" in changes and changes["trace"] is not None:
+            chosen = changes.setdefault("availability", "trace")
+            if chosen != "trace":
+                raise _error("trace", f"is set but availability is {chosen!r}; use availability = 'trace'")
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def trace_for(self, zone: str) -> str | None:
+        if isinstance(self.trace, tuple):
+            return dict(self.trace).get(zone)
+        return self.trace
+
+    def resolved(self, base: Path) -> LocalSettings:
+        """Trace paths made absolute against `base` (the job's workdir), so they survive a restart."""
+        if self.trace is None:
+            return self
+        if isinstance(self.trace, str):
+            return dataclasses.replace(self, trace=str(base / self.trace))
+        return dataclasses.replace(self, trace=tuple((z, str(base / p)) for z, p in self.trace))
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["zones"] = list(self.zones)
+        if isinstance(self.trace, tuple):
+            out["trace"] = dict(self.trace)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> LocalSettings:
+        return cls().with_options(data)
+
+
+def _error(key: str, problem: str) -> PermanentError:
+    return PermanentError(f"{OPTIONS_PREFIX}.{key}: {problem}", provider="local", code="invalid-setting")
+
+
+def _fail(label: str, problem: str) -> PermanentError:
+    return PermanentError(f"{label}: {problem}", provider="local", code="invalid-setting")
+
+
+def _number(minimum: float, *, strict: bool = False, optional: bool = False) -> Callable[[str, object], object]:
+    def check(label: str, value: object) -> float | None:
+        if value is None and optional:
+            return None
+        # bool is an int in Python; `true` where a number belongs is a mistake, not a 1.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _fail(label, f"must be a number, not {type(value).__name__} {value!r}")
+        number = float(value)
+        if not math.isfinite(number):
+            raise _fail(label, "must be a finite number")
+        if number < minimum or (strict and number == minimum):
+            bound = "greater than" if strict else "at least"
+            raise _fail(label, f"must be {bound} {minimum:g}, got {number:g}")
+        return number
+
+    return check
+
+
+def _seed(label: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(label, f"must be an integer, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _availability(label: str, value: object) -> str:
+    if value not in AVAILABILITY_MODELS:
+        raise _fail(label, f"must be one of {', '.join(AVAILABILITY_MODELS)}, got {value!r}")
+    assert isinstance(value, str)
+    return value
+
+
+def _name(label: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(label, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _zones(label: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise _fail(label, f"must be a non-empty list of zone names, got {value!r}")
+    zones = tuple(_name(f"{label}[{i}]", z) for i, z in enumerate(value))
+    if len(set(zones)) != len(zones):
+        raise _fail(label, f"names a zone twice: {list(zones)}")
+    return zones
+
+
+def _trace(label: str, value: object) -> TraceSetting:
+    if value is None or isinstance(value, str):
+        return None if value is None else _name(label, value)
+    pairs: list[tuple[object, object]]
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        pairs = list(value)  # already normalised (constructed in code)
+    else:
+        raise _fail(label, f"must be a file path or a table of zone = path, got {value!r}")
+    if not pairs:
+        raise _fail(label, "must name at least one zone")
+    return tuple(sorted((_name(label, z), _name(f"{label}.{z}", p)) for z, p in pairs))
+
+
+_VALIDATORS: dict[str, Callable[[str, object], object]] = {
+    "notice_seconds": _number(0.0),
+    "availability": _availability,
+    "mean_available_seconds": _number(0.0, strict=True),
+    "mean_unavailable_seconds": _number(0.0, strict=True),
+    "seed": _seed,
+    "trace": _trace,
+    "gap_seconds": _number(0.0, strict=True, optional=True),
+    "zones": _zones,
+    "price_provider": _name,
+    "price_region": _name,
+    "terminate_grace_seconds": _number(0.0),
+    "gc_after_seconds": _number(0.0),
+}
