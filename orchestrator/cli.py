@@ -20,7 +20,7 @@ from orchestrator.spec import JobSpec, SpecError, load_spec
 from orchestrator.status import JobStatus, job_status
 from orchestrator.store import SchemaError, Store, orch_home
 from orchestrator.wiring import build_providers, known_providers, open_store
-from providers.base import Offer, ProviderError, SystemClock
+from providers.base import ChecksOptions, Offer, PermanentError, ProviderError, SystemClock
 from providers.catalog import load_catalog
 
 EXIT_USAGE = 2
@@ -117,7 +117,15 @@ def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
     spec = dataclasses.replace(spec, workdir=workdir)
     providers = build_providers(spec.placement.providers)
     offers: list[Offer] = []
-    for provider in providers.values():
+    for name, provider in providers.items():
+        if isinstance(provider, ChecksOptions):
+            try:
+                provider.check_options(spec.placement.options.get(name, {}), spec.workdir)
+            except PermanentError as exc:
+                where, _, problem = str(exc).partition(": ")
+                if not where.startswith(f"placement.options.{name}"):
+                    where, problem = f"placement.options.{name}", str(exc)
+                raise SpecError(path, where, problem) from None
         offers.extend(provider.offers(spec.resources, spec.placement.regions))
     check_placeable(spec, offers, source=path, known_gpus=load_catalog().gpu_models())
     return spec, offers

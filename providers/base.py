@@ -219,6 +219,17 @@ class Provider(Protocol):
 
 
 @runtime_checkable
+class ChecksOptions(Protocol):
+    """Optional: providers whose `[placement.options.<name>]` can be checked at submission.
+
+    Raises `PermanentError` naming the bad key, so a typo is refused before anything is stored
+    instead of failing the first launch.
+    """
+
+    def check_options(self, options: Mapping[str, object], workdir: str | None) -> None: ...
+
+
+@runtime_checkable
 class LogSource(Protocol):
     """Optional: providers that can show an attempt's output implement this too."""
 

@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -158,6 +158,11 @@ class LocalProvider:
             stored = self._market_files.create(request.job_id, self._clock.now(), settings)
         self._markets[request.job_id] = (stored.epoch, build_market(stored.settings))
         return self._markets[request.job_id]
+
+    def check_options(self, options: Mapping[str, object], workdir: str | None) -> None:
+        """Validate a job's `[placement.options.local]` (and read its trace) without recording a market."""
+        base = Path(workdir) if workdir else Path.cwd()
+        build_market(self.settings.with_options(options).resolved(base))
 
     # --- launch ---------------------------------------------------------------------------------
 
