@@ -37,7 +37,8 @@ def attempt_lost(a: AttemptView) -> float:
     """Cost of the work a preemption threw away (0 for any other outcome)."""
     if a.outcome is not Outcome.PREEMPTED or a.ended_at is None:
         return 0.0
-    since = a.last_checkpoint_at or a.productive_at or a.started_at or a.launched_at
+    # Explicit None tests: a simulated clock starts at 0.0, and `or` would skip a checkpoint made then.
+    since = next(t for t in (a.last_checkpoint_at, a.productive_at, a.started_at, a.launched_at) if t is not None)
     return max(0.0, a.ended_at - max(since, a.launched_at)) * a.price_per_hour / 3600.0
 
 

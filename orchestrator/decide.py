@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.model import AttemptView, Outcome, TaskView
-from orchestrator.placement import usable
+from orchestrator.placement import markets_allowed, usable
 from orchestrator.policy import Choice, Situation, get_policy
 from orchestrator.spec import JobSpec
 from providers.base import EndReason, Instance, Market, Offer
@@ -37,7 +37,9 @@ def judge_ended(spec: JobSpec, task: TaskView, attempt: AttemptView, inst: Insta
                        f"attempt {attempt.number} preempted: {attempt.market} capacity reclaimed")
     if exit_code is None and inst is not None:
         exit_code = inst.exit_code
-    if reason is EndReason.EXITED and exit_code is not None:
+    if reason is EndReason.FAILED_TO_START and exit_code is None:
+        exit_code = -1  # an image that cannot be pulled, a bad command: the job's fault, so it counts
+    if reason in (EndReason.EXITED, EndReason.FAILED_TO_START) and exit_code is not None:
         if exit_code == 0:
             return Verdict(Outcome.SUCCEEDED, ("succeed",), f"attempt {attempt.number} succeeded", 0)
         if exit_code in spec.retry.recover_on_exit_codes:
@@ -108,6 +110,18 @@ def _fits(ctx: Context, offer: Offer) -> bool:
     return ctx.spent_usd + ctx.others_usd + need <= budget + 1e-9
 
 
+def _finishing_choice(ctx: Context) -> Choice:
+    """A pending task whose work is all committed (its last attempt ended after the final checkpoint).
+
+    Every policy answers WAIT when nothing is left, but the task only succeeds through an attempt
+    that exits 0: launch one on the cheapest allowed market; it resumes at 100% and exits.
+    """
+    allowed = markets_allowed(ctx.spec)
+    if Market.SPOT in allowed and usable(ctx.offers, Market.SPOT, ctx.avoid, ctx.now):
+        return Choice.SPOT
+    return Choice.ON_DEMAND if Market.ON_DEMAND in allowed else Choice.WAIT
+
+
 def choose(ctx: Context) -> Action:
     s = ctx.situation
     budget = ctx.spec.schedule.budget_usd
@@ -115,7 +129,9 @@ def choose(ctx: Context) -> Action:
         if ctx.live is not None:
             return Stop(Outcome.BUDGET, ("over_budget",), f"spent ${ctx.spent_usd:.2f} of ${budget:.2f}")
         return OverBudget(f"spent ${ctx.spent_usd:.2f} of the ${budget:.2f} budget")
-    choice = get_policy(ctx.spec.policy_name)(s)
+    if s.finished and ctx.live is not None:
+        return Wait("all work is committed; waiting for the job to exit")
+    choice = _finishing_choice(ctx) if s.finished else get_policy(ctx.spec.policy_name)(s)
     if ctx.live is not None:
         if choice.market is ctx.live.market:
             return Wait(f"running on {ctx.live.market}")
@@ -124,6 +140,9 @@ def choose(ctx: Context) -> Action:
         target = usable(ctx.offers, Market(choice.value), ctx.avoid, ctx.now)
         if not target:
             return Wait(f"policy wants {choice} but no {choice} offer is usable; staying on {ctx.live.market}")
+        # Moving to a dearer market must fit the budget; moving to a cheaper one only helps it.
+        if target[0].price_per_hour > ctx.live.price_per_hour and not any(_fits(ctx, o) for o in target):
+            return Wait(f"policy wants {choice} but it would break the budget; staying on {ctx.live.market}")
         return Stop(Outcome.SWITCHED, ("switch",), f"policy: switch from {ctx.live.market} to {choice}")
     if choice is Choice.WAIT:
         return Wait("policy: wait for spot capacity")

@@ -42,7 +42,9 @@ def check_placeable(spec: JobSpec, offers: Sequence[Offer], *, source: str, know
     budget = spec.schedule.budget_usd
     if budget is not None:
         low = min(o.price_per_hour for o in candidates)
-        hours = spec.schedule.estimated_hours + spec.schedule.restart_overhead_hours
+        # Every shard of an array job pays its own restart overhead on its own instance.
+        shards = spec.array.shards if spec.array else 1
+        hours = spec.schedule.estimated_hours + shards * spec.schedule.restart_overhead_hours
         if budget < low * hours:
             raise SpecError(source, "schedule.budget_usd",
                             f"${budget:.2f} is below the cheapest possible run: {hours:g} h at "

@@ -9,6 +9,7 @@ relative deadline resolves the same way in the live loop, the simulator and the 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import tomllib
 from collections.abc import Callable, Mapping
@@ -21,6 +22,9 @@ from providers.base import ARCHITECTURES, Resources
 MARKETS = ("auto", "spot", "on-demand")
 DEFAULT_GRACE_SECONDS = 120.0
 DEFAULT_RESTART_OVERHEAD_HOURS = 0.1
+# One task row per shard is written at submission, and item bounds are 32-bit columns.
+MAX_SHARDS = 100_000
+MAX_ITEMS = 2**31 - 1
 
 
 class SpecError(ValueError):
@@ -127,7 +131,13 @@ class _Reader:
 
     def __init__(self, source: str, table: Mapping[str, Any], path: str = "") -> None:
         self.source, self.table, self.path = source, table, path
-        self.seen: set[str] = set()
+
+    def expect(self, *keys: str) -> None:
+        """Refuse unknown keys before reading any: a typo is reported as itself, with the key it
+        was probably meant to be, not as the required key it left missing."""
+        unknown = sorted(set(self.table) - set(keys))
+        if unknown:
+            raise self.fail(unknown[0], "unknown key" + _suggest(unknown[0], set(keys)))
 
     def fail(self, key: str, problem: str) -> SpecError:
         return SpecError(self.source, self._name(key), problem)
@@ -136,7 +146,6 @@ class _Reader:
         return f"{self.path}.{key}" if self.path else key
 
     def get(self, key: str, kind: type[T] | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
-        self.seen.add(key)
         if key not in self.table:
             if required:
                 raise self.fail(key, "is required")
@@ -147,7 +156,7 @@ class _Reader:
         if isinstance(value, bool) and bool not in kinds:
             raise self.fail(key, f"must be {_kind_names(kinds)}, not a boolean")
         if not isinstance(value, kinds):
-            raise self.fail(key, f"must be {_kind_names(kinds)}, not {type(value).__name__} {value!r}")
+            raise self.fail(key, f"must be {_kind_names(kinds)}, not {type(value).__name__} {_show(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(key, "must be a finite number")
         return value
@@ -157,7 +166,10 @@ class _Reader:
         value = self.get(key, (int, float), default, required=required)
         if value is None:
             return None
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise self.fail(key, "is too large") from None
         if positive and value <= 0:
             raise self.fail(key, f"must be greater than 0, got {value:g}")
         if minimum is not None and value < minimum:
@@ -175,24 +187,30 @@ class _Reader:
         if value is None:
             return default
         if isinstance(value, str):
+            if not value:
+                raise self.fail(key, "must be a non-empty string")
             return (value,)
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item:
-                raise SpecError(self.source, f"{self._name(key)}[{i}]", f"must be a non-empty string, got {item!r}")
+                raise SpecError(self.source, f"{self._name(key)}[{i}]",
+                                f"must be a non-empty string, got {_show(item)}")
         return tuple(value)
 
     def table_of(self, key: str) -> _Reader:
         value = self.get(key, dict, {})
         return _Reader(self.source, value, self._name(key))
 
-    def finish(self) -> None:
-        unknown = sorted(set(self.table) - self.seen)
-        if unknown:
-            raise self.fail(unknown[0], "unknown key" + _suggest(unknown[0], self.seen))
+
+def _show(value: Any) -> str:
+    """A value as the message quotes it: repr, cut short so that one mistake stays one line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _kind_names(kinds: tuple[type, ...]) -> str:
-    names = {int: "a number", float: "a number", str: "a string", list: "a list", dict: "a table",
+    # An int-only field says so: "must be a number, not float 1.5" would contradict itself.
+    whole = "a number" if float in kinds else "a whole number"
+    names = {int: whole, float: "a number", str: "a string", list: "a list", dict: "a table",
              bool: "true or false", dt.datetime: "a date-time"}
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
 
@@ -205,13 +223,13 @@ def _suggest(key: str, known: set[str]) -> str:
 
 
 def _resources(r: _Reader) -> Resources:
+    r.expect("gpu", "gpu_count", "min_gpu_memory_gb", "min_architecture")
     gpus = r.strings("gpu", allow_single=True)
     count = r.integer("gpu_count", 1, minimum=1)
     mem = r.number("min_gpu_memory_gb", positive=True)
     arch = r.get("min_architecture", str)
     if arch is not None and arch.lower() not in ARCHITECTURES:
-        raise r.fail("min_architecture", f"unknown architecture {arch!r}; use one of {', '.join(ARCHITECTURES)}")
-    r.finish()
+        raise r.fail("min_architecture", f"unknown architecture {_show(arch)}; use one of {', '.join(ARCHITECTURES)}")
     return Resources(gpus=gpus, gpu_count=count, min_gpu_memory_gb=mem,
                      min_architecture=arch.lower() if arch else None)
 
@@ -222,6 +240,8 @@ def _deadline(r: _Reader, submitted_at: float) -> float | None:
     if absolute is not None and relative is not None:
         raise r.fail("deadline_hours", "give either deadline or deadline_hours, not both")
     if relative is not None:
+        if not math.isfinite(submitted_at + relative * 3600.0):
+            raise r.fail("deadline_hours", "is too large")
         return submitted_at + relative * 3600.0
     if absolute is None:
         return None
@@ -229,7 +249,7 @@ def _deadline(r: _Reader, submitted_at: float) -> float | None:
         try:
             absolute = dt.datetime.fromisoformat(absolute.replace("Z", "+00:00"))
         except ValueError:
-            raise r.fail("deadline", f"is not an ISO 8601 date-time: {absolute!r}") from None
+            raise r.fail("deadline", f"is not an ISO 8601 date-time: {_show(absolute)}") from None
     if not isinstance(absolute, dt.datetime):
         raise r.fail("deadline", "must be a date-time with a time zone, e.g. 2026-12-04T18:00:00Z")
     if absolute.tzinfo is None:
@@ -238,33 +258,48 @@ def _deadline(r: _Reader, submitted_at: float) -> float | None:
 
 
 def _schedule(r: _Reader, submitted_at: float, policies: Callable[[str], bool] | None) -> ScheduleSpec:
+    r.expect("estimated_hours", "deadline", "deadline_hours", "budget_usd", "market", "policy",
+             "restart_overhead_hours")
     hours = r.number("estimated_hours", required=True, positive=True)
     assert hours is not None
     deadline = _deadline(r, submitted_at)
     budget = r.number("budget_usd", positive=True)
     market = r.get("market", str, "auto")
     if market not in MARKETS:
-        raise r.fail("market", f"must be one of {', '.join(MARKETS)}, got {market!r}")
+        raise r.fail("market", f"must be one of {', '.join(MARKETS)}, got {_show(market)}")
     policy = r.get("policy", str)
     if policy is not None and policies is not None and not policies(policy):
-        raise r.fail("policy", f"no policy named {policy!r}")
+        raise r.fail("policy", f"no policy named {_show(policy)}")
     if policy is not None and market != "auto":
-        raise r.fail("policy", f"a policy applies to market = \"auto\" only (market is {market!r})")
+        raise r.fail("policy", f"a policy applies to market = \"auto\" only (market is {_show(market)})")
     overhead = r.number("restart_overhead_hours", DEFAULT_RESTART_OVERHEAD_HOURS, minimum=0.0)
     assert overhead is not None
-    r.finish()
-    if deadline is not None and deadline <= submitted_at:
-        raise SpecError(r.source, "schedule.deadline", "is already in the past")
-    if deadline is not None:
-        left_h = (deadline - submitted_at) / 3600.0
-        needed = hours + overhead
-        if left_h < needed:
-            raise SpecError(
-                r.source, "schedule.deadline",
-                f"leaves {left_h:.2f} h, but the work needs {hours:g} h plus {overhead:g} h to start even on "
-                "on-demand capacity: the deadline cannot be met",
-            )
     return ScheduleSpec(hours, deadline, budget, market, policy, overhead)
+
+
+def _check_deadline(source: str, schedule: ScheduleSpec, array: ArraySpec | None, submitted_at: float) -> None:
+    """Refuse a deadline that on-demand capacity could not meet.
+
+    The shards of an array job run side by side, each on its own instance, so what must fit is the
+    largest shard's share of the work (by item count), not the whole job's hours.
+    """
+    deadline = schedule.deadline
+    if deadline is None:
+        return
+    if deadline <= submitted_at:
+        raise SpecError(source, "schedule.deadline", "is already in the past")
+    hours, overhead = schedule.estimated_hours, schedule.restart_overhead_hours
+    what = f"the work needs {hours:g} h"
+    if array is not None and array.shards > 1:
+        hours = hours * min(array.shard_size, array.count) / array.count
+        what = f"its largest shard needs {hours:.2f} h"
+    left_h = (deadline - submitted_at) / 3600.0
+    if left_h < hours + overhead:
+        raise SpecError(
+            source, "schedule.deadline",
+            f"leaves {left_h:.2f} h, but {what} plus {overhead:g} h to start even on on-demand capacity: "
+            "the deadline cannot be met",
+        )
 
 
 def _command(r: _Reader) -> tuple[tuple[str, ...], str | None]:
@@ -286,7 +321,11 @@ def parse_spec(
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(source, "", f"not valid TOML: {exc}") from None
+    except (ValueError, RecursionError):  # what tomllib lets through: a 5000-digit integer, deep nesting
+        raise SpecError(source, "", "not valid TOML: a number too long or values nested too deep") from None
     r = _Reader(source, doc)
+    r.expect("name", "command", "image", "workdir", "env", "resources", "schedule", "checkpoint", "retry",
+             "placement", "array")
     name = r.get("name", str, required=True)
     if not name.strip() or len(name) > 128:
         raise r.fail("name", "must be 1 to 128 characters")
@@ -304,35 +343,36 @@ def parse_spec(
     retry = _retry(r.table_of("retry"))
     placement = _placement(r.table_of("placement"))
     array = _array(r) if "array" in doc else None
-    r.seen.add("array")
-    r.finish()
+    _check_deadline(source, schedule, array, submitted_at)
     return JobSpec(name=name, command=command, image=image, workdir=workdir, env=dict(env_table),
                    resources=resources, schedule=schedule, checkpoint=checkpoint, retry=retry,
                    placement=placement, array=array)
 
 
 def _checkpoint(r: _Reader) -> CheckpointSpec:
+    r.expect("uri", "keep", "grace_seconds")
     uri = r.get("uri", str)
     if uri is not None and not uri.startswith(("file://", "s3://", "gs://")):
-        raise r.fail("uri", f"must start with file://, s3:// or gs://, got {uri!r}")
+        raise r.fail("uri", f"must start with file://, s3:// or gs://, got {_show(uri)}")
     keep = r.integer("keep", 3, minimum=1)
     grace = r.number("grace_seconds", DEFAULT_GRACE_SECONDS, minimum=0.0)
     assert grace is not None
-    r.finish()
     return CheckpointSpec(uri, keep, grace)
 
 
 def _retry(r: _Reader) -> RetrySpec:
+    r.expect("max_failures", "recover_on_exit_codes")
     max_failures = r.integer("max_failures", 3, minimum=0)
     codes = r.get("recover_on_exit_codes", list, [])
     for i, c in enumerate(codes):
         if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 255:
-            raise SpecError(r.source, f"retry.recover_on_exit_codes[{i}]", f"must be an exit code 0-255, got {c!r}")
-    r.finish()
+            raise SpecError(r.source, f"retry.recover_on_exit_codes[{i}]",
+                            f"must be an exit code 0-255, got {_show(c)}")
     return RetrySpec(max_failures, tuple(codes))
 
 
 def _placement(r: _Reader) -> PlacementSpec:
+    r.expect("providers", "regions", "options")
     providers = r.strings("providers", ("local",))
     if not providers:
         raise r.fail("providers", "must name at least one provider")
@@ -341,18 +381,27 @@ def _placement(r: _Reader) -> PlacementSpec:
     for key, value in options.items():
         if not isinstance(value, dict):
             raise SpecError(r.source, f"placement.options.{key}", "must be a table")
-    r.finish()
+        try:  # the spec is stored as JSON: a TOML date here would only fail later, at submit
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise SpecError(r.source, f"placement.options.{key}",
+                            "may hold only strings, numbers, booleans, lists and tables") from None
     return PlacementSpec(providers, regions, options)
 
 
 def _array(root: _Reader) -> ArraySpec:
     r = root.table_of("array")
+    r.expect("count", "shard_size")
     count = r.integer("count", 0, minimum=1) if "count" in r.table else None
     if count is None:
         raise r.fail("count", "is required")
+    if count > MAX_ITEMS:
+        raise r.fail("count", f"must be at most {MAX_ITEMS}, got {count}")
     shard_size = r.integer("shard_size", count, minimum=1)
-    r.finish()
-    return ArraySpec(count, shard_size)
+    array = ArraySpec(count, shard_size)
+    if array.shards > MAX_SHARDS:
+        raise r.fail("shard_size", f"makes {array.shards} shards; at most {MAX_SHARDS} are allowed")
+    return array
 
 
 def load_spec(path: str | Path, *, submitted_at: float, policies: Callable[[str], bool] | None = None) -> JobSpec:

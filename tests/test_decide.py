@@ -1,0 +1,221 @@
+"""The pure decisions: what to launch (or not) under a budget, when to switch, and how attempts end."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from orchestrator.decide import Context, Launch, OverBudget, Stop, Verdict, Wait, choose, judge_ended
+from orchestrator.model import AttemptState, AttemptView, Outcome, TaskState, TaskView, check_transition
+from orchestrator.policy import Situation
+from orchestrator.spec import JobSpec, RetrySpec, ScheduleSpec
+from providers.base import EndReason, Instance, InstanceState, Market, Offer, Resources
+
+
+def spec(*, budget: float | None = None, policy: str | None = "greedy", market: str = "auto",
+         max_failures: int = 3, recover: tuple[int, ...] = ()) -> JobSpec:
+    return JobSpec(name="j", command=("x",), resources=Resources(gpus=("V100",)),
+                   schedule=ScheduleSpec(estimated_hours=10.0, budget_usd=budget, market=market,
+                                         policy=policy if market == "auto" else None),
+                   retry=RetrySpec(max_failures, recover))
+
+
+def offer(market: Market, price: float, zone: str = "us-east-1a", available: bool | None = None) -> Offer:
+    return Offer(provider="local", region="us-east-1", zone=zone, instance_type="p3.2xlarge", market=market,
+                 price_per_hour=price, gpu="V100", gpu_count=1, gpu_memory_gb=16.0, architecture="volta",
+                 on_demand_price_per_hour=3.06, available=available)
+
+
+SPOT_A, SPOT_B = offer(Market.SPOT, 0.95, "us-east-1a"), offer(Market.SPOT, 0.90, "us-east-1b")
+OD = offer(Market.ON_DEMAND, 3.06)
+OFFERS = (SPOT_A, SPOT_B, OD)
+
+
+def situation(**kw: Any) -> Situation:
+    base: dict[str, Any] = dict(elapsed_h=0.0, deadline_h=None, work_h=10.0, done_h=0.0, overhead_h=0.1,
+                                price_ratio=3.4, current=None, spot_available=True)
+    base.update(kw)
+    return Situation(**base)
+
+
+# Greedy past its point of no return (10 h of work + 0.1 h restart, 10 h left) with no spot: on-demand.
+AT_RISK = dict(deadline_h=10.0, spot_available=False)
+
+
+def live(market: Market = Market.SPOT, price: float = 0.9) -> AttemptView:
+    return AttemptView(
+        id="a", task_id="t", number=0, provider="local", region="us-east-1", zone="us-east-1a",
+        instance_type="p3.2xlarge", market=market, price_per_hour=price, on_demand_price_per_hour=3.06,
+        billing_increment_s=1, billing_minimum_s=60, state=AttemptState.RUNNING, outcome=None, instance_id="i-1",
+        launched_at=0.0, started_at=0.0, ended_at=None, exit_code=None, progress_start=0.0, progress_end=None,
+        last_checkpoint_at=None, productive_at=60.0)
+
+
+def ctx(s: JobSpec | None = None, sit: Situation | None = None, **kw: Any) -> Context:
+    return Context(spec=s or spec(), situation=sit or situation(), live=kw.pop("live", None),
+                   offers=kw.pop("offers", OFFERS), **kw)
+
+
+# --- launching ---------------------------------------------------------------------------------
+
+
+def test_launch_offers_cheapest_usable_first() -> None:
+    action = choose(ctx())
+    assert isinstance(action, Launch)
+    assert action.offers == (SPOT_B, SPOT_A)
+    # Avoided (recent capacity error) and known-unavailable offers are skipped until they may work again.
+    avoided = ctx(avoid={SPOT_B.key: 100.0}, now=50.0,
+                  offers=(SPOT_A, SPOT_B, offer(Market.SPOT, 0.5, "us-east-1c", available=False), OD))
+    assert choose(avoided) == Launch((SPOT_A,), "policy chose spot")
+    assert choose(replace(avoided, now=100.0)).offers == (SPOT_B, SPOT_A)  # type: ignore[union-attr]
+
+
+def test_no_spot_and_no_deadline_waits() -> None:
+    assert isinstance(choose(ctx(sit=situation(spot_available=False))), Wait)
+    assert isinstance(choose(ctx(offers=(OD,))), Wait)  # the policy chose spot; no spot offer is usable
+
+
+def test_on_demand_when_the_deadline_is_at_risk() -> None:
+    assert choose(ctx(sit=situation(**AT_RISK))) == Launch((OD,), "policy chose on-demand")
+
+
+# --- the budget --------------------------------------------------------------------------------
+
+
+def test_budget_allows_what_fits() -> None:
+    # 10 h + 0.1 h at $0.90 = $9.09, plus $5 spent and $3 for the other tasks: $17.09 <= $17.10.
+    action = choose(ctx(spec(budget=17.10), spent_usd=5.0, others_usd=3.0))
+    assert isinstance(action, Launch) and action.offers == (SPOT_B,)  # $0.95 would make $17.595
+
+
+def test_over_budget_when_even_the_cheapest_offer_would_break_it() -> None:
+    action = choose(ctx(spec(budget=9.0)))
+    assert isinstance(action, OverBudget)
+    assert "$9.00 budget" in action.reason
+
+
+def test_waits_for_spot_when_only_on_demand_would_break_the_budget() -> None:
+    action = choose(ctx(spec(budget=20.0), sit=situation(**AT_RISK)))
+    assert isinstance(action, Wait) and "waiting for spot" in action.reason
+    # With an on-demand market there is nothing to wait for.
+    assert isinstance(choose(ctx(spec(budget=20.0, market="on-demand"))), OverBudget)
+
+
+def test_budget_spent_stops_the_live_attempt_and_refuses_new_ones() -> None:
+    assert choose(ctx(spec(budget=10.0), spent_usd=10.0, live=live())) == Stop(
+        Outcome.BUDGET, ("over_budget",), "spent $10.00 of $10.00")
+    assert isinstance(choose(ctx(spec(budget=10.0), spent_usd=10.5)), OverBudget)
+
+
+# --- a live attempt ----------------------------------------------------------------------------
+
+
+def test_stays_on_the_market_the_policy_wants() -> None:
+    assert choose(ctx(live=live())) == Wait("running on spot")
+
+
+def test_switches_to_on_demand_when_the_deadline_needs_it() -> None:
+    # The spot attempt has not become productive (it owes its overhead), spot is gone: switch.
+    sit = situation(current=Market.SPOT, overhead_left_h=0.1, **AT_RISK)
+    assert choose(ctx(sit=sit, live=live())) == Stop(Outcome.SWITCHED, ("switch",),
+                                                     "policy: switch from spot to on-demand")
+    # No usable on-demand offer: keep what runs.
+    assert isinstance(choose(ctx(sit=sit, live=live(), offers=(SPOT_A,))), Wait)
+
+
+def test_never_switches_into_a_market_that_breaks_the_budget() -> None:
+    sit = situation(current=Market.SPOT, overhead_left_h=0.1, **AT_RISK)
+    action = choose(ctx(spec(budget=20.0), sit=sit, live=live()))
+    assert isinstance(action, Wait) and "budget" in action.reason
+
+
+def test_leaves_on_demand_for_spot_when_ahead() -> None:
+    # Uniform Progress: on on-demand, spot is back and the work is ahead of the line at t + 2d.
+    sit = situation(deadline_h=40.0, elapsed_h=10.0, done_h=5.0, current=Market.ON_DEMAND)
+    action = choose(ctx(spec(policy="uniform-progress"), sit=sit, live=live(Market.ON_DEMAND, 3.06)))
+    assert action == Stop(Outcome.SWITCHED, ("switch",), "policy: switch from on-demand to spot")
+    # Even when the budget is tight: the cheaper market can only help it.
+    tight = choose(ctx(spec(policy="uniform-progress", budget=4.0), sit=sit, live=live(Market.ON_DEMAND, 3.06)))
+    assert tight == action
+
+
+def test_leaves_on_demand_to_wait_when_the_policy_waits() -> None:
+    sit = situation(deadline_h=40.0, spot_available=False, current=Market.ON_DEMAND)
+    action = choose(ctx(sit=sit, live=live(Market.ON_DEMAND, 3.06)))
+    assert isinstance(action, Stop) and action.transitions == ("switch",)
+
+
+def test_finished_work_is_not_stopped_and_a_finished_pending_task_is_launched() -> None:
+    done = situation(done_h=10.0, current=Market.SPOT)
+    assert isinstance(choose(ctx(sit=done, live=live())), Wait)
+    # All work committed but the attempt ended before exiting: the task needs one more attempt to succeed.
+    action = choose(ctx(sit=replace(done, current=None)))
+    assert isinstance(action, Launch) and action.offers[0] is SPOT_B
+    assert choose(ctx(sit=replace(done, current=None), offers=(OD,))) == Launch((OD,), "policy chose on-demand")
+
+
+# --- how an attempt ended ----------------------------------------------------------------------
+
+
+def task(failures: int = 0) -> TaskView:
+    return TaskView(id="t", job_id="j", index=0, state=TaskState.RUNNING, failures=failures,
+                    progress_committed=0.0, progress_reported=0.0, checkpoint_uri="file:///ck",
+                    item_start=None, item_end=None)
+
+
+def ended(reason: EndReason | None, exit_code: int | None = None) -> Instance:
+    return Instance(provider="local", region="us-east-1", zone=None, instance_id="i-1", instance_type="p3.2xlarge",
+                    market=Market.SPOT, state=InstanceState.TERMINATED, attempt_id="a", reason=reason,
+                    exit_code=exit_code)
+
+
+def judge(inst: Instance | None, *, failures: int = 0, exit_code: int | None = None, cancel: bool = False,
+          **spec_kw: Any) -> Verdict:
+    verdict = judge_ended(spec(**spec_kw), task(failures), live(), inst, exit_code, cancel_requested=cancel)
+    state = TaskState.RUNNING  # every verdict must be a legal path out of running
+    for name in verdict.transitions:
+        state = check_transition(name, state).target
+    return verdict
+
+
+def test_success() -> None:
+    v = judge(ended(EndReason.EXITED, 0))
+    assert (v.outcome, v.transitions, v.exit_code) == (Outcome.SUCCEEDED, ("succeed",), 0)
+
+
+def test_preemption_requeues_without_counting_a_failure() -> None:
+    v = judge(ended(EndReason.PREEMPTED, 143), failures=2)
+    assert (v.outcome, v.transitions, v.failures) == (Outcome.PREEMPTED, ("preempted", "requeue"), None)
+
+
+@pytest.mark.parametrize("inst", [None, ended(EndReason.LOST), ended(EndReason.TERMINATED),
+                                  ended(EndReason.EXITED, None)], ids=["gone", "lost", "terminated", "no-status"])
+def test_vanished_instances_requeue(inst: Instance | None) -> None:
+    v = judge(inst)
+    assert (v.outcome, v.transitions) == (Outcome.LOST, ("preempted", "requeue"))
+
+
+def test_failures_count_up_to_max_failures() -> None:
+    assert [judge(ended(EndReason.EXITED, 1), failures=f, max_failures=2).transitions for f in range(3)] == [
+        ("retry",), ("retry",), ("fail",)]
+    v = judge(ended(EndReason.EXITED, 1), failures=1, max_failures=2)
+    assert (v.outcome, v.failures, v.exit_code) == (Outcome.FAILED, 2, 1)
+    assert judge(ended(EndReason.EXITED, 1), max_failures=0).transitions == ("fail",)
+
+
+def test_recoverable_exit_codes_retry_without_counting() -> None:
+    v = judge(ended(EndReason.EXITED, 75), failures=3, max_failures=3, recover=(75,))
+    assert (v.outcome, v.transitions, v.failures, v.exit_code) == (Outcome.FAILED, ("retry",), None, 75)
+
+
+def test_the_heartbeat_exit_code_wins_over_the_instance() -> None:
+    assert judge(ended(EndReason.EXITED, 1), exit_code=0).transitions == ("succeed",)
+
+
+def test_cancellation() -> None:
+    v = judge(ended(EndReason.TERMINATED), cancel=True)
+    assert (v.outcome, v.transitions) == (Outcome.CANCELLED, ("cancel",))
+    # A job that finished on its own while being cancelled still succeeded.
+    assert judge(ended(EndReason.EXITED, 0), cancel=True).transitions == ("succeed",)
