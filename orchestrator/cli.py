@@ -19,6 +19,7 @@ from orchestrator.policy import has_policy
 from orchestrator.spec import JobSpec, SpecError, load_spec
 from orchestrator.status import JobStatus, job_status
 from orchestrator.store import SchemaError, Store, orch_home
+from orchestrator.store.repo import new_id
 from orchestrator.wiring import build_providers, known_providers, open_store
 from providers.base import ChecksOptions, Offer, PermanentError, ProviderError, SystemClock
 from providers.catalog import load_catalog
@@ -135,8 +136,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     now = time.time()
     spec, offers = prepare(args.file, now)
     store = open_store()
-    job_id = store.submit(spec, source=str(Path(args.file).resolve()), now=now,
-                          checkpoint_uri=spec.checkpoint.uri or (orch_home() / "checkpoints").as_uri())
+    job_id = new_id()
+    # Without a checkpoint URI each job gets its own folder; a URI given in the file is used as is,
+    # so resubmitting the same job resumes from its checkpoints.
+    default_uri = (orch_home() / "checkpoints" / job_id).as_uri()
+    store.submit(spec, source=str(Path(args.file).resolve()), now=now, job_id=job_id,
+                 checkpoint_uri=spec.checkpoint.uri or default_uri)
     if args.json:
         print(json.dumps({"job_id": job_id, "estimate": _estimate_dict(spec, offers)}))
     else:

@@ -198,7 +198,8 @@ class TaskWorker:
         spec, task = self.job.spec, self.task
         env = dict(spec.env)
         env.update(ORCH_JOB_ID=self.job.id, ORCH_TASK_ID=task.id, ORCH_ATTEMPT=str(attempt.number),
-                   ORCH_CHECKPOINT_URI=task.checkpoint_uri, ORCH_MARKET=str(offer.market))
+                   ORCH_CHECKPOINT_URI=task.checkpoint_uri, ORCH_MARKET=str(offer.market),
+                   ORCH_CHECKPOINT_KEEP=str(spec.checkpoint.keep))
         if task.item_start is not None and task.item_end is not None:
             env.update(ORCH_ITEM_START=str(task.item_start), ORCH_ITEM_END=str(task.item_end))
         return LaunchRequest(

@@ -93,7 +93,7 @@ def job_status(*, job_id: str, name: str, spec: JobSpec, created_at: float, dead
     overhead = measured_overhead_hours(spec, attempts)
     od_price = next((a.on_demand_price_per_hour for a in reversed(attempts)), on_demand)
     cost = job_cost(attempts, now=now, remaining_usd=remaining_usd,
-                    on_demand_only_usd=(total_work + overhead) * (od_price or 0.0))
+                    on_demand_only_usd=(total_work + overhead * len(tasks)) * (od_price or 0.0))
     slack = None
     if deadline_at is not None and any(not t.state.terminal for t in tasks):
         slack = (deadline_at - now) / 3600.0 - remaining_h / max(1, sum(not t.state.terminal for t in tasks))

@@ -12,6 +12,7 @@ from pathlib import Path
 from orchestrator.cli import prepare
 from orchestrator.reconciler import Reconciler
 from orchestrator.store import Store
+from orchestrator.store.repo import new_id
 from orchestrator.wiring import AGENT_COMMAND
 from providers.base import Clock, SystemClock
 from providers.local import LocalProvider
@@ -58,7 +59,9 @@ providers = ["local"]
 def submit(store: Store, path: Path, home: Path, now: float | None = None) -> str:
     now = time.time() if now is None else now
     spec, _ = prepare(str(path), now)
-    return store.submit(spec, source=str(path), now=now, checkpoint_uri=(home / "checkpoints").as_uri())
+    job_id = new_id()
+    return store.submit(spec, source=str(path), now=now, job_id=job_id,
+                        checkpoint_uri=(home / "checkpoints" / job_id).as_uri())
 
 
 def reconciler(store: Store, home: Path, *, clock: Clock | None = None, owner: str = "test",

@@ -141,7 +141,7 @@ class Checkpointer:
         ckpt = cls(
             uri,
             attempt=int(env.get("ORCH_ATTEMPT", "0") or 0),
-            keep=keep,
+            keep=int(env.get("ORCH_CHECKPOINT_KEEP", "") or keep),
             market=env.get("ORCH_MARKET", "spot") or "spot",
             progress_file=env.get("ORCH_PROGRESS_FILE") or None,
             **options,

@@ -261,43 +261,32 @@ class Store:
     # --- attempts ------------------------------------------------------------------------------
 
     def begin_attempt(self, task: TaskView, offer: Offer, now: float, *, message: str = "") -> AttemptView:
-        """`pending -> launching` and the attempt row, before the provider is called (its id is the token)."""
+        """`pending -> launching` and the attempt row, before the provider is called (its id is the token).
+
+        The guarded transition runs first: it takes the task's row lock, so the loser of a race gets
+        `IllegalTransition` and never reaches the attempt numbering.
+        """
+        attempt_id = new_id()
         with self.session() as s:
-            number = s.scalar(select(func.count()).select_from(AttemptRow).where(AttemptRow.task_id == task.id))
+            self.transition(task.id, "launch", now, attempt_id=attempt_id, session=s, message="launching")
+            number = int(s.scalar(select(func.count()).select_from(AttemptRow)
+                                  .where(AttemptRow.task_id == task.id)) or 0)
             row = AttemptRow(
-                id=new_id(),
-                task_id=task.id,
-                job_id=task.job_id,
-                number=int(number or 0),
-                provider=offer.provider,
-                region=offer.region,
-                zone=offer.zone,
-                instance_type=offer.instance_type,
-                market=str(offer.market),
-                price_per_hour=offer.price_per_hour,
-                on_demand_price_per_hour=offer.on_demand_price_per_hour,
-                price_source=offer.price_source,
-                billing_increment_s=offer.billing.increment_seconds,
-                billing_minimum_s=offer.billing.minimum_seconds,
-                state=str(AttemptState.LAUNCHING),
-                launched_at=now,
-                progress_start=task.progress_committed,
-                unbilled=False,
+                id=attempt_id, task_id=task.id, job_id=task.job_id, number=number,
+                provider=offer.provider, region=offer.region, zone=offer.zone,
+                instance_type=offer.instance_type, market=str(offer.market),
+                price_per_hour=offer.price_per_hour, on_demand_price_per_hour=offer.on_demand_price_per_hour,
+                price_source=offer.price_source, billing_increment_s=offer.billing.increment_seconds,
+                billing_minimum_s=offer.billing.minimum_seconds, state=str(AttemptState.LAUNCHING),
+                launched_at=now, progress_start=task.progress_committed, unbilled=False,
             )
             s.add(row)
             s.flush()
-            self.transition(
-                task.id,
-                "launch",
-                now,
-                attempt_id=row.id,
-                session=s,
-                message=message
-                or (
-                    f"launching attempt {row.number} on {offer.market} {offer.instance_type} in "
-                    f"{offer.zone or offer.region} at ${offer.price_per_hour:.4f}/h"
-                ),
-            )
+            # The event was written with a placeholder; give it the numbered message now that it exists.
+            s.execute(update(EventRow).where(EventRow.attempt_id == attempt_id, EventRow.kind == "launch")
+                      .values(message=message or (
+                          f"launching attempt {number} on {offer.market} {offer.instance_type} in "
+                          f"{offer.zone or offer.region} at ${offer.price_per_hour:.4f}/h")))
             return _attempt_view(row)
 
     def attempt_running(self, attempt: AttemptView, instance_id: str, now: float) -> None:
