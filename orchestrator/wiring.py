@@ -37,7 +37,6 @@ def _local(home: Path, clock: Clock) -> Provider:
 
 def _aws(home: Path, clock: Clock) -> Provider:
     from providers.aws import AwsProvider
-
     from providers.aws_settings import load_aws_settings
 
     return AwsProvider(clock, load_aws_settings(home / "providers" / "aws.toml"))
