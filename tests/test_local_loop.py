@@ -161,3 +161,43 @@ def test_failures_are_retried_up_to_max_failures(tmp_path: Path, orch_home: Path
     assert task.state is TaskState.FAILED
     assert task.failures == 3
     assert [a.exit_code for a in sqlite_store.attempts(job_id)] == [3, 3, 3]
+
+
+class _FastClock:
+    """Wall time that runs an hour per tick, so a real process can spend a budget in seconds."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(min(seconds, 0.05))
+
+
+def test_the_budget_cap_stops_a_running_job_and_further_launches(
+    tmp_path: Path, orch_home: Path, sqlite_store: Store
+) -> None:
+    pidfile = tmp_path / "pid"
+    code = f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
+    # 2 h of on-demand work at $3.06/h = $6.12; the budget allows $7: launching is allowed, but the job
+    # is killed once spending reaches $7, and never relaunched.
+    path = job_toml(tmp_path, command=python_command(code), market="on-demand", hours=2.0, deadline_hours=10,
+                    extra_schedule="budget_usd = 7.0")
+    clock = _FastClock()
+    job_id = submit(sqlite_store, path, orch_home, now=clock.now())
+    r = reconciler(sqlite_store, orch_home, clock=clock)
+    run_until(r, lambda: pidfile.exists() and pidfile.read_text() != "", timeout=30)
+    pid = int(pidfile.read_text())
+
+    clock.offset += 3 * 3600.0  # three hours later: $9.18 spent, past the budget
+    run_until(r, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=30)
+
+    assert sqlite_store.tasks(job_id)[0].state is TaskState.BUDGET_EXCEEDED
+    attempts = sqlite_store.attempts(job_id)
+    assert len(attempts) == 1 and attempts[0].outcome is Outcome.BUDGET
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(pid)
