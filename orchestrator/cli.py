@@ -93,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"comma-separated providers to manage (known: {', '.join(known_providers())})")
     ctl.add_argument("--once", action="store_true", help="one tick, then exit")
     ctl.set_defaults(func=cmd_controller)
+    _kubernetes_arguments(ctl, s)
 
     db = sub.add_parser("db", help="database schema")
     dbs = db.add_subparsers(dest="db_command", required=True)
@@ -132,7 +133,21 @@ def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
     return spec, offers
 
 
+def _kubernetes_arguments(controller: argparse.ArgumentParser, submit: argparse.ArgumentParser) -> None:
+    controller.add_argument("--kubernetes", action="store_true",
+                            help="run as the GpuJob controller (leader-elected; pods through the kubernetes provider)")
+    controller.add_argument("--namespace", default=None, help="watch GpuJobs in this namespace only")
+    controller.add_argument("--lease-name", default=None)
+    controller.add_argument("--health-port", type=int, default=None)
+    submit.add_argument("--kubernetes", action="store_true", help="create a GpuJob resource instead")
+    submit.add_argument("--namespace", default=None)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
+    if args.kubernetes:
+        from orchestrator.cli_k8s import submit_gpujob
+
+        return submit_gpujob(args.file, args.namespace)
     now = time.time()
     spec, offers = prepare(args.file, now)
     store = open_store()
@@ -284,6 +299,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_controller(args: argparse.Namespace) -> int:
+    if args.kubernetes:
+        from orchestrator.cli_k8s import run_kubernetes_controller
+
+        return run_kubernetes_controller(args)
     from orchestrator.reconciler import Reconciler
 
     store = open_store()

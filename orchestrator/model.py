@@ -124,6 +124,8 @@ class AttemptView:
     productive_at: float | None = None
     # A launch the provider refused: no instance, nothing billed.
     unbilled: bool = False
+    # Where the price came from: "api", "catalog", or "unknown" (money figures then mean nothing).
+    price_source: str = "catalog"
 
     @property
     def live(self) -> bool:

@@ -100,6 +100,12 @@ class TaskWorker:
         self.store.end_attempt(live, verdict.outcome, self.now, task_transitions=verdict.transitions,
                                message=verdict.message, exit_code=verdict.exit_code, failures=verdict.failures,
                                ended_at=max(ended_at, live.launched_at))
+        if inst is not None:
+            # Recorded first; now let the provider release what is left (a pod's finalizer, a stopped VM).
+            try:
+                self.r.providers[live.provider].terminate(inst)
+            except ProviderError as exc:
+                log.warning("releasing ended instance %s failed: %s", inst.instance_id, exc)
 
     def _observe(self, live: AttemptView, inst: Instance) -> int | None:
         """Record progress and the newest checkpoint; return the job's exit code if its heartbeat has one."""

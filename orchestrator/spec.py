@@ -21,7 +21,7 @@ from orchestrator.spec_reader import SpecError, _Reader, _show
 from providers.base import ARCHITECTURES, Resources
 
 __all__ = ["ArraySpec", "CheckpointSpec", "JobSpec", "PlacementSpec", "RetrySpec", "ScheduleSpec", "SpecError",
-           "load_spec", "parse_spec", "spec_from_dict"]
+           "load_spec", "parse_spec", "parse_spec_dict", "spec_from_dict"]
 
 MARKETS = ("auto", "spot", "on-demand")
 DEFAULT_GRACE_SECONDS = 120.0
@@ -217,6 +217,15 @@ def parse_spec(
         raise SpecError(source, "", f"not valid TOML: {exc}") from None
     except (ValueError, RecursionError):  # what tomllib lets through: a 5000-digit integer, deep nesting
         raise SpecError(source, "", "not valid TOML: a number too long or values nested too deep") from None
+    return parse_spec_dict(doc, source=source, submitted_at=submitted_at, policies=policies)
+
+
+def parse_spec_dict(
+    doc: Mapping[str, Any], *, source: str, submitted_at: float, policies: Callable[[str], bool] | None = None
+) -> JobSpec:
+    """Validate an already-decoded job document (a job.toml table, a GpuJob's `.spec`) the same way."""
+    if not isinstance(doc, Mapping):
+        raise SpecError(source, "", "must be a table of job settings")
     r = _Reader(source, doc)
     r.expect("name", "command", "image", "workdir", "env", "resources", "schedule", "checkpoint", "retry",
              "placement", "array")

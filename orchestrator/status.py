@@ -106,5 +106,5 @@ def job_status(*, job_id: str, name: str, spec: JobSpec, created_at: float, dead
         progress_reported=reported / total_work if total_work else 0.0,
         deadline_at=deadline_at, slack_hours=slack, budget_usd=spec.schedule.budget_usd, cost=cost,
         tasks=tuple(tasks), attempts=tuple(attempts),
-        price_known=all(a.price_per_hour > 0 for a in attempts) and (bool(attempts) or fallback is not None),
+        price_known=all(a.price_source != "unknown" for a in attempts) and (bool(attempts) or fallback is not None),
     )

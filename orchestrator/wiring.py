@@ -43,9 +43,13 @@ def _aws(home: Path, clock: Clock) -> Provider:
 
 
 def _kubernetes(home: Path, clock: Clock) -> Provider:
+    import os
+
+    from orchestrator.k8s.config import provider_settings_from_env
+    from orchestrator.k8s.kube import default_api_client
     from providers.kubernetes import KubernetesProvider
 
-    return KubernetesProvider.from_environment(clock)
+    return KubernetesProvider(default_api_client(), provider_settings_from_env(os.environ), clock=clock)
 
 
 FACTORIES: dict[str, Callable[[Path, Clock], Provider]] = {

@@ -483,4 +483,5 @@ def _attempt_view(r: AttemptRow) -> AttemptView:
         last_checkpoint_at=r.last_checkpoint_at,
         productive_at=r.productive_at,
         unbilled=r.unbilled,
+        price_source=r.price_source,
     )

@@ -1,0 +1,64 @@
+"""`orch controller --kubernetes` and `orch submit --kubernetes`: the CLI's Kubernetes entry points."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from orchestrator.k8s.config import controller_settings_from_env, provider_settings_from_env
+from orchestrator.k8s.convert import gpujob_from_toml
+from orchestrator.k8s.kube import create_gpujob, default_api_client
+from orchestrator.k8s.run import run_controller
+from orchestrator.k8s.store_backend import StoreBackend
+from orchestrator.policy import has_policy
+from orchestrator.reconciler import Reconciler
+from orchestrator.spec import JobSpec, SpecError
+from orchestrator.store import orch_home
+from orchestrator.wiring import build_providers, open_store
+from providers.base import Offer, Provider, SystemClock
+from providers.kubernetes import KubernetesProvider
+
+
+def run_kubernetes_controller(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=os.environ.get("ORCH_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    clock = SystemClock()
+    api = default_api_client()
+    pods = provider_settings_from_env(os.environ)
+    providers: dict[str, Provider] = {"kubernetes": KubernetesProvider(api, pods, clock=clock)}
+    extra = [n.strip() for n in args.providers.split(",") if n.strip() and n.strip() not in ("kubernetes", "local")]
+    providers.update(build_providers(extra, clock=clock))
+    store = open_store()
+    reconciler = Reconciler(store, providers, clock, tick_seconds=args.tick)
+
+    def offers(spec: JobSpec, job_id: str) -> list[Offer]:
+        out: list[Offer] = []
+        for name in spec.placement.providers:
+            if name in providers:
+                out.extend(providers[name].offers(spec.resources, spec.placement.regions, job_id=job_id))
+        return out
+
+    root = os.environ.get("ORCH_CHECKPOINT_ROOT") or (orch_home() / "checkpoints").as_uri()
+    backend = StoreBackend(store, reconciler, checkpoint_root=root, offers=offers)
+    settings = controller_settings_from_env(os.environ, health_port=args.health_port, lease_name=args.lease_name)
+    try:
+        return run_controller(backend, namespace=args.namespace, api_client=api, settings=settings,
+                              policies=has_policy)
+    finally:
+        store.release_jobs(reconciler.owner)
+
+
+def submit_gpujob(path: str, namespace: str | None) -> int:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SpecError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
+    ns = namespace or os.environ.get("POD_NAMESPACE") or "default"
+    manifest = gpujob_from_toml(text, source=path, namespace=ns)
+    created = create_gpujob(default_api_client(), manifest)
+    meta = created.get("metadata", {})
+    print(f"created GpuJob {meta.get('namespace', ns)}/{meta.get('name', '?')}; "
+          "watch it with `kubectl get gpujobs -w`")
+    return 0

@@ -1,0 +1,90 @@
+"""A GpuJob's `.spec` to a `JobSpec`, through the very validation that `job.toml` gets.
+
+The spec dict goes through `orchestrator.spec.parse_spec_dict`, so a GpuJob and a job file are
+accepted or refused by the same code with the same messages (the source is named
+"GpuJob <namespace>/<name>"): a second validator would drift. The reverse direction
+(`gpujob_from_toml`) serves `orch submit --kubernetes job.toml`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from orchestrator.k8s.crd import API_VERSION, KIND
+from orchestrator.spec import JobSpec, SpecError, parse_spec, parse_spec_dict
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _without_nulls(value: Any) -> Any:
+    """JSON nulls dropped (absent means default in a job file, and TOML has no null)."""
+    if isinstance(value, Mapping):
+        return {str(k): _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value
+
+
+def parse_timestamp(text: str) -> float:
+    """An RFC 3339 time from the API server (creationTimestamp, deletionTimestamp) as Unix seconds."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def source_of(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{KIND} {meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def job_spec_from_gpujob(
+    obj: Mapping[str, Any], *, policies: Callable[[str], bool] | None = None
+) -> JobSpec:
+    """Validate a GpuJob's spec as a job file. `name` defaults to metadata.name.
+
+    A relative deadline (`deadline_hours`) counts from metadata.creationTimestamp, so it resolves to
+    the same instant however often, and by whichever replica, the resource is read.
+    """
+    meta = obj.get("metadata") or {}
+    source = source_of(obj)
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping):
+        raise SpecError(source, "spec", "is required and must be an object")
+    doc = dict(spec)
+    doc.setdefault("name", meta.get("name", ""))
+    created = meta.get("creationTimestamp")
+    submitted_at = parse_timestamp(created) if isinstance(created, str) else 0.0
+    return parse_spec_dict(_without_nulls(doc), source=source, submitted_at=submitted_at, policies=policies)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+_DNS_LABEL = re.compile(r"[^a-z0-9-]+")
+
+
+def gpujob_from_toml(text: str, *, source: str, namespace: str, name: str | None = None) -> dict[str, Any]:
+    """A GpuJob manifest from a job file, for `orch submit --kubernetes job.toml`.
+
+    The file is validated first (with the submission time taken as now, as the controller will take
+    the resource's creation time); a single `gpu = "A100"` becomes the list the CRD wants.
+    """
+    parse_spec(text, source=source, submitted_at=dt.datetime.now(dt.UTC).timestamp())
+    doc = _jsonable(tomllib.loads(text))
+    resources = doc.get("resources")
+    if isinstance(resources, dict) and isinstance(resources.get("gpu"), str):
+        resources["gpu"] = [resources["gpu"]]
+    job_name = name or _DNS_LABEL.sub("-", str(doc.get("name", "job")).lower()).strip("-")[:63] or "job"
+    return {"apiVersion": API_VERSION, "kind": KIND,
+            "metadata": {"name": job_name, "namespace": namespace}, "spec": doc}

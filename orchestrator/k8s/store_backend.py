@@ -1,0 +1,84 @@
+"""The live `JobBackend`: GpuJobs mirrored into orch's store and run by the same reconciler as the CLI.
+
+Money, state and progress come from `orchestrator.status.job_status`, the one place they are derived,
+so `kubectl get gpujobs` and `orch status` cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.k8s.backend import GpuJobStatus, UnknownJob
+from orchestrator.model import AttemptState
+from orchestrator.reconciler import Reconciler
+from orchestrator.spec import JobSpec
+from orchestrator.status import JobStatus, job_status
+from orchestrator.store import Store
+from orchestrator.store.repo import new_id
+from providers.base import Market, Offer
+
+_PHASES = {"pending": "Pending", "running": "Running", "preempted": "Preempted", "succeeded": "Succeeded",
+           "failed": "Failed", "cancelled": "Cancelled", "budget_exceeded": "BudgetExceeded"}
+
+
+class StoreBackend:
+    def __init__(self, store: Store, reconciler: Reconciler, *, checkpoint_root: str,
+                 offers: Callable[[JobSpec, str], list[Offer]] | None = None) -> None:
+        self.store = store
+        self.reconciler = reconciler
+        self.checkpoint_root = checkpoint_root.rstrip("/")
+        self._offers = offers
+
+    def submit(self, spec: JobSpec, *, external_ref: str) -> str:
+        existing = self.store.job_by_ref(external_ref)
+        if existing is not None:
+            return existing.id
+        job_id = new_id()
+        try:
+            self.store.submit(spec, source=f"GpuJob {external_ref}", now=self.reconciler.clock.now(), job_id=job_id,
+                              checkpoint_uri=spec.checkpoint.uri or f"{self.checkpoint_root}/{job_id}",
+                              external_ref=external_ref)
+        except IntegrityError:
+            # Another replica mirrored it first (the unique external_ref): theirs is the job.
+            raced = self.store.job_by_ref(external_ref)
+            if raced is None:
+                raise
+            return raced.id
+        return job_id
+
+    def cancel(self, job_id: str) -> None:
+        self.store.request_cancel(job_id, self.reconciler.clock.now())
+
+    def reconcile_once(self) -> None:
+        self.reconciler.tick()
+
+    def job_status(self, job_id: str) -> JobStatus:
+        job = self.store.job(job_id)
+        if job is None or job.id != job_id:
+            raise UnknownJob(job_id)
+        offers = self._offers(job.spec, job.id) if self._offers and job.finished_at is None else []
+        return job_status(job_id=job.id, name=job.name, spec=job.spec, created_at=job.created_at,
+                          deadline_at=job.deadline_at, tasks=self.store.tasks(job.id),
+                          attempts=self.store.attempts(job.id), offers=offers, now=self.reconciler.clock.now())
+
+    def status(self, job_id: str) -> GpuJobStatus:
+        st = self.job_status(job_id)
+        events = self.store.events(job_id)
+        cost = st.cost
+        priced = st.price_known
+        return GpuJobStatus(
+            phase=_PHASES.get(st.state, "Pending"),
+            market=st.market,
+            progress=st.progress,
+            cost_usd=cost.spent_usd if priced else None,
+            projected_usd=cost.projected_usd if priced else None,
+            preemptions=cost.preemptions,
+            attempts=sum(1 for a in st.attempts if not a.unbilled),
+            live_attempts=sum(1 for a in st.attempts if a.state is not AttemptState.ENDED),
+            deadline=st.deadline_at,
+            message=events[-1].message if events else "",
+            price_source="catalog" if priced else "unknown",
+            cost_by_market={str(Market.SPOT): cost.spot_usd, str(Market.ON_DEMAND): cost.on_demand_usd},
+        )
