@@ -100,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     up = dbs.add_parser("upgrade", help="migrate the store to the newest schema")
     up.set_defaults(func=cmd_db_upgrade)
 
+    aws = sub.add_parser("aws", help="AWS set-up")
+    awss = aws.add_subparsers(dest="aws_command", required=True)
+    notices = awss.add_parser("setup-notices", help="create the EventBridge rules and SQS queue for spot notices")
+    notices.add_argument("--region", required=True)
+    notices.add_argument("--queue-name", default="orch-ec2-notices")
+    notices.set_defaults(func=cmd_aws_setup_notices)
+
     sub.add_parser("agent", help="run beside a job on its instance: orch agent [options] -- CMD ...")
     return p
 
@@ -328,6 +335,15 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     engine = make_engine(database_url())
     upgrade(engine)
     print(f"database at revision {current_revision(engine)}")
+    return 0
+
+
+def cmd_aws_setup_notices(args: argparse.Namespace) -> int:
+    from providers.aws_notices import ensure_notice_queue
+
+    queue = ensure_notice_queue(args.region, queue_name=args.queue_name)
+    print(f"queue {queue.queue_url}\nrules {', '.join(queue.rule_arns)}")
+    print(f"add to the [region.{args.region}] table of the AWS settings: notice_queue_url = \"{queue.queue_url}\"")
     return 0
 
 

@@ -37,9 +37,9 @@ def _local(home: Path, clock: Clock) -> Provider:
 
 def _aws(home: Path, clock: Clock) -> Provider:
     from providers.aws import AwsProvider
-    from providers.aws_settings import load_aws_settings
 
-    return AwsProvider(clock, load_aws_settings(home / "providers" / "aws.toml"))
+    # ORCH_AWS_SETTINGS, else $ORCH_HOME/providers/aws.toml (docs/providers/aws.md).
+    return AwsProvider.from_settings_file(clock)
 
 
 def _kubernetes(home: Path, clock: Clock) -> Provider:
