@@ -131,7 +131,10 @@ class TaskWorker:
         notes: dict[str, float] = {}
         seen = max(x for x in (committed, reported, 0.0) if x is not None)
         if live.productive_at is None and seen > live.progress_start:
-            notes["productive_at"] = now
+            # Progress is seen a tick late: back-date the moment work began by the work done since,
+            # at the estimated rate, so the measured restart overhead does not grow with the tick.
+            work_s = (seen - live.progress_start) * task_work_hours(self.job.spec, self.task) * 3600.0
+            notes["productive_at"] = max(live.launched_at, now - work_s)
         if checkpoint_at is not None:
             notes["last_checkpoint_at"] = checkpoint_at
         if committed is not None:
