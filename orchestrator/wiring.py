@@ -42,6 +42,14 @@ def _aws(home: Path, clock: Clock) -> Provider:
     return AwsProvider.from_settings_file(clock)
 
 
+def _gcp(home: Path, clock: Clock) -> Provider:
+    from providers.gcp import GcpProvider
+    from providers.gcp_settings import load_gcp_settings
+
+    # ORCH_GCP_SETTINGS, else $ORCH_HOME/providers/gcp.toml (docs/providers/gcp.md).
+    return GcpProvider(clock, load_gcp_settings())
+
+
 def _kubernetes(home: Path, clock: Clock) -> Provider:
     import os
 
@@ -55,6 +63,7 @@ def _kubernetes(home: Path, clock: Clock) -> Provider:
 FACTORIES: dict[str, Callable[[Path, Clock], Provider]] = {
     "local": _local,
     "aws": _aws,
+    "gcp": _gcp,
     "kubernetes": _kubernetes,
 }
 

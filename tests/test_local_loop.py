@@ -38,15 +38,16 @@ def _fold_command(seconds: float) -> list[str]:
 def test_reclaimed_job_resumes_from_checkpoints_and_output_equals_an_uninterrupted_run(
     tmp_path: Path, orch_home: Path, sqlite_store: Store
 ) -> None:
-    work = _fold_workdir(tmp_path, 16)
+    work = _fold_workdir(tmp_path, 30)
     reference = tmp_path / "ref"
     reference.mkdir()
     subprocess.run([sys.executable, str(work / "fold.py"), str(work / "seqs.fasta"), "--out", "results.tsv",
                     "--seconds-per-seq", "0", "--rounds", "200"], cwd=reference, check=True,
                    env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(FOLD.parent.parent)})
-    # Spot is taken away at 2 s and 5 s (1 s ticks), each time with a 1 s notice.
-    write_trace(work / "market.json", [1, 1, 0, 1, 1, 0, 1] + [1] * 60, gap=1.0)
-    path = job_toml(work, command=_fold_command(0.3),
+    # Spot is taken away at 4.5 s and 9 s (1.5 s ticks), each time with a 1 s notice: late enough
+    # for the job to have started on a loaded machine, early enough to land mid-run.
+    write_trace(work / "market.json", [1, 1, 1, 0, 1, 1, 0] + [1] * 60, gap=1.5)
+    path = job_toml(work, command=_fold_command(0.4),
                     local={"trace": "market.json", "notice_seconds": 1, "zones": ["local-a"]},
                     extra_schedule="policy = \"uniform-progress\"")
     job_id = submit(sqlite_store, path, orch_home)

@@ -1,0 +1,238 @@
+"""A small GCS JSON-API fake over real HTTP: the calls `GcsStorage` makes, and an OAuth token endpoint.
+
+Hand-written from the public JSON API reference, not Google. It keeps objects in memory and serves
+simple media uploads, resumable uploads (chunks must start where the server's offset stands and be
+multiples of 256 KiB except the last, as GCS demands; 308 with a `Range` header in between), media
+downloads, paginated listing by plain string prefix, and deletes. `/token` plays Google's OAuth
+token endpoint for credential files that name it as their `token_uri`, so a test can drive the real
+`google.auth.default()` chain and see the bearer token arrive. Faults: `fail_next(action, status)`,
+and `break_chunk()`, which keeps half of the next resumable chunk and then answers 503.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from google.auth.credentials import AnonymousCredentials
+
+QUANTUM = 256 * 1024
+TOKEN = "fake-access-token-1"
+_OBJECT = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+)$")
+_OBJECTS = re.compile(r"^/storage/v1/b/([^/]+)/o$")
+_UPLOAD = re.compile(r"^/upload/storage/v1/b/([^/]+)/o$")
+_RANGE = re.compile(r"^bytes (\*|(\d+)-(\d+))/(\d+)$")
+
+
+class Reply:
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        self.status, self.headers = status, headers or {}
+        if body is None:
+            self.data = b""
+        elif isinstance(body, bytes):
+            self.data = body
+        else:
+            self.data = json.dumps(body).encode()
+            self.headers.setdefault("Content-Type", "application/json; charset=UTF-8")
+
+
+def error(status: int, message: str) -> Reply:
+    return Reply(status, {"error": {"code": status, "message": message, "errors": [{"message": message}]}})
+
+
+class GcsFake:
+    def __init__(self, buckets: tuple[str, ...] = ("ckpt",)) -> None:
+        self.buckets = set(buckets)
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.sessions: dict[str, tuple[str, str, int, bytearray]] = {}
+        self.calls: Counter[str] = Counter()
+        self.authorizations: list[str] = []
+        self.page_size = 1000
+        self.require_token = False
+        self.crashes: list[str] = []  # the fake's own bugs, checked when a test ends
+        self.lock = threading.RLock()
+        self._faults: dict[str, list[int]] = {}
+        self._break_chunk = False
+        self._ids = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> GcsFake:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def fail_next(self, action: str, status: int = 503, *, times: int = 1) -> None:
+        """Actions: upload, chunk, get, list, delete."""
+        with self.lock:
+            self._faults.setdefault(action, []).extend([status] * times)
+
+    def break_chunk(self) -> None:
+        self._break_chunk = True
+
+    # --- routing ---------------------------------------------------------------------------
+
+    def handle(self, method: str, raw_path: str, query: dict[str, str], headers: Any, body: bytes) -> Reply:
+        with self.lock:
+            if method == "POST" and raw_path == "/token":
+                self.calls["token"] += 1
+                return Reply(200, {"access_token": TOKEN, "expires_in": 3600, "token_type": "Bearer"})
+            self.authorizations.append(str(headers.get("Authorization", "")))
+            if self.require_token and headers.get("Authorization") != f"Bearer {TOKEN}":
+                return error(401, "Anonymous caller does not have storage.objects access")
+            action, args = self._route(method, raw_path, query)
+            self.calls[action] += 1
+            faults = self._faults.get(action)
+            if faults:
+                return error(faults.pop(0), f"injected {action} failure")
+            if args and args[0] not in self.buckets:
+                return error(404, "The specified bucket does not exist.")
+            handler = {
+                "upload": self._upload, "chunk": self._chunk, "get": self._get,
+                "list": self._list, "delete": self._delete,
+            }.get(action)
+            if handler is None:
+                return error(404, f"no route for {method} {raw_path}")
+            return handler(args, query, headers, body)
+
+    def _route(self, method: str, path: str, query: dict[str, str]) -> tuple[str, list[str]]:
+        if (m := _UPLOAD.match(path)) and method == "POST":
+            return "upload", [unquote(m.group(1))]
+        if _UPLOAD.match(path) and method == "PUT" and "upload_id" in query:
+            return "chunk", []
+        if (m := _OBJECT.match(path)) and method in ("GET", "DELETE"):
+            return ("get" if method == "GET" else "delete"), [unquote(m.group(1)), unquote(m.group(2))]
+        if (m := _OBJECTS.match(path)) and method == "GET":
+            return "list", [unquote(m.group(1))]
+        return "unknown", []
+
+    # --- the API ---------------------------------------------------------------------------
+
+    def _meta(self, bucket: str, name: str) -> dict[str, Any]:
+        return {"kind": "storage#object", "bucket": bucket, "name": name,
+                "size": str(len(self.objects[(bucket, name)]))}
+
+    def _upload(self, args: list[str], query: dict[str, str], headers: Any, body: bytes) -> Reply:
+        bucket, name = args[0], query.get("name", "")
+        if not name:
+            return error(400, "Required parameter: name")
+        if query.get("uploadType") == "media":
+            self.objects[(bucket, name)] = body
+            return Reply(200, self._meta(bucket, name))
+        if query.get("uploadType") == "resumable":
+            sid = f"session-{next(self._ids)}"
+            total = int(headers.get("X-Upload-Content-Length", "-1"))
+            self.sessions[sid] = (bucket, name, total, bytearray())
+            location = f"{self.url}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&upload_id={sid}"
+            return Reply(200, None, {"Location": location})
+        return error(400, f"unsupported uploadType {query.get('uploadType')!r}")
+
+    def _chunk(self, args: list[str], query: dict[str, str], headers: Any, body: bytes) -> Reply:
+        session = self.sessions.get(query["upload_id"])
+        if session is None:
+            return error(404, "No such upload session")
+        bucket, name, total, kept = session
+        match = _RANGE.match(headers.get("Content-Range", ""))
+        if match is None or int(match.group(4)) != total:
+            return error(400, f"bad Content-Range {headers.get('Content-Range')!r}")
+        if match.group(1) != "*":
+            start, end = int(match.group(2)), int(match.group(3))
+            if start != len(kept) or end - start + 1 != len(body):
+                return error(400, f"chunk {start}-{end} does not continue at {len(kept)}")
+            if end + 1 < total and len(body) % QUANTUM:
+                return error(400, "chunks other than the last must be multiples of 256 KiB")
+            if self._break_chunk:
+                self._break_chunk = False
+                kept += body[: len(body) // 2 // QUANTUM * QUANTUM]
+                return error(503, "Backend Error")
+            kept += body
+        if len(kept) == total:
+            self.objects[(bucket, name)] = bytes(kept)
+            del self.sessions[query["upload_id"]]
+            return Reply(200, self._meta(bucket, name))
+        return Reply(308, None, {"Range": f"bytes=0-{len(kept) - 1}"} if kept else {})
+
+    def _get(self, args: list[str], query: dict[str, str], headers: Any, body: bytes) -> Reply:
+        data = self.objects.get((args[0], args[1]))
+        if data is None:
+            return error(404, f"No such object: {args[0]}/{args[1]}")
+        if query.get("alt") != "media":
+            return Reply(200, self._meta(args[0], args[1]))
+        return Reply(200, data, {"Content-Type": "application/octet-stream"})
+
+    def _list(self, args: list[str], query: dict[str, str], headers: Any, body: bytes) -> Reply:
+        prefix = query.get("prefix", "")
+        names = sorted(n for (b, n) in self.objects if b == args[0] and n.startswith(prefix))
+        start = int(query.get("pageToken") or 0)
+        end = start + min(self.page_size, int(query.get("maxResults", "1000")))
+        doc: dict[str, Any] = {"kind": "storage#objects", "items": [{"name": n} for n in names[start:end]]}
+        if end < len(names):
+            doc["nextPageToken"] = str(end)
+        return Reply(200, doc)
+
+    def _delete(self, args: list[str], query: dict[str, str], headers: Any, body: bytes) -> Reply:
+        if self.objects.pop((args[0], args[1]), None) is None:
+            return error(404, f"No such object: {args[0]}/{args[1]}")
+        return Reply(204)
+
+
+def _handler(fake: GcsFake) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stalls
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            parts = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+            try:
+                reply = fake.handle(self.command, parts.path, query, self.headers, body)
+            except Exception as exc:  # a bug of the fake: answer 500 and fail the test at teardown
+                fake.crashes.append(f"{self.command} {self.path}: {exc!r}")
+                reply = error(500, "fake crashed")
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.data)))
+            self.end_headers()
+            self.wfile.write(reply.data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+    return Handler
+
+
+def anonymous() -> Any:
+    """Credentials that sign nothing: the fakes need none, and no real ones are ever near a test."""
+    return AnonymousCredentials()  # type: ignore[no-untyped-call]
+
+
+def running(buckets: tuple[str, ...] = ("ckpt",)) -> Iterator[GcsFake]:
+    """Generator for a pytest fixture: a started fake, stopped afterwards."""
+    fake = GcsFake(buckets).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+    assert not fake.crashes, fake.crashes
