@@ -100,6 +100,19 @@ def _parser() -> argparse.ArgumentParser:
     up = dbs.add_parser("upgrade", help="migrate the store to the newest schema")
     up.set_defaults(func=cmd_db_upgrade)
 
+    sim = sub.add_parser("simulate", help="run a job through the real loop on spot traces, at simulated time")
+    sim.add_argument("file")
+    sim.add_argument("--trace", action="append", required=True, metavar="FILE",
+                     help="an availability trace (one per zone; repeat for several zones)")
+    sim.add_argument("--policy", help="override the job's policy")
+    sim.add_argument("--start-tick", type=int, default=0)
+    sim.add_argument("--task-hours", type=float, help="C: hours of work")
+    sim.add_argument("--deadline-hours", type=float, help="D: hours from submission to the deadline")
+    sim.add_argument("--restart-overhead-hours", type=float, help="d: hours lost at each launch")
+    sim.add_argument("--price-ratio", type=float, help="k: on-demand price / spot price")
+    sim.add_argument("--json", action="store_true")
+    sim.set_defaults(func=cmd_simulate)
+
     aws = sub.add_parser("aws", help="AWS set-up")
     awss = aws.add_subparsers(dest="aws_command", required=True)
     notices = awss.add_parser("setup-notices", help="create the EventBridge rules and SQS queue for spot notices")
@@ -335,6 +348,40 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     engine = make_engine(database_url())
     upgrade(engine)
     print(f"database at revision {current_revision(engine)}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from orchestrator.simulate import simulate_job
+    from orchestrator.traces import TraceError, load_trace
+
+    now = time.time()
+    spec = load_spec(args.file, submitted_at=now, policies=has_policy)
+    if args.policy is not None and not has_policy(args.policy):
+        raise CliError(f"no policy named {args.policy!r}", EXIT_USAGE)
+    for flag in ("task_hours", "deadline_hours", "restart_overhead_hours", "price_ratio"):
+        value = getattr(args, flag)
+        if value is not None and not value > 0 and not (flag == "restart_overhead_hours" and value == 0):
+            raise CliError(f"--{flag.replace('_', '-')} must be greater than 0", EXIT_USAGE)
+    traces = {}
+    try:
+        for i, path in enumerate(args.trace):
+            zone = Path(path).stem if Path(path).stem not in traces else f"{Path(path).stem}-{i}"
+            traces[zone] = load_trace(path)
+    except TraceError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    deadline_h = args.deadline_hours
+    if deadline_h is None and spec.schedule.deadline is not None:
+        deadline_h = (spec.schedule.deadline - now) / 3600.0
+    if args.start_tick < 0 or any(args.start_tick >= len(t) for t in traces.values()):
+        raise CliError(f"--start-tick {args.start_tick} is outside the trace", EXIT_USAGE)
+    result = simulate_job(spec, traces, policy=args.policy, start_tick=args.start_tick, task_hours=args.task_hours,
+                          deadline_hours=deadline_h, overhead_hours=args.restart_overhead_hours,
+                          price_ratio=args.price_ratio)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(render.simulation(result))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from orchestrator.simulate import SimulationResult
 from orchestrator.status import JobStatus
 from providers.base import Offer
 
@@ -87,3 +88,17 @@ def estimate(offers: Sequence[Offer], work_hours: float, overhead_hours: float) 
         rows.append((market, best.instance_type, best.zone or best.region, f"${best.price_per_hour:.4f}",
                      f"{total:.2f}", usd(best.price_per_hour * total)))
     return table(("MARKET", "TYPE", "WHERE", "$/H", "HOURS", "COST"), rows)
+
+
+def simulation(r: SimulationResult) -> str:
+    finish = "-" if r.finish_hours is None else f"{r.finish_hours:.2f} h"
+    deadline = "none" if r.deadline_hours is None else f"{r.deadline_hours:.2f} h"
+    rows = [
+        ("policy", r.policy), ("state", r.state),
+        ("work / deadline / overhead", f"{r.task_hours:g} h / {deadline} / {r.restart_overhead_hours:g} h"),
+        ("cost", f"{usd(r.cost_usd)}  ({r.normalized_cost:.3f} of on-demand only, {usd(r.on_demand_only_usd)})"),
+        ("on-demand hours", f"{r.on_demand_hours:.2f}"), ("spot hours", f"{r.spot_hours:.2f}"),
+        ("idle hours", f"{r.idle_hours:.2f}"), ("preemptions", str(r.preemptions)),
+        ("finished after", finish), ("deadline met", "yes" if r.deadline_met else "NO"),
+    ]
+    return "\n".join(f"{k:<28}{v}" for k, v in rows)

@@ -58,8 +58,14 @@ class TaskWorker:
                 assert live is not None
             if inst is None or not inst.alive:
                 self._finish(live, inst)
+                self.live = None
+                self._refresh()
+                if self.task.state is TaskState.PENDING and self.job.cancel_requested_at is None:
+                    self._place()  # relaunch in the same tick, as a reclaimed job wants to
                 return
             self._observe(live, inst)
+            self._refresh()  # decide on the progress just observed, not last tick's
+            live = self.live = self.store.attempt(live.id) or live
             notice = obs.notices.get(live.id)
             if notice is not None:
                 self._note_notice(live, notice.kind, notice.deadline)
@@ -248,6 +254,7 @@ class TaskWorker:
             work_h=work_h, done_h=task.progress_committed * work_h, overhead_h=overhead_h, price_ratio=ratio,
             current=live.market if live is not None else None, spot_available=bool(spot) or running_spot,
             tick_h=self.r.tick_seconds / 3600.0, overhead_left_h=overhead_left,
+            history=self.r.history.get(self.job.id),
         )
         spent = sum(attempt_cost(a, now) for a in self.attempts)
         price = low_spot.price_per_hour if low_spot else (low_od.price_per_hour if low_od else 0.0)

@@ -20,7 +20,8 @@ from orchestrator.model import AttemptState, AttemptView, TaskView, job_state
 from orchestrator.reconcile_task import TaskWorker
 from orchestrator.store import Store
 from orchestrator.store.repo import JobView
-from providers.base import Clock, Instance, Notice, Offer, Provider, ProviderError, Resources
+from orchestrator.policy.base import SpotHistory
+from providers.base import Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
 
 log = logging.getLogger("orch.reconciler")
 
@@ -47,6 +48,9 @@ class Reconciler:
     # Offers a provider refused (capacity) are avoided until the time stored here.
     avoid: dict[str, float] = field(default_factory=dict)
     _offers: dict[tuple[str, Resources, tuple[str, ...], str], list[Offer]] = field(default_factory=dict)
+    # Spot availability seen by this controller, per job, one observation a tick (policies learn from it;
+    # a restarted controller starts afresh, as a user without a zone history would).
+    history: dict[str, SpotHistory] = field(default_factory=dict)
 
     def tick(self) -> list[str]:
         """One pass over every job this controller holds; returns the ids of jobs still unfinished."""
@@ -115,7 +119,16 @@ class Reconciler:
 
     # --- per job -------------------------------------------------------------------------------
 
+    def _observe_spot(self, job: JobView) -> None:
+        spec, now = job.spec, self.clock.now()
+        offers = [o for name in spec.placement.providers if name in self.providers
+                  for o in self.offers(name, spec.resources, spec.placement.regions, job.id)]
+        spot_now = any(o.market is Market.SPOT and o.available is not False and self.avoid.get(o.key, 0.0) <= now
+                       for o in offers)
+        self.history[job.id] = self.history.get(job.id, SpotHistory()).observe(spot_now, self.tick_seconds / 3600.0)
+
     def _reconcile_job(self, job: JobView, obs: Observation) -> bool:
+        self._observe_spot(job)
         tasks = self.store.tasks(job.id)
         attempts = self.store.attempts(job.id)
         for task in tasks:
@@ -136,6 +149,7 @@ class Reconciler:
             now = self.clock.now()
             self.store.add_event(job.id, "finished", f"job {job_state(states)}", now)
             self.store.mark_finished(job.id, now)
+            self.history.pop(job.id, None)
             return False
         return True
 
