@@ -123,7 +123,8 @@ def _result(store: Store, job_id: str, spec: JobSpec, ratio: float, start: float
     job = store.job(job_id)
     assert job is not None
     attempts = store.attempts(job_id)
-    end = job.finished_at if job.finished_at is not None else start
+    # The work ended when the last attempt did; the loop only notices at its next tick.
+    end = max((a.ended_at for a in attempts if a.ended_at is not None), default=job.finished_at or start)
     st = job_status(job_id=job_id, name=job.name, spec=spec, created_at=start, deadline_at=job.deadline_at,
                     tasks=store.tasks(job_id), attempts=attempts, offers=[], now=end)
     cost = st.cost
