@@ -63,9 +63,9 @@ class TaskWorker:
                 if self.task.state is TaskState.PENDING and self.job.cancel_requested_at is None:
                     self._place()  # relaunch in the same tick, as a reclaimed job wants to
                 return
-            self._observe(live, inst)
-            self._refresh()  # decide on the progress just observed, not last tick's
-            live = self.live = self.store.attempt(live.id) or live
+            if self._observe(live, inst)[1]:
+                self._refresh()  # decide on the progress just observed, not last tick's
+                live = self.live = self.store.attempt(live.id) or live
             notice = obs.notices.get(live.id)
             if notice is not None:
                 self._note_notice(live, notice.kind, notice.deadline)
@@ -99,7 +99,7 @@ class TaskWorker:
         self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason)
 
     def _finish(self, live: AttemptView, inst: Instance | None) -> None:
-        exit_code = self._observe(live, inst) if inst is not None else None
+        exit_code = self._observe(live, inst)[0] if inst is not None else None
         verdict = judge_ended(self.job.spec, self.task, live, inst, exit_code,
                               cancel_requested=self.job.cancel_requested_at is not None)
         ended_at = inst.ended_at if inst is not None and inst.ended_at is not None else self.now
@@ -113,8 +113,11 @@ class TaskWorker:
             except ProviderError as exc:
                 log.warning("releasing ended instance %s failed: %s", inst.instance_id, exc)
 
-    def _observe(self, live: AttemptView, inst: Instance) -> int | None:
-        """Record progress and the newest checkpoint; return the job's exit code if its heartbeat has one."""
+    def _observe(self, live: AttemptView, inst: Instance) -> tuple[int | None, bool]:
+        """Record progress and the newest checkpoint if they moved.
+
+        Returns the job's exit code if its heartbeat has one, and whether anything was recorded.
+        """
         now = self.now
         exit_code: int | None = None
         committed: float | None
@@ -133,21 +136,25 @@ class TaskWorker:
             checkpoint_at = manifest.created_at if manifest is not None else None
             if checkpoint_at is not None and checkpoint_at < live.launched_at:
                 checkpoint_at = None
-        self.store.update_progress(self.task.id, committed=committed, reported=reported, now=now)
+        task = self.task
+        moved = (committed is not None and committed != task.progress_committed) or (
+            reported is not None and reported != task.progress_reported)
+        if moved:
+            self.store.update_progress(task.id, committed=committed, reported=reported, now=now)
         notes: dict[str, float] = {}
         seen = max(x for x in (committed, reported, 0.0) if x is not None)
         if live.productive_at is None and seen > live.progress_start:
             # Progress is seen a tick late: back-date the moment work began by the work done since,
             # at the estimated rate, so the measured restart overhead does not grow with the tick.
-            work_s = (seen - live.progress_start) * task_work_hours(self.job.spec, self.task) * 3600.0
+            work_s = (seen - live.progress_start) * task_work_hours(self.job.spec, task) * 3600.0
             notes["productive_at"] = max(live.launched_at, now - work_s)
-        if checkpoint_at is not None:
+        if checkpoint_at is not None and checkpoint_at != live.last_checkpoint_at and (inst.progress is None or moved):
             notes["last_checkpoint_at"] = checkpoint_at
-        if committed is not None:
+        if committed is not None and committed != live.progress_end:
             notes["progress_end"] = committed
         if notes:
             self.store.note_attempt(live.id, **notes)
-        return exit_code
+        return exit_code, moved or bool(notes)
 
     def _note_notice(self, live: AttemptView, kind: str, deadline: float | None) -> None:
         events = self.store.events(self.job.id)

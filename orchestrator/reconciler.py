@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 
 from orchestrator.checkpoint.storage import Storage, StorageError, open_storage
 from orchestrator.model import AttemptState, AttemptView, TaskView, job_state
+from orchestrator.policy.base import SpotHistory
 from orchestrator.reconcile_task import TaskWorker
 from orchestrator.store import Store
 from orchestrator.store.repo import JobView
-from orchestrator.policy.base import SpotHistory
 from providers.base import Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
 
 log = logging.getLogger("orch.reconciler")
+PRICE_RECORD_S = 600.0
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Reconciler:
     # Spot availability seen by this controller, per job, one observation a tick (policies learn from it;
     # a restarted controller starts afresh, as a user without a zone history would).
     history: dict[str, SpotHistory] = field(default_factory=dict)
+    _recorded: dict[str, tuple[float, bool | None, float]] = field(default_factory=dict)
 
     def tick(self) -> list[str]:
         """One pass over every job this controller holds; returns the ids of jobs still unfinished."""
@@ -114,8 +116,19 @@ class Reconciler:
                 log.warning("offers from %s failed: %s", provider, exc)
                 found = []
             self._offers[key] = found
-            self.store.record_prices(found, self.clock.now())
+            self._record_prices(found)
         return self._offers[key]
+
+    def _record_prices(self, offers: list[Offer]) -> None:
+        """Record an offer's price and availability when they change, and at least every ten minutes."""
+        now = self.clock.now()
+        fresh = []
+        for o in offers:
+            seen = self._recorded.get(o.key)
+            if seen is None or seen[:2] != (o.price_per_hour, o.available) or now - seen[2] >= PRICE_RECORD_S:
+                self._recorded[o.key] = (o.price_per_hour, o.available, now)
+                fresh.append(o)
+        self.store.record_prices(fresh, now)
 
     # --- per job -------------------------------------------------------------------------------
 
@@ -131,20 +144,20 @@ class Reconciler:
         self._observe_spot(job)
         tasks = self.store.tasks(job.id)
         attempts = self.store.attempts(job.id)
-        for task in tasks:
-            if task.state.terminal:
-                continue
-            live = _live_attempt(attempts, task)
-            worker = TaskWorker(self, job, task, live, attempts, tasks)
+        stepped = False
+        for task in [t for t in tasks if not t.state.terminal]:
+            if stepped:  # the previous task may have changed what this one sees (budget, attempts)
+                tasks, attempts = self.store.tasks(job.id), self.store.attempts(job.id)
+                task = next(t for t in tasks if t.id == task.id)
+            worker = TaskWorker(self, job, task, _live_attempt(attempts, task), attempts, tasks)
             try:
                 worker.step(obs)
             except StorageError as exc:
                 log.warning("checkpoint storage of task %s unreadable: %s", task.id, exc)
             except ProviderError as exc:
                 self.store.add_event(job.id, "provider_error", str(exc), self.clock.now(), task_id=task.id)
-            tasks = self.store.tasks(job.id)
-            attempts = self.store.attempts(job.id)
-        states = [t.state for t in self.store.tasks(job.id)]
+            stepped = True
+        states = [t.state for t in (self.store.tasks(job.id) if stepped else tasks)]
         if all(s.terminal for s in states):
             now = self.clock.now()
             self.store.add_event(job.id, "finished", f"job {job_state(states)}", now)

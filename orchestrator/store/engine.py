@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.pool import NullPool
 
 
 class SchemaError(RuntimeError):
@@ -43,8 +42,9 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # NullPool: every session its own connection, so WAL readers never hold stale snapshots.
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+        # Pooled connections: opening one (and its PRAGMAs) costs more than most of the queries on it.
+        # Sessions are short transactions, so no reader holds an old WAL snapshot between them.
+        engine = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=False, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
