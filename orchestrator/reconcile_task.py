@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,9 @@ from orchestrator.status import measured_overhead_hours, task_work_hours
 from orchestrator.store.repo import JobView
 from providers.base import (
     CapacityError,
+    EndReason,
     Instance,
+    InstanceState,
     LaunchRequest,
     Market,
     Offer,
@@ -63,9 +66,17 @@ class TaskWorker:
                 if self.task.state is TaskState.PENDING and self.job.cancel_requested_at is None:
                     self._place()  # relaunch in the same tick, as a reclaimed job wants to
                 return
-            if self._observe(live, inst)[1]:
+            exit_code, moved = self._observe(live, inst)
+            if moved:
                 self._refresh()  # decide on the progress just observed, not last tick's
                 live = self.live = self.store.attempt(live.id) or live
+            if exit_code == 0:
+                # The job says it is done but its instance lives on (shutdown disabled or failed):
+                # stop paying for it. Non-zero exits wait for the provider, which knows a preemption.
+                self.r.providers[live.provider].terminate(inst)
+                self._finish(live, dataclasses.replace(inst, state=InstanceState.TERMINATED,
+                                                       reason=EndReason.EXITED, exit_code=0, ended_at=self.now))
+                return
             notice = obs.notices.get(live.id)
             if notice is not None:
                 self._note_notice(live, notice.kind, notice.deadline)

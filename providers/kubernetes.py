@@ -206,6 +206,10 @@ class KubernetesProvider:
 
     def launch(self, request: LaunchRequest) -> Instance:
         """Create the attempt's pod; a retry with the same attempt id returns the existing pod."""
+        offer = request.offer
+        if offer.provider != PROVIDER or offer.region != self.settings.region:
+            raise PermanentError(f"offer {offer.key} is not an offer of this cluster ({self.settings.region})",
+                                 provider=PROVIDER, code="ForeignOffer")
         body = pod_manifest(request, image=self.settings.image, agent=self.settings.agent,
                             placement=self._placement(request.options),
                             with_instance_type=request.offer.price_source != "unknown"

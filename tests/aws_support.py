@@ -6,7 +6,7 @@ response that botocore parses like any other (or by dropping the connection), so
 error path handles them. Preemption changes moto's backend state, as EC2 would. Credentials are dummy
 values set only in the test's environment.
 
-Fixtures for other test files (bind them: `moto_url, aws_env, aws_base, aws_world = aws_support.FIXTURES`):
+Fixtures, loaded for every test file by `pytest_plugins` in tests/conftest.py:
 `moto_url` (session), `aws_env`, `aws_world` (an `AwsWorld` with a ready provider), `aws_provider`.
 """
 
@@ -422,4 +422,3 @@ class ImdsEmulator:
 
 # A test module binds these names to use the fixtures: `moto_url, aws_env, aws_base, aws_world = FIXTURES`
 # (or tests/conftest.py declares `pytest_plugins = ["tests.aws_support"]` and nobody needs to).
-FIXTURES = (moto_url, aws_env, aws_base, aws_world)

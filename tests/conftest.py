@@ -18,6 +18,9 @@ from sqlalchemy import Engine, create_engine, text
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import normalise_url, upgrade
 
+# The AWS fixtures (moto server, AwsWorld, IMDS emulator) for every test module that asks for them.
+pytest_plugins = ["tests.aws_support"]
+
 
 @pytest.fixture
 def orch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -18,11 +18,9 @@ from pathlib import Path
 import pytest
 
 from providers.base import EndReason, LaunchRequest, Market, NoticeKind, Resources
-from tests import aws_support
 from tests.aws_support import REGION, AwsWorld, ImdsEmulator, preempt
 
 notices = pytest.importorskip("orchestrator.notices", reason="orchestrator.notices (the agent's sources) is missing")
-moto_url, aws_env, aws_base, aws_world = aws_support.FIXTURES
 
 ACTION = "/latest/meta-data/spot/instance-action"
 

@@ -23,10 +23,7 @@ from providers.base import (
     Resources,
     TransientError,
 )
-from tests import aws_support
 from tests.aws_support import REGION, AwsWorld, moto_instance
-
-moto_url, aws_env, aws_base, aws_world = aws_support.FIXTURES
 
 
 def offer(world: AwsWorld, market: Market = Market.SPOT, zone: str = "us-east-1b") -> Offer:

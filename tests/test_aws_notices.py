@@ -9,10 +9,7 @@ import pytest
 
 from providers.aws_notices import ensure_notice_queue, parse_event
 from providers.base import Instance, LaunchRequest, Market, NoticeKind, Resources, TransientError
-from tests import aws_support
 from tests.aws_support import REGION, AwsWorld
-
-moto_url, aws_env, aws_base, aws_world = aws_support.FIXTURES
 
 
 def launch(world: AwsWorld, attempt: str) -> Instance:

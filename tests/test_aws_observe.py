@@ -15,10 +15,7 @@ from providers.base import (
     PermanentError,
     Resources,
 )
-from tests import aws_support
 from tests.aws_support import OTHER_REGION, REGION, AwsWorld, moto_instance, preempt
-
-moto_url, aws_env, aws_base, aws_world = aws_support.FIXTURES
 
 
 def launch(world: AwsWorld, attempt: str, market: Market = Market.SPOT, region: str = REGION) -> Instance:

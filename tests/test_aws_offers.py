@@ -10,10 +10,7 @@ import pytest
 from providers.aws_offers import newest_spot_prices
 from providers.base import Market, Resources
 from providers.catalog import load_catalog
-from tests import aws_support
 from tests.aws_support import OTHER_REGION, REGION, AwsWorld
-
-moto_url, aws_env, aws_base, aws_world = aws_support.FIXTURES
 
 A10G = Resources(gpus=("A10G",))
 

@@ -13,10 +13,7 @@ import pytest
 from orchestrator.checkpoint import Checkpointer, ObjectNotFound, StorageError, open_storage
 from orchestrator.checkpoint.manifest import manifest_key
 from orchestrator.checkpoint.s3 import MIB, S3Storage
-from tests import aws_support
 from tests.aws_support import REGION, Faults, client_factory
-
-moto_url, aws_env, aws_base, aws_world = aws_support.FIXTURES
 
 
 @pytest.fixture
