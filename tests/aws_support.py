@@ -418,7 +418,3 @@ class ImdsEmulator:
                 pass
 
         return Handler
-
-
-# A test module binds these names to use the fixtures: `moto_url, aws_env, aws_base, aws_world = FIXTURES`
-# (or tests/conftest.py declares `pytest_plugins = ["tests.aws_support"]` and nobody needs to).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.policy.base import Choice, Policy, Situation
+from orchestrator.policy.base import Choice, Policy, Situation, SpotHistory
 
 _REGISTRY: dict[str, Policy] = {}
 
@@ -36,5 +36,6 @@ def has_policy(name: str) -> bool:
 
 # Importing the modules registers their policies.
 from orchestrator.policy import simple as _simple  # noqa: E402,F401
+from orchestrator.policy import auto as _auto  # noqa: E402,F401
 
-__all__ = ["Choice", "Policy", "Situation", "get_policy", "has_policy", "policy_names", "register"]
+__all__ = ["Choice", "Policy", "Situation", "SpotHistory", "get_policy", "has_policy", "policy_names", "register"]

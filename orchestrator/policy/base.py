@@ -21,6 +21,12 @@ from providers.base import Market
 # Comparisons of hours computed along different paths (t * C0 / R0 against a sum of tick lengths)
 # must not flip on the last bit: the paper's simulator does them in exact seconds.
 EPS_H = 1e-9
+# `SpotHistory.recent_available` forgets with this half-life: long enough to average over the short
+# blips of a probe trace, short enough to follow the day-long regimes of the public traces.
+RECENT_HALF_LIFE_H = 6.0
+# ...and starts from this, the mean availability of the public 1-node traces, so that the first hours
+# of a task without history lean on what is typical rather than on one observation.
+RECENT_PRIOR = 0.6
 
 
 class Choice(StrEnum):
@@ -51,6 +57,8 @@ class SpotHistory:
     # Completed runs, oldest first.
     available_runs_h: tuple[float, ...] = ()
     outage_runs_h: tuple[float, ...] = ()
+    # Exponentially weighted fraction of time available, half-life `RECENT_HALF_LIFE_H`.
+    recent_available: float = RECENT_PRIOR
 
     @property
     def fraction_available(self) -> float | None:
@@ -66,6 +74,7 @@ class SpotHistory:
             else:
                 runs_u = (*runs_u, run)
             run = 0.0
+        keep = 0.5 ** (hours / RECENT_HALF_LIFE_H)
         return SpotHistory(
             observed_h=self.observed_h + hours,
             available_h=self.available_h + (hours if available else 0.0),
@@ -73,6 +82,7 @@ class SpotHistory:
             current_run_h=run + hours,
             available_runs_h=runs_a,
             outage_runs_h=runs_u,
+            recent_available=self.recent_available * keep + (1.0 - keep) * (1.0 if available else 0.0),
         )
 
 

@@ -118,3 +118,4 @@ def _ahead_after_switch(s: Situation) -> bool:
     """The hysteresis test: is the work done strictly ahead of the line at `t + 2d`?"""
     assert s.deadline_h is not None
     return s.done_h > s.work_h * (s.elapsed_h + 2 * s.overhead_h) / s.deadline_h + EPS_H
+
