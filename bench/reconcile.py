@@ -25,15 +25,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, text
 
-from orchestrator.reconciler import Reconciler  # noqa: E402
-from orchestrator.spec import parse_spec  # noqa: E402
-from orchestrator.store import Store, make_engine  # noqa: E402
-from orchestrator.store.engine import normalise_url, upgrade  # noqa: E402
-from orchestrator.store.repo import new_id  # noqa: E402
-from orchestrator.traces import Trace  # noqa: E402
-from providers.sim import SimClock, SimProvider  # noqa: E402
+from orchestrator.reconciler import Reconciler
+from orchestrator.spec import parse_spec
+from orchestrator.store import Store, make_engine
+from orchestrator.store.engine import normalise_url, upgrade
+from orchestrator.store.repo import new_id
+from orchestrator.traces import Trace
+from providers.sim import SimClock, SimProvider
 
 JOB = """
 name = "bench"

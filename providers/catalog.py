@@ -45,11 +45,8 @@ class InstanceType:
             return False
         if resources.min_gpu_memory_gb is not None and self.gpu_memory_gb < resources.min_gpu_memory_gb:
             return False
-        if resources.min_architecture is not None and architecture_rank(
-            self.architecture
-        ) < architecture_rank(resources.min_architecture):
-            return False
-        return True
+        return resources.min_architecture is None or (
+            architecture_rank(self.architecture) >= architecture_rank(resources.min_architecture))
 
     def region(self, name: str) -> RegionPrice | None:
         return next((r for r in self.regions if r.region == name), None)

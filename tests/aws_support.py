@@ -255,7 +255,7 @@ class AwsWorld:
 
     def start_locally(self, instance_id: str, *, region: str = REGION) -> subprocess.Popen[bytes]:
         """Run the instance's user data here, as cloud-init would on the instance (agent included)."""
-        return subprocess.Popen(["bash", "-c", self.user_data(instance_id, region)])  # noqa: S603
+        return subprocess.Popen(["bash", "-c", self.user_data(instance_id, region)])
 
 
 def world_settings(imds_url: str, subnets: Mapping[str, str], groups: Mapping[str, str], queue: str) -> AwsSettings:

@@ -175,7 +175,7 @@ def test_agent_cli_forwards_its_own_sigterm_and_beats_while_running(job: Job) ->
         "--",
         *job.argv("save"),
     ]
-    proc = subprocess.Popen(argv, cwd=REPO, env=job.env, stderr=subprocess.PIPE)  # noqa: S603
+    proc = subprocess.Popen(argv, cwd=REPO, env=job.env, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: (hb := job.heartbeat()) is not None and hb.progress == 0.5 and hb.exit_code is None)
         first = job.heartbeat()

@@ -172,7 +172,7 @@ def test_user_data_runs_in_bash_with_every_value_quoted(aws_world: AwsWorld, tmp
     env = {"NOTE": f"$(touch {marker}) `touch {marker}` 'q'"}
     script = user_data(request(offer(aws_world), command=nasty, env=env), settings)
     assert script.startswith("#!/bin/bash\n")
-    done = subprocess.run(["bash", "-c", script], capture_output=True, check=True, timeout=30)  # noqa: S603
+    done = subprocess.run(["bash", "-c", script], capture_output=True, check=True, timeout=30)
     seen = json.loads(done.stdout)
     argv = seen["argv"]
     assert argv[argv.index("--") + 1 :] == list(nasty)

@@ -82,7 +82,9 @@ def test_submit_prints_the_estimate_and_status_json_has_the_documented_keys(
     assert code == 0 and submitted["job_id"][:8] in out and "PROJECTED" in out
 
 
-def test_submit_wait_runs_the_job_to_the_end(tmp_path: Path, orch_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_wait_runs_the_job_to_the_end(
+    tmp_path: Path, orch_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = job_toml(tmp_path, command=python_command("print('hello from the job')"), market="on-demand")
     code, out, _ = _run(capsys, "submit", str(path), "--wait", "--tick", "0.2")
     assert code == 0, out

@@ -39,7 +39,7 @@ def fold_argv(out: Path, seconds_per_seq: float) -> list[str]:
 
 
 def run_fold(tmp: Path, out: Path, attempt: int = 0, **extra: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         fold_argv(out, 0.0), env=fold_env(tmp, attempt, **extra), cwd=tmp, capture_output=True, timeout=60
     )
 
@@ -54,7 +54,7 @@ def reported_progress(tmp: Path) -> float:
 def interrupt_after(tmp: Path, out: Path, attempt: int, advance: int) -> int:
     """Start an attempt, SIGTERM it once it has done `advance` more sequences, return its exit code."""
     start = max(reported_progress(tmp), 0.0)
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         fold_argv(out, 0.02), env=fold_env(tmp, attempt), cwd=tmp, stderr=subprocess.PIPE
     )
     try:

@@ -388,7 +388,7 @@ def test_process_started_before_its_pid_was_saved_is_adopted(home: Path, agent: 
     req = request(provider)
     idir = record_without_process(home, req)
     # What a controller that died right after starting the agent left behind.
-    orphan = subprocess.Popen([*agent, "--notice-file", str(idir.notice_path), "--status-file",  # noqa: S603
+    orphan = subprocess.Popen([*agent, "--notice-file", str(idir.notice_path), "--status-file",
                                str(idir.status_path), "--grace", "1", "--", *SLEEPER], start_new_session=True)
     try:
         wait_for(lambda: _argv_has(Path(f"/proc/{orphan.pid}"), str(idir.notice_path)))
