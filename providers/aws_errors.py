@@ -15,10 +15,9 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, NoCredentialsError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
-from providers.aws_settings import RetrySettings
 from providers.base import CapacityError, PermanentError, ProviderError, QuotaError, TransientError
+from providers.settings_file import RetrySettings
 
 PROVIDER = "aws"
 T = TypeVar("T")
@@ -111,11 +110,4 @@ def call(
         with aws_errors(operation, region, capacity_retry_after=capacity_retry_after):
             return fn()
 
-    retrying = Retrying(
-        stop=stop_after_attempt(retry.attempts) | stop_after_delay(retry.deadline_seconds),
-        wait=wait_random_exponential(multiplier=retry.initial_wait_seconds, max=retry.max_wait_seconds),
-        retry=retry_if_exception_type(TransientError),
-        sleep=sleep,
-        reraise=True,
-    )
-    return retrying(once)
+    return retry.retrying(sleep)(once)

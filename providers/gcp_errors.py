@@ -19,10 +19,9 @@ from typing import Any, TypeVar
 import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from providers.base import CapacityError, PermanentError, ProviderError, QuotaError, TransientError
-from providers.gcp_settings import RetrySettings
+from providers.settings_file import RetrySettings
 
 PROVIDER = "gcp"
 T = TypeVar("T")
@@ -158,11 +157,4 @@ def call(
         with gcp_errors(operation, where, capacity_retry_after=capacity_retry_after):
             return fn()
 
-    retrying = Retrying(
-        stop=stop_after_attempt(retry.attempts) | stop_after_delay(retry.deadline_seconds),
-        wait=wait_random_exponential(multiplier=retry.initial_wait_seconds, max=retry.max_wait_seconds),
-        retry=retry_if_exception_type(TransientError),
-        sleep=sleep,
-        reraise=True,
-    )
-    return retrying(once)
+    return retry.retrying(sleep)(once)

@@ -12,26 +12,36 @@ Default location: `$ORCH_GCP_SETTINGS`, else `$ORCH_HOME/providers/gcp.toml`, el
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_FORBIDDEN_KEYS = {
-    "credentials",
-    "credentials_file",
-    "key_file",
-    "private_key",
-    "private_key_id",
-    "client_secret",
-    "refresh_token",
-    "access_token",
-    "service_account_key",
-    "api_key",
-}
+from providers.settings_file import (
+    RetrySettings,
+    SettingsTable,
+    TableRules,
+    load_toml,
+    lookup_region,
+    parse_retry,
+    settings_path,
+)
+
+_CREDENTIAL_KEYS = frozenset(
+    {
+        "credentials",
+        "credentials_file",
+        "key_file",
+        "private_key",
+        "private_key_id",
+        "client_secret",
+        "refresh_token",
+        "access_token",
+        "service_account_key",
+        "api_key",
+    }
+)
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z0-9.-]+:[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
 # GCE label keys and values: lowercase letters, digits, '_' and '-', at most 63 characters.
@@ -44,14 +54,8 @@ class GcpSettingsError(ValueError):
     """A settings file that cannot be used; the message names the file, the key and the problem."""
 
 
-@dataclass(frozen=True, slots=True)
-class RetrySettings:
-    """Bounds of the provider's own retries of throttled or failed calls (tenacity)."""
-
-    attempts: int = 5
-    initial_wait_seconds: float = 0.5
-    max_wait_seconds: float = 20.0
-    deadline_seconds: float = 60.0
+_RULES = TableRules(GcpSettingsError, _CREDENTIAL_KEYS, "the Google libraries read them from google.auth.default")
+_Table = SettingsTable[GcpSettingsError]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,83 +96,21 @@ class GcpSettings:
         return tuple(self.regions)
 
     def region(self, name: str) -> RegionSettings:
-        try:
-            return self.regions[name]
-        except KeyError:
-            raise GcpSettingsError(
-                f"region {name!r} is not configured (configured: {', '.join(self.regions) or 'none'})"
-            ) from None
+        return lookup_region(self.regions, name, GcpSettingsError)
 
 
 def default_settings_path() -> Path:
-    explicit = os.environ.get("ORCH_GCP_SETTINGS")
-    if explicit:
-        return Path(explicit)
-    home = os.environ.get("ORCH_HOME")
-    base = Path(home) if home else Path.home() / ".orch"
-    return base / "providers" / "gcp.toml"
+    return settings_path("ORCH_GCP_SETTINGS", "gcp.toml")
 
 
 def load_gcp_settings(path: Path | None = None) -> GcpSettings:
     path = path or default_settings_path()
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise GcpSettingsError(
-            f"{path}: no GCP settings file; write one (see docs/providers/gcp.md) or set ORCH_GCP_SETTINGS"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise GcpSettingsError(f"{path}: not valid TOML: {exc}") from None
-    return parse_gcp_settings(doc, source=str(path))
-
-
-class _Table:
-    """One TOML table being read: remembers keys seen so unknown (misspelt) keys are errors."""
-
-    def __init__(self, source: str, table: Mapping[str, Any], path: str = "") -> None:
-        self.source, self.table, self.path = source, table, path
-        self.seen: set[str] = set()
-
-    def fail(self, key: str, problem: str) -> GcpSettingsError:
-        name = f"{self.path}.{key}" if self.path else key
-        return GcpSettingsError(f"{self.source}: {name}: {problem}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        self.seen.add(key)
-        if key not in self.table:
-            return default
-        value = self.table[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            raise self.fail(key, f"must be {' or '.join(k.__name__ for k in kinds)}, not {value!r}")
-        return value
-
-    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-        value = self.get(key, list)
-        if value is None:
-            return default
-        if not all(isinstance(v, str) and v for v in value):
-            raise self.fail(key, "must be a list of non-empty strings")
-        return tuple(value)
-
-    def positive(self, key: str, default: float) -> float:
-        value = float(self.get(key, (int, float), default))
-        if value <= 0:
-            raise self.fail(key, f"must be positive, not {value}")
-        return value
-
-    def finish(self) -> None:
-        for key in self.table:
-            if key.lower() in _FORBIDDEN_KEYS:
-                raise self.fail(
-                    key, "credentials do not belong here; the Google libraries read them from google.auth.default"
-                )
-            if key not in self.seen:
-                raise self.fail(key, "unknown key")
+    hint = "no GCP settings file; write one (see docs/providers/gcp.md) or set ORCH_GCP_SETTINGS"
+    return parse_gcp_settings(load_toml(path, GcpSettingsError, hint), source=str(path))
 
 
 def parse_gcp_settings(doc: Mapping[str, Any], *, source: str = "gcp.toml") -> GcpSettings:
-    top = _Table(source, doc)
+    top = _Table(_RULES, source, doc)
     project = top.get("project", str)
     if not project or not _PROJECT.match(project):
         raise top.fail("project", "is required and must be a project id (lowercase, like my-project-123)")
@@ -176,11 +118,11 @@ def parse_gcp_settings(doc: Mapping[str, Any], *, source: str = "gcp.toml") -> G
     if not image:
         raise top.fail("image", 'is required, e.g. "projects/my-project/global/images/family/orch-gpu"')
     regions_table = top.get("region", dict, {})
-    regions = {name: _region(source, name, table) for name, table in regions_table.items()}
+    regions = {name: _region(top, name, table) for name, table in regions_table.items()}
     listed = top.strings("regions", tuple(regions))
     for name in listed:
         if name not in regions:
-            regions[name] = _region(source, name, {})
+            regions[name] = _region(top, name, {})
     if not listed:
         raise top.fail("regions", 'at least one region is required, e.g. regions = ["us-central1"]')
     settings = GcpSettings(
@@ -194,14 +136,14 @@ def parse_gcp_settings(doc: Mapping[str, Any], *, source: str = "gcp.toml") -> G
         boot_disk_gb=_boot_disk_gb(top),
         boot_disk_type=top.get("boot_disk_type", str, "pd-balanced"),
         external_ip=top.get("external_ip", bool, True),
-        agent_command=_agent(top),
+        agent_command=top.argv("agent_command", ("orch", "agent")),
         metadata_url=top.get("metadata_url", str, "http://metadata.google.internal").rstrip("/"),
         shutdown_on_exit=top.get("shutdown_on_exit", bool, True),
         operation_timeout_seconds=top.positive("operation_timeout_seconds", 300.0),
         request_timeout_seconds=top.positive("request_timeout_seconds", 30.0),
         capacity_retry_after_seconds=top.positive("capacity_retry_after_seconds", 300.0),
         page_size=_page_size(top),
-        retry=_retry(source, top.get("retry", dict, {})),
+        retry=parse_retry(top.child("retry")),
     )
     top.finish()
     return settings
@@ -231,13 +173,6 @@ def _boot_disk_gb(top: _Table) -> int:
     return size
 
 
-def _agent(top: _Table) -> tuple[str, ...]:
-    agent = top.strings("agent_command", ("orch", "agent"))
-    if not agent:
-        raise top.fail("agent_command", "must name a program")
-    return agent
-
-
 def _page_size(top: _Table) -> int:
     size = int(top.get("page_size", int, 500))
     if not 1 <= size <= 500:
@@ -245,12 +180,8 @@ def _page_size(top: _Table) -> int:
     return size
 
 
-def _region(source: str, name: str, table: Any) -> RegionSettings:
-    if not isinstance(table, dict):
-        raise GcpSettingsError(f"{source}: region.{name}: must be a table")
-    if not _REGION.match(name):
-        raise GcpSettingsError(f"{source}: region.{name}: not a GCP region name (like us-central1)")
-    r = _Table(source, table, f"region.{name}")
+def _region(top: _Table, name: str, table: Any) -> RegionSettings:
+    r = top.entry("region", name, table, _REGION, "not a GCP region name (like us-central1)")
     zones = r.strings("zones")
     for zone in zones:
         if not zone.startswith(f"{name}-") or len(zone) != len(name) + 2:
@@ -258,18 +189,3 @@ def _region(source: str, name: str, table: Any) -> RegionSettings:
     region = RegionSettings(name, zones, r.get("subnetwork", str))
     r.finish()
     return region
-
-
-def _retry(source: str, table: Mapping[str, Any]) -> RetrySettings:
-    r = _Table(source, table, "retry")
-    attempts = int(r.get("attempts", int, 5))
-    if attempts < 1:
-        raise r.fail("attempts", "must be at least 1")
-    retry = RetrySettings(
-        attempts=attempts,
-        initial_wait_seconds=r.positive("initial_wait_seconds", 0.5),
-        max_wait_seconds=r.positive("max_wait_seconds", 20.0),
-        deadline_seconds=r.positive("deadline_seconds", 60.0),
-    )
-    r.finish()
-    return retry

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import boto3
@@ -40,7 +40,9 @@ from moto.server import ThreadedMotoServer
 
 from providers.aws import AwsProvider
 from providers.aws_notices import ensure_notice_queue
-from providers.aws_settings import AwsSettings, RegionSettings, RetrySettings
+from providers.aws_settings import AwsSettings, RegionSettings
+from providers.settings_file import RetrySettings
+from tests.http_fake import LoopbackServer, ManualClock, QuietHandler
 
 REGION, OTHER_REGION = "us-east-1", "us-west-2"
 SPOT_TERMINATION = "Server.SpotInstanceTermination"
@@ -50,24 +52,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class ManualClock:
-    """Wall time plus an offset that `sleep` advances at once: backoff waits cost no real time."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.offset += max(seconds, 0.0)
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 # --- faults ------------------------------------------------------------------------------------
@@ -337,18 +321,17 @@ class ImdsEmulator:
         self.rebalance: dict[str, str] | None = None
         self.requests: list[tuple[float, str, str, int]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._server: LoopbackServer | None = None
+        self.url = ""  # known once entered
 
     def __enter__(self) -> ImdsEmulator:
-        self._thread.start()
+        self._server = LoopbackServer(self._handler_class(), poll_seconds=0.05)
+        self.url = self._server.url
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.stop()
 
     def set_interruption(self, action: str = "terminate", *, in_seconds: float = 120.0) -> float:
         """Publish a spot instance-action; returns its deadline (Unix seconds)."""
@@ -402,19 +385,14 @@ class ImdsEmulator:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         emulator = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _serve(self) -> None:
+                self.read_request()  # a body left unread would be taken for the next request
                 status, body = emulator._answer(self.command, self.path, self.headers)
                 with emulator._lock:
                     emulator.requests.append((time.monotonic(), self.command, self.path, status))
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(status, body, {})
 
             do_GET = do_PUT = do_POST = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
         return Handler

@@ -20,13 +20,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from providers.gcp import GcpProvider
 from providers.gcp_settings import GcpSettings, parse_gcp_settings
 from tests.gcs_fake import anonymous
+from tests.http_fake import ManualClock as ManualClock  # re-exported: the GCP tests' clock
+from tests.http_fake import QuietHandler, ServedFake, serving
 
 BASE = "https://www.googleapis.com/compute/v1"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
@@ -97,10 +98,11 @@ class Operation:
         return out
 
 
-class GceFake:
+class GceFake(ServedFake):
     """State and fault injection; `url` is the `api_endpoint` to give the real client."""
 
     def __init__(self, project: str = "orch-test") -> None:
+        super().__init__()
         self.project = project
         self.lock = threading.RLock()
         self.instances: dict[tuple[str, str], dict[str, Any]] = {}
@@ -110,31 +112,14 @@ class GceFake:
         self.request_ids: list[str] = []
         self.inserted: list[dict[str, Any]] = []  # every accepted insert body, as sent
         self.forget_request_ids = False
-        self.crashes: list[str] = []  # the fake's own bugs, checked when a test ends
         self._faults: dict[str, list[HttpFault]] = {}
         self._stockouts: dict[str, tuple[str, bool]] = {}
         self._slow = 0
         self.wait_hold_seconds = 0.0  # how long `wait` holds a request whose operation is not done
         self._ids = itertools.count(1000)
-        self._server: ThreadingHTTPServer | None = None
 
-    # --- lifetime --------------------------------------------------------------------------
-
-    def start(self) -> GceFake:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     # --- injection -------------------------------------------------------------------------
 
@@ -302,24 +287,6 @@ class GceFake:
         return self._operations_get(zone, name, query=query, body=body)
 
 
-class ManualClock:
-    """Wall time plus an offset that `sleep` advances at once: backoff waits cost no real time."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.offset += max(seconds, 0.0)
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
 def _page(items: list[Any], query: dict[str, str]) -> tuple[list[Any], dict[str, str]]:
     size = int(query.get("maxResults", "500"))
     start = int(query.get("pageToken") or 0)
@@ -328,20 +295,11 @@ def _page(items: list[Any], query: dict[str, str]) -> tuple[list[Any], dict[str,
 
 
 def _handler(fake: GceFake) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stalls
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            parts = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            path, query, raw = self.read_request()
             try:
-                status, doc = fake.handle(self.command, parts.path, query, json.loads(raw) if raw else None)
+                status, doc = fake.handle(self.command, path, query, json.loads(raw) if raw else None)
             except HttpFault as f:
                 status = f.status
                 doc = {"error": {"code": f.status, "message": f.message,
@@ -349,12 +307,7 @@ def _handler(fake: GceFake) -> type[BaseHTTPRequestHandler]:
             except Exception as exc:  # a bug of the fake: answer 500 and fail the test at teardown
                 fake.crashes.append(f"{self.command} {self.path}: {exc!r}")
                 status, doc = 500, {"error": {"code": 500, "message": "fake crashed"}}
-            data = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(status, json.dumps(doc).encode(), {"Content-Type": "application/json; charset=UTF-8"})
 
         do_GET = do_POST = do_DELETE = _serve
 
@@ -363,12 +316,7 @@ def _handler(fake: GceFake) -> type[BaseHTTPRequestHandler]:
 
 def running(project: str = "orch-test") -> Iterator[GceFake]:
     """Generator for a pytest fixture: a started fake, stopped afterwards."""
-    fake = GceFake(project).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-    assert not fake.crashes, fake.crashes
+    return serving(GceFake(project))
 
 
 def settings(**changes: Any) -> GcpSettings:

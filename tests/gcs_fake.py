@@ -17,11 +17,13 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 from google.auth.credentials import AnonymousCredentials
+
+from tests.http_fake import QuietHandler, ServedFake, serving
 
 QUANTUM = 256 * 1024
 TOKEN = "fake-access-token-1"
@@ -47,8 +49,9 @@ def error(status: int, message: str) -> Reply:
     return Reply(status, {"error": {"code": status, "message": message, "errors": [{"message": message}]}})
 
 
-class GcsFake:
+class GcsFake(ServedFake):
     def __init__(self, buckets: tuple[str, ...] = ("ckpt",)) -> None:
+        super().__init__()
         self.buckets = set(buckets)
         self.objects: dict[tuple[str, str], bytes] = {}
         self.sessions: dict[str, tuple[str, str, int, bytearray]] = {}
@@ -56,28 +59,13 @@ class GcsFake:
         self.authorizations: list[str] = []
         self.page_size = 1000
         self.require_token = False
-        self.crashes: list[str] = []  # the fake's own bugs, checked when a test ends
         self.lock = threading.RLock()
         self._faults: dict[str, list[int]] = {}
         self._break_chunk = False
         self._ids = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
 
-    def start(self) -> GcsFake:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     def fail_next(self, action: str, status: int = 503, *, times: int = 1) -> None:
         """Actions: upload, chunk, get, list, delete."""
@@ -194,29 +182,15 @@ class GcsFake:
 
 
 def _handler(fake: GcsFake) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stalls
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+    class Handler(QuietHandler):
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            parts = urlsplit(self.path)
-            query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+            path, query, body = self.read_request(keep_blank_values=True)
             try:
-                reply = fake.handle(self.command, parts.path, query, self.headers, body)
+                reply = fake.handle(self.command, path, query, self.headers, body)
             except Exception as exc:  # a bug of the fake: answer 500 and fail the test at teardown
                 fake.crashes.append(f"{self.command} {self.path}: {exc!r}")
                 reply = error(500, "fake crashed")
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.data)))
-            self.end_headers()
-            self.wfile.write(reply.data)
+            self.reply(reply.status, reply.data, reply.headers)
 
         do_GET = do_POST = do_PUT = do_DELETE = _serve
 
@@ -230,9 +204,4 @@ def anonymous() -> Any:
 
 def running(buckets: tuple[str, ...] = ("ckpt",)) -> Iterator[GcsFake]:
     """Generator for a pytest fixture: a started fake, stopped afterwards."""
-    fake = GcsFake(buckets).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-    assert not fake.crashes, fake.crashes
+    return serving(GcsFake(buckets))

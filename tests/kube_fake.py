@@ -15,6 +15,7 @@ injected per method and path. What it does not do is listed in docs/kubernetes.m
 
 from __future__ import annotations
 
+import builtins
 import copy
 import datetime as dt
 import json
@@ -22,9 +23,12 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.http_fake import QuietHandler, ServedFake
+from tests.kube_fake_patch import PatchError, json_patch, merge_patch, selected
 
 KINDS = {"pods": "Pod", "nodes": "Node", "events": "Event", "leases": "Lease", "gpujobs": "GpuJob"}
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
@@ -79,93 +83,13 @@ def parse_route(path: str) -> Route:
     return Route(api, rest[0], namespace, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
 
 
-# --- patches -----------------------------------------------------------------------------------
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge key by key, null deletes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
-
-
-def _pointer(path: str) -> list[str]:
-    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
-
-
-def json_patch(doc: Any, ops: list[dict[str, Any]]) -> Any:
-    """RFC 6902 add/remove/replace/test, enough for finalizers and annotations."""
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        parts = _pointer(op["path"])
-        parent = doc
-        for p in parts[:-1]:
-            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
-        last = parts[-1]
-        kind = op["op"]
-        if kind == "test":
-            current = parent[int(last)] if isinstance(parent, list) else parent.get(last)
-            if current != op["value"]:
-                raise ApiError(422, "Invalid", f"test failed at {op['path']}")
-        elif kind == "remove":
-            try:
-                del parent[int(last) if isinstance(parent, list) else last]
-            except (KeyError, IndexError):
-                raise ApiError(422, "Invalid", f"nothing to remove at {op['path']}") from None
-        elif kind in ("add", "replace"):
-            if isinstance(parent, list):
-                idx = len(parent) if last == "-" else int(last)
-                if kind == "add":
-                    parent.insert(idx, op["value"])
-                else:
-                    parent[idx] = op["value"]
-            else:
-                parent[last] = op["value"]
-        else:
-            raise ApiError(422, "Invalid", f"unsupported op {kind}")
-    return doc
-
-
-def _selector_match(labels: dict[str, str], selector: str) -> bool:
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        if "!=" in term:
-            k, v = term.split("!=", 1)
-            if labels.get(k) == v:
-                return False
-        elif "=" in term:
-            k, v = term.replace("==", "=").split("=", 1)
-            if labels.get(k) != v:
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
-
-
-def _field_match(obj: dict[str, Any], selector: str) -> bool:
-    for term in filter(None, selector.split(",")):
-        path, value = term.split("=", 1)
-        cur: Any = obj
-        for p in path.split("."):
-            cur = cur.get(p) if isinstance(cur, dict) else None
-        if str(cur if cur is not None else "") != value:
-            return False
-    return True
-
-
 # --- the store ---------------------------------------------------------------------------------
 
-class KubeFake:
+class KubeFake(ServedFake):
     """The server and its state. Tests call the helpers at the bottom to play kubelet and cluster."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.objects: dict[tuple[str, str], dict[Key, dict[str, Any]]] = {}
         self.history: list[tuple[int, tuple[str, str], str, dict[str, Any]]] = []
         self.rv = 0
@@ -174,25 +98,17 @@ class KubeFake:
         self.faults: list[Fault] = []
         self.cond = threading.Condition()
         self.stopping = False
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), name="kube-fake",
-                                       daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> KubeFake:
-        self.thread.start()
-        return self
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     def stop(self) -> None:
+        """End open watch streams first: the server's shutdown waits for no request, but they would
+        hold their client's threads until their own timeout."""
         with self.cond:
             self.stopping = True
             self.cond.notify_all()
-        self.server.shutdown()
-        self.server.server_close()
+        super().stop()
 
     # -- core operations (hold self.cond) --
 
@@ -284,11 +200,8 @@ class KubeFake:
         for (ns, _), obj in sorted(self._bucket(r.api, r.plural).items()):
             if r.namespace and ns != r.namespace:
                 continue
-            if labels and not _selector_match(obj["metadata"].get("labels") or {}, labels):
-                continue
-            if fields and not _field_match(obj, fields):
-                continue
-            out.append(obj)
+            if selected(obj, labels, fields):
+                out.append(obj)
         return out
 
     def _check_fault(self, method: str, path: str) -> None:
@@ -303,7 +216,11 @@ class KubeFake:
         labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
         timeout = float(query.get("timeoutSeconds", "30"))
         deadline = threading.Event()
-        timer = threading.Timer(timeout, lambda: (deadline.set(), self._notify()))
+        def expire() -> None:
+            deadline.set()
+            self._notify()
+
+        timer = threading.Timer(timeout, expire)
         timer.daemon = True
         timer.start()
         try:
@@ -342,11 +259,8 @@ class KubeFake:
             for _, _, kind, obj in batch:
                 if r.namespace and obj["metadata"].get("namespace") != r.namespace:
                     continue
-                if labels and not _selector_match(obj["metadata"].get("labels") or {}, labels):
-                    continue
-                if fields and not _field_match(obj, fields):
-                    continue
-                yield {"type": kind, "object": obj}
+                if selected(obj, labels, fields):
+                    yield {"type": kind, "object": obj}
 
     def _pending(self, r: Route, since: int) -> bool:
         return any(h[0] > since and h[1] == (r.api, r.plural) for h in self.history)
@@ -374,7 +288,7 @@ class KubeFake:
         with self.cond:
             self.faults.append(Fault(method, path_contains, code, times, reason, message))
 
-    def objects_of(self, api: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    def objects_of(self, api: str, plural: str, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
         with self.cond:
             return [copy.deepcopy(o) for (ns, _), o in sorted(self._bucket(api, plural).items())
                     if namespace is None or ns == namespace]
@@ -411,21 +325,12 @@ class KubeFake:
 
 
 def _handler(fake: KubeFake) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        # HTTP/1.1 so watch streams can be chunked as the real server's are: urllib3 hands a
-        # chunked body to the client chunk by chunk, an unchunked one only when it ends.
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+    class Handler(QuietHandler):
+        # HTTP/1.1 (QuietHandler's) so watch streams can be chunked as the real server's are: urllib3
+        # hands a chunked body to the client chunk by chunk, an unchunked one only when it ends.
 
         def _send(self, code: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(code, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
         def _body(self) -> Any:
             length = int(self.headers.get("Content-Length") or 0)
@@ -468,7 +373,10 @@ def _handler(fake: KubeFake) -> type[BaseHTTPRequestHandler]:
                     ctype = self.headers.get("Content-Type", "")
                     old = fake.get(r)
                     if "json-patch" in ctype:
-                        new = json_patch(old, body if isinstance(body, list) else [])
+                        try:
+                            new = json_patch(old, body if isinstance(body, list) else [])
+                        except PatchError as exc:
+                            raise ApiError(422, "Invalid", str(exc)) from None
                     elif isinstance(body, dict):
                         want = (body.get("metadata") or {}).get("resourceVersion")
                         if want and want != old["metadata"]["resourceVersion"]:
