@@ -35,7 +35,7 @@ def has_policy(name: str) -> bool:
 
 
 # Importing the modules registers their policies.
-from orchestrator.policy import simple as _simple  # noqa: E402,F401
 from orchestrator.policy import auto as _auto  # noqa: E402,F401
+from orchestrator.policy import simple as _simple  # noqa: E402,F401
 
 __all__ = ["Choice", "Policy", "Situation", "SpotHistory", "get_policy", "has_policy", "policy_names", "register"]

@@ -1,0 +1,71 @@
+"""orch's default market policy, `auto`: plan against a model of spot, under the safety net.
+
+Rule. Past the safety net's point of no return, do what the net says (on-demand, or keep a productive
+spot instance; `orchestrator.policy.simple.safety_net`, Wu et al., "Can't Be Late", NSDI 2024, section
+4); idle or on on-demand with no room left for one more lost spot attempt (`C + 2d` no longer fits),
+on-demand, as Uniform Progress does. Otherwise take the action of least expected cost in a Markov
+decision process whose state is (time to the deadline, slack, spot availability now, age of the
+current run of availability or outage, recent availability) and whose availability dynamics are a
+semi-Markov model fitted on the public probe traces (`orchestrator.policy.planner`, `market_model`).
+
+What this buys over Uniform Progress, which keeps to the straight line `C0 t / R0`: it waits out
+outages that are likely short (young ones) and goes on-demand early in those that are likely long
+(old ones, or any outage in a poor stretch); it leaves on-demand for spot as soon as spot is likely
+to last, instead of paying on-demand until it is ahead of the line; and it spends the whole slack by
+the deadline instead of finishing early on on-demand. It uses only what is known at decision time:
+the history of availability the caller has seen (`Situation.history`), the measured overhead, the
+price ratio. Without a deadline it is spot-only; a deadline that was feasible on on-demand is never
+missed, because the net is checked first on every call.
+"""
+
+from __future__ import annotations
+
+from orchestrator.policy import register
+from orchestrator.policy._fitted import MODEL
+from orchestrator.policy.base import Choice, Situation
+from orchestrator.policy.market_model import MarketModel
+from orchestrator.policy.planner import Grid, Plan, grid_for, plan
+from orchestrator.policy.simple import past_point_of_no_return, safety_net, spot_only
+from providers.base import Market
+
+
+class ModelPolicy:
+    """The `auto` rule under a given availability model (the shipped one, or one fitted for a test).
+
+    Keeps the plans of the last few grids itself: hashing the model's constants on every call would
+    cost more than the rest of the decision.
+    """
+
+    def __init__(self, model: MarketModel) -> None:
+        self.model = model
+        self._plans: dict[Grid, Plan] = {}
+
+    def __call__(self, s: Situation) -> Choice:
+        if s.deadline_h is None or s.finished:
+            return spot_only(s)
+        net = safety_net(s)
+        if net is not None:
+            return net
+        if s.current is not Market.SPOT and past_point_of_no_return(s, 2):
+            return Choice.ON_DEMAND
+        choice = self.plan_for(grid_for(s.deadline_h, s.work_h, s.overhead_h, s.price_ratio)).choice(s)
+        if choice is Choice.SPOT and not s.spot_available:
+            return Choice.WAIT
+        return choice
+
+    def plan_for(self, grid: Grid) -> Plan:
+        found = self._plans.get(grid)
+        if found is None:
+            if len(self._plans) >= 2:
+                self._plans.pop(next(iter(self._plans)))
+            found = self._plans[grid] = plan(self.model, grid)
+        return found
+
+
+_DEFAULT = ModelPolicy(MODEL)
+
+
+@register("auto")
+def auto(s: Situation) -> Choice:
+    """orch's default: the safety net, then the cheapest action in expectation (see the module doc)."""
+    return _DEFAULT(s)
