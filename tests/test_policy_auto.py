@@ -110,3 +110,11 @@ def test_long_deadlines_plan_in_longer_steps_and_still_decide() -> None:
                           history=_history(True, 2.0, 0.7))
     assert auto(two_weeks) is Choice.SPOT
     assert auto(dataclasses.replace(two_weeks, spot_available=False, history=_history(False, 0.1, 0.7))) is Choice.WAIT
+
+
+def test_auto_does_not_idle_a_job_shorter_than_its_model_resolution() -> None:
+    """A demo-sized job (deadline of half an hour) must take available spot, not wait for the plan."""
+    s = Situation(elapsed_h=0.06, deadline_h=0.5, work_h=0.02, done_h=0.0, overhead_h=0.001, price_ratio=3.33,
+                  current=None, spot_available=True, tick_h=2 / 3600,
+                  history=SpotHistory().observe(True, 2 / 3600))
+    assert get_policy("auto")(s) is Choice.SPOT
