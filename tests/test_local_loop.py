@@ -48,8 +48,7 @@ def test_reclaimed_job_resumes_from_checkpoints_and_output_equals_an_uninterrupt
     # for the job to have started on a loaded machine, early enough to land mid-run.
     write_trace(work / "market.json", [1, 1, 1, 0, 1, 1, 0] + [1] * 60, gap=1.5)
     path = job_toml(work, command=_fold_command(0.4),
-                    local={"trace": "market.json", "notice_seconds": 1, "zones": ["local-a"]},
-                    extra_schedule="policy = \"uniform-progress\"")
+                    local={"trace": "market.json", "notice_seconds": 1, "zones": ["local-a"]})
     job_id = submit(sqlite_store, path, orch_home)
     r = reconciler(sqlite_store, orch_home)
     run_until(r, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=90)

@@ -118,3 +118,10 @@ def test_auto_does_not_idle_a_job_shorter_than_its_model_resolution() -> None:
                   current=None, spot_available=True, tick_h=2 / 3600,
                   history=SpotHistory().observe(True, 2 / 3600))
     assert get_policy("auto")(s) is Choice.SPOT
+
+
+def test_auto_takes_spot_for_work_shorter_than_one_model_step() -> None:
+    s = Situation(elapsed_h=0.05, deadline_h=2.0, work_h=0.02, done_h=0.0, overhead_h=0.0005, price_ratio=3.33,
+                  current=None, spot_available=True, tick_h=0.2 / 3600,
+                  history=SpotHistory().observe(True, 0.2 / 3600))
+    assert get_policy("auto")(s) is Choice.SPOT

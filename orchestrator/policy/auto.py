@@ -28,7 +28,7 @@ from orchestrator.policy.planner import Grid, Plan, grid_for, plan
 from orchestrator.policy.simple import past_point_of_no_return, safety_net, spot_only, uniform_progress
 from providers.base import Market
 
-# Deadlines shorter than this many model steps (1 h) are left to Uniform Progress.
+# Deadlines shorter than this many model steps (1 h), or work under one step, go to Uniform Progress.
 MIN_PLANNED_STEPS = 6
 
 
@@ -51,9 +51,10 @@ class ModelPolicy:
             return net
         if s.current is not Market.SPOT and past_point_of_no_return(s, 2):
             return Choice.ON_DEMAND
-        if s.deadline_h < MIN_PLANNED_STEPS * STEP_H:
-            # The model works in STEP_H steps: a job whose whole deadline spans a few of them is below
-            # its resolution (it would idle through a demo), so the straight-line rule decides.
+        if s.deadline_h < MIN_PLANNED_STEPS * STEP_H or s.work_h < STEP_H:
+            # The model works in STEP_H steps: a job whose deadline spans only a few, or whose work
+            # fits in less than one, is below its resolution (it would idle through a demo), so the
+            # straight-line rule decides.
             return uniform_progress(s)
         choice = self.plan_for(grid_for(s.deadline_h, s.work_h, s.overhead_h, s.price_ratio)).choice(s)
         if choice is Choice.SPOT and not s.spot_available:
