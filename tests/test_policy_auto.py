@@ -125,3 +125,23 @@ def test_auto_takes_spot_for_work_shorter_than_one_model_step() -> None:
                   current=None, spot_available=True, tick_h=0.2 / 3600,
                   history=SpotHistory().observe(True, 0.2 / 3600))
     assert get_policy("auto")(s) is Choice.SPOT
+
+
+def test_plans_of_several_job_shapes_stay_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller with jobs of many shapes must not re-solve a plan every tick (a second each)."""
+    from orchestrator.policy import auto as auto_module
+
+    solved: list[object] = []
+    real = auto_module.plan
+
+    def counting(model: mm.MarketModel, grid: object) -> object:
+        solved.append(grid)
+        return real(model, grid)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(auto_module, "plan", counting)
+    policy = auto_module.ModelPolicy(auto_module.MODEL)
+    shapes = [grid_for(d, w, 0.1, 3.2) for d, w in ((10, 5), (12, 5), (14, 6), (16, 8))]
+    for _ in range(3):
+        for g in shapes:
+            policy.plan_for(g)
+    assert len(solved) == len(shapes)

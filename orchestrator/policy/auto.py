@@ -28,6 +28,8 @@ from orchestrator.policy.planner import Grid, Plan, grid_for, plan
 from orchestrator.policy.simple import past_point_of_no_return, safety_net, spot_only, uniform_progress
 from providers.base import Market
 
+# Plans kept in memory at once (a 60 h task's plan is about 12 MB, a 200 h one about 35 MB).
+PLAN_CACHE_BYTES = 256 * 2**20
 # Deadlines shorter than this many model steps (1 h), or work under one step, go to Uniform Progress.
 MIN_PLANNED_STEPS = 6
 
@@ -62,11 +64,17 @@ class ModelPolicy:
         return choice
 
     def plan_for(self, grid: Grid) -> Plan:
-        found = self._plans.get(grid)
+        """The plan for `grid`, from a least-recently-used cache bounded by memory, not by count.
+
+        A controller runs jobs of many shapes at once; plans are 1 KB to 40 MB and take up to a
+        second or two to solve, so a count-bounded cache either thrashes or grows without limit.
+        """
+        found = self._plans.pop(grid, None)
         if found is None:
-            if len(self._plans) >= 2:
-                self._plans.pop(next(iter(self._plans)))
-            found = self._plans[grid] = plan(self.model, grid)
+            found = plan(self.model, grid)
+        self._plans[grid] = found  # most recently used last
+        while len(self._plans) > 1 and sum(p.codes.nbytes for p in self._plans.values()) > PLAN_CACHE_BYTES:
+            self._plans.pop(next(iter(self._plans)))
         return found
 
 

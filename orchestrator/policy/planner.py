@@ -106,9 +106,8 @@ class Plan:
         return Choice.SPOT if s.spot_available else _ACTIONS[code % 3]
 
 
-@functools.lru_cache(maxsize=2)
 def plan(model: MarketModel, grid: Grid) -> Plan:
-    """Solve the decision process for `grid` under `model` (cached: a second or two per grid)."""
+    """Solve the decision process for `grid` under `model` (a second or two; callers cache plans)."""
     return Plan(grid, _Solver(model, grid).run())
 
 
