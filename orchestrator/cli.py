@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import cli_render as render
+from orchestrator.model import job_state
 from orchestrator.placement import check_placeable
 from orchestrator.policy import has_policy
 from orchestrator.spec import JobSpec, SpecError, load_spec
 from orchestrator.status import JobStatus, job_status
 from orchestrator.store import SchemaError, Store, orch_home
-from orchestrator.store.repo import new_id
+from orchestrator.store.repo import AmbiguousJob, new_id
 from orchestrator.wiring import build_providers, known_providers, open_store
 from providers.base import ChecksOptions, Offer, PermanentError, ProviderError, SystemClock
 from providers.catalog import load_catalog
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:
         print(f"orch: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (CliError, SchemaError, ProviderError) as exc:
+    except (CliError, SchemaError, ProviderError, AmbiguousJob) as exc:
         print(f"orch: {exc}", file=sys.stderr)
         return exc.code if isinstance(exc, CliError) else 1
     except KeyboardInterrupt:
@@ -134,9 +135,11 @@ def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
     if unknown:
         raise SpecError(path, "placement.providers",
                         f"unknown provider {unknown[0]!r} (known: {', '.join(known_providers())})")
-    base = Path(path).resolve().parent
-    workdir = str((base / (spec.workdir or ".")).resolve())
-    spec = dataclasses.replace(spec, workdir=workdir)
+    if "local" in spec.placement.providers:
+        # A local job runs here: its workdir is relative to the job file. On a cloud instance or in
+        # a pod the workdir means a path there, so it is passed on as written.
+        base = Path(path).resolve().parent
+        spec = dataclasses.replace(spec, workdir=str((base / (spec.workdir or ".")).resolve()))
     providers = build_providers(spec.placement.providers)
     offers: list[Offer] = []
     for name, provider in providers.items():
@@ -308,13 +311,22 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         print(f"job {job.id} has already finished")
         return 0
     store.request_cancel(job.id, time.time())
-    # Act now rather than at the controller's next tick: stop what runs, then settle the rows.
+    # Act now rather than at the controller's next tick: stop what runs, then settle the rows. Only
+    # this job, and only if no running controller holds it (that one will act on its next tick).
     from orchestrator.reconciler import Reconciler
 
     clock = SystemClock()
-    Reconciler(store, build_providers(job.spec.placement.providers, clock=clock), clock,
-               owner=f"cancel-{os.getpid()}", lease_seconds=0.0).tick()
-    print(f"cancelled job {job.id}")
+    r = Reconciler(store, build_providers(job.spec.placement.providers, clock=clock), clock,
+                   owner=f"cancel-{os.getpid()}", lease_seconds=30.0)
+    try:
+        r.tick(job_ids=[job.id], reap=False)
+    finally:
+        store.release_jobs(r.owner)
+    state = job_state([t.state for t in store.tasks(job.id)])
+    if state == "cancelled":
+        print(f"cancelled job {job.id}")
+    else:
+        print(f"cancellation of job {job.id} requested; the controller running it stops it on its next tick")
     return 0
 
 

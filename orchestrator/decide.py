@@ -29,16 +29,25 @@ class Verdict:
 
 
 def judge_ended(spec: JobSpec, task: TaskView, attempt: AttemptView, inst: Instance | None,
-                exit_code: int | None, *, cancel_requested: bool) -> Verdict:
-    """The outcome of an attempt whose instance is gone (`inst` None) or no longer alive."""
+                exit_code: int | None, *, cancel_requested: bool, interrupted: bool = False) -> Verdict:
+    """The outcome of an attempt whose instance is gone (`inst` None) or no longer alive.
+
+    `interrupted`: the agent forwarded an interruption notice before the job ended. A job that then
+    exits non-zero (143 after saving, as the SDK advises) and shuts its instance down was reclaimed,
+    not broken, whatever the provider reports about who stopped the machine.
+    """
     reason = inst.reason if inst else EndReason.LOST
+    if exit_code is None and inst is not None:
+        exit_code = inst.exit_code
+    if reason is EndReason.EXITED and interrupted and exit_code != 0 and not cancel_requested:
+        reason = EndReason.PREEMPTED
     if reason is EndReason.PREEMPTED:
         return Verdict(Outcome.PREEMPTED, ("preempted", "requeue"),
                        f"attempt {attempt.number} preempted: {attempt.market} capacity reclaimed")
-    if exit_code is None and inst is not None:
-        exit_code = inst.exit_code
-    if reason is EndReason.FAILED_TO_START and exit_code is None:
-        exit_code = -1  # an image that cannot be pulled, a bad command: the job's fault, so it counts
+    if reason in (EndReason.FAILED_TO_START, EndReason.EXITED) and exit_code is None and not cancel_requested:
+        # An image that cannot be pulled, a command that is not there, an instance that shut itself
+        # down without its agent saying how the job ended: counted, so it cannot loop for ever.
+        exit_code = -1
     if reason in (EndReason.EXITED, EndReason.FAILED_TO_START) and exit_code is not None:
         if exit_code == 0:
             return Verdict(Outcome.SUCCEEDED, ("succeed",), f"attempt {attempt.number} succeeded", 0)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from orchestrator.checkpoint import newest_manifest, read_heartbeat
+from orchestrator.checkpoint import StorageError, newest_manifest, read_heartbeat
 from orchestrator.cost import attempt_cost
 from orchestrator.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended
 from orchestrator.model import AttemptState, AttemptView, IllegalTransition, Outcome, TaskState, TaskView
@@ -33,6 +34,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orch.reconciler")
 MAX_OFFERS_PER_TICK = 3
+# A running attempt missing from a listing this soon after it started is not yet declared lost.
+LISTING_GRACE_S = 180.0
+# An attempt whose agent has not written a heartbeat for this long is stopped and requeued (the
+# agent writes one every few seconds; this allows for a slow boot and image pull).
+HEARTBEAT_TIMEOUT_S = 1200.0
+_LOST_TRANSITIONS = ("preempted", "requeue")
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What one look at a live attempt's heartbeat found (all empty when nothing could be read)."""
+
+    exit_code: int | None = None
+    moved: bool = False
+    interrupted: bool = False
+    heartbeat_at: float | None = None
+    provider_progress: bool = False
 
 
 class TaskWorker:
@@ -59,6 +77,8 @@ class TaskWorker:
                 self.store.attempt_running(live, inst.instance_id, self.now)
                 live = self.live = self.store.attempt(live.id)
                 assert live is not None
+            if inst is None and self.now - (live.started_at or live.launched_at) < LISTING_GRACE_S:
+                return  # listings are eventually consistent: a just-launched instance may not show yet
             if inst is None or not inst.alive:
                 self._finish(live, inst)
                 self.live = None
@@ -66,11 +86,11 @@ class TaskWorker:
                 if self.task.state is TaskState.PENDING and self.job.cancel_requested_at is None:
                     self._place()  # relaunch in the same tick, as a reclaimed job wants to
                 return
-            exit_code, moved = self._observe(live, inst)
-            if moved:
+            seen = self._observe(live, inst)
+            if seen.moved:
                 self._refresh()  # decide on the progress just observed, not last tick's
                 live = self.live = self.store.attempt(live.id) or live
-            if exit_code == 0:
+            if seen.exit_code == 0:
                 # The job says it is done but its instance lives on (shutdown disabled or failed):
                 # stop paying for it. Non-zero exits wait for the provider, which knows a preemption.
                 self.r.providers[live.provider].terminate(inst)
@@ -80,7 +100,7 @@ class TaskWorker:
             notice = obs.notices.get(live.id)
             if notice is not None:
                 self._note_notice(live, notice.kind, notice.deadline)
-            if not self._manage_live(live, inst):
+            if not self._manage_live(live, inst, seen):
                 return
             self.live = None
         self._refresh()
@@ -92,7 +112,7 @@ class TaskWorker:
 
     # --- a live attempt ------------------------------------------------------------------------
 
-    def _manage_live(self, live: AttemptView, inst: Instance) -> bool:
+    def _manage_live(self, live: AttemptView, inst: Instance, seen: Seen) -> bool:
         """Cancel, stop or keep the live attempt; True when it was stopped and the task may relaunch."""
         if self.job.cancel_requested_at is not None:
             self._terminate(live, inst, Outcome.CANCELLED, ("cancel",), "cancelled by the user")
@@ -101,6 +121,11 @@ class TaskWorker:
         if isinstance(action, Stop):
             self._terminate(live, inst, action.outcome, action.transitions, action.reason)
             return action.outcome is Outcome.SWITCHED
+        if self._silent(live, seen):
+            self._terminate(live, inst, Outcome.LOST, _LOST_TRANSITIONS,
+                            f"attempt {live.number}: no heartbeat for {HEARTBEAT_TIMEOUT_S / 60:.0f} min; "
+                            "the instance is stopped and the task requeued")
+            return True
         return False
 
     def _terminate(self, live: AttemptView, inst: Instance, outcome: Outcome, transitions: tuple[str, ...],
@@ -109,10 +134,18 @@ class TaskWorker:
         self.r.providers[live.provider].terminate(inst)
         self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason)
 
+    def _silent(self, live: AttemptView, seen: Seen) -> bool:
+        """A live instance whose agent has not been heard from for too long (never booted, hung)."""
+        if seen.heartbeat_at is None and seen.provider_progress:
+            return False  # the provider reports progress itself (simulations): no heartbeat to miss
+        last = seen.heartbeat_at if seen.heartbeat_at is not None else (live.started_at or live.launched_at)
+        return self.now - last > HEARTBEAT_TIMEOUT_S
+
     def _finish(self, live: AttemptView, inst: Instance | None) -> None:
-        exit_code = self._observe(live, inst)[0] if inst is not None else None
-        verdict = judge_ended(self.job.spec, self.task, live, inst, exit_code,
-                              cancel_requested=self.job.cancel_requested_at is not None)
+        seen = self._observe(live, inst) if inst is not None else Seen()
+        verdict = judge_ended(self.job.spec, self.task, live, inst, seen.exit_code,
+                              cancel_requested=self.job.cancel_requested_at is not None,
+                              interrupted=seen.interrupted)
         ended_at = inst.ended_at if inst is not None and inst.ended_at is not None else self.now
         self.store.end_attempt(live, verdict.outcome, self.now, task_transitions=verdict.transitions,
                                message=verdict.message, exit_code=verdict.exit_code, failures=verdict.failures,
@@ -124,25 +157,30 @@ class TaskWorker:
             except ProviderError as exc:
                 log.warning("releasing ended instance %s failed: %s", inst.instance_id, exc)
 
-    def _observe(self, live: AttemptView, inst: Instance) -> tuple[int | None, bool]:
-        """Record progress and the newest checkpoint if they moved.
+    def _observe(self, live: AttemptView, inst: Instance) -> Seen:
+        """Record progress and the newest checkpoint if they moved; report what the heartbeat says.
 
-        Returns the job's exit code if its heartbeat has one, and whether anything was recorded.
+        A checkpoint store that cannot be read means nothing was observed this tick, never that
+        nothing may be done: cancellation, the budget and ended instances are handled regardless.
         """
         now = self.now
-        exit_code: int | None = None
+        hb = None
         committed: float | None
         reported: float | None
         if inst.progress is not None:
             committed = reported = inst.progress
             checkpoint_at: float | None = now
         else:
-            storage = self.r.storage(self.task.checkpoint_uri)
-            hb = read_heartbeat(storage)
-            manifest = newest_manifest(storage)
-            current = hb is not None and hb.attempt == live.number
-            reported = hb.progress if current and hb is not None else None
-            exit_code = hb.exit_code if current and hb is not None else None
+            try:
+                storage = self.r.storage(self.task.checkpoint_uri)
+                hb = read_heartbeat(storage)
+                manifest = newest_manifest(storage)
+            except StorageError as exc:
+                log.warning("checkpoint storage of task %s unreadable: %s", self.task.id, exc)
+                return Seen()
+            if hb is not None and hb.attempt != live.number:
+                hb = None
+            reported = hb.progress if hb is not None else None
             committed = manifest.progress if manifest is not None else None
             checkpoint_at = manifest.created_at if manifest is not None else None
             if checkpoint_at is not None and checkpoint_at < live.launched_at:
@@ -165,7 +203,9 @@ class TaskWorker:
             notes["progress_end"] = committed
         if notes:
             self.store.note_attempt(live.id, **notes)
-        return exit_code, moved or bool(notes)
+        return Seen(exit_code=hb.exit_code if hb is not None else None, moved=moved or bool(notes),
+                    interrupted=bool(hb is not None and hb.interrupted),
+                    heartbeat_at=hb.at if hb is not None else None, provider_progress=inst.progress is not None)
 
     def _note_notice(self, live: AttemptView, kind: str, deadline: float | None) -> None:
         events = self.store.events(self.job.id)
@@ -275,8 +315,12 @@ class TaskWorker:
             history=self.r.history.get(self.job.id),
         )
         spent = sum(attempt_cost(a, now) for a in self.attempts)
-        price = low_spot.price_per_hour if low_spot else (low_od.price_per_hour if low_od else 0.0)
-        others = sum((1.0 - t.progress_committed) * task_work_hours(spec, t) * price
+        # What the job's other tasks will still cost: at the price they run at, else at the market
+        # they may use (on-demand for on-demand jobs), with one more restart each.
+        idle_price = low_od if spec.schedule.market == "on-demand" or low_spot is None else low_spot
+        running = {a.task_id: a.price_per_hour for a in self.attempts if a.live}
+        others = sum(((1.0 - t.progress_committed) * task_work_hours(spec, t) + overhead_h)
+                     * running.get(t.id, idle_price.price_per_hour if idle_price else 0.0)
                      for t in self.tasks if t.id != task.id and not t.state.terminal)
         return Context(spec=spec, situation=situation, live=live, offers=offers, avoid=self.r.avoid, now=now,
                        spent_usd=spent, others_usd=others)

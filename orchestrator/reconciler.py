@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from orchestrator.checkpoint.storage import Storage, StorageError, open_storage
@@ -54,28 +54,58 @@ class Reconciler:
     history: dict[str, SpotHistory] = field(default_factory=dict)
     _recorded: dict[str, tuple[float, bool | None, float]] = field(default_factory=dict)
 
-    def tick(self) -> list[str]:
-        """One pass over every job this controller holds; returns the ids of jobs still unfinished."""
+    def tick(self, *, job_ids: Collection[str] | None = None, reap: bool = True) -> list[str]:
+        """One pass over the jobs this controller holds; returns the ids of jobs still unfinished.
+
+        `job_ids` limits the pass to those jobs (`orch cancel` acts on one job, not on every job no
+        controller holds); `reap` False leaves other installations' and other jobs' instances alone.
+        One job's failure is logged and recorded on it, and never stops the others or the reaper.
+        """
         now = self.clock.now()
-        job_ids = self.store.claim_jobs(self.owner, now, self.lease_seconds)
+        held = self.store.claim_jobs(self.owner, now, self.lease_seconds, job_ids=job_ids)
         obs = self.observe()
         self._offers.clear()
         active: list[str] = []
-        for job_id in job_ids:
-            job = self.store.job(job_id)
-            if job is None:
-                continue
-            if self._reconcile_job(job, obs):
-                active.append(job_id)
-        self._reap(obs)
+        try:
+            for job_id in held:
+                job = self.store.job(job_id)
+                if job is None:
+                    continue
+                if not set(job.spec.placement.providers) & set(self.providers):
+                    self.store.release_jobs(self.owner, job_ids=[job_id])  # another controller's to run
+                    continue
+                try:
+                    if self._reconcile_job(job, obs):
+                        active.append(job_id)
+                except Exception as exc:
+                    active.append(job_id)
+                    log.exception("reconciling job %s failed", job_id)
+                    self._record_failure(job_id, exc)
+        finally:
+            if reap:
+                self._reap(obs)
         return active
+
+    def _record_failure(self, job_id: str, exc: Exception) -> None:
+        try:
+            self.store.add_event(job_id, "controller_error", f"{type(exc).__name__}: {exc}", self.clock.now())
+        except Exception:
+            log.exception("could not record the failure of job %s", job_id)
 
     def run(self, *, job_id: str | None = None, should_stop: Callable[[], bool] = lambda: False,
             max_ticks: int | None = None) -> None:
-        """Tick until `job_id` finishes (or forever), sleeping `tick_seconds` between ticks."""
+        """Tick until `job_id` finishes (or forever), sleeping `tick_seconds` between ticks.
+
+        A tick that fails as a whole (the database unreachable) is logged and retried after the
+        usual pause: a controller outlives a database failover.
+        """
         ticks = 0
         while not should_stop():
-            active = self.tick()
+            try:
+                active = self.tick()
+            except Exception:
+                log.exception("reconcile tick failed; retrying in %.0f s", self.tick_seconds)
+                active = [job_id] if job_id is not None else []
             ticks += 1
             if job_id is not None and job_id not in active:
                 return
@@ -87,7 +117,7 @@ class Reconciler:
 
     def observe(self) -> Observation:
         obs = Observation()
-        live = self.store.live_attempt_ids()
+        listed: list[tuple[str, list[Instance]]] = []
         for name, provider in self.providers.items():
             try:
                 instances = provider.instances()
@@ -96,14 +126,19 @@ class Reconciler:
                 log.warning("listing %s failed this tick: %s", name, exc)
                 continue
             obs.listed.add(name)
+            listed.append((name, instances))
+            for n in notices:
+                if n.attempt_id:
+                    obs.notices[n.attempt_id] = n
+        # Live attempts are read after the listings: an attempt row is committed before its launch,
+        # so an instance another process launches meanwhile can never look like an orphan here.
+        live = self.store.live_attempt_ids()
+        for name, instances in listed:
             for inst in instances:
                 if inst.attempt_id is not None and inst.attempt_id in live:
                     obs.instances[inst.attempt_id] = inst
                 elif inst.alive:
                     obs.orphans.append((name, inst))
-            for n in notices:
-                if n.attempt_id:
-                    obs.notices[n.attempt_id] = n
         return obs
 
     def offers(self, provider: str, resources: Resources, regions: tuple[str, ...], job_id: str) -> list[Offer]:
@@ -167,8 +202,16 @@ class Reconciler:
         return True
 
     def _reap(self, obs: Observation) -> None:
-        """Terminate orch-managed instances that no live attempt owns: no leak, no double billing."""
+        """Terminate orch-managed instances whose attempt this store has ended: no leak, no double billing.
+
+        An instance whose attempt this store has never seen is left alone: it belongs to another orch
+        installation sharing the account (or to a store restored from an old backup), and killing it
+        would destroy someone else's work.
+        """
         for name, inst in obs.orphans:
+            attempt = self.store.attempt(inst.attempt_id) if inst.attempt_id else None
+            if attempt is None or attempt.live:
+                continue
             try:
                 self.providers[name].terminate(inst)
             except ProviderError as exc:

@@ -91,12 +91,12 @@ def agent_script(
         "set -u",
         *(f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())),
     ]
+    if shutdown_on_exit:
+        # However the script ends (a missing workdir, a missing agent), the instance stops billing.
+        lines.append("trap 'shutdown -h now' EXIT")
     if request.workdir and not request.image:
         lines.append(f"cd {shlex.quote(request.workdir)} || exit 1")
-    lines += [shlex.join(agent), "status=$?"]
-    if shutdown_on_exit:
-        lines.append("shutdown -h now")
-    lines.append("exit $status")
+    lines += [shlex.join(agent), "status=$?", "exit $status"]
     script = "\n".join(lines) + "\n"
     size = len(script.encode())
     if size > rules.size_limit:

@@ -172,8 +172,9 @@ def ended(reason: EndReason | None, exit_code: int | None = None) -> Instance:
 
 
 def judge(inst: Instance | None, *, failures: int = 0, exit_code: int | None = None, cancel: bool = False,
-          **spec_kw: Any) -> Verdict:
-    verdict = judge_ended(spec(**spec_kw), task(failures), live(), inst, exit_code, cancel_requested=cancel)
+          interrupted: bool = False, **spec_kw: Any) -> Verdict:
+    verdict = judge_ended(spec(**spec_kw), task(failures), live(), inst, exit_code, cancel_requested=cancel,
+                          interrupted=interrupted)
     state = TaskState.RUNNING  # every verdict must be a legal path out of running
     for name in verdict.transitions:
         state = check_transition(name, state).target
@@ -190,11 +191,28 @@ def test_preemption_requeues_without_counting_a_failure() -> None:
     assert (v.outcome, v.transitions, v.failures) == (Outcome.PREEMPTED, ("preempted", "requeue"), None)
 
 
-@pytest.mark.parametrize("inst", [None, ended(EndReason.LOST), ended(EndReason.TERMINATED),
-                                  ended(EndReason.EXITED, None)], ids=["gone", "lost", "terminated", "no-status"])
+@pytest.mark.parametrize("inst", [None, ended(EndReason.LOST), ended(EndReason.TERMINATED)],
+                         ids=["gone", "lost", "terminated"])
 def test_vanished_instances_requeue(inst: Instance | None) -> None:
     v = judge(inst)
     assert (v.outcome, v.transitions) == (Outcome.LOST, ("preempted", "requeue"))
+
+
+@pytest.mark.parametrize("reason", [EndReason.EXITED, EndReason.FAILED_TO_START])
+def test_an_end_without_exit_status_counts_as_a_failure_so_it_cannot_loop(reason: EndReason) -> None:
+    """An instance that shut itself down with no agent to say how (no agent on the image, no S3 access)."""
+    v = judge(ended(reason, None), failures=1)
+    assert (v.outcome, v.transitions, v.failures) == (Outcome.FAILED, ("retry",), 2)
+    v = judge(ended(reason, None), failures=3)
+    assert (v.outcome, v.transitions) == (Outcome.FAILED, ("fail",))
+
+
+def test_an_interrupted_job_that_saved_and_shut_down_is_a_preemption_not_a_failure() -> None:
+    """On AWS the job exits 143 after its notice and the instance shuts itself down: EXITED, 143."""
+    v = judge(ended(EndReason.EXITED, 143), failures=3, interrupted=True)
+    assert (v.outcome, v.transitions, v.failures) == (Outcome.PREEMPTED, ("preempted", "requeue"), None)
+    # Without the notice, the same exit is the job's own failure.
+    assert judge(ended(EndReason.EXITED, 143), failures=0).outcome is Outcome.FAILED
 
 
 def test_failures_count_up_to_max_failures() -> None:

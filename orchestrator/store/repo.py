@@ -9,7 +9,7 @@ Side effects (launching, terminating) happen in the reconciler after these commi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -56,6 +56,10 @@ class EventView:
     task_id: str | None
     attempt_id: str | None
     data: dict[str, Any] | None
+
+
+class AmbiguousJob(LookupError):
+    """A job id prefix that matches several jobs."""
 
 
 def _count(result: Any) -> int:
@@ -154,37 +158,43 @@ class Store:
         with self.session() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.finished_at.is_(None)).values(finished_at=now))
 
-    def claim_jobs(self, owner: str, now: float, lease_seconds: float) -> list[str]:
-        """Renew or take the lease of every unfinished job that is free; return the ones held.
+    def claim_jobs(self, owner: str, now: float, lease_seconds: float, *,
+                   job_ids: Collection[str] | None = None) -> list[str]:
+        """Renew or take the lease of every unfinished job that is free (of `job_ids` only, if
+        given); return the ones held.
 
         A lease, not a row lock, so it works the same on SQLite and PostgreSQL and survives a
         controller that dies holding it (the lease simply expires).
         """
+        scope = [JobRow.finished_at.is_(None)]
+        if job_ids is not None:
+            scope.append(JobRow.id.in_(list(job_ids)))
         with self.session() as s:
             s.execute(
                 update(JobRow)
-                .where(
-                    JobRow.finished_at.is_(None),
-                    or_(JobRow.lease_owner.is_(None), JobRow.lease_owner == owner, JobRow.lease_expires_at < now),
-                )
+                .where(*scope, or_(JobRow.lease_owner.is_(None), JobRow.lease_owner == owner,
+                                   JobRow.lease_expires_at < now))
                 .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
             )
-            rows = s.scalars(
-                select(JobRow.id)
-                .where(JobRow.finished_at.is_(None), JobRow.lease_owner == owner)
-                .order_by(JobRow.created_at)
-            )
+            rows = s.scalars(select(JobRow.id).where(*scope, JobRow.lease_owner == owner).order_by(JobRow.created_at))
             return list(rows)
 
-    def release_jobs(self, owner: str) -> None:
+    def release_jobs(self, owner: str, *, job_ids: Collection[str] | None = None) -> None:
         with self.session() as s:
-            s.execute(update(JobRow).where(JobRow.lease_owner == owner).values(lease_owner=None, lease_expires_at=None))
+            q = update(JobRow).where(JobRow.lease_owner == owner)
+            if job_ids is not None:
+                q = q.where(JobRow.id.in_(list(job_ids)))
+            s.execute(q.values(lease_owner=None, lease_expires_at=None))
 
     def job(self, job_id: str) -> JobView | None:
+        """A job by id, or by a unique id prefix (as typed at the CLI); `AmbiguousJob` if several match."""
         with self.session() as s:
             row = s.get(JobRow, job_id)
-            if row is None:
-                row = s.scalars(select(JobRow).where(JobRow.id.startswith(job_id))).first() if job_id else None
+            if row is None and job_id:
+                rows = list(s.scalars(select(JobRow).where(JobRow.id.startswith(job_id, autoescape=True)).limit(2)))
+                if len(rows) > 1:
+                    raise AmbiguousJob(f"{job_id!r} matches more than one job; give more of the id")
+                row = rows[0] if rows else None
             return _job_view(row) if row else None
 
     def job_by_ref(self, external_ref: str) -> JobView | None:
