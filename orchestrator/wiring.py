@@ -12,7 +12,7 @@ from pathlib import Path
 
 from orchestrator.store import Store, database_url, make_engine, orch_home
 from orchestrator.store.engine import ensure_schema
-from providers.base import Clock, Provider, SystemClock
+from providers.base import Clock, PermanentError, Provider, ProviderError, SystemClock
 
 AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "orchestrator.agent")
 
@@ -76,4 +76,12 @@ def build_providers(names: Iterable[str], *, clock: Clock | None = None,
                     home: Path | None = None) -> dict[str, Provider]:
     clock = clock or SystemClock()
     home = home or orch_home()
-    return {name: FACTORIES[name](home, clock) for name in dict.fromkeys(names)}
+    out: dict[str, Provider] = {}
+    for name in dict.fromkeys(names):
+        try:
+            out[name] = FACTORIES[name](home, clock)
+        except ProviderError:
+            raise
+        except Exception as exc:  # a missing settings file, kubeconfig or SDK: say which, no traceback
+            raise PermanentError(f"provider {name!r} is not set up: {exc}", provider=name) from exc
+    return out

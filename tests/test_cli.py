@@ -118,3 +118,16 @@ def test_the_example_job_file_is_valid(orch_home: Path) -> None:
     spec, offers = prepare(str(FOLD / "job.toml"), 0.0 + 1.8e9)
     assert spec.placement.options["local"]["trace"] == "spot-market.json"
     assert any(o.market == "spot" for o in offers)
+
+
+def test_a_provider_that_is_not_set_up_is_a_clear_error(
+    tmp_path: Path, orch_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ORCH_AWS_SETTINGS", raising=False)
+    path = tmp_path / "job.toml"
+    path.write_text('name = "x"\ncommand = ["true"]\n[resources]\ngpu = "V100"\n[schedule]\nestimated_hours = 1\n'
+                    '[placement]\nproviders = ["aws"]\n')
+    code, out, err = _run(capsys, "submit", str(path))
+    assert code == 1 and out == ""
+    assert err.startswith("orch: provider 'aws' is not set up:") and "aws.toml" in err and "Traceback" not in err
+    assert open_store().jobs() == []
