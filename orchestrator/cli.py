@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from orchestrator import cli_render as render
 from orchestrator.model import job_state
 from orchestrator.placement import check_placeable
@@ -53,8 +55,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, SchemaError, ProviderError, AmbiguousJob) as exc:
         print(f"orch: {exc}", file=sys.stderr)
         return exc.code if isinstance(exc, CliError) else 1
+    except OperationalError as exc:
+        print(f"orch: cannot use the database ({database_url_for_humans()}): {exc.orig}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def database_url_for_humans() -> str:
+    """The store's URL with any password hidden."""
+    from sqlalchemy.engine import make_url
+
+    from orchestrator.store import database_url
+
+    return make_url(database_url()).render_as_string(hide_password=True)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -131,3 +131,11 @@ def test_a_provider_that_is_not_set_up_is_a_clear_error(
     assert code == 1 and out == ""
     assert err.startswith("orch: provider 'aws' is not set up:") and "aws.toml" in err and "Traceback" not in err
     assert open_store().jobs() == []
+
+
+def test_an_unreachable_database_is_a_clear_error_without_the_password(
+    orch_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCH_DATABASE_URL", "postgresql://orch:s3cret@127.0.0.1:1/orch")
+    code, _, err = _run(capsys, "status")
+    assert code == 1 and err.startswith("orch: cannot use the database") and "s3cret" not in err
