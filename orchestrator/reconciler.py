@@ -68,6 +68,8 @@ class Reconciler:
         active: list[str] = []
         try:
             for job_id in held:
+                if not self.store.renew_lease(self.owner, job_id, self.clock.now(), self.lease_seconds):
+                    continue  # another controller took it over while this tick was busy
                 job = self.store.job(job_id)
                 if job is None:
                     continue

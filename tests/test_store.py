@@ -281,3 +281,17 @@ def _wait_until_blocked(engine: Engine) -> None:
                 return
             time.sleep(0.02)
     raise AssertionError("the loser never blocked on the winner")
+
+
+def test_a_lease_taken_over_cannot_be_renewed(store: Store) -> None:
+    """A controller whose tick outlasted its lease must not act on the job another one took."""
+    from orchestrator.spec import parse_spec
+
+    spec = parse_spec('name = "x"\ncommand = ["true"]\n[resources]\n[schedule]\nestimated_hours = 1\n',
+                      source="t", submitted_at=0.0)
+    job_id = store.submit(spec, source="t", now=0.0, checkpoint_uri="file:///tmp/x")
+    assert store.claim_jobs("slow", 0.0, 10.0) == [job_id]
+    assert store.renew_lease("slow", job_id, 5.0, 10.0)
+    assert store.claim_jobs("fast", 20.0, 10.0) == [job_id]  # the slow one's lease ran out
+    assert not store.renew_lease("slow", job_id, 21.0, 10.0)
+    assert store.renew_lease("fast", job_id, 21.0, 10.0)

@@ -179,6 +179,16 @@ class Store:
             rows = s.scalars(select(JobRow.id).where(*scope, JobRow.lease_owner == owner).order_by(JobRow.created_at))
             return list(rows)
 
+    def renew_lease(self, owner: str, job_id: str, now: float, lease_seconds: float) -> bool:
+        """Extend this owner's lease on one job right before acting on it; False if it was lost.
+
+        A tick can outlast a lease (a slow provider); checking per job keeps two controllers from
+        ever working the same job at once.
+        """
+        with self.session() as s:
+            return _count(s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == owner)
+                                    .values(lease_expires_at=now + lease_seconds))) == 1
+
     def release_jobs(self, owner: str, *, job_ids: Collection[str] | None = None) -> None:
         with self.session() as s:
             q = update(JobRow).where(JobRow.lease_owner == owner)
