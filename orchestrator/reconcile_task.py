@@ -14,7 +14,7 @@ from orchestrator.model import AttemptState, AttemptView, IllegalTransition, Out
 from orchestrator.placement import cheapest
 from orchestrator.policy import Situation
 from orchestrator.status import measured_overhead_hours, task_work_hours
-from orchestrator.store.repo import JobView
+from orchestrator.store.views import JobView
 from providers.base import (
     CapacityError,
     EndReason,

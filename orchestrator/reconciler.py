@@ -20,7 +20,7 @@ from orchestrator.model import AttemptState, AttemptView, TaskView, job_state
 from orchestrator.policy.base import SpotHistory
 from orchestrator.reconcile_task import TaskWorker
 from orchestrator.store import Store
-from orchestrator.store.repo import JobView
+from orchestrator.store.views import JobView
 from providers.base import Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
 
 log = logging.getLogger("orch.reconciler")

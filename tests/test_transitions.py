@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from orchestrator.model import TRANSITIONS, IllegalTransition, TaskState, check_transition, job_state
 from orchestrator.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store
-from orchestrator.store.repo import EventView
+from orchestrator.store.views import EventView
 from orchestrator.store.tables import EventRow, TaskRow
 from providers.base import Resources
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, func, or_, select, update
@@ -26,36 +25,10 @@ from orchestrator.model import (
     TaskState,
     TaskView,
 )
-from orchestrator.spec import JobSpec, spec_from_dict
+from orchestrator.spec import JobSpec
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, PriceRow, TaskRow
-from providers.base import Market, Offer
-
-
-@dataclass(frozen=True, slots=True)
-class JobView:
-    id: str
-    name: str
-    spec: JobSpec
-    source: str
-    created_at: float
-    deadline_at: float | None
-    budget_usd: float | None
-    policy: str
-    checkpoint_uri: str
-    cancel_requested_at: float | None
-    external_ref: str | None
-    finished_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class EventView:
-    id: int
-    at: float
-    kind: str
-    message: str
-    task_id: str | None
-    attempt_id: str | None
-    data: dict[str, Any] | None
+from orchestrator.store.views import EventView, JobView, attempt_view, job_view, task_view
+from providers.base import Offer
 
 
 class AmbiguousJob(LookupError):
@@ -205,24 +178,24 @@ class Store:
                 if len(rows) > 1:
                     raise AmbiguousJob(f"{job_id!r} matches more than one job; give more of the id")
                 row = rows[0] if rows else None
-            return _job_view(row) if row else None
+            return job_view(row) if row else None
 
     def job_by_ref(self, external_ref: str) -> JobView | None:
         with self.session() as s:
             row = s.scalars(select(JobRow).where(JobRow.external_ref == external_ref)).first()
-            return _job_view(row) if row else None
+            return job_view(row) if row else None
 
     def jobs(self, *, limit: int = 100) -> list[JobView]:
         with self.session() as s:
             rows = s.scalars(select(JobRow).order_by(JobRow.created_at.desc()).limit(limit))
-            return [_job_view(r) for r in rows]
+            return [job_view(r) for r in rows]
 
     # --- tasks ---------------------------------------------------------------------------------
 
     def tasks(self, job_id: str) -> list[TaskView]:
         with self.session() as s:
             rows = s.scalars(select(TaskRow).where(TaskRow.job_id == job_id).order_by(TaskRow.index))
-            return [_task_view(r) for r in rows]
+            return [task_view(r) for r in rows]
 
     def transition(
         self,
@@ -307,7 +280,7 @@ class Store:
                       .values(message=message or (
                           f"launching attempt {number} on {offer.market} {offer.instance_type} in "
                           f"{offer.zone or offer.region} at ${offer.price_per_hour:.4f}/h")))
-            return _attempt_view(row)
+            return attempt_view(row)
 
     def attempt_running(self, attempt: AttemptView, instance_id: str, now: float) -> None:
         with self.session() as s:
@@ -387,7 +360,7 @@ class Store:
                 .where(AttemptRow.job_id == job_id)
                 .order_by(AttemptRow.launched_at, AttemptRow.number)
             )
-            return [_attempt_view(r) for r in rows]
+            return [attempt_view(r) for r in rows]
 
     def live_attempt_ids(self) -> set[str]:
         with self.session() as s:
@@ -396,7 +369,7 @@ class Store:
     def attempt(self, attempt_id: str) -> AttemptView | None:
         with self.session() as s:
             row = s.get(AttemptRow, attempt_id)
-            return _attempt_view(row) if row else None
+            return attempt_view(row) if row else None
 
     # --- events and prices ---------------------------------------------------------------------
 
@@ -443,65 +416,3 @@ class Store:
                 )
                 for o in offers
             )
-
-
-def _job_view(r: JobRow) -> JobView:
-    return JobView(
-        r.id,
-        r.name,
-        spec_from_dict(r.spec),
-        r.source,
-        r.created_at,
-        r.deadline_at,
-        r.budget_usd,
-        r.policy,
-        r.checkpoint_uri,
-        r.cancel_requested_at,
-        r.external_ref,
-        r.finished_at,
-    )
-
-
-def _task_view(r: TaskRow) -> TaskView:
-    return TaskView(
-        r.id,
-        r.job_id,
-        r.index,
-        TaskState(r.state),
-        r.failures,
-        r.progress_committed,
-        r.progress_reported,
-        r.checkpoint_uri,
-        r.item_start,
-        r.item_end,
-    )
-
-
-def _attempt_view(r: AttemptRow) -> AttemptView:
-    return AttemptView(
-        id=r.id,
-        task_id=r.task_id,
-        number=r.number,
-        provider=r.provider,
-        region=r.region,
-        zone=r.zone,
-        instance_type=r.instance_type,
-        market=Market(r.market),
-        price_per_hour=r.price_per_hour,
-        on_demand_price_per_hour=r.on_demand_price_per_hour,
-        billing_increment_s=r.billing_increment_s,
-        billing_minimum_s=r.billing_minimum_s,
-        state=AttemptState(r.state),
-        outcome=Outcome(r.outcome) if r.outcome else None,
-        instance_id=r.instance_id,
-        launched_at=r.launched_at,
-        started_at=r.started_at,
-        ended_at=r.ended_at,
-        exit_code=r.exit_code,
-        progress_start=r.progress_start,
-        progress_end=r.progress_end,
-        last_checkpoint_at=r.last_checkpoint_at,
-        productive_at=r.productive_at,
-        unbilled=r.unbilled,
-        price_source=r.price_source,
-    )
