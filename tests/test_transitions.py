@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from orchestrator.model import TRANSITIONS, IllegalTransition, TaskState, check_transition, job_state
 from orchestrator.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store
-from orchestrator.store.views import EventView
 from orchestrator.store.tables import EventRow, TaskRow
+from orchestrator.store.views import EventView
 from providers.base import Resources
 
 # The shortest legal way from pending to each state (the store has no "set state" on purpose).
