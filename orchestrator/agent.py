@@ -154,9 +154,15 @@ class Supervisor:
             os.killpg(self.child.pid, signum)
 
     def interrupt(self, signum: int, grace: float, why: str) -> None:
-        """Signal the group (for a notice, only once) and start the clock towards SIGKILL."""
-        log.info("%s: sending %s to the job", why, signal.Signals(signum).name)
-        self.signal_group(signum)
+        """Signal the group once, whatever says so first (a notice, a pod's SIGTERM), and start the
+        clock towards SIGKILL; a later source only brings the deadline closer.
+
+        A second SIGTERM is a common "abort now" in training frameworks: it would cut the save short.
+        """
+        if not self._signalled:
+            log.info("%s: sending %s to the job", why, signal.Signals(signum).name)
+            self.signal_group(signum)
+            self._signalled = True
         self.interrupted = True
         if self.publisher is not None:
             self.publisher.mark(interrupted=True)
@@ -164,8 +170,9 @@ class Supervisor:
         self._kill_at = kill_at if self._kill_at is None else min(self._kill_at, kill_at)
 
     def on_agent_signal(self, signum: int, _frame: FrameType | None) -> None:
-        """A pod's SIGTERM (or a person's Ctrl-C) is the job's notice too: pass it on, same grace."""
-        self.interrupt(signum, self.options.grace, f"agent received {signal.Signals(signum).name}")
+        """A pod's SIGTERM (or a person's Ctrl-C) is the job's notice too: the job gets the signal it
+        listens for (`--signal`), with the same grace."""
+        self.interrupt(self.options.signal, self.options.grace, f"agent received {signal.Signals(signum).name}")
 
     def poll_notices(self) -> None:
         if self._signalled:
@@ -191,7 +198,6 @@ class Supervisor:
             grace = self.options.grace
             if notice.deadline is not None:  # the capacity leaves at the deadline whatever our grace says
                 grace = min(grace, max(notice.deadline - time.time(), 0.0))
-            self._signalled = True
             self.interrupt(self.options.signal, grace, f"interruption notice from {source.name}")
             return
 
@@ -200,7 +206,7 @@ class Supervisor:
         assert self.child is not None, "start() first"
         while True:
             timeout = self.options.poll_interval
-            if self._kill_at is not None:
+            if self._kill_at is not None and not self._killed:
                 timeout = min(timeout, max(self._kill_at - time.monotonic(), 0.0))
             try:
                 returncode = self.child.wait(timeout=timeout)

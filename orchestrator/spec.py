@@ -24,6 +24,12 @@ __all__ = ["ArraySpec", "CheckpointSpec", "JobSpec", "PlacementSpec", "RetrySpec
            "load_spec", "parse_spec", "parse_spec_dict", "spec_from_dict"]
 
 MARKETS = ("auto", "spot", "on-demand")
+# Credential variables of the clouds' standard chains: refused in a job's env on every provider.
+CREDENTIAL_VARIABLES = frozenset({
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+    "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_OAUTH_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
+    "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", "AZURE_CLIENT_SECRET",
+})
 DEFAULT_GRACE_SECONDS = 120.0
 DEFAULT_RESTART_OVERHEAD_HOURS = 0.1
 # One task row per shard is written at submission, and item bounds are 32-bit columns.
@@ -240,6 +246,10 @@ def parse_spec_dict(
             raise SpecError(source, f"env.{key}", f"must be a string, not {type(value).__name__}")
         if key.startswith("ORCH_"):
             raise SpecError(source, f"env.{key}", "ORCH_* variables are set by orch and cannot be overridden")
+        if key.upper() in CREDENTIAL_VARIABLES:
+            raise SpecError(source, f"env.{key}", "cloud credentials are never put in a job's environment (they "
+                            "would sit in user data, pod specs and logs); grant access through the instance "
+                            "profile, service account or workload identity instead")
     resources = _resources(r.table_of("resources"))
     schedule = _schedule(r.table_of("schedule"), submitted_at, policies)
     checkpoint = _checkpoint(r.table_of("checkpoint"))

@@ -228,6 +228,12 @@ def _state(pod: Mapping[str, Any], nodes: Nodes, now: float,
         return (InstanceState.RUNNING if phase == "Running" else InstanceState.PENDING), None, None
     if stop_requested:
         return InstanceState.TERMINATED, EndReason.TERMINATED, code
+    if phase == "Succeeded":
+        # Finished: a node reclaimed afterwards (consolidation of an empty node) changes nothing.
+        return InstanceState.TERMINATED, EndReason.EXITED, 0 if code is None else code
+    disrupted = _condition(pod, "DisruptionTarget") is not None or status.get("reason") in PREEMPTION_REASONS
+    if code is not None and not disrupted:
+        return InstanceState.TERMINATED, EndReason.EXITED, code  # it ended by itself before any node loss
     if was_preempted(pod, nodes):
         return InstanceState.TERMINATED, EndReason.PREEMPTED, code
     if phase == "Succeeded":

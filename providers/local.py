@@ -223,7 +223,9 @@ class LocalProvider:
             task_id=request.task_id, attempt_number=request.attempt_number, market=offer.market.value,
             zone=offer.zone, instance_type=offer.instance_type, offer=offer_fields, launched_at=now,
             reclaim_at=reclaim_at, notice_seconds=settings.notice_seconds,
-            terminate_grace_seconds=settings.terminate_grace_seconds, workdir=request.workdir,
+            # Terminating gives the job the grace it asked for (to save), plus a moment for the agent.
+            terminate_grace_seconds=max(settings.terminate_grace_seconds, request.grace_seconds + 1.0),
+            workdir=request.workdir,
         )
 
     def _adopt_or_start(self, idir: InstanceDir, record: InstanceRecord, request: LaunchRequest) -> None:

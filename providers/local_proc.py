@@ -27,7 +27,10 @@ from providers.base import Clock
 PROC = Path("/proc")
 INSTANCE_ENV = "ORCH_LOCAL_INSTANCE_ID"
 # Cloud credentials of the controller must not leak into a job's environment (or its logs).
-CREDENTIAL_PREFIXES = ("AWS_", "GOOGLE_")
+CREDENTIAL_PREFIXES = ("AWS_", "GOOGLE_", "CLOUDSDK_AUTH_", "AZURE_")
+# The controller's own secrets and cloud configuration, which a job has no business reading.
+CREDENTIAL_NAMES = frozenset({"ORCH_DATABASE_URL", "ORCH_TEST_POSTGRES_URL", "KUBECONFIG", "BOTO_CONFIG",
+                              "BOTO_PATH"})
 _POLL_SECONDS = 0.05
 # After SIGKILL the kernel needs a moment to tear the processes down; this bounds that wait.
 _KILL_WAIT_SECONDS = 5.0
@@ -144,7 +147,7 @@ def find_by_argument(argument: str) -> ProcInfo | None:
 
 def job_environment(base: Mapping[str, str], extra: Mapping[str, str], instance_id: str) -> dict[str, str]:
     """`base` (the controller's environment) without cloud credentials, `extra` on top, and the marker."""
-    env = {k: v for k, v in base.items() if not k.startswith(CREDENTIAL_PREFIXES)}
+    env = {k: v for k, v in base.items() if not k.startswith(CREDENTIAL_PREFIXES) and k not in CREDENTIAL_NAMES}
     env.update(extra)
     env[INSTANCE_ENV] = instance_id
     return env
@@ -188,7 +191,9 @@ class Sessions:
         the job, which should get it once, not twice. Without an agent, the job gets it directly.
         """
         if self.agent_alive(attempt) and attempt.pid is not None:
-            signal_session(attempt.pid, signal.SIGTERM)
+            # The agent's own group only (it leads its session): it relays the signal to the job.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(attempt.pid, signal.SIGTERM)
         else:
             for info in attempt_processes(attempt):
                 with contextlib.suppress(ProcessLookupError, PermissionError):

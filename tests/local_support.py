@@ -127,11 +127,11 @@ def make(home: Path, agent: list[str], clock: Clock | None = None, **settings: o
 def request(provider: LocalProvider, command: tuple[str, ...] = SLEEPER, *, attempt: str = "att-1",
             job: str = "job-1", market: Market = Market.ON_DEMAND, zone: str = "local-a",
             options: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None,
-            workdir: str | None = None) -> LaunchRequest:
+            workdir: str | None = None, grace: float = 2.0) -> LaunchRequest:
     offer = next(o for o in provider.offers(Resources(gpus=("V100",)), ("local",))
                  if o.instance_type == "p3.2xlarge" and o.market is market and o.zone == zone)
     return LaunchRequest(job_id=job, task_id=f"{job}-0", attempt_id=attempt, attempt_number=0, offer=offer,
-                         command=command, env=env or {}, checkpoint_uri="file:///tmp/ckpt", grace_seconds=2.0,
+                         command=command, env=env or {}, checkpoint_uri="file:///tmp/ckpt", grace_seconds=grace,
                          workdir=workdir, options=options or {})
 
 

@@ -192,6 +192,25 @@ def test_agent_cli_forwards_its_own_sigterm_and_beats_while_running(job: Job) ->
     assert hb is not None and hb.exit_code == 143 and hb.interrupted and hb.newest_checkpoint == 1
 
 
+def test_ctrl_c_reaches_the_job_as_its_interruption_signal_once(job: Job) -> None:
+    """A person's Ctrl-C (SIGINT to the agent) is forwarded as the job's signal (SIGTERM here), and a
+    later notice does not signal the job a second time (a second SIGTERM often means "abort now")."""
+    argv = [sys.executable, "-m", "orchestrator.agent", "--heartbeat-interval", "0.1", "--poll-interval", "0.05",
+            "--grace", "10", "--notice-file", str(job.tmp / "notice.json"), "--", *job.argv("save")]
+    proc = subprocess.Popen(argv, cwd=REPO, env=job.env, stderr=subprocess.PIPE)
+    try:
+        wait_for(job.marker.exists)
+        proc.send_signal(signal.SIGINT)
+        (job.tmp / "notice.json").write_text(json.dumps({"kind": "interruption", "deadline": None}))
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, stderr.decode()  # the SDK saw SIGTERM, saved, exited 143 (not 130)
+    assert stderr.decode().count("sending SIGTERM to the job") == 1, stderr.decode()
+
+
 def test_parse_args() -> None:
     opts = agent.parse_args(["--grace", "30", "--signal", "USR1", "--imds", "http://x", "--", "python", "-c", "1"])
     assert opts.command == ("python", "-c", "1") and opts.grace == 30.0 and opts.signal == signal.SIGUSR1

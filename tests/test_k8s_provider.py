@@ -258,3 +258,19 @@ def test_relaunch_of_a_running_attempt_returns_it_running(kube: KubeFake) -> Non
     set_pod(kube, name, {"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})
     again = prov.launch(request())
     assert (again.instance_id, again.state, again.reason) == (name, InstanceState.RUNNING, None)
+
+
+def test_a_pod_that_finished_before_its_node_went_is_not_a_preemption() -> None:
+    """Karpenter removes the emptied node after the job ended: the outcome is the job's own."""
+    from providers.base import EndReason
+    from providers.kubernetes_pods import _state
+
+    def finished(phase: str, code: int) -> dict[str, object]:
+        return {"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"nodeName": "gone-node"},
+                "status": {"phase": phase, "containerStatuses": [
+                    {"name": "job", "state": {"terminated": {"exitCode": code}}}]}}
+
+    for phase, code in (("Succeeded", 0), ("Failed", 1)):
+        state, reason, exit_code = _state(finished(phase, code), {}, 1e9, 600.0)
+        assert (reason, exit_code) == (EndReason.EXITED, code), phase

@@ -134,13 +134,14 @@ def test_exit_code_log_and_environment(home: Path, agent: list[str], tmp_path: P
 @BOTH_AGENTS
 def test_terminate_kills_a_job_that_ignores_sigterm_after_the_grace(home: Path, agent: list[str]) -> None:
     provider = make(home, agent, terminate_grace_seconds=0.3)
-    instance = provider.launch(request(provider, STUBBORN))
+    # The job's own grace (0.5 s, plus 1 s for the agent) outweighs the provider's 0.3 s.
+    instance = provider.launch(request(provider, STUBBORN, grace=0.5))
     record, _ = record_and_pid(home, instance)
     wait_for(lambda: "ready" in provider.read_log(instance))  # the job ignores SIGTERM from now on
     started = time.monotonic()
     provider.terminate(instance)
     took = time.monotonic() - started
-    assert 0.3 <= took < 3.0
+    assert 1.5 <= took < 4.0
     assert procs(record) == []
     assert only(provider).reason is EndReason.TERMINATED
 

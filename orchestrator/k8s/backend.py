@@ -67,6 +67,10 @@ class JobBackend(Protocol):
         """Create the job, or return the id of the one already made for `external_ref` (the uid)."""
         ...
 
+    def find(self, external_ref: str) -> str | None:
+        """The id of the job submitted for `external_ref`, if any (never creates one)."""
+        ...
+
     def cancel(self, job_id: str) -> None:
         """Ask for the job to stop; idempotent. Attempts end later, through `reconcile_once`."""
         ...

@@ -108,6 +108,10 @@ class GpuJobSync:
         if FINALIZER not in (obj["metadata"].get("finalizers") or []):
             return Outcome(TERMINATING, None)
         job_id = str(status.get("jobId") or "")
+        if not job_id:
+            # Submitted, but the status that records it was never written (an API error, a leader
+            # that died in between): find the job by the resource's uid rather than abandon it.
+            job_id = self.backend.find(str(obj["metadata"].get("uid") or key_of(obj))) or ""
         live = 0
         if job_id:
             try:

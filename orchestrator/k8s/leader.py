@@ -65,7 +65,9 @@ class LeaderElector:
 
     @property
     def is_leader(self) -> bool:
-        return self._leader
+        """Leader only while the last renewal is recent: a lease call that hangs (a half-open
+        connection) must not leave this replica acting after a standby has taken over."""
+        return self._leader and self.monotonic() - self._renewed_at <= self.settings.renew_deadline_s
 
     @property
     def healthy(self) -> bool:
@@ -76,7 +78,7 @@ class LeaderElector:
         s = self.settings
         try:
             with translate("read lease"):
-                lease = self.api.read_namespaced_lease(s.name, s.namespace)
+                lease = self.api.read_namespaced_lease(s.name, s.namespace, _request_timeout=self._timeout())
         except KubeError as exc:
             if exc.code == 404:
                 return None
@@ -95,7 +97,8 @@ class LeaderElector:
         if lease is None:
             body = {"metadata": {"name": s.name, "namespace": s.namespace},
                     "spec": {**mine, "acquireTime": _micro_time(now), "leaseTransitions": 0}}
-            return self._write(lambda: self.api.create_namespaced_lease(s.namespace, V1Lease.model_validate(body)))
+            return self._write(lambda: self.api.create_namespaced_lease(s.namespace, V1Lease.model_validate(body),
+                                                                        _request_timeout=self._timeout()))
         spec = dict(lease.get("spec") or {})
         record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
         if record != self._observed:
@@ -110,7 +113,13 @@ class LeaderElector:
         spec.update(mine)
         lease["spec"] = spec
         return self._write(lambda: self.api.replace_namespaced_lease(s.name, s.namespace,
-                                                                     V1Lease.model_validate(lease)))
+                                                                     V1Lease.model_validate(lease),
+                                                                     _request_timeout=self._timeout()))
+
+    def _timeout(self) -> float:
+        """No lease call may outlast the renew deadline: a hung call would hide a lost lease."""
+        s = self.settings
+        return max(0.2, s.renew_deadline_s - s.retry_period_s)
 
     def _write(self, call: Callable[[], Any]) -> bool:
         try:
@@ -128,7 +137,7 @@ class LeaderElector:
             try:
                 held = self.try_acquire_or_renew()
                 self._last_attempt_ok = True
-            except KubeError as exc:
+            except Exception as exc:  # any failure is a failed renewal, never a dead elector thread
                 log.warning("leader election: %s", exc)
                 held, self._last_attempt_ok = False, False
             now = self.monotonic()

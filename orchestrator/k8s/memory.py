@@ -74,6 +74,10 @@ class MemoryBackend:
             self._refs[external_ref] = job_id
             return job_id
 
+    def find(self, external_ref: str) -> str | None:
+        with self._lock:
+            return self._refs.get(external_ref)
+
     def cancel(self, job_id: str) -> None:
         with self._lock:
             self._job(job_id).cancel = True

@@ -48,6 +48,10 @@ class StoreBackend:
             return raced.id
         return job_id
 
+    def find(self, external_ref: str) -> str | None:
+        job = self.store.job_by_ref(external_ref)
+        return job.id if job is not None else None
+
     def cancel(self, job_id: str) -> None:
         self.store.request_cancel(job_id, self.reconciler.clock.now())
 
