@@ -56,6 +56,7 @@ class HeartbeatPublisher:
         self._interrupted = False
         self._rebalance = False
         self._stop = threading.Event()
+        self._write_lock = threading.Lock()  # one heartbeat write at a time; the final one last
         self._failing = False
         self._thread = threading.Thread(target=self._run, name="orch-heartbeat", daemon=True)
 
@@ -103,12 +104,19 @@ class HeartbeatPublisher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.publish()
+            with self._write_lock:
+                if self._stop.is_set():
+                    return  # the final beat is being written: a periodic one must not land after it
+                self.publish()
             self._stop.wait(self.interval)
 
     def finish(self, exit_code: int) -> bool:
-        """Stop the periodic beat and write the final one, which carries the exit code."""
+        """Stop the periodic beat and write the final one, which carries the exit code.
+
+        The write lock makes the final heartbeat the last one written, even when a periodic write
+        was stalled (a slow object store) when the job ended: an older beat landing afterwards would
+        erase the exit code the control plane waits for.
+        """
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=max(self.interval, 5.0))
-        return self.publish(exit_code)
+        with self._write_lock:
+            return self.publish(exit_code)
