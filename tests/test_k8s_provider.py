@@ -272,5 +272,5 @@ def test_a_pod_that_finished_before_its_node_went_is_not_a_preemption() -> None:
                     {"name": "job", "state": {"terminated": {"exitCode": code}}}]}}
 
     for phase, code in (("Succeeded", 0), ("Failed", 1)):
-        state, reason, exit_code = _state(finished(phase, code), {}, 1e9, 600.0)
+        _, reason, exit_code = _state(finished(phase, code), {}, 1e9, 600.0)
         assert (reason, exit_code) == (EndReason.EXITED, code), phase

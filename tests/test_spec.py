@@ -362,7 +362,8 @@ def test_parse_never_leaks_other_exceptions_for_any_policy_registry() -> None:
 
 @pytest.mark.parametrize("name", ["AWS_SECRET_ACCESS_KEY", "GOOGLE_APPLICATION_CREDENTIALS", "aws_session_token"])
 def test_cloud_credentials_in_a_job_env_are_refused(name: str) -> None:
-    text = f'name = "x"\ncommand = ["true"]\nenv = {{ {name} = "secret" }}\n[resources]\n[schedule]\nestimated_hours = 1\n'
+    text = (f'name = "x"\ncommand = ["true"]\nenv = {{ {name} = "secret" }}\n'
+            '[resources]\n[schedule]\nestimated_hours = 1\n')
     with pytest.raises(SpecError) as err:
         parse_spec(text, source="job.toml", submitted_at=0.0)
     assert err.value.field == f"env.{name}" and "secret" not in str(err.value)
