@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError
 
@@ -26,6 +26,9 @@ from orchestrator.store.repo import AmbiguousJob, new_id
 from orchestrator.wiring import build_providers, known_providers, open_store
 from providers.base import ChecksOptions, Offer, PermanentError, ProviderError, SystemClock
 from providers.catalog import load_catalog
+
+if TYPE_CHECKING:
+    from orchestrator.reconciler import Reconciler
 
 EXIT_USAGE = 2
 
@@ -215,30 +218,40 @@ def _estimate_dict(spec: JobSpec, offers: list[Offer]) -> dict[str, Any]:
     return out
 
 
+def _run_loop(r: Reconciler, **run: Any) -> bool:
+    """Run the loop in this process until it returns or SIGTERM/Ctrl-C; then give up the leases.
+
+    Returns False when interrupted. The jobs keep their state: another controller carries on.
+    """
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    try:
+        r.run(should_stop=lambda: stop["flag"], **run)
+    except KeyboardInterrupt:
+        return False
+    finally:
+        r.store.release_jobs(r.owner)
+    return not stop["flag"]
+
+
 def _wait(store: Store, job_id: str, spec: JobSpec, *, tick: float, quiet: bool) -> int:
     from orchestrator.reconciler import Reconciler
 
     clock = SystemClock()
     r = Reconciler(store, build_providers(spec.placement.providers, clock=clock), clock, tick_seconds=tick)
     seen = 0
-    stop = {"flag": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
-    try:
-        while not stop["flag"]:
-            active = r.tick()
-            for e in store.events(job_id, after_id=seen):
-                seen = e.id
-                if not quiet:
-                    print(f"{render.when(e.at)}  {e.kind:<16} {e.message}", flush=True)
-            if job_id not in active:
-                break
-            clock.sleep(tick)
-    except KeyboardInterrupt:
+
+    def print_events() -> None:
+        nonlocal seen
+        for e in store.events(job_id, after_id=seen):
+            seen = e.id
+            if not quiet:
+                print(f"{render.when(e.at)}  {e.kind:<16} {e.message}", flush=True)
+
+    if not _run_loop(r, job_id=job_id, on_tick=print_events):
         print(f"\nstopped watching; job {job_id} keeps its state. `orch controller` carries on with it.",
               file=sys.stderr)
-        store.release_jobs(r.owner)
         return 130
-    store.release_jobs(r.owner)
     status = _status(store, job_id)
     print(json.dumps(status.to_dict()) if quiet else render.status_detail(status))
     return 0 if status.state == "succeeded" else 1
@@ -355,15 +368,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
     clock = SystemClock()
     names = [n.strip() for n in args.providers.split(",") if n.strip()]
     r = Reconciler(store, build_providers(names, clock=clock), clock, tick_seconds=args.tick)
-    stop = {"flag": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     print(f"controller {r.owner}: providers {', '.join(names)}, tick {args.tick:g}s", file=sys.stderr)
-    try:
-        r.run(should_stop=lambda: stop["flag"], max_ticks=1 if args.once else None)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        store.release_jobs(r.owner)
+    _run_loop(r, max_ticks=1 if args.once else None)
     return 0
 
 

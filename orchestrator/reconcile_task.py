@@ -11,7 +11,7 @@ from orchestrator.checkpoint import StorageError, newest_manifest, read_heartbea
 from orchestrator.cost import attempt_cost
 from orchestrator.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended
 from orchestrator.model import AttemptState, AttemptView, IllegalTransition, Outcome, TaskState, TaskView
-from orchestrator.placement import cheapest
+from orchestrator.placement import cheapest, usable
 from orchestrator.policy import Situation
 from orchestrator.status import measured_overhead_hours, task_work_hours
 from orchestrator.store.views import JobView
@@ -92,10 +92,11 @@ class TaskWorker:
                 live = self.live = self.store.attempt(live.id) or live
             if seen.exit_code == 0:
                 # The job says it is done but its instance lives on (shutdown disabled or failed):
-                # stop paying for it. Non-zero exits wait for the provider, which knows a preemption.
-                self.r.providers[live.provider].terminate(inst)
+                # record the success, then `_finish` stops the instance (the reaper retries if that
+                # fails). Non-zero exits wait for the provider, which knows a preemption.
                 self._finish(live, dataclasses.replace(inst, state=InstanceState.TERMINATED,
-                                                       reason=EndReason.EXITED, exit_code=0, ended_at=self.now))
+                                                       reason=EndReason.EXITED, exit_code=0, ended_at=self.now),
+                             seen=seen)
                 return
             notice = obs.notices.get(live.id)
             if notice is not None:
@@ -141,8 +142,9 @@ class TaskWorker:
         last = seen.heartbeat_at if seen.heartbeat_at is not None else (live.started_at or live.launched_at)
         return self.now - last > HEARTBEAT_TIMEOUT_S
 
-    def _finish(self, live: AttemptView, inst: Instance | None) -> None:
-        seen = self._observe(live, inst) if inst is not None else Seen()
+    def _finish(self, live: AttemptView, inst: Instance | None, *, seen: Seen | None = None) -> None:
+        if seen is None:
+            seen = self._observe(live, inst) if inst is not None else Seen()
         verdict = judge_ended(self.job.spec, self.task, live, inst, seen.exit_code,
                               cancel_requested=self.job.cancel_requested_at is not None,
                               interrupted=seen.interrupted)
@@ -286,20 +288,14 @@ class TaskWorker:
     # --- inputs to the pure core ---------------------------------------------------------------
 
     def _all_offers(self) -> list[Offer]:
-        spec = self.job.spec
-        out: list[Offer] = []
-        for name in spec.placement.providers:
-            if name in self.r.providers:
-                out.extend(self.r.offers(name, spec.resources, spec.placement.regions, self.job.id))
-        return out
+        return self.r.job_offers(self.job)
 
     def _context(self, live: AttemptView | None) -> Context:
         spec, task, now = self.job.spec, self.task, self.now
         offers = self._all_offers()
         work_h = task_work_hours(spec, task)
         overhead_h = measured_overhead_hours(spec, self.attempts)
-        spot = [o for o in offers if o.market is Market.SPOT and o.available is not False
-                and self.r.avoid.get(o.key, 0.0) <= now]
+        spot = usable(offers, Market.SPOT, self.r.avoid, now)
         low_spot, low_od = cheapest(offers, Market.SPOT), cheapest(offers, Market.ON_DEMAND)
         ratio = low_od.price_per_hour / low_spot.price_per_hour if low_spot and low_od else 3.0
         running_spot = live is not None and live.market is Market.SPOT

@@ -4,8 +4,8 @@ One tick lists every provider's orch-managed instances once (never once per job)
 heartbeat and newest checkpoint manifest of each running attempt from checkpoint storage, then for
 every task asks the pure core what to do and does it. A controller killed at any point converges on
 restart: an attempt left `launching` is launched again with the same token (providers return the
-instance already made), an instance whose attempt is not live is terminated (no leak, no double
-billing), and an attempt whose instance vanished is ended and its task requeued.
+instance already made), an instance whose attempt this store has ended is terminated (no leak, no
+double billing), and an attempt whose instance vanished is ended and its task requeued.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from orchestrator.checkpoint.storage import Storage, StorageError, open_storage
+from orchestrator.checkpoint.storage import Storage, open_storage
 from orchestrator.model import AttemptState, AttemptView, TaskView, job_state
+from orchestrator.placement import usable
 from orchestrator.policy.base import SpotHistory
 from orchestrator.reconcile_task import TaskWorker
 from orchestrator.store import Store
@@ -95,7 +96,7 @@ class Reconciler:
             log.exception("could not record the failure of job %s", job_id)
 
     def run(self, *, job_id: str | None = None, should_stop: Callable[[], bool] = lambda: False,
-            max_ticks: int | None = None) -> None:
+            max_ticks: int | None = None, on_tick: Callable[[], None] | None = None) -> None:
         """Tick until `job_id` finishes (or forever), sleeping `tick_seconds` between ticks.
 
         A tick that fails as a whole (the database unreachable) is logged and retried after the
@@ -108,6 +109,8 @@ class Reconciler:
             except Exception:
                 log.exception("reconcile tick failed; retrying in %.0f s", self.tick_seconds)
                 active = [job_id] if job_id is not None else []
+            if on_tick is not None:
+                on_tick()
             ticks += 1
             if job_id is not None and job_id not in active:
                 return
@@ -169,12 +172,14 @@ class Reconciler:
 
     # --- per job -------------------------------------------------------------------------------
 
+    def job_offers(self, job: JobView) -> list[Offer]:
+        """Every offer of the job's providers this tick (each fetched once, see `offers`)."""
+        spec = job.spec
+        return [o for name in spec.placement.providers if name in self.providers
+                for o in self.offers(name, spec.resources, spec.placement.regions, job.id)]
+
     def _observe_spot(self, job: JobView) -> None:
-        spec, now = job.spec, self.clock.now()
-        offers = [o for name in spec.placement.providers if name in self.providers
-                  for o in self.offers(name, spec.resources, spec.placement.regions, job.id)]
-        spot_now = any(o.market is Market.SPOT and o.available is not False and self.avoid.get(o.key, 0.0) <= now
-                       for o in offers)
+        spot_now = bool(usable(self.job_offers(job), Market.SPOT, self.avoid, self.clock.now()))
         self.history[job.id] = self.history.get(job.id, SpotHistory()).observe(spot_now, self.tick_seconds / 3600.0)
 
     def _reconcile_job(self, job: JobView, obs: Observation) -> bool:
@@ -189,8 +194,6 @@ class Reconciler:
             worker = TaskWorker(self, job, task, _live_attempt(attempts, task), attempts, tasks)
             try:
                 worker.step(obs)
-            except StorageError as exc:
-                log.warning("checkpoint storage of task %s unreadable: %s", task.id, exc)
             except ProviderError as exc:
                 self.store.add_event(job.id, "provider_error", str(exc), self.clock.now(), task_id=task.id)
             stepped = True
