@@ -128,16 +128,15 @@ def _result(store: Store, job_id: str, spec: JobSpec, ratio: float, start: float
     st = job_status(job_id=job_id, name=job.name, spec=spec, created_at=start, deadline_at=job.deadline_at,
                     tasks=store.tasks(job_id), attempts=attempts, offers=[], now=end)
     cost = st.cost
-    od_price = next((a.on_demand_price_per_hour for a in attempts), DEFAULT_SPOT_PRICE * ratio)
     sched = spec.schedule
-    od_only = (sched.estimated_hours + sched.restart_overhead_hours) * od_price
     busy_h = cost.spot_hours + cost.on_demand_hours
     finish_h = (end - start) / 3600.0 if st.state == "succeeded" else None
     deadline_h = None if sched.deadline is None else (sched.deadline - start) / 3600.0
     return SimulationResult(
         policy=spec.policy_name, state=st.state, task_hours=sched.estimated_hours, deadline_hours=deadline_h,
         restart_overhead_hours=sched.restart_overhead_hours, price_ratio=ratio, cost_usd=cost.spent_usd,
-        on_demand_only_usd=od_only, normalized_cost=cost.spent_usd / od_only if od_only else 0.0,
+        on_demand_only_usd=cost.on_demand_only_usd,
+        normalized_cost=cost.spent_usd / cost.on_demand_only_usd if cost.on_demand_only_usd else 0.0,
         on_demand_hours=cost.on_demand_hours, spot_hours=cost.spot_hours,
         idle_hours=max(0.0, (end - start) / 3600.0 - busy_h), preemptions=cost.preemptions,
         launches=sum(1 for a in attempts if not a.unbilled and a.state is AttemptState.ENDED),

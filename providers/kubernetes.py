@@ -165,10 +165,8 @@ class KubernetesProvider:
 
     def _node_types(self) -> list[_NodeType]:
         """GPU node types in the cluster, GPU details from GPU feature discovery labels where known."""
-        with _translate("list nodes"):
-            nodes = self._plain(self._core.list_node()).get("items") or []
         types: dict[str, _NodeType] = {}
-        for node in nodes:
+        for node in self._observe()[1].values():  # the tick's one node listing, not another
             labels = (node.get("metadata") or {}).get("labels") or {}
             count = int(((node.get("status") or {}).get("capacity") or {}).get(GPU_RESOURCE, "0") or 0)
             name = labels.get(INSTANCE_TYPE_LABEL)

@@ -1,4 +1,5 @@
-"""The GpuJob controller end to end: real client, API-server fake, MemoryBackend, kubernetes provider."""
+"""The GpuJob controller end to end: real client, API-server fake, the live store backend (SQLite store and
+the real reconciler), kubernetes provider."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +15,12 @@ from kubernetes import client
 
 from orchestrator.k8s.kube import FINALIZER
 from orchestrator.k8s.leader import LeaseSettings
-from orchestrator.k8s.memory import MemoryBackend
 from orchestrator.k8s.run import ControllerProcess, ControllerSettings
+from orchestrator.k8s.store_backend import StoreBackend
+from orchestrator.reconciler import Reconciler
+from orchestrator.store import Store, make_engine
+from orchestrator.store.engine import upgrade
+from providers.base import SystemClock
 from providers.kubernetes import KubernetesProvider, KubernetesSettings
 from tests.kube_fake import KubeFake
 
@@ -37,11 +43,19 @@ def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "cond
 class Running:
     """A ControllerProcess on a thread, as `run_controller` runs it on the main one."""
 
-    def __init__(self, kube: KubeFake, identity: str, backend: MemoryBackend | None = None) -> None:
+    def __init__(self, kube: KubeFake, identity: str, backend: StoreBackend | None = None,
+                 store_dir: Path | None = None) -> None:
         api = client.ApiClient(client.Configuration(host=kube.url))
         provider = KubernetesProvider(api, KubernetesSettings(namespace=NS, instance_types=("p3.2xlarge",),
                                                               snapshot_ttl_s=0.0))
-        self.backend = backend or MemoryBackend(provider)
+        if backend is None:
+            assert store_dir is not None, "a controller needs a store"
+            engine = make_engine(f"sqlite:///{store_dir / 'orch.db'}")
+            upgrade(engine)
+            clock = SystemClock()
+            reconciler = Reconciler(Store(engine), {"kubernetes": provider}, clock, tick_seconds=0.05)
+            backend = StoreBackend(reconciler.store, reconciler, checkpoint_root=(store_dir / "ckpt").as_uri())
+        self.backend = backend
         settings = ControllerSettings(
             tick_s=0.05, watch_timeout_s=2, relist_s=60.0, health_host="127.0.0.1", health_port=0,
             lease=LeaseSettings(name="orch", namespace=NS, duration_s=1, renew_deadline_s=0.6,
@@ -83,8 +97,8 @@ def kube() -> Iterator[KubeFake]:
 
 
 @pytest.fixture
-def ctl(kube: KubeFake) -> Iterator[Running]:
-    running = Running(kube, "replica-a")
+def ctl(kube: KubeFake, tmp_path: Path) -> Iterator[Running]:
+    running = Running(kube, "replica-a", store_dir=tmp_path)
     yield running
     running.stop()
 
@@ -180,11 +194,11 @@ def test_an_invalid_spec_is_reported_not_submitted(kube: KubeFake, ctl: Running)
     st = eventually(lambda: status(kube, "bad").get("phase") == "Invalid" and status(kube, "bad"))
     assert "schedule.market" in st["message"] and "GpuJob lab/bad" in st["message"]
     assert "InvalidSpec" in eventually(lambda: events(kube))
-    assert ctl.backend.jobs == {}
+    assert ctl.backend.store.jobs() == []
 
 
-def test_two_controllers_one_leader_and_takeover(kube: KubeFake) -> None:
-    a = Running(kube, "replica-a")
+def test_two_controllers_one_leader_and_takeover(kube: KubeFake, tmp_path: Path) -> None:
+    a = Running(kube, "replica-a", store_dir=tmp_path)
     eventually(lambda: a.proc.elector.is_leader, what="a first leader")
     b = Running(kube, "replica-b", backend=a.backend)
     try:
@@ -206,10 +220,10 @@ def test_two_controllers_one_leader_and_takeover(kube: KubeFake) -> None:
         b.stop()
 
 
-def test_graceful_shutdown_hands_over_at_once(kube: KubeFake) -> None:
-    a = Running(kube, "replica-a")
+def test_graceful_shutdown_hands_over_at_once(kube: KubeFake, tmp_path: Path) -> None:
+    a = Running(kube, "replica-a", store_dir=tmp_path)
     eventually(lambda: a.proc.elector.is_leader)
-    b = Running(kube, "replica-b")
+    b = Running(kube, "replica-b", backend=a.backend)
     try:
         a.stop()
         assert a.code == 0
@@ -218,8 +232,8 @@ def test_graceful_shutdown_hands_over_at_once(kube: KubeFake) -> None:
         b.stop()
 
 
-def test_a_leader_that_loses_the_lease_exits(kube: KubeFake) -> None:
-    a = Running(kube, "replica-a")
+def test_a_leader_that_loses_the_lease_exits(kube: KubeFake, tmp_path: Path) -> None:
+    a = Running(kube, "replica-a", store_dir=tmp_path)
     try:
         eventually(lambda: a.proc.elector.is_leader)
         kube.fail("PUT", "/leases/orch", 500, times=1000)

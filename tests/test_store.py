@@ -295,3 +295,15 @@ def test_a_lease_taken_over_cannot_be_renewed(store: Store) -> None:
     assert store.claim_jobs("fast", 20.0, 10.0) == [job_id]  # the slow one's lease ran out
     assert not store.renew_lease("slow", job_id, 21.0, 10.0)
     assert store.renew_lease("fast", job_id, 21.0, 10.0)
+
+
+def test_last_event_is_the_newest_one(store: Store) -> None:
+    from orchestrator.spec import parse_spec
+
+    spec = parse_spec('name = "x"\ncommand = ["true"]\n[resources]\n[schedule]\nestimated_hours = 1\n',
+                      source="t", submitted_at=0.0)
+    job_id = store.submit(spec, source="t", now=0.0, checkpoint_uri="file:///tmp/x")
+    store.add_event(job_id, "note", "second", 1.0)
+    last = store.last_event(job_id)
+    assert last is not None and last.message == "second" and last == store.events(job_id)[-1]
+    assert store.last_event("no-such-job") is None

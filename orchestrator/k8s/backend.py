@@ -1,9 +1,9 @@
 """The controller's one dependency on the rest of orch: a `JobBackend`, and what it reports.
 
-The controller mirrors GpuJobs into whatever implements `JobBackend` (the store plus the reconciler
-live; `orchestrator.k8s.memory.MemoryBackend` in tests and demos) and renders `GpuJobStatus` into
-`.status`. Keeping the seam this narrow lets the Kubernetes side be tested without a database and
-lets the store change without touching the controller.
+The controller mirrors GpuJobs into whatever implements `JobBackend` (live: the store and the
+reconciler, `orchestrator.k8s.store_backend.StoreBackend`) and renders `GpuJobStatus` into
+`.status`. Keeping the seam this narrow lets the controller's status logic be tested against a
+scripted backend, and lets the store change without touching the controller.
 """
 
 from __future__ import annotations
@@ -13,21 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrator.model import TaskState
 from orchestrator.spec import JobSpec
 
-# .status.phase values. Kubernetes convention is CamelCase; each maps one task state (see phase_of).
-PHASES = ("Pending", "Launching", "Running", "Preempted", "Succeeded", "Failed", "Cancelled",
-          "BudgetExceeded")
+# .status.phase values, Kubernetes-style CamelCase (the store backend maps job states onto them).
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled", "BudgetExceeded"})
 # Phases only the controller writes: a spec that failed validation, a resource being deleted.
 INVALID = "Invalid"
 TERMINATING = "Terminating"
-
-
-def phase_of(state: TaskState) -> str:
-    """The GpuJob phase for a task state (an array job reports its least advanced live task)."""
-    return {TaskState.BUDGET_EXCEEDED: "BudgetExceeded"}.get(state, state.value.capitalize())
 
 
 class UnknownJob(LookupError):

@@ -35,7 +35,6 @@ class Informer:
         self.lists = 0
         self._cache: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        self._last_contact = time.monotonic()
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -52,8 +51,6 @@ class Informer:
             else:
                 self._cache[key] = obj
 
-    def seconds_since_contact(self) -> float:
-        return time.monotonic() - self._last_contact
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.2
@@ -79,14 +76,12 @@ class Informer:
         with self._lock:
             self._cache = {key_of(o): o for o in items}
         self.lists += 1
-        self._last_contact = time.monotonic()
         self.synced.set()
         self.on_change()
         return version
 
     def _watch(self, version: str, stop: threading.Event) -> str:
         for kind, obj in self.client.watch(version, self.watch_timeout_s):
-            self._last_contact = time.monotonic()
             version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
             if kind == "BOOKMARK":
                 continue
@@ -99,7 +94,6 @@ class Informer:
             self.on_change()
             if stop.is_set():
                 break
-        self._last_contact = time.monotonic()
         return version
 
 

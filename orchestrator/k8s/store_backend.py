@@ -69,7 +69,7 @@ class StoreBackend:
 
     def status(self, job_id: str) -> GpuJobStatus:
         st = self.job_status(job_id)
-        events = self.store.events(job_id)
+        last = self.store.last_event(job_id)
         cost = st.cost
         priced = st.price_known
         return GpuJobStatus(
@@ -82,7 +82,7 @@ class StoreBackend:
             attempts=sum(1 for a in st.attempts if not a.unbilled),
             live_attempts=sum(1 for a in st.attempts if a.state is not AttemptState.ENDED),
             deadline=st.deadline_at,
-            message=events[-1].message if events else "",
+            message=last.message if last is not None else "",
             price_source="catalog" if priced else "unknown",
             cost_by_market={str(Market.SPOT): cost.spot_usd, str(Market.ON_DEMAND): cost.on_demand_usd},
         )

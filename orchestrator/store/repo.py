@@ -27,7 +27,7 @@ from orchestrator.model import (
 )
 from orchestrator.spec import JobSpec
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, PriceRow, TaskRow
-from orchestrator.store.views import EventView, JobView, attempt_view, job_view, task_view
+from orchestrator.store.views import EventView, JobView, attempt_view, event_view, job_view, task_view
 from providers.base import Offer
 
 
@@ -396,7 +396,14 @@ class Store:
             rows = s.scalars(
                 select(EventRow).where(EventRow.job_id == job_id, EventRow.id > after_id).order_by(EventRow.id)
             )
-            return [EventView(r.id, r.at, r.kind, r.message, r.task_id, r.attempt_id, r.data) for r in rows]
+            return [event_view(r) for r in rows]
+
+    def last_event(self, job_id: str) -> EventView | None:
+        """The newest event of a job, without loading its whole history."""
+        with self.session() as s:
+            r = s.scalars(select(EventRow).where(EventRow.job_id == job_id)
+                          .order_by(EventRow.id.desc()).limit(1)).first()
+            return None if r is None else event_view(r)
 
     def record_prices(self, offers: Sequence[Offer], now: float) -> None:
         if not offers:

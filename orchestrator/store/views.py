@@ -7,7 +7,7 @@ from typing import Any
 
 from orchestrator.model import AttemptState, AttemptView, Outcome, TaskState, TaskView
 from orchestrator.spec import JobSpec, spec_from_dict
-from orchestrator.store.tables import AttemptRow, JobRow, TaskRow
+from orchestrator.store.tables import AttemptRow, EventRow, JobRow, TaskRow
 from providers.base import Market
 
 
@@ -98,3 +98,7 @@ def attempt_view(r: AttemptRow) -> AttemptView:
         unbilled=r.unbilled,
         price_source=r.price_source,
     )
+
+
+def event_view(r: EventRow) -> EventView:
+    return EventView(r.id, r.at, r.kind, r.message, r.task_id, r.attempt_id, r.data)
