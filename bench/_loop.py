@@ -11,6 +11,8 @@ import numpy as np
 from bench._data import BenchSetup, env_windows
 from orchestrator import fastsim
 from orchestrator.policy import get_policy
+from orchestrator.simulate import simulate_job
+from orchestrator.spec import parse_spec
 from orchestrator.traces import Trace
 
 JOB = """
@@ -30,13 +32,8 @@ def picks(bench: BenchSetup, samples: int) -> list[tuple[str, int]]:
     return [(envs[i % len(envs)], (i * 37) % 300) for i in range(samples)]
 
 
-def difference(bench: BenchSetup, policy: str, env: str, index: int) -> float | None:
-    """Relative cost difference of the full loop and the fast path on one window; None: no full loop."""
-    try:
-        from orchestrator.simulate import simulate_job
-        from orchestrator.spec import parse_spec
-    except ImportError:  # the full loop is another part of orch; say so rather than fail
-        return None
+def difference(bench: BenchSetup, policy: str, env: str, index: int) -> float:
+    """Relative cost difference of the full loop and the fast path on one window."""
     s = bench.setup
     avail = env_windows(env)[index]
     trace = Trace(600.0, tuple(int(x) for x in avail), None, f"{env}/{index}.json")
@@ -47,10 +44,8 @@ def difference(bench: BenchSetup, policy: str, env: str, index: int) -> float | 
     return abs(full.cost_usd / fastsim.PAPER_SPOT_PRICE / fast.ledger_cost - 1.0)
 
 
-def table(diffs: dict[str, list[float | None]]) -> list[str]:
+def table(diffs: dict[str, list[float]]) -> list[str]:
     """Markdown lines: per policy, how many windows agree within 1%, and the largest difference."""
-    if any(d is None for ds in diffs.values() for d in ds):
-        return ["Full-loop check not run: `orchestrator.simulate` is not available."]
     lines = ["| policy | windows | within 1% | largest difference |", "|---|---|---|---|"]
     for name, ds in diffs.items():
         d = np.array(ds, dtype=float)

@@ -30,10 +30,12 @@ import numpy.typing as npt
 
 from orchestrator.policy.base import Choice, Policy, Situation, SpotHistory
 from providers.base import Billing, Market
+from providers.sim import DEFAULT_ON_DEMAND_PRICE, DEFAULT_SPOT_PRICE
 
-# p3.2xlarge in us-west-2 as priced in the paper's simulator (`sky_spot/utils.py` COSTS).
-PAPER_ON_DEMAND_PRICE = 3.06
-PAPER_SPOT_PRICE = 0.9731
+# p3.2xlarge in us-west-2 as priced in the paper's simulator (`sky_spot/utils.py` COSTS): the sim
+# provider's defaults, so the fast path and the full loop price alike by construction.
+PAPER_ON_DEMAND_PRICE = DEFAULT_ON_DEMAND_PRICE
+PAPER_SPOT_PRICE = DEFAULT_SPOT_PRICE
 PAPER_PRICE_RATIO = PAPER_ON_DEMAND_PRICE / PAPER_SPOT_PRICE
 _DONE_EPS_S = 1e-3  # the simulator's own tolerance on overhead seconds
 

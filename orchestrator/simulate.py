@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
+from orchestrator.fastsim import PAPER_PRICE_RATIO
 from orchestrator.model import AttemptState
 from orchestrator.reconciler import Reconciler
 from orchestrator.spec import JobSpec
@@ -26,7 +27,7 @@ from orchestrator.store import Store
 from orchestrator.store.engine import upgrade
 from orchestrator.store.repo import new_id
 from orchestrator.traces import Trace
-from providers.sim import DEFAULT_ON_DEMAND_PRICE, DEFAULT_SPOT_PRICE, SimClock, SimProvider
+from providers.sim import DEFAULT_SPOT_PRICE, SimClock, SimProvider
 
 SIM_EPOCH = 1_700_000_000.0
 
@@ -82,7 +83,7 @@ def simulate_job(spec: JobSpec, traces: Mapping[str, Trace], *, policy: str | No
     now = clock.now()
     sim_spec = prepare_sim_spec(spec, now=now, policy=policy, task_hours=task_hours,
                                 deadline_hours=deadline_hours, overhead_hours=overhead_hours)
-    ratio = price_ratio if price_ratio is not None else DEFAULT_ON_DEMAND_PRICE / DEFAULT_SPOT_PRICE
+    ratio = price_ratio if price_ratio is not None else PAPER_PRICE_RATIO
     provider = SimProvider(clock, traces, spot_price=spot_price, on_demand_price=spot_price * ratio,
                            restart_overhead_hours=sim_spec.schedule.restart_overhead_hours, start_tick=start_tick)
     gap = min(t.gap_seconds for t in traces.values())

@@ -244,7 +244,8 @@ class AwsProvider:
                 log.warning("dropping an event of region %s from the queue of %s", event.region, region)
             else:
                 events.append(event)
-        ids = sorted({e.instance_id for e in events})
+        # Only notices need the tag lookup; state changes are seen by the next listing anyway.
+        ids = sorted({e.instance_id for e in events if e.kind is not None})
         tags = self._call(lambda: instance_tags(ec2, ids), "DescribeInstances", region)
         notices: dict[tuple[str, str], Notice] = {}
         for e in events:

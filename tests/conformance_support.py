@@ -22,8 +22,11 @@ from typing import Any
 
 import pytest
 
+from orchestrator.traces import Trace
 from providers.base import Instance, InstanceState, Market, Offer, Provider, ProviderError
 from providers.catalog import load_catalog
+from providers.sim import DEFAULT_ON_DEMAND_PRICE, DEFAULT_SPOT_PRICE, SimClock, SimProvider
+from tests import gce_fake
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
 T0 = 1_700_000_000.0
@@ -167,10 +170,6 @@ def kubernetes_world() -> Iterator[World]:
 
 @contextlib.contextmanager
 def gcp_world() -> Iterator[World]:
-    try:
-        from tests import gce_fake
-    except ImportError as exc:
-        pytest.skip(f"gcp: the provider or its GCE fake (tests/gce_fake.py) does not import: {exc}")
     with contextlib.contextmanager(gce_fake.running)() as fake:
         provider = gce_fake.provider(fake, gce_fake.ManualClock())
         yield World(
@@ -184,16 +183,11 @@ def gcp_world() -> Iterator[World]:
 # --- sim -----------------------------------------------------------------------------------------
 
 SIM_GAP = 600.0
-SIM_ON_DEMAND, SIM_SPOT = 3.06, 0.9731
+SIM_ON_DEMAND, SIM_SPOT = DEFAULT_ON_DEMAND_PRICE, DEFAULT_SPOT_PRICE
 
 
 @contextlib.contextmanager
 def sim_world() -> Iterator[World]:
-    try:
-        from orchestrator.traces import Trace
-        from providers.sim import SimClock, SimProvider
-    except ImportError as exc:
-        pytest.skip(f"sim: the provider (providers/sim.py) or its traces do not import: {exc}")
     clock = SimClock(T0)
     # Spot for one tick, then gone for one: the reclamation comes when the clock reaches tick 1.
     traces = {"sim-a": Trace(SIM_GAP, (1, 0, 1, 1)), "sim-b": Trace(SIM_GAP, (1, 1, 1, 1))}

@@ -72,9 +72,10 @@ class ModelPolicy:
         found = self._plans.pop(grid, None)
         if found is None:
             found = plan(self.model, grid)
+            while self._plans and found.codes.nbytes + sum(p.codes.nbytes for p in self._plans.values()) \
+                    > PLAN_CACHE_BYTES:
+                self._plans.pop(next(iter(self._plans)))  # least recently used first
         self._plans[grid] = found  # most recently used last
-        while len(self._plans) > 1 and sum(p.codes.nbytes for p in self._plans.values()) > PLAN_CACHE_BYTES:
-            self._plans.pop(next(iter(self._plans)))
         return found
 
 

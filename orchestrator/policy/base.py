@@ -39,6 +39,9 @@ class Choice(StrEnum):
         return None if self is Choice.WAIT else Market(self.value)
 
 
+MAX_RUNS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class SpotHistory:
     """What has been seen of spot availability so far, summarised so that building it is O(1) a tick.
@@ -69,10 +72,12 @@ class SpotHistory:
         runs_a, runs_u = self.available_runs_h, self.outage_runs_h
         run = self.current_run_h
         if self.observed_h > 0 and available != self.in_available_run:
+            # The newest MAX_RUNS completed runs only: a job watched for weeks must not grow this
+            # summary (and the copy made at every flip) without bound.
             if self.in_available_run:
-                runs_a = (*runs_a, run)
+                runs_a = (*runs_a[-(MAX_RUNS - 1):], run)
             else:
-                runs_u = (*runs_u, run)
+                runs_u = (*runs_u[-(MAX_RUNS - 1):], run)
             run = 0.0
         keep = 0.5 ** (hours / RECENT_HALF_LIFE_H)
         return SpotHistory(

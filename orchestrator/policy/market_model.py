@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.policy.base import RECENT_HALF_LIFE_H, RECENT_PRIOR, SpotHistory
+from orchestrator.policy.base import RECENT_PRIOR, SpotHistory
 
 STEP_H = 1.0 / 6.0
 # A run that has lasted a steps (the current one included) is in bucket i when
@@ -92,15 +92,16 @@ def _transitions(model: MarketModel) -> npt.NDArray[np.float64]:
 
 
 def cells_over_time(available: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-    """The feature cell at every step of a trace, as a policy watching it from the start would see."""
-    keep = 0.5 ** (STEP_H / RECENT_HALF_LIFE_H)
+    """The feature cell at every step of a trace, as a policy watching it from the start would see.
+
+    Built with the very `SpotHistory` and `feature_of` the policy uses live, so the model is fitted
+    on exactly the features it is later asked about.
+    """
     out = np.empty(len(available), dtype=np.int64)
-    recent, run, previous = RECENT_PRIOR, 0, None
+    history = SpotHistory()
     for t, up in enumerate(available.tolist()):
-        run = run + 1 if up == previous else 1
-        previous = up
-        recent = recent * keep + (1.0 - keep) * up
-        out[t] = feature(bool(up), run, recent)
+        history = history.observe(bool(up), STEP_H)
+        out[t] = feature_of(bool(up), history)
     return out
 
 
