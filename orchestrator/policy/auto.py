@@ -28,7 +28,8 @@ from orchestrator.policy.planner import Grid, Plan, grid_for, plan
 from orchestrator.policy.simple import past_point_of_no_return, safety_net, spot_only, uniform_progress
 from providers.base import Market
 
-# Plans kept in memory at once (a 60 h task's plan is about 12 MB, a 200 h one about 35 MB).
+# Plans kept in memory at once (a 60 h task's plan is about 11 MiB, a 200 h one about 34 MiB:
+# `python bench/plan.py`).
 PLAN_CACHE_BYTES = 256 * 2**20
 # Deadlines shorter than this many model steps (1 h), or work under one step, go to Uniform Progress.
 MIN_PLANNED_STEPS = 6
@@ -67,7 +68,7 @@ class ModelPolicy:
         """The plan for `grid`, from a least-recently-used cache bounded by memory, not by count.
 
         A controller runs jobs of many shapes at once; plans are 1 KB to 40 MB and take up to a
-        second or two to solve, so a count-bounded cache either thrashes or grows without limit.
+        second to solve, so a count-bounded cache either thrashes or grows without limit.
         """
         found = self._plans.pop(grid, None)
         if found is None:

@@ -9,7 +9,7 @@ of the model, so a plan never counts on a schedule the net would forbid. Backwar
 the steps gives, for every state, the action of least expected cost; the table of those actions is
 the plan, and a policy only looks it up.
 
-Solving takes a second or two, so plans are cached by their grid: every task with the same deadline,
+Solving takes up to about a second (`python bench/plan.py`), so plans are cached by their grid: every task with the same deadline,
 slack, overhead and price ratio (all the windows of a benchmark setup, every tick of a live task)
 shares one. Pure: numpy only, no clock, no I/O.
 """
@@ -107,7 +107,7 @@ class Plan:
 
 
 def plan(model: MarketModel, grid: Grid) -> Plan:
-    """Solve the decision process for `grid` under `model` (a second or two; callers cache plans)."""
+    """Solve the decision process for `grid` under `model` (up to about a second; callers cache plans)."""
     return Plan(grid, _Solver(model, grid).run())
 
 
