@@ -9,7 +9,8 @@ of the model, so a plan never counts on a schedule the net would forbid. Backwar
 the steps gives, for every state, the action of least expected cost; the table of those actions is
 the plan, and a policy only looks it up.
 
-Solving takes up to about a second (`python bench/plan.py`), so plans are cached by their grid: every task with the same deadline,
+Solving takes up to about a second (`python bench/plan.py`), so plans are cached by their grid:
+every task with the same deadline,
 slack, overhead and price ratio (all the windows of a benchmark setup, every tick of a live task)
 shares one. Pure: numpy only, no clock, no I/O.
 """
