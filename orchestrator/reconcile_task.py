@@ -7,7 +7,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from orchestrator.checkpoint import StorageError, newest_manifest, read_heartbeat
+from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest, read_heartbeat
+from orchestrator.checkpoint.manifest import read_manifest
 from orchestrator.cost import attempt_cost
 from orchestrator.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended
 from orchestrator.model import AttemptState, AttemptView, IllegalTransition, Outcome, TaskState, TaskView
@@ -176,12 +177,12 @@ class TaskWorker:
             try:
                 storage = self.r.storage(self.task.checkpoint_uri)
                 hb = read_heartbeat(storage)
-                manifest = newest_manifest(storage)
+                if hb is not None and hb.attempt != live.number:
+                    hb = None
+                manifest = _newest_manifest(storage, hb)
             except StorageError as exc:
                 log.warning("checkpoint storage of task %s unreadable: %s", self.task.id, exc)
                 return Seen()
-            if hb is not None and hb.attempt != live.number:
-                hb = None
             reported = hb.progress if hb is not None else None
             committed = manifest.progress if manifest is not None else None
             checkpoint_at = manifest.created_at if manifest is not None else None
@@ -330,3 +331,14 @@ class TaskWorker:
 
 def _attempt_key(a: AttemptView) -> str:
     return offer_key(a.provider, a.region, a.zone, a.instance_type, a.market)
+
+
+def _newest_manifest(storage: Storage, hb: Heartbeat | None) -> Manifest | None:
+    """The newest checkpoint's manifest: the one the agent's heartbeat names (one read), or, before the
+    first heartbeat, found by listing the store (the agent lists it already; no need to twice a tick)."""
+    if hb is not None and hb.newest_checkpoint is not None:
+        try:
+            return read_manifest(storage, hb.newest_checkpoint)
+        except StorageError:
+            pass  # pruned or damaged since the beat: fall back to the listing
+    return newest_manifest(storage)
