@@ -78,6 +78,10 @@ def _attempt(record: InstanceRecord) -> Attempt:
     return Attempt(record.instance_id, record.pid, record.pid_start_time)
 
 
+# How old a walk over the instances `notices()` may reuse (instances() and notices() come together).
+_WALK_REUSE_S = 1.0
+
+
 class LocalProvider:
     """`Provider` and `LogSource` over processes on this machine; all its state is under `home`."""
 
@@ -97,6 +101,8 @@ class LocalProvider:
         self._markets: dict[str, tuple[float, SpotMarket]] = {}
         self._default: tuple[float, SpotMarket] | None = None
         self._sessions = Sessions()
+        # The last walk over the instances, reused by `notices()` right after `instances()`.
+        self._walked: tuple[float, list[tuple[InstanceDir, InstanceRecord]]] | None = None
 
     # --- offers ---------------------------------------------------------------------------------
 
@@ -131,14 +137,17 @@ class LocalProvider:
                     ))
         return out
 
-    def _job_market_if_known(self, job_id: str) -> tuple[float, SpotMarket]:
-        if job_id in self._markets:
-            return self._markets[job_id]
-        stored = self._market_files.load(job_id)
-        if stored is None:
-            return self._default_market()
-        self._markets[job_id] = (stored.epoch, build_market(stored.settings))
+    def _stored_market(self, job_id: str) -> tuple[float, SpotMarket] | None:
+        """A job's market as recorded by its first launch here (by this or an earlier provider)."""
+        if job_id not in self._markets:
+            stored = self._market_files.load(job_id)
+            if stored is None:
+                return None
+            self._markets[job_id] = (stored.epoch, build_market(stored.settings))
         return self._markets[job_id]
+
+    def _job_market_if_known(self, job_id: str) -> tuple[float, SpotMarket]:
+        return self._stored_market(job_id) or self._default_market()
 
     def _default_market(self) -> tuple[float, SpotMarket]:
         if self._default is None:
@@ -148,15 +157,16 @@ class LocalProvider:
 
     def _job_market(self, request: LaunchRequest) -> tuple[float, SpotMarket]:
         """The job's market, fixed by its first launch here: later options do not change it."""
-        if request.job_id in self._markets:
-            return self._markets[request.job_id]
-        stored = self._market_files.load(request.job_id)
-        if stored is None:
-            base = Path(request.workdir) if request.workdir else Path.cwd()
-            settings = self.settings.with_options(request.options).resolved(base)
-            build_market(settings)  # a bad trace fails this launch, before the market is recorded
-            stored = self._market_files.create(request.job_id, self._clock.now(), settings)
-        self._markets[request.job_id] = (stored.epoch, build_market(stored.settings))
+        known = self._stored_market(request.job_id)
+        if known is not None:
+            return known
+        base = Path(request.workdir) if request.workdir else Path.cwd()
+        settings = self.settings.with_options(request.options).resolved(base)
+        market = build_market(settings)  # a bad trace fails this launch, before the market is recorded
+        stored = self._market_files.create(request.job_id, self._clock.now(), settings)
+        if stored.settings != settings:  # another process recorded this job's market first: theirs holds
+            market = build_market(stored.settings)
+        self._markets[request.job_id] = (stored.epoch, market)
         return self._markets[request.job_id]
 
     def check_options(self, options: Mapping[str, object], workdir: str | None) -> None:
@@ -169,6 +179,7 @@ class LocalProvider:
     @_translated
     def launch(self, request: LaunchRequest) -> Instance:
         """Start the attempt; a second call with the same `attempt_id` returns the same instance."""
+        self._walked = None
         offer = request.offer
         if offer.provider != self.name or offer.region != REGION:
             raise PermanentError(f"local cannot launch offer {offer.key}", provider=self.name)
@@ -263,11 +274,17 @@ class LocalProvider:
 
     @_translated
     def notices(self) -> list[Notice]:
-        """Interruption notices of instances that are still alive."""
+        """Interruption notices of instances that are still alive.
+
+        Right after `instances()` (the reconciler calls both each tick) its walk is reused: going over
+        every instance again (locks, /proc) would double the provider's cost for nothing.
+        """
+        recent = self._walked
+        walked = recent[1] if recent and self._clock.now() - recent[0] < _WALK_REUSE_S else self._refresh()
         return [
             Notice(provider=self.name, instance_id=r.instance_id, attempt_id=r.attempt_id,
                    kind=NoticeKind.INTERRUPTION, at=r.notice_at, deadline=r.notice_deadline)
-            for _, r in self._refresh() if r.notice_at is not None and not r.ended
+            for _, r in walked if r.notice_at is not None and not r.ended
         ]
 
     @_translated
@@ -279,6 +296,7 @@ class LocalProvider:
             return ""
 
     def _refresh(self) -> list[tuple[InstanceDir, InstanceRecord]]:
+        self._walked = None
         out = []
         for entry in sorted(p.name for p in self._root.iterdir() if p.is_dir()):
             idir = InstanceDir(self._root, entry)
@@ -294,6 +312,7 @@ class LocalProvider:
             except Gone:
                 continue  # collected by another provider object meanwhile
             out.append((idir, record))
+        self._walked = (self._clock.now(), out)
         return out
 
     def _advance(self, idir: InstanceDir, record: InstanceRecord) -> None:
@@ -335,6 +354,7 @@ class LocalProvider:
     @_translated
     def terminate(self, instance: Instance) -> None:
         """SIGTERM the attempt's session, SIGKILL it after the grace; idempotent."""
+        self._walked = None
         idir = InstanceDir(self._root, instance.instance_id)
         try:
             with idir.lock():

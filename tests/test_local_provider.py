@@ -235,3 +235,24 @@ def test_ended_instances_are_collected_after_an_hour(home: Path, agent: list[str
     clock.t = ended_at + 3601
     assert provider.instances() == []
     assert not (home / "instances" / instance.instance_id).exists()
+
+
+def test_notices_right_after_instances_reuse_its_walk(home: Path, agent: list[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reconciler asks for both every tick: the instances are walked (locks, /proc) once."""
+    provider = make(home, agent)
+    provider.launch(request(provider))
+    walks = []
+    real = provider._refresh
+
+    def counting() -> list[tuple[InstanceDir, InstanceRecord]]:
+        walks.append(1)
+        return real()
+
+    monkeypatch.setattr(provider, "_refresh", counting)
+    provider.instances()
+    provider.notices()
+    assert len(walks) == 1
+    provider.terminate(only(provider))
+    provider.notices()  # a terminate invalidates the walk: the next look is fresh
+    assert len(walks) == 3
