@@ -61,6 +61,20 @@ class Resources:
     min_gpu_memory_gb: float | None = None
     min_architecture: str | None = None
 
+    def admits(self, gpu: str, gpu_count: int, gpu_memory_gb: float, architecture: str | None) -> bool:
+        """Whether a machine with these GPUs will do. An unknown architecture (None) cannot prove
+        `min_architecture`, so it is refused whenever one is asked for."""
+        if self.gpus and gpu.lower() not in {g.lower() for g in self.gpus}:
+            return False
+        if gpu_count < self.gpu_count:
+            return False
+        if self.min_gpu_memory_gb is not None and gpu_memory_gb < self.min_gpu_memory_gb:
+            return False
+        if self.min_architecture is None:
+            return True
+        required = architecture_rank(self.min_architecture)  # also validates the name
+        return architecture is not None and architecture_rank(architecture) >= required
+
 
 @dataclass(frozen=True, slots=True)
 class Billing:

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources as importlib_resources
 from typing import Any
 
-from providers.base import Billing, Market, Offer, Resources, architecture_rank
+from providers.base import Billing, Market, Offer, Resources
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +39,7 @@ class InstanceType:
     regions: tuple[RegionPrice, ...]
 
     def satisfies(self, resources: Resources) -> bool:
-        if resources.gpus and self.gpu.lower() not in {g.lower() for g in resources.gpus}:
-            return False
-        if self.gpu_count < resources.gpu_count:
-            return False
-        if resources.min_gpu_memory_gb is not None and self.gpu_memory_gb < resources.min_gpu_memory_gb:
-            return False
-        return resources.min_architecture is None or (
-            architecture_rank(self.architecture) >= architecture_rank(resources.min_architecture))
+        return resources.admits(self.gpu, self.gpu_count, self.gpu_memory_gb, self.architecture)
 
     def region(self, name: str) -> RegionPrice | None:
         return next((r for r in self.regions if r.region == name), None)

@@ -30,7 +30,6 @@ from providers.base import (
     Resources,
     SystemClock,
     TransientError,
-    architecture_rank,
 )
 from providers.catalog import load_catalog
 from providers.kubernetes_pods import (
@@ -278,15 +277,6 @@ class KubernetesProvider:
 
 
 def _fits(t: _NodeType, resources: Resources) -> bool:
-    """A node type outside the catalog: GPU model, count and memory checked; architecture unknown."""
-    if resources.gpus and t.gpu.lower() not in {g.lower() for g in resources.gpus}:
-        return False
-    if t.gpu_count < resources.gpu_count:
-        return False
-    if resources.min_gpu_memory_gb is not None and t.gpu_memory_gb < resources.min_gpu_memory_gb:
-        return False
-    if resources.min_architecture is not None:
-        architecture_rank(resources.min_architecture)  # validates the name
-        return False  # cannot prove the node's architecture: do not offer it
-    return True
+    """A node type outside the catalog: its architecture is unknown, so it never proves a minimum."""
+    return resources.admits(t.gpu, t.gpu_count, t.gpu_memory_gb, None)
 
