@@ -16,6 +16,7 @@ from typing import Any
 
 from orchestrator.k8s.crd import API_VERSION, KIND
 from orchestrator.spec import JobSpec, SpecError, parse_spec, parse_spec_dict
+from providers.kubernetes_pods import ts
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -27,11 +28,6 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(v) for v in value if v is not None]
     return value
-
-
-def parse_timestamp(text: str) -> float:
-    """An RFC 3339 time from the API server (creationTimestamp, deletionTimestamp) as Unix seconds."""
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def source_of(obj: Mapping[str, Any]) -> str:
@@ -55,7 +51,7 @@ def job_spec_from_gpujob(
     doc = dict(spec)
     doc.setdefault("name", meta.get("name", ""))
     created = meta.get("creationTimestamp")
-    submitted_at = parse_timestamp(created) if isinstance(created, str) else 0.0
+    submitted_at = ts(created) or 0.0  # the API server's RFC 3339 time, as pods' are read
     return parse_spec_dict(_without_nulls(doc), source=source, submitted_at=submitted_at, policies=policies)
 
 
