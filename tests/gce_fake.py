@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+import pytest
+
 from providers.gcp import GcpProvider
 from providers.gcp_settings import GcpSettings, parse_gcp_settings
 from tests.gcs_fake import anonymous
@@ -343,3 +345,22 @@ def provider(fake: GceFake, clock: ManualClock, **changes: Any) -> GcpProvider:
         client_options={"api_endpoint": fake.url},
     )
 
+
+
+# Fixtures the GCP test files share; each binds them with `fake, clock, gcp = gce_fake.FIXTURES`.
+@pytest.fixture(name="fake")
+def _fake() -> Iterator[GceFake]:
+    yield from running()
+
+
+@pytest.fixture(name="clock")
+def _clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(name="gcp")
+def _gcp(fake: GceFake, clock: ManualClock) -> GcpProvider:
+    return provider(fake, clock)
+
+
+FIXTURES = (_fake, _clock, _gcp)

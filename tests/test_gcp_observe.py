@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from providers.base import EndReason, Instance, InstanceState, LaunchRequest, Market, Resources, TransientError
@@ -14,19 +12,7 @@ from tests.gce_fake import GceFake, ManualClock
 L4 = Resources(gpus=("L4",))
 
 
-@pytest.fixture
-def fake() -> Iterator[GceFake]:
-    yield from gce_fake.running()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def gcp(fake: GceFake, clock: ManualClock) -> GcpProvider:
-    return gce_fake.provider(fake, clock)
+fake, clock, gcp = gce_fake.FIXTURES
 
 
 def start(gcp: GcpProvider, attempt: str, *, zone: str = "us-central1-a", market: Market = Market.SPOT) -> Instance:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -29,19 +28,7 @@ from tests.gcs_fake import anonymous
 L4 = Resources(gpus=("L4",))
 
 
-@pytest.fixture
-def fake() -> Iterator[GceFake]:
-    yield from gce_fake.running()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def gcp(fake: GceFake, clock: ManualClock) -> GcpProvider:
-    return gce_fake.provider(fake, clock)
+fake, clock, gcp = gce_fake.FIXTURES
 
 
 def spot_offer(gcp: GcpProvider, zone: str = "us-central1-a", market: Market = Market.SPOT) -> Offer:
