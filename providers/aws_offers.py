@@ -88,27 +88,11 @@ def region_offers(
             if allowed_zones is not None and zone not in allowed_zones:
                 continue
             api_price = spot_prices.get((t.name, zone))
-            base = Offer(
-                provider=PROVIDER,
-                region=region,
-                zone=zone,
-                instance_type=t.name,
-                market=Market.ON_DEMAND,
-                price_per_hour=listed.on_demand,
-                gpu=t.gpu,
-                gpu_count=t.gpu_count,
-                gpu_memory_gb=t.gpu_memory_gb,
-                architecture=t.architecture,
-                on_demand_price_per_hour=listed.on_demand,
-                price_source="catalog",
-                billing=billing,
-            )
-            spot = replace(
-                base,
-                market=Market.SPOT,
-                price_per_hour=api_price if api_price is not None else listed.spot,
-                price_source="api" if api_price is not None else "catalog",
-            )
+            spot = t.offer(provider=PROVIDER, region=region, zone=zone, market=Market.SPOT, price=listed,
+                           billing=billing, spot_price=api_price,
+                           price_source="api" if api_price is not None else "catalog")
+            base = t.offer(provider=PROVIDER, region=region, zone=zone, market=Market.ON_DEMAND, price=listed,
+                           billing=billing)
             out.extend((spot, base))
     return out
 

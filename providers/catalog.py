@@ -38,6 +38,19 @@ class InstanceType:
     memory_gb: float
     regions: tuple[RegionPrice, ...]
 
+    def offer(self, *, provider: str, region: str, zone: str | None, market: Market, price: RegionPrice,
+              billing: Billing, spot_price: float | None = None, price_source: str = "catalog",
+              available: bool | None = None) -> Offer:
+        """This type as an offer at `price`'s list prices (`spot_price`: a price from the provider's API)."""
+        listed = price.spot if market is Market.SPOT else price.on_demand
+        return Offer(
+            provider=provider, region=region, zone=zone, instance_type=self.name, market=market,
+            price_per_hour=spot_price if spot_price is not None and market is Market.SPOT else listed,
+            gpu=self.gpu, gpu_count=self.gpu_count, gpu_memory_gb=self.gpu_memory_gb,
+            architecture=self.architecture, on_demand_price_per_hour=price.on_demand,
+            price_source=price_source, available=available, billing=billing,
+        )
+
     def satisfies(self, resources: Resources) -> bool:
         return resources.admits(self.gpu, self.gpu_count, self.gpu_memory_gb, self.architecture)
 
@@ -103,35 +116,12 @@ def catalog_offers(
     resources: Resources,
     regions: Sequence[str],
     billing: Billing,
-    markets: Sequence[Market] = (Market.SPOT, Market.ON_DEMAND),
-    per_zone: bool = True,
 ) -> list[Offer]:
-    """Offers at list prices for every matching type, region (all when `regions` is empty) and market."""
-    out: list[Offer] = []
-    for t in types:
-        if not t.satisfies(resources):
-            continue
-        for rp in t.regions:
-            if regions and rp.region not in regions:
-                continue
-            zones: Sequence[str | None] = rp.zones if (per_zone and rp.zones) else (None,)
-            for zone in zones:
-                for market in markets:
-                    out.append(
-                        Offer(
-                            provider=provider,
-                            region=rp.region,
-                            zone=zone,
-                            instance_type=t.name,
-                            market=market,
-                            price_per_hour=rp.spot if market is Market.SPOT else rp.on_demand,
-                            gpu=t.gpu,
-                            gpu_count=t.gpu_count,
-                            gpu_memory_gb=t.gpu_memory_gb,
-                            architecture=t.architecture,
-                            on_demand_price_per_hour=rp.on_demand,
-                            price_source="catalog",
-                            billing=billing,
-                        )
-                    )
-    return out
+    """Offers at list prices for every matching type, region (all when `regions` is empty), zone and market."""
+    return [
+        t.offer(provider=provider, region=rp.region, zone=zone, market=market, price=rp, billing=billing)
+        for t in types if t.satisfies(resources)
+        for rp in t.regions if not regions or rp.region in regions
+        for zone in (rp.zones or (None,))
+        for market in (Market.SPOT, Market.ON_DEMAND)
+    ]

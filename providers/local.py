@@ -127,14 +127,9 @@ class LocalProvider:
                 continue
             for zone in settings.zones:
                 for kind in (Market.SPOT, Market.ON_DEMAND):
-                    out.append(Offer(
-                        provider=self.name, region=REGION, zone=zone, instance_type=itype.name, market=kind,
-                        price_per_hour=price.spot if kind is Market.SPOT else price.on_demand,
-                        gpu=itype.gpu, gpu_count=itype.gpu_count, gpu_memory_gb=itype.gpu_memory_gb,
-                        architecture=itype.architecture, on_demand_price_per_hour=price.on_demand,
-                        available=market.available(zone, t) if kind is Market.SPOT else None,
-                        billing=billing,
-                    ))
+                    out.append(itype.offer(provider=self.name, region=REGION, zone=zone, market=kind, price=price,
+                                           billing=billing,
+                                           available=market.available(zone, t) if kind is Market.SPOT else None))
         return out
 
     def _stored_market(self, job_id: str) -> tuple[float, SpotMarket] | None:
