@@ -211,9 +211,8 @@ class TaskWorker:
                     heartbeat_at=hb.at if hb is not None else None, provider_progress=inst.progress is not None)
 
     def _note_notice(self, live: AttemptView, kind: str, deadline: float | None) -> None:
-        events = self.store.events(self.job.id)
-        if any(e.kind == "notice" and e.attempt_id == live.id for e in events):
-            return
+        if self.store.has_event(self.job.id, "notice", attempt_id=live.id):
+            return  # recorded once per attempt, however many ticks the notice stays pending
         left = f", {max(0.0, deadline - self.now):.0f} s to save" if deadline else ""
         self.store.add_event(self.job.id, "notice", f"{kind} notice for attempt {live.number}{left}",
                              self.now, task_id=self.task.id, attempt_id=live.id)

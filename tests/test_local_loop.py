@@ -63,6 +63,8 @@ def test_reclaimed_job_resumes_from_checkpoints_and_output_equals_an_uninterrupt
     assert (work / "results.tsv").read_bytes() == (reference / "results.tsv").read_bytes()
     kinds = [e.kind for e in sqlite_store.events(job_id)]
     assert "notice" in kinds and "requeue" in kinds and kinds[-1] == "finished"
+    notices = [e.attempt_id for e in sqlite_store.events(job_id) if e.kind == "notice"]
+    assert len(notices) == len(set(notices)), "a pending notice is recorded once per attempt, not every tick"
 
 
 def test_cancellation_kills_the_process_group(tmp_path: Path, orch_home: Path, sqlite_store: Store) -> None:

@@ -398,6 +398,11 @@ class Store:
             )
             return [event_view(r) for r in rows]
 
+    def has_event(self, job_id: str, kind: str, *, attempt_id: str) -> bool:
+        with self.session() as s:
+            return s.scalar(select(EventRow.id).where(EventRow.job_id == job_id, EventRow.kind == kind,
+                                                      EventRow.attempt_id == attempt_id).limit(1)) is not None
+
     def last_event(self, job_id: str) -> EventView | None:
         """The newest event of a job, without loading its whole history."""
         with self.session() as s:
