@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import OperationalError
 
 from orchestrator import cli_render as render
+from orchestrator import cli_status
+from orchestrator.cli_errors import EXIT_USAGE, CliError
 from orchestrator.model import job_state
 from orchestrator.placement import check_placeable
 from orchestrator.policy import has_policy
 from orchestrator.spec import JobSpec, SpecError, load_spec
-from orchestrator.status import JobStatus, job_status
 from orchestrator.store import SchemaError, Store, orch_home
 from orchestrator.store.repo import AmbiguousJob, new_id
 from orchestrator.wiring import build_providers, known_providers, open_store
@@ -29,17 +30,6 @@ from providers.catalog import load_catalog
 
 if TYPE_CHECKING:
     from orchestrator.reconciler import Reconciler
-
-EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    """A user-facing failure: printed as `orch: <message>` with no traceback."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -85,21 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tick", type=float, default=2.0, help="seconds between reconcile ticks with --wait")
     s.set_defaults(func=cmd_submit)
 
-    st = sub.add_parser("status", help="jobs with state, progress and live cost")
-    st.add_argument("job", nargs="?")
-    st.add_argument("--watch", action="store_true", help="refresh in place until interrupted")
-    st.add_argument("--interval", type=float, default=2.0)
-    st.add_argument("--json", action="store_true")
-    st.set_defaults(func=cmd_status)
-
-    lg = sub.add_parser("logs", help="output of a job's attempts")
-    lg.add_argument("job")
-    lg.set_defaults(func=cmd_logs)
-
-    ev = sub.add_parser("events", help="a job's event history")
-    ev.add_argument("job")
-    ev.add_argument("--json", action="store_true")
-    ev.set_defaults(func=cmd_events)
+    cli_status.register(sub)
 
     c = sub.add_parser("cancel", help="cancel a job: its processes or instances are stopped")
     c.add_argument("job")
@@ -252,81 +228,12 @@ def _wait(store: Store, job_id: str, spec: JobSpec, *, tick: float, quiet: bool)
         print(f"\nstopped watching; job {job_id} keeps its state. `orch controller` carries on with it.",
               file=sys.stderr)
         return 130
-    status = _status(store, job_id)
+    status = cli_status.job_status_now(store, job_id)
     print(json.dumps(status.to_dict()) if quiet else render.status_detail(status))
     return 0 if status.state == "succeeded" else 1
 
 
-# --- status, logs, events, cancel ----------------------------------------------------------------
-
-
-def _status(store: Store, job_ref: str) -> JobStatus:
-    job = store.job(job_ref)
-    if job is None:
-        raise CliError(f"no job {job_ref!r}")
-    offers: list[Offer] = []
-    if job.finished_at is None:
-        try:
-            for provider in build_providers(job.spec.placement.providers).values():
-                offers.extend(provider.offers(job.spec.resources, job.spec.placement.regions))
-        except ProviderError:
-            offers = []
-    return job_status(job_id=job.id, name=job.name, spec=job.spec, created_at=job.created_at,
-                      deadline_at=job.deadline_at, tasks=store.tasks(job.id), attempts=store.attempts(job.id),
-                      offers=offers, now=time.time())
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    store = open_store()
-    while True:
-        if args.job:
-            status = _status(store, args.job)
-            text = json.dumps(status.to_dict()) if args.json else render.status_detail(status)
-        else:
-            statuses = [_status(store, j.id) for j in store.jobs()]
-            text = (json.dumps([s.to_dict() for s in statuses]) if args.json
-                    else render.status_rows(statuses) if statuses else "no jobs")
-        if args.watch and not args.json and sys.stdout.isatty():
-            sys.stdout.write("\x1b[H\x1b[2J")
-        print(text, flush=True)
-        if not args.watch:
-            return 0
-        time.sleep(args.interval)
-
-
-def cmd_logs(args: argparse.Namespace) -> int:
-    from providers.base import Instance, InstanceState, LogSource, Market
-
-    store = open_store()
-    job = store.job(args.job)
-    if job is None:
-        raise CliError(f"no job {args.job!r}")
-    providers = build_providers(job.spec.placement.providers)
-    for a in store.attempts(job.id):
-        provider = providers.get(a.provider)
-        print(f"==> attempt {a.number} ({a.market} {a.instance_type}, {a.outcome or a.state}) <==")
-        if a.instance_id is None or not isinstance(provider, LogSource):
-            print("(no log kept by this provider)")
-            continue
-        inst = Instance(a.provider, a.region, a.zone, a.instance_id, a.instance_type, Market(a.market),
-                        InstanceState.TERMINATED, a.id, job.id, a.task_id)
-        print(provider.read_log(inst), end="")
-    return 0
-
-
-def cmd_events(args: argparse.Namespace) -> int:
-    store = open_store()
-    job = store.job(args.job)
-    if job is None:
-        raise CliError(f"no job {args.job!r}")
-    events = store.events(job.id)
-    if args.json:
-        print(json.dumps([{"id": e.id, "at": e.at, "kind": e.kind, "message": e.message, "task_id": e.task_id,
-                           "attempt_id": e.attempt_id} for e in events]))
-    else:
-        for e in events:
-            print(f"{render.when(e.at)}  {e.kind:<18} {e.message}")
-    return 0
+# --- cancel ----------------------------------------------------------------------------------------
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

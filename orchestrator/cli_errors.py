@@ -1,0 +1,13 @@
+"""The CLI's one error type, shared by its command modules."""
+
+from __future__ import annotations
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as `orch: <message>` with no traceback."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
