@@ -8,7 +8,7 @@ the result; nothing here touches the store, a provider or the clock.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orchestrator.model import AttemptView, Outcome, TaskView
 from orchestrator.placement import markets_allowed, usable
@@ -26,6 +26,8 @@ class Verdict:
     message: str
     exit_code: int | None = None
     failures: int | None = None
+    # Nothing ran (the instance never started the job): the attempt costs nothing.
+    unbilled: bool = False
 
 
 def judge_ended(spec: JobSpec, task: TaskView, attempt: AttemptView, inst: Instance | None,
@@ -35,32 +37,49 @@ def judge_ended(spec: JobSpec, task: TaskView, attempt: AttemptView, inst: Insta
     `interrupted`: the agent forwarded an interruption notice before the job ended. A job that then
     exits non-zero (143 after saving, as the SDK advises) and shuts its instance down was reclaimed,
     not broken, whatever the provider reports about who stopped the machine.
+
+    Exit status 0 is success whatever else happened: a job that finished inside its notice window,
+    or whose instance was reclaimed after it exited, did its work (the SDK's jobs exit 143 after an
+    interrupted save, never 0).
     """
     reason = inst.reason if inst else EndReason.LOST
     if exit_code is None and inst is not None:
         exit_code = inst.exit_code
-    if reason is EndReason.EXITED and interrupted and exit_code != 0 and not cancel_requested:
+    if exit_code == 0:
+        return Verdict(Outcome.SUCCEEDED, ("succeed",), f"attempt {attempt.number} succeeded", 0)
+    verdict = _judge(spec, task, attempt, reason, exit_code, cancel_requested=cancel_requested,
+                     interrupted=interrupted)
+    if reason is EndReason.FAILED_TO_START and exit_code is None:
+        # An image that cannot be pulled, a command that cannot be started, capacity gone at boot:
+        # counted as a failure (so it cannot loop for ever) but never billed, since nothing ran.
+        return replace(verdict, unbilled=True)
+    return verdict
+
+
+def _judge(spec: JobSpec, task: TaskView, attempt: AttemptView, reason: EndReason | None, exit_code: int | None,
+           *, cancel_requested: bool, interrupted: bool) -> Verdict:
+    if reason is EndReason.EXITED and interrupted and not cancel_requested:
         reason = EndReason.PREEMPTED
     if reason is EndReason.PREEMPTED:
         return Verdict(Outcome.PREEMPTED, ("preempted", "requeue"),
                        f"attempt {attempt.number} preempted: {attempt.market} capacity reclaimed")
+    ended = f"exited {exit_code}"
     if reason in (EndReason.FAILED_TO_START, EndReason.EXITED) and exit_code is None and not cancel_requested:
-        # An image that cannot be pulled, a command that is not there, an instance that shut itself
-        # down without its agent saying how the job ended: counted, so it cannot loop for ever.
+        # An instance that shut itself down without its agent saying how the job ended, or one that
+        # never started the job: counted, so it cannot loop for ever.
+        ended = "never started the job" if reason is EndReason.FAILED_TO_START else "ended without an exit status"
         exit_code = -1
     if reason in (EndReason.EXITED, EndReason.FAILED_TO_START) and exit_code is not None:
-        if exit_code == 0:
-            return Verdict(Outcome.SUCCEEDED, ("succeed",), f"attempt {attempt.number} succeeded", 0)
         if exit_code in spec.retry.recover_on_exit_codes:
             return Verdict(Outcome.FAILED, ("retry",),
-                           f"attempt {attempt.number} exited {exit_code} (recoverable): retrying", exit_code)
+                           f"attempt {attempt.number} {ended} (recoverable): retrying", exit_code)
         failures = task.failures + 1
         if failures > spec.retry.max_failures:
             return Verdict(Outcome.FAILED, ("fail",),
-                           f"attempt {attempt.number} exited {exit_code}; {failures} failures, "
+                           f"attempt {attempt.number} {ended}; {failures} failures, "
                            f"more than max_failures = {spec.retry.max_failures}", exit_code, failures)
         return Verdict(Outcome.FAILED, ("retry",),
-                       f"attempt {attempt.number} exited {exit_code}: failure {failures} of "
+                       f"attempt {attempt.number} {ended}: failure {failures} of "
                        f"{spec.retry.max_failures} allowed, retrying", exit_code, failures)
     if cancel_requested:
         return Verdict(Outcome.CANCELLED, ("cancel",), f"attempt {attempt.number} ended by cancellation")

@@ -152,7 +152,7 @@ class TaskWorker:
         ended_at = inst.ended_at if inst is not None and inst.ended_at is not None else self.now
         self.store.end_attempt(live, verdict.outcome, self.now, task_transitions=verdict.transitions,
                                message=verdict.message, exit_code=verdict.exit_code, failures=verdict.failures,
-                               ended_at=max(ended_at, live.launched_at))
+                               ended_at=max(ended_at, live.launched_at), unbilled=verdict.unbilled)
         if inst is not None:
             # Recorded first; now let the provider release what is left (a pod's finalizer, a stopped VM).
             try:
@@ -248,6 +248,7 @@ class TaskWorker:
 
     def _start(self, attempt: AttemptView, offer: Offer) -> bool:
         provider = self.r.providers[offer.provider]
+        where = f"{offer.market} {offer.instance_type} in {offer.zone or offer.region}"
         try:
             inst = provider.launch(self._request(attempt, offer))
         except ProviderError as exc:
@@ -260,8 +261,16 @@ class TaskWorker:
             # A permanent error (bad settings, no permission) will fail every retry: fail the task now.
             transitions = ("launch_failed", "fail") if isinstance(exc, PermanentError) else ("launch_failed",)
             self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=transitions,
-                                   message=f"launch on {offer.market} {offer.instance_type} in "
-                                           f"{offer.zone or offer.region} failed: {exc}", unbilled=True)
+                                   message=f"launch on {where} failed: {exc}", unbilled=True)
+            return False
+        except Exception as exc:
+            # A provider let an untranslated error out (a bug, or input it cannot pass on, such as a
+            # NUL byte in an argument): nothing is known to run, so nothing is billed, and the same
+            # launch would fail again on every tick, so the task fails with the error in one line.
+            log.exception("launching attempt %s on %s failed unexpectedly", attempt.id, where)
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=("launch_failed", "fail"),
+                                   message=f"launch on {where} failed: {reason}", unbilled=True)
             return False
         try:
             self.store.attempt_running(attempt, inst.instance_id, self.now)

@@ -237,3 +237,21 @@ def test_cancellation() -> None:
     assert (v.outcome, v.transitions) == (Outcome.CANCELLED, ("cancel",))
     # A job that finished on its own while being cancelled still succeeded.
     assert judge(ended(EndReason.EXITED, 0), cancel=True).transitions == ("succeed",)
+
+
+@pytest.mark.parametrize("reason", [EndReason.PREEMPTED, EndReason.EXITED, EndReason.TERMINATED, EndReason.LOST])
+def test_exit_zero_is_success_whatever_the_notice(reason: EndReason) -> None:
+    """A job that finished inside its notice window, or whose instance was reclaimed after it exited."""
+    for inst, hb in ((ended(reason, 0), None), (ended(reason, None), 0)):
+        v = judge(inst, exit_code=hb, interrupted=True)
+        assert (v.outcome, v.transitions, v.exit_code, v.unbilled) == (Outcome.SUCCEEDED, ("succeed",), 0, False)
+
+
+def test_an_instance_that_never_started_the_job_is_not_billed() -> None:
+    v = judge(ended(EndReason.FAILED_TO_START, None), failures=0)
+    assert (v.outcome, v.transitions, v.unbilled) == (Outcome.FAILED, ("retry",), True)
+    assert "never started" in v.message
+    assert judge(ended(EndReason.FAILED_TO_START, None), cancel=True).unbilled
+    # Once the job ran (it exited), the time is billed.
+    assert not judge(ended(EndReason.FAILED_TO_START, None), exit_code=3).unbilled
+    assert not judge(ended(EndReason.EXITED, None)).unbilled
