@@ -14,7 +14,7 @@ from orchestrator.model import AttemptView, Outcome, TaskView
 from orchestrator.placement import markets_allowed, usable
 from orchestrator.policy import Choice, Situation, get_policy
 from orchestrator.spec import JobSpec
-from providers.base import EndReason, Instance, Market, Offer
+from providers.base import EndReason, Instance, Market, NoticeKind, Offer
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,3 +187,24 @@ def choose(ctx: Context) -> Action:
             f"the remaining work ({s.remaining_work_h:.2f} h + {s.overhead_h:.2f} h overhead) at "
             f"${cheapest.price_per_hour:.4f}/h would take the job past its ${budget:.2f} budget")
     return Launch(affordable, f"policy chose {choice}")
+
+
+def replace_on_notice(ctx: Context, *, kind: NoticeKind, deadline: float | None) -> Launch | Wait:
+    """An interruption notice for a running spot attempt: start its successor now, or let it run out.
+
+    `ctx` sees the task as if the noticed attempt were already gone (`live` None, its offer avoided),
+    which is what it will be at `deadline`. When the policy would then launch (spot elsewhere, or
+    on-demand), the successor is launched at once, so its boot overlaps the old attempt's grace
+    window; otherwise the old attempt runs out and the task is placed when it has ended, as usual.
+    A rebalance recommendation is only a risk, and a notice without time left gains nothing.
+    """
+    if kind is not NoticeKind.INTERRUPTION:
+        return Wait(f"{kind} notice: the instance is at risk, not reclaimed; it keeps running")
+    if deadline is None or deadline <= ctx.now:
+        return Wait("the notice leaves no time to overlap; the task is placed once the instance is gone")
+    if ctx.live is not None:
+        return Wait("the successor is chosen for the task as it will be without its live attempt")
+    action = choose(ctx)
+    if isinstance(action, Launch):
+        return Launch(action.offers, f"interruption notice: replace now ({action.reason})")
+    return Wait(f"interruption notice: no replacement before the instance is gone ({action.reason})")

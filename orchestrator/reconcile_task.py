@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest, read_heartbeat
 from orchestrator.checkpoint.manifest import read_manifest
 from orchestrator.cost import attempt_cost
-from orchestrator.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended
+from orchestrator.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended, replace_on_notice
 from orchestrator.model import AttemptState, AttemptView, IllegalTransition, Outcome, TaskState, TaskView
 from orchestrator.placement import cheapest, usable
 from orchestrator.policy import Situation
@@ -23,8 +24,11 @@ from providers.base import (
     InstanceState,
     LaunchRequest,
     Market,
+    Notice,
+    NoticeKind,
     Offer,
     PermanentError,
+    Provider,
     ProviderError,
     QuotaError,
     offer_key,
@@ -41,6 +45,22 @@ LISTING_GRACE_S = 180.0
 # agent writes one every few seconds; this allows for a slow boot and image pull).
 HEARTBEAT_TIMEOUT_S = 1200.0
 _LOST_TRANSITIONS = ("preempted", "requeue")
+# An offer whose spot capacity is being reclaimed is not offered again for this long after the deadline.
+RECLAIMED_AVOID_S = 300.0
+# Set on a replacement launched while its predecessor still has its notice window: Unix seconds
+# before which the job must not start (the predecessor may still be saving). Providers that say
+# `replaces_on_notice` honour it (AWS waits in the user data); see docs/providers/aws.md.
+RESUME_NOT_BEFORE = "ORCH_RESUME_NOT_BEFORE"
+
+
+def replaces_on_notice(provider: Provider) -> bool:
+    """Whether `provider` can start a replacement that waits for its predecessor (ORCH_RESUME_NOT_BEFORE)."""
+    return getattr(provider, "replaces_on_notice", False) is True
+
+
+def draining(attempt: AttemptView, now: float) -> bool:
+    """An attempt ended on an interruption notice whose instance may still run (and save) until its deadline."""
+    return attempt.outcome is Outcome.PREEMPTED and attempt.ended_at is not None and attempt.ended_at > now
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +122,8 @@ class TaskWorker:
             notice = obs.notices.get(live.id)
             if notice is not None:
                 self._note_notice(live, notice.kind, notice.deadline)
+                if self._replace_early(live, notice):
+                    return
             if not self._manage_live(live, inst, seen):
                 return
             self.live = None
@@ -169,9 +191,11 @@ class TaskWorker:
         now = self.now
         hb = None
         committed: float | None
+        own_committed: float | None
         reported: float | None
         if inst.progress is not None:
             committed = reported = inst.progress
+            own_committed = committed
             checkpoint_at: float | None = now
         else:
             try:
@@ -185,6 +209,9 @@ class TaskWorker:
                 return Seen()
             reported = hb.progress if hb is not None else None
             committed = manifest.progress if manifest is not None else None
+            # A predecessor's final save (written during its notice window, after this attempt was
+            # launched to replace it) is the task's progress, not work this attempt has done.
+            own_committed = committed if manifest is not None and manifest.attempt >= live.number else None
             checkpoint_at = manifest.created_at if manifest is not None else None
             if checkpoint_at is not None and checkpoint_at < live.launched_at:
                 checkpoint_at = None
@@ -194,7 +221,7 @@ class TaskWorker:
         if moved:
             self.store.update_progress(task.id, committed=committed, reported=reported, now=now)
         notes: dict[str, float] = {}
-        seen = max(x for x in (committed, reported, 0.0) if x is not None)
+        seen = max(x for x in (own_committed, reported, 0.0) if x is not None)
         if live.productive_at is None and seen > live.progress_start:
             # Progress is seen a tick late: back-date the moment work began by the work done since,
             # at the estimated rate, so the measured restart overhead does not grow with the tick.
@@ -217,6 +244,44 @@ class TaskWorker:
         self.store.add_event(self.job.id, "notice", f"{kind} notice for attempt {live.number}{left}",
                              self.now, task_id=self.task.id, attempt_id=live.id)
 
+    def _replace_early(self, live: AttemptView, notice: Notice) -> bool:
+        """On an interruption notice, hand the task over to a new attempt now, if the policy continues.
+
+        The old attempt is ended as preempted at the notice's deadline (the provider bills it until
+        then, so the overlap is recorded as spent), its instance is left to save until that deadline
+        (the reaper spares it, see `draining`), and the replacement is launched at once with
+        ORCH_RESUME_NOT_BEFORE = the deadline: it boots during the grace window but its job starts
+        only once the old one can no longer write a checkpoint, and so resumes from its final save.
+        True when the task was handed over (whatever the launch then did).
+        """
+        if (notice.kind is not NoticeKind.INTERRUPTION or self.job.cancel_requested_at is not None
+                or live.state is not AttemptState.RUNNING or live.market is not Market.SPOT
+                or not replaces_on_notice(self.r.providers[live.provider])):
+            return False
+        now = self.now
+        if notice.deadline is not None:  # that capacity is going away: do not place the successor there
+            key = _attempt_key(live)
+            self.r.avoid[key] = max(self.r.avoid.get(key, 0.0), notice.deadline + RECLAIMED_AVOID_S)
+        action = replace_on_notice(self._context(None), kind=notice.kind, deadline=notice.deadline)
+        if not isinstance(action, Launch) or notice.deadline is None:
+            return False
+        offers = tuple(o for o in action.offers if replaces_on_notice(self.r.providers[o.provider]))
+        if not offers:
+            return False
+        try:
+            self.store.end_attempt(
+                live, Outcome.PREEMPTED, now, task_transitions=("preempted", "requeue"), ended_at=notice.deadline,
+                message=f"attempt {live.number} preempted: {live.market} capacity reclaimed in "
+                        f"{notice.deadline - now:.0f} s; it may save until then, and its replacement "
+                        "starts now and resumes once it is gone")
+        except IllegalTransition:
+            return False  # ended meanwhile (another controller, a race with cancel): the normal path applies
+        self.live = None
+        self._refresh()
+        if self.task.state is TaskState.PENDING:
+            self._launch(offers)
+        return True
+
     # --- placing a pending task ----------------------------------------------------------------
 
     def _place(self) -> None:
@@ -229,6 +294,9 @@ class TaskWorker:
             return
 
     def _launch(self, offers: tuple[Offer, ...]) -> None:
+        if any(draining(a, self.now) for a in self.attempts if a.task_id == self.task.id):
+            # A predecessor may still be saving: only a provider that can hold the job back may start now.
+            offers = tuple(o for o in offers if replaces_on_notice(self.r.providers[o.provider]))
         for offer in offers[:MAX_OFFERS_PER_TICK]:
             attempt = self.store.begin_attempt(self.task, offer, self.now)
             if self._start(attempt, offer):
@@ -286,6 +354,12 @@ class TaskWorker:
                    ORCH_CHECKPOINT_KEEP=str(spec.checkpoint.keep))
         if task.item_start is not None and task.item_end is not None:
             env.update(ORCH_ITEM_START=str(task.item_start), ORCH_ITEM_END=str(task.item_end))
+        # Fixed for the attempt (a relaunch with the same token sends the same request): the latest
+        # deadline of the predecessors that were still draining when this attempt began.
+        not_before = max((a.ended_at for a in self.attempts if a.task_id == task.id and a.id != attempt.id
+                          and a.ended_at is not None and draining(a, attempt.launched_at)), default=None)
+        if not_before is not None:
+            env[RESUME_NOT_BEFORE] = str(math.ceil(not_before))
         return LaunchRequest(
             job_id=self.job.id, task_id=task.id, attempt_id=attempt.id, attempt_number=attempt.number,
             offer=offer, command=spec.command, env=env, checkpoint_uri=task.checkpoint_uri,

@@ -19,7 +19,7 @@ from orchestrator.checkpoint.storage import Storage, open_storage
 from orchestrator.model import AttemptState, AttemptView, TaskView, job_state
 from orchestrator.placement import usable
 from orchestrator.policy.base import SpotHistory
-from orchestrator.reconcile_task import TaskWorker
+from orchestrator.reconcile_task import TaskWorker, draining
 from orchestrator.store import Store
 from orchestrator.store.views import JobView
 from providers.base import Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
@@ -211,11 +211,13 @@ class Reconciler:
 
         An instance whose attempt this store has never seen is left alone: it belongs to another orch
         installation sharing the account (or to a store restored from an old backup), and killing it
-        would destroy someone else's work.
+        would destroy someone else's work. Nor is one whose attempt was handed over on an interruption
+        notice, until that notice's deadline: it is saving the checkpoint its replacement resumes from.
         """
+        now = self.clock.now()
         for name, inst in obs.orphans:
             attempt = self.store.attempt(inst.attempt_id) if inst.attempt_id else None
-            if attempt is None or attempt.live:
+            if attempt is None or attempt.live or draining(attempt, now):
                 continue
             try:
                 self.providers[name].terminate(inst)

@@ -46,6 +46,9 @@ GONE = ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")
 
 class AwsProvider:
     name = PROVIDER
+    # A replacement launched on an interruption notice boots at once and starts its job only after
+    # ORCH_RESUME_NOT_BEFORE (the old instance's deadline): see `aws_launch.user_data`.
+    replaces_on_notice = True
 
     def __init__(self, clock: Clock, settings: AwsSettings, *, client_factory: ClientFactory | None = None) -> None:
         self.clock = clock

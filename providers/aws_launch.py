@@ -9,6 +9,7 @@ a job.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,10 @@ from providers.startup import StartupRules, agent_script
 PROVIDER = "aws"
 TAG_MANAGED, TAG_JOB, TAG_TASK, TAG_ATTEMPT = "orch:managed", "orch:job", "orch:task", "orch:attempt"
 USER_DATA_LIMIT = 16 * 1024  # bytes, before the base64 encoding boto3 applies
+# Set by the reconciler on a replacement launched during its predecessor's notice window (Unix s).
+RESUME_NOT_BEFORE = "ORCH_RESUME_NOT_BEFORE"
+# A wait longer than a spot notice (120 s) plus clock skew means a wrong clock: start at once instead.
+MAX_RESUME_WAIT_S = 900
 CLIENT_TOKEN_LIMIT = 64
 CREDENTIAL_VARIABLES = frozenset(
     {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"}
@@ -55,8 +60,13 @@ def attempt_tags(request: LaunchRequest, extra: Mapping[str, str] | None = None)
 
 def user_data(request: LaunchRequest, settings: AwsSettings) -> str:
     """The boot script; the agent reads notices from IMDSv2. With `shutdown_on_exit` the script ends
-    in a shutdown, which InstanceInitiatedShutdownBehavior=terminate turns into the end of the bill."""
-    return agent_script(
+    in a shutdown, which InstanceInitiatedShutdownBehavior=terminate turns into the end of the bill.
+
+    A replacement launched on its predecessor's interruption notice carries ORCH_RESUME_NOT_BEFORE:
+    the script then pulls the job's image and waits until that time before it starts the agent, so
+    the job loads its checkpoint only once the old instance can no longer write one.
+    """
+    script = agent_script(
         request,
         STARTUP,
         agent_command=settings.agent_command,
@@ -64,6 +74,40 @@ def user_data(request: LaunchRequest, settings: AwsSettings) -> str:
         grace_seconds=request.grace_seconds,
         shutdown_on_exit=settings.shutdown_on_exit,
     )
+    wait = resume_wait(request)
+    if not wait:
+        return script
+    head, sep, rest = script.partition("\nset -u\n")
+    script = head + sep + "\n".join(wait) + "\n" + rest
+    if len(script.encode()) > USER_DATA_LIMIT:
+        raise PermanentError(
+            f"user data is {len(script.encode())} bytes, over EC2's {USER_DATA_LIMIT}: "
+            "shorten the job's command or env (large settings belong in files)",
+            provider=PROVIDER,
+            code="UserDataTooLarge",
+        )
+    return script
+
+
+def resume_wait(request: LaunchRequest) -> list[str]:
+    """Boot-script lines that hold the job back until ORCH_RESUME_NOT_BEFORE (none without it)."""
+    raw = request.env.get(RESUME_NOT_BEFORE)
+    if raw is None:
+        return []
+    try:
+        not_before = int(raw)
+    except ValueError:
+        raise PermanentError(f"{RESUME_NOT_BEFORE} must be Unix seconds, not {raw!r}", provider=PROVIDER) from None
+    lines = ["# orch: the previous attempt may save until its notice deadline; start the job after it."]
+    if request.image:
+        lines.append(f"docker pull {shlex.quote(request.image)} >/dev/null 2>&1 || true")
+    lines += [
+        f"left=$(( {not_before} - $(date +%s) ))",
+        f'if [ "$left" -gt 0 ] && [ "$left" -le {MAX_RESUME_WAIT_S} ]; then',
+        '  echo "orch: waiting $left s for the previous attempt to save"; sleep "$left"',
+        "fi",
+    ]
+    return lines
 
 
 def launch_params(request: LaunchRequest, settings: AwsSettings) -> dict[str, Any]:

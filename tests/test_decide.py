@@ -7,11 +7,21 @@ from typing import Any
 
 import pytest
 
-from orchestrator.decide import Context, Launch, OverBudget, Stop, Verdict, Wait, choose, judge_ended
+from orchestrator.decide import (
+    Context,
+    Launch,
+    OverBudget,
+    Stop,
+    Verdict,
+    Wait,
+    choose,
+    judge_ended,
+    replace_on_notice,
+)
 from orchestrator.model import AttemptState, AttemptView, Outcome, TaskState, TaskView, check_transition
 from orchestrator.policy import Situation
 from orchestrator.spec import JobSpec, RetrySpec, ScheduleSpec
-from providers.base import EndReason, Instance, InstanceState, Market, Offer, Resources
+from providers.base import EndReason, Instance, InstanceState, Market, NoticeKind, Offer, Resources
 
 
 def spec(*, budget: float | None = None, policy: str | None = "greedy", market: str = "auto",
@@ -255,3 +265,33 @@ def test_an_instance_that_never_started_the_job_is_not_billed() -> None:
     # Once the job ran (it exited), the time is billed.
     assert not judge(ended(EndReason.FAILED_TO_START, None), exit_code=3).unbilled
     assert not judge(ended(EndReason.EXITED, None)).unbilled
+
+
+# --- replacing on an interruption notice -------------------------------------------------------
+
+
+def test_a_notice_replaces_on_spot_elsewhere_when_the_policy_continues() -> None:
+    # The noticed attempt ran on SPOT_A: avoided, so the successor goes to the other zone.
+    c = ctx(avoid={SPOT_A.key: 500.0}, now=10.0)
+    action = replace_on_notice(c, kind=NoticeKind.INTERRUPTION, deadline=130.0)
+    assert isinstance(action, Launch) and action.offers == (SPOT_B,)
+
+
+def test_a_notice_replaces_on_demand_when_no_spot_is_left_and_the_deadline_needs_it() -> None:
+    c = ctx(sit=situation(**AT_RISK), offers=(SPOT_A, OD), avoid={SPOT_A.key: 500.0}, now=10.0)
+    action = replace_on_notice(c, kind=NoticeKind.INTERRUPTION, deadline=130.0)
+    assert isinstance(action, Launch) and action.offers == (OD,)
+
+
+def test_no_replacement_for_rebalance_late_notices_a_waiting_policy_or_a_live_context() -> None:
+    c = ctx(avoid={SPOT_A.key: 500.0}, now=10.0)
+    assert isinstance(replace_on_notice(c, kind=NoticeKind.REBALANCE, deadline=None), Wait)
+    assert isinstance(replace_on_notice(c, kind=NoticeKind.INTERRUPTION, deadline=None), Wait)
+    assert isinstance(replace_on_notice(c, kind=NoticeKind.INTERRUPTION, deadline=10.0), Wait)
+    assert isinstance(replace_on_notice(replace(c, live=live()), kind=NoticeKind.INTERRUPTION, deadline=130.0), Wait)
+    # Greedy without a deadline waits for spot when none is left: the old attempt just runs out.
+    gone = ctx(offers=(SPOT_A, OD), avoid={SPOT_A.key: 500.0}, now=10.0)
+    assert isinstance(replace_on_notice(gone, kind=NoticeKind.INTERRUPTION, deadline=130.0), Wait)
+    # Over budget: no replacement either.
+    broke = ctx(spec(budget=1.0), spent_usd=2.0, avoid={SPOT_A.key: 500.0}, now=10.0)
+    assert isinstance(replace_on_notice(broke, kind=NoticeKind.INTERRUPTION, deadline=130.0), Wait)
