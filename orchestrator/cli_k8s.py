@@ -1,4 +1,8 @@
-"""`orch controller --kubernetes` and `orch submit --kubernetes`: the CLI's Kubernetes entry points."""
+"""`orch controller --kubernetes` and `orch submit --kubernetes`: the CLI's Kubernetes entry points.
+
+Imports of the controller, the store, the reconciler and the `kubernetes` client happen inside the
+functions: `orch` imports this module for its parser, and `orch --help` must not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,32 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestrator.k8s.config import controller_settings_from_env, provider_settings_from_env
-from orchestrator.k8s.convert import gpujob_from_toml
-from orchestrator.k8s.kube import create_gpujob, default_api_client
-from orchestrator.k8s.run import run_controller
-from orchestrator.k8s.store_backend import StoreBackend
-from orchestrator.policy import has_policy
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import JobSpec, SpecError
-from orchestrator.store import orch_home
-from orchestrator.wiring import build_providers, open_store
-from providers.base import Offer, Provider, SystemClock
-from providers.kubernetes import KubernetesProvider
+from orchestrator.cli_errors import CliError
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from orchestrator.spec import JobSpec
+    from providers.base import Offer, Provider
 
 
 def run_kubernetes_controller(args: argparse.Namespace) -> int:
+    from orchestrator.k8s.config import controller_settings_from_env, provider_settings_from_env
+    from orchestrator.k8s.run import run_controller
+    from orchestrator.k8s.store_backend import StoreBackend
+    from orchestrator.policy import has_policy
+    from orchestrator.reconciler import Reconciler
+    from orchestrator.store import orch_home
+    from orchestrator.wiring import build_providers, open_store
+    from providers.base import SystemClock
+    from providers.kubernetes import KubernetesProvider
+
     logging.basicConfig(level=os.environ.get("ORCH_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     clock = SystemClock()
-    api = default_api_client()
+    api = cluster_api_client()
     pods = provider_settings_from_env(os.environ)
     providers: dict[str, Provider] = {"kubernetes": KubernetesProvider(api, pods, clock=clock)}
     extra = [n.strip() for n in args.providers.split(",") if n.strip() and n.strip() not in ("kubernetes", "local")]
@@ -50,14 +60,41 @@ def run_kubernetes_controller(args: argparse.Namespace) -> int:
         store.release_jobs(reconciler.owner)
 
 
+def cluster_api_client() -> ApiClient:
+    """The API client `default_api_client` makes, or a CliError saying how to point orch at a cluster."""
+    from orchestrator.k8s.kube import default_api_client
+
+    try:
+        return default_api_client()
+    except Exception as exc:  # a missing file, bad YAML, no current context: all a setup problem to name
+        raise CliError(no_cluster_message(exc)) from None
+
+
+def no_cluster_message(exc: BaseException) -> str:
+    """One line: which kubeconfig was looked for, what was wrong with it, and how to name another."""
+    paths = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    hint = "set KUBECONFIG to your cluster's kubeconfig file (the one kubectl uses), or run orch in a pod"
+    if not any(Path(p).expanduser().is_file() for p in paths.split(os.pathsep) if p):
+        return f"no kubeconfig found at {paths} and not running inside a cluster: {hint}"
+    return f"cannot use the kubeconfig at {paths}: {' '.join(str(exc).split())}; {hint}"
+
+
 def submit_gpujob(path: str, namespace: str | None) -> int:
+    from orchestrator.k8s.convert import gpujob_from_toml
+    from orchestrator.k8s.kube import KubeError, create_gpujob
+    from orchestrator.spec import SpecError
+
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise SpecError(path, "", f"cannot read the file: {exc.strerror or exc}") from None
     ns = namespace or os.environ.get("POD_NAMESPACE") or "default"
     manifest = gpujob_from_toml(text, source=path, namespace=ns)
-    created = create_gpujob(default_api_client(), manifest)
+    api = cluster_api_client()
+    try:
+        created = create_gpujob(api, manifest)
+    except KubeError as exc:
+        raise CliError(" ".join(str(exc).split())) from None
     meta = created.get("metadata", {})
     print(f"created GpuJob {meta.get('namespace', ns)}/{meta.get('name', '?')}; "
           "watch it with `kubectl get gpujobs -w`")
