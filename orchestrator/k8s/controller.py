@@ -14,7 +14,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.k8s.backend import INVALID, TERMINATING, GpuJobStatus, JobBackend, UnknownJob, render_status
+from orchestrator.k8s.backend import (
+    INVALID,
+    TERMINAL_PHASES,
+    TERMINATING,
+    GpuJobStatus,
+    JobBackend,
+    UnknownJob,
+    render_status,
+)
 from orchestrator.k8s.convert import job_spec_from_gpujob
 from orchestrator.k8s.kube import FINALIZER, GpuJobClient, KubeError, key_of
 from orchestrator.k8s.metrics import Labels, Metrics
@@ -70,8 +78,11 @@ class GpuJobSync:
         try:
             st = self.backend.status(job_id) if job_id else None
         except UnknownJob:
-            log.warning("%s: the backend has no job %s; submitting again", key_of(obj), job_id)
             st = None
+        if status.get("phase") in TERMINAL_PHASES and (st is None or st.phase != status.get("phase")):
+            return self._finished_already(obj, status, job_id, st)
+        if st is None and job_id:
+            log.warning("%s: the backend has no job %s; submitting again", key_of(obj), job_id)
         generation = status.get("observedGeneration", meta.get("generation"))
         submitted = st is None
         if st is None:
@@ -91,6 +102,19 @@ class GpuJobSync:
             self._event(obj, "Submitted", f"submitted as job {job_id}")
         self._events(obj, status, st)
         return Outcome(st.phase, st)
+
+    def _finished_already(self, obj: Mapping[str, Any], status: Mapping[str, Any], job_id: str,
+                          st: GpuJobStatus | None) -> Outcome:
+        """A GpuJob whose status says it ended: that status is the record, whatever the backend knows.
+
+        A controller on an empty (or restored) store would otherwise run a finished job again. The
+        status is left as written; a backend job still live for it is cancelled, never resumed.
+        """
+        if st is not None and not st.terminal:
+            log.warning("%s ended %s, but job %s is live in the store; cancelling it", key_of(obj),
+                        status.get("phase"), job_id)
+            self.backend.cancel(job_id)
+        return Outcome(str(status.get("phase")), None)
 
     def _submit(self, obj: Mapping[str, Any]) -> str | None:
         meta = obj["metadata"]
