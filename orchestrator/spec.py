@@ -11,14 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.spec_reader import SpecError, _Reader, _show
+from orchestrator.spec_reader import SpecError, _Reader, _show, key_text, nul_path
 from providers.base import ARCHITECTURES, Resources
+from providers.bounded_read import FileRefused, display, read_bounded_text
 
 __all__ = ["ArraySpec", "CheckpointSpec", "JobSpec", "PlacementSpec", "RetrySpec", "ScheduleSpec", "SpecError",
            "load_spec", "parse_spec", "parse_spec_dict", "spec_from_dict"]
@@ -35,6 +37,20 @@ DEFAULT_RESTART_OVERHEAD_HOURS = 0.1
 # One task row per shard is written at submission, and item bounds are 32-bit columns.
 MAX_SHARDS = 100_000
 MAX_ITEMS = 2**31 - 1
+# Bounds of the numbers a job may give (docs/job-spec.md, "Limits"): wide enough for any real job,
+# narrow enough that no value can overflow a computation, a column or the controller's patience.
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_HOURS = 87_600.0  # ten years: work, deadlines
+MIN_WORK_HOURS = 0.001  # 3.6 s: below the loop's resolution
+MAX_RESTART_OVERHEAD_HOURS = 24.0
+MAX_GPU_COUNT = 256
+MAX_GPU_MEMORY_GB = 4096.0
+MAX_BUDGET_USD = 1e9
+MAX_KEEP = 1000
+MAX_GRACE_SECONDS = 600.0  # beyond every cloud's notice (AWS 120 s, GCE 30 s); a local terminate waits this long
+MAX_FAILURES = 1000
+# What a pod accepts as an environment variable name, so one spec runs on every provider.
+ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +141,8 @@ def _plain(value: Any) -> Any:
 def _resources(r: _Reader) -> Resources:
     r.expect("gpu", "gpu_count", "min_gpu_memory_gb", "min_architecture")
     gpus = r.strings("gpu", allow_single=True)
-    count = r.integer("gpu_count", 1, minimum=1)
-    mem = r.number("min_gpu_memory_gb", positive=True)
+    count = r.integer("gpu_count", 1, minimum=1, maximum=MAX_GPU_COUNT)
+    mem = r.number("min_gpu_memory_gb", positive=True, maximum=MAX_GPU_MEMORY_GB, unit=" GB")
     arch = r.get("min_architecture", str)
     if arch is not None and arch.lower() not in ARCHITECTURES:
         raise r.fail("min_architecture", f"unknown architecture {_show(arch)}; use one of {', '.join(ARCHITECTURES)}")
@@ -136,7 +152,7 @@ def _resources(r: _Reader) -> Resources:
 
 def _deadline(r: _Reader, submitted_at: float) -> float | None:
     absolute = r.get("deadline", (dt.datetime, str), None)
-    relative = r.number("deadline_hours", positive=True)
+    relative = r.number("deadline_hours", positive=True, maximum=MAX_HOURS, unit=" h")
     if absolute is not None and relative is not None:
         raise r.fail("deadline_hours", "give either deadline or deadline_hours, not both")
     if relative is not None:
@@ -154,16 +170,19 @@ def _deadline(r: _Reader, submitted_at: float) -> float | None:
         raise r.fail("deadline", "must be a date-time with a time zone, e.g. 2026-12-04T18:00:00Z")
     if absolute.tzinfo is None:
         raise r.fail("deadline", "needs a time zone (add Z for UTC), e.g. 2026-12-04T18:00:00Z")
+    if absolute.timestamp() > submitted_at + MAX_HOURS * 3600.0:
+        raise r.fail("deadline", f"is more than {MAX_HOURS:g} h (ten years) away")
     return absolute.timestamp()
 
 
 def _schedule(r: _Reader, submitted_at: float, policies: Callable[[str], bool] | None) -> ScheduleSpec:
     r.expect("estimated_hours", "deadline", "deadline_hours", "budget_usd", "market", "policy",
              "restart_overhead_hours")
-    hours = r.number("estimated_hours", required=True, positive=True)
+    hours = r.number("estimated_hours", required=True, positive=True, minimum=MIN_WORK_HOURS, maximum=MAX_HOURS,
+                     unit=" h")
     assert hours is not None
     deadline = _deadline(r, submitted_at)
-    budget = r.number("budget_usd", positive=True)
+    budget = r.number("budget_usd", positive=True, maximum=MAX_BUDGET_USD)
     market = r.get("market", str, "auto")
     if market not in MARKETS:
         raise r.fail("market", f"must be one of {', '.join(MARKETS)}, got {_show(market)}")
@@ -172,7 +191,8 @@ def _schedule(r: _Reader, submitted_at: float, policies: Callable[[str], bool] |
         raise r.fail("policy", f"no policy named {_show(policy)}")
     if policy is not None and market != "auto":
         raise r.fail("policy", f"a policy applies to market = \"auto\" only (market is {_show(market)})")
-    overhead = r.number("restart_overhead_hours", DEFAULT_RESTART_OVERHEAD_HOURS, minimum=0.0)
+    overhead = r.number("restart_overhead_hours", DEFAULT_RESTART_OVERHEAD_HOURS, minimum=0.0,
+                        maximum=MAX_RESTART_OVERHEAD_HOURS, unit=" h")
     assert overhead is not None
     return ScheduleSpec(hours, deadline, budget, market, policy, overhead)
 
@@ -208,6 +228,8 @@ def _command(r: _Reader) -> tuple[tuple[str, ...], str | None]:
                      "orch never runs commands through a shell")
     command = r.strings("command")
     image = r.get("image", str)
+    if image is not None and (not image or not image.isprintable() or any(c.isspace() for c in image)):
+        raise r.fail("image", f"must be an image reference such as \"ghcr.io/org/fold:1.2\", got {_show(image)}")
     if not command and image is None:
         raise r.fail("command", "is required (or give an image)")
     return command, image
@@ -232,24 +254,21 @@ def parse_spec_dict(
     """Validate an already-decoded job document (a job.toml table, a GpuJob's `.spec`) the same way."""
     if not isinstance(doc, Mapping):
         raise SpecError(source, "", "must be a table of job settings")
+    nul = nul_path(doc)
+    if nul is not None:
+        raise SpecError(source, nul, "contains a NUL byte (\\0), which no argument, path or environment "
+                        "variable can hold")
     r = _Reader(source, doc)
     r.expect("name", "command", "image", "workdir", "env", "resources", "schedule", "checkpoint", "retry",
              "placement", "array")
     name = r.get("name", str, required=True)
-    if not name.strip() or len(name) > 128:
-        raise r.fail("name", "must be 1 to 128 characters")
+    if not name.strip() or len(name) > 128 or not name.isprintable():
+        raise r.fail("name", "must be 1 to 128 printable characters, on one line")
     command, image = _command(r)
     workdir = r.get("workdir", str)
-    env_table = r.get("env", dict, {})
-    for key, value in env_table.items():
-        if not isinstance(value, str):
-            raise SpecError(source, f"env.{key}", f"must be a string, not {type(value).__name__}")
-        if key.startswith("ORCH_"):
-            raise SpecError(source, f"env.{key}", "ORCH_* variables are set by orch and cannot be overridden")
-        if key.upper() in CREDENTIAL_VARIABLES:
-            raise SpecError(source, f"env.{key}", "cloud credentials are never put in a job's environment (they "
-                            "would sit in user data, pod specs and logs); grant access through the instance "
-                            "profile, service account or workload identity instead")
+    if workdir is not None and not workdir:
+        raise r.fail("workdir", "must be a non-empty path (leave it out for the job file's folder)")
+    env_table = _env(r)
     resources = _resources(r.table_of("resources"))
     schedule = _schedule(r.table_of("schedule"), submitted_at, policies)
     checkpoint = _checkpoint(r.table_of("checkpoint"))
@@ -257,9 +276,31 @@ def parse_spec_dict(
     placement = _placement(r.table_of("placement"))
     array = _array(r) if "array" in doc else None
     _check_deadline(source, schedule, array, submitted_at)
-    return JobSpec(name=name, command=command, image=image, workdir=workdir, env=dict(env_table),
+    return JobSpec(name=name, command=command, image=image, workdir=workdir, env=env_table,
                    resources=resources, schedule=schedule, checkpoint=checkpoint, retry=retry,
                    placement=placement, array=array)
+
+
+def _env(root: _Reader) -> dict[str, str]:
+    """The job's environment: names a process (and a pod) accepts, string values, nothing orch owns."""
+    env_table: dict[str, Any] = root.get("env", dict, {})
+    source = root.source
+    for key, value in env_table.items():
+        where = f"env.{key_text(key)}"
+        if not ENV_NAME.fullmatch(key):
+            problem = "contains '=', which would end the variable's name" if "=" in key else (
+                "is not a valid environment variable name: use letters, digits, '_', '-' and '.', "
+                "not starting with a digit")
+            raise SpecError(source, where, problem)
+        if not isinstance(value, str):
+            raise SpecError(source, where, f"must be a string, not {type(value).__name__}")
+        if key.startswith("ORCH_"):
+            raise SpecError(source, where, "ORCH_* variables are set by orch and cannot be overridden")
+        if key.upper() in CREDENTIAL_VARIABLES:
+            raise SpecError(source, where, "cloud credentials are never put in a job's environment (they "
+                            "would sit in user data, pod specs and logs); grant access through the instance "
+                            "profile, service account or workload identity instead")
+    return dict(env_table)
 
 
 def _checkpoint(r: _Reader) -> CheckpointSpec:
@@ -267,15 +308,15 @@ def _checkpoint(r: _Reader) -> CheckpointSpec:
     uri = r.get("uri", str)
     if uri is not None and not uri.startswith(("file://", "s3://", "gs://")):
         raise r.fail("uri", f"must start with file://, s3:// or gs://, got {_show(uri)}")
-    keep = r.integer("keep", 3, minimum=1)
-    grace = r.number("grace_seconds", DEFAULT_GRACE_SECONDS, minimum=0.0)
+    keep = r.integer("keep", 3, minimum=1, maximum=MAX_KEEP)
+    grace = r.number("grace_seconds", DEFAULT_GRACE_SECONDS, minimum=0.0, maximum=MAX_GRACE_SECONDS, unit=" s")
     assert grace is not None
     return CheckpointSpec(uri, keep, grace)
 
 
 def _retry(r: _Reader) -> RetrySpec:
     r.expect("max_failures", "recover_on_exit_codes")
-    max_failures = r.integer("max_failures", 3, minimum=0)
+    max_failures = r.integer("max_failures", 3, minimum=0, maximum=MAX_FAILURES)
     codes = r.get("recover_on_exit_codes", list, [])
     for i, c in enumerate(codes):
         if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 255:
@@ -293,11 +334,11 @@ def _placement(r: _Reader) -> PlacementSpec:
     options = r.get("options", dict, {})
     for key, value in options.items():
         if not isinstance(value, dict):
-            raise SpecError(r.source, f"placement.options.{key}", "must be a table")
+            raise SpecError(r.source, f"placement.options.{key_text(key)}", "must be a table")
         try:  # the spec is stored as JSON: a TOML date here would only fail later, at submit
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
-            raise SpecError(r.source, f"placement.options.{key}",
+            raise SpecError(r.source, f"placement.options.{key_text(key)}",
                             "may hold only strings, numbers, booleans, lists and tables") from None
     return PlacementSpec(providers, regions, options)
 
@@ -310,7 +351,7 @@ def _array(root: _Reader) -> ArraySpec:
         raise r.fail("count", "is required")
     if count > MAX_ITEMS:
         raise r.fail("count", f"must be at most {MAX_ITEMS}, got {count}")
-    shard_size = r.integer("shard_size", count, minimum=1)
+    shard_size = r.integer("shard_size", count, minimum=1, maximum=MAX_ITEMS)
     array = ArraySpec(count, shard_size)
     if array.shards > MAX_SHARDS:
         raise r.fail("shard_size", f"makes {array.shards} shards; at most {MAX_SHARDS} are allowed")
@@ -318,16 +359,16 @@ def _array(root: _Reader) -> ArraySpec:
 
 
 def load_spec(path: str | Path, *, submitted_at: float, policies: Callable[[str], bool] | None = None) -> JobSpec:
-    """Read and parse a job file; a missing or unreadable file is a `SpecError` too."""
-    source = str(path)
+    """Read and parse a job file; a missing, unreadable, special or oversized file is a `SpecError` too.
+
+    A job file is a few hundred bytes: anything past `MAX_SPEC_BYTES` (1 MiB) is a mistake, such as
+    `orch submit /dev/zero` or a data file named by accident, and is refused without reading it all.
+    """
+    source = display(path)
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise SpecError(source, "", f"cannot read the file: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecError(source, "", "is not UTF-8 text") from None
+        text = read_bounded_text(path, MAX_SPEC_BYTES)
+    except FileRefused as exc:
+        raise SpecError(source, "", f"cannot read the file: {exc}" if exc.unreadable else str(exc)) from None
     return parse_spec(text, source=source, submitted_at=submitted_at, policies=policies)
 
 

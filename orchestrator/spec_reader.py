@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -26,6 +27,39 @@ class SpecError(ValueError):
 
 T = TypeVar("T")
 
+# A key TOML writes without quotes; any other key is shown quoted (repr), so a key holding a newline
+# or a control character cannot split a message over two lines.
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def key_text(key: object) -> str:
+    """A key as messages show it: bare when TOML would write it bare, else its repr."""
+    return key if isinstance(key, str) and _BARE_KEY.fullmatch(key) else repr(key)
+
+
+def nul_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first key or string under `value` holding a NUL byte, or None.
+
+    No argument, path or environment variable can hold one (execve and open stop at it, or Python
+    refuses), so such a job could be stored but never started: it is refused as a whole, first.
+    """
+    if isinstance(value, str):
+        return path if "\0" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key_text(key)}" if path else key_text(key)
+            if isinstance(key, str) and "\0" in key:
+                return where
+            found = nul_path(item, where)
+            if found is not None:
+                return found
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = nul_path(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
 
 class _Reader:
     """Walks one TOML table, remembering the dotted path for messages and refusing unknown keys."""
@@ -38,13 +72,13 @@ class _Reader:
         was probably meant to be, not as the required key it left missing."""
         unknown = sorted(set(self.table) - set(keys))
         if unknown:
-            raise self.fail(unknown[0], "unknown key" + _suggest(unknown[0], set(keys)))
+            raise self.fail(unknown[0], "unknown key" + _suggest(str(unknown[0]), set(keys)))
 
     def fail(self, key: str, problem: str) -> SpecError:
         return SpecError(self.source, self._name(key), problem)
 
     def _name(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
+        return f"{self.path}.{key_text(key)}" if self.path else key_text(key)
 
     def get(self, key: str, kind: type[T] | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
         if key not in self.table:
@@ -63,7 +97,9 @@ class _Reader:
         return value
 
     def number(self, key: str, default: float | None = None, *, required: bool = False,
-               minimum: float | None = None, positive: bool = False) -> float | None:
+               minimum: float | None = None, positive: bool = False, maximum: float | None = None,
+               unit: str = "") -> float | None:
+        """A finite number within bounds; `unit` is named in the messages ("h", "s", "GB")."""
         value = self.get(key, (int, float), default, required=required)
         if value is None:
             return None
@@ -74,13 +110,17 @@ class _Reader:
         if positive and value <= 0:
             raise self.fail(key, f"must be greater than 0, got {value:g}")
         if minimum is not None and value < minimum:
-            raise self.fail(key, f"must be at least {minimum:g}, got {value:g}")
+            raise self.fail(key, f"must be at least {minimum:g}{unit}, got {value:g}")
+        if maximum is not None and value > maximum:
+            raise self.fail(key, f"must be at most {maximum:g}{unit}, got {value:g}")
         return value
 
-    def integer(self, key: str, default: int, *, minimum: int = 0) -> int:
+    def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
         value = int(self.get(key, int, default))
         if value < minimum:
             raise self.fail(key, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.fail(key, f"must be at most {maximum}, got {_show(value)}")
         return value
 
     def strings(self, key: str, default: tuple[str, ...] = (), *, allow_single: bool = False) -> tuple[str, ...]:
