@@ -10,7 +10,9 @@ selectors; get/create (generateName too)/replace (409 on a stale resourceVersion
 strategic treated as merge, JSON patch)/delete (finalizers hold an object with a deletionTimestamp);
 `/status` subresources (the main resource never writes .status, the subresource writes only .status);
 watch streams with resourceVersion, bookmarks ignored, and `expire_watches()` that answers 410; faults
-injected per method and path. What it does not do is listed in docs/kubernetes.md.
+injected per method and path, and stalls (`stall()`: a request that gets no answer, then a dropped
+connection, as from a half-open connection or an overloaded server). `requests` logs what was asked.
+What it does not do is listed in docs/kubernetes.md.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ class KubeFake(ServedFake):
         self.floor = 0  # watches from a resourceVersion below this get 410 Gone
         self.epoch = 0  # bumped by expire_watches() to end open watch streams with 410
         self.faults: list[Fault] = []
+        self.stalls: list[Fault] = []  # `code` unused; `times` requests wait `seconds` (in `message`)
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in arrival order
         self.cond = threading.Condition()
         self.stopping = False
 
@@ -204,6 +208,18 @@ class KubeFake(ServedFake):
                 out.append(obj)
         return out
 
+    def _stalled(self, method: str, path: str) -> bool:
+        """Hold the request unanswered (the lock released) if a stall matches; True when it did."""
+        with self.cond:
+            self.requests.append((method, path))
+            stall = next((f for f in self.stalls if f.method == method and f.path_contains in path
+                          and f.times > 0), None)
+            if stall is None:
+                return False
+            stall.times -= 1
+            self.cond.wait_for(lambda: self.stopping, timeout=float(stall.message))
+        return True
+
     def _check_fault(self, method: str, path: str) -> None:
         for f in self.faults:
             if f.method == method and f.path_contains in path and f.times > 0:
@@ -288,6 +304,15 @@ class KubeFake(ServedFake):
         with self.cond:
             self.faults.append(Fault(method, path_contains, code, times, reason, message))
 
+    def stall(self, method: str, path_contains: str, seconds: float, *, times: int = 1) -> None:
+        """The next `times` matching requests get no answer for `seconds`, then their connection drops."""
+        with self.cond:
+            self.stalls.append(Fault(method, path_contains, 0, times, "Stalled", str(seconds)))
+
+    def lease_requests(self) -> builtins.list[tuple[str, str]]:
+        with self.cond:
+            return [r for r in self.requests if "/leases" in r[1]]
+
     def objects_of(self, api: str, plural: str, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
         with self.cond:
             return [copy.deepcopy(o) for (ns, _), o in sorted(self._bucket(api, plural).items())
@@ -339,6 +364,9 @@ def _handler(fake: KubeFake) -> type[BaseHTTPRequestHandler]:
         def _serve(self, method: str) -> None:
             parts = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            if fake._stalled(method, parts.path):
+                self.close_connection = True  # no answer at all: the client sees a dropped connection
+                return
             try:
                 with fake.cond:
                     fake._check_fault(method, parts.path)

@@ -6,10 +6,16 @@ own clock since it last saw the record change, so clock skew between nodes canno
 Writes are `replace` with the read resourceVersion: of two candidates racing, the API server accepts
 one and answers 409 to the other. A leader that cannot renew within `renew_deadline_s` stops
 leading before the lease could be taken by someone else, because `renew_deadline_s < duration_s`.
+
+Lease calls go through their own `ApiClient` with urllib3's retries off and a short timeout each:
+the client's default retries (three, on every read timeout of a GET or PUT) would stretch one call
+past the renew deadline, and a healthy leader behind one stalled connection would lose its lease.
+A failed call is retried by the election loop itself, `retry_period_s` later, on a fresh connection.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 import threading
@@ -39,6 +45,15 @@ class LeaseSettings:
             raise ValueError("need lease duration > renew deadline > retry period > 0")
 
 
+def lease_api_client(api_client: ApiClient) -> ApiClient:
+    """A client for lease calls only: the same server and credentials, no urllib3 retries."""
+    from kubernetes import client
+
+    configuration = copy.deepcopy(api_client.configuration)
+    configuration.retries = False  # one try per call; the election loop is the retry
+    return client.ApiClient(configuration)
+
+
 def _micro_time(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -49,8 +64,9 @@ class LeaderElector:
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         from kubernetes import client
 
-        self.api = client.CoordinationV1Api(api_client)
-        self._sanitize = api_client.sanitize_for_serialization
+        lease_client = lease_api_client(api_client)
+        self.api = client.CoordinationV1Api(lease_client)
+        self._sanitize = lease_client.sanitize_for_serialization
         self.settings = settings
         self.identity = identity
         self.on_change = on_change
@@ -117,9 +133,11 @@ class LeaderElector:
                                                                      _request_timeout=self._timeout()))
 
     def _timeout(self) -> float:
-        """No lease call may outlast the renew deadline: a hung call would hide a lost lease."""
+        """Seconds one lease call may take. A renewal is a read and a write, and a failed one is tried
+        again `retry_period_s` later: each call gets half of what is left of the renew deadline after
+        that wait, so a stalled call fails, and the next round renews, before the deadline passes."""
         s = self.settings
-        return max(0.2, s.renew_deadline_s - s.retry_period_s)
+        return max(0.05, (s.renew_deadline_s - s.retry_period_s) / 2)
 
     def _write(self, call: Callable[[], Any]) -> bool:
         try:
@@ -175,6 +193,7 @@ class LeaderElector:
                 return
             lease["spec"]["holderIdentity"] = ""
             self._write(lambda: self.api.replace_namespaced_lease(
-                self.settings.name, self.settings.namespace, V1Lease.model_validate(lease)))
+                self.settings.name, self.settings.namespace, V1Lease.model_validate(lease),
+                _request_timeout=self._timeout()))
         except KubeError as exc:
             log.warning("could not release the lease: %s", exc)
