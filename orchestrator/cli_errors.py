@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # bad input: a job file or flag refused, nothing stored
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 class CliError(Exception):

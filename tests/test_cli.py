@@ -139,3 +139,20 @@ def test_an_unreachable_database_is_a_clear_error_without_the_password(
     monkeypatch.setenv("ORCH_DATABASE_URL", "postgresql://orch:s3cret@127.0.0.1:1/orch")
     code, _, err = _run(capsys, "status")
     assert code == 1 and err.startswith("orch: cannot use the database") and "s3cret" not in err
+
+
+def test_the_estimate_of_an_array_job_counts_one_restart_overhead_per_shard(
+    tmp_path: Path, orch_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 4 shards on 4 instances: 2 h of work plus 4 boots of 0.5 h, as the budget check and the status count it.
+    path = tmp_path / "job.toml"
+    path.write_text('name = "arr"\ncommand = ["true"]\n[resources]\ngpu = "V100"\n[schedule]\nestimated_hours = 2\n'
+                    "restart_overhead_hours = 0.5\n[array]\ncount = 100\nshard_size = 25\n")
+    code, out, _ = _run(capsys, "submit", str(path), "--json")
+    assert code == 0
+    on_demand = json.loads(out)["estimate"]["on-demand"]
+    assert on_demand["hours"] == pytest.approx(4.0)
+    assert on_demand["cost_usd"] == pytest.approx(4.0 * on_demand["price_per_hour"], rel=1e-4)
+    job = open_store().jobs()[0]
+    status = json.loads(_run(capsys, "status", job.id, "--json")[1])
+    assert status["cost"]["on_demand_only_usd"] == pytest.approx(on_demand["cost_usd"], rel=1e-3)

@@ -1,0 +1,104 @@
+"""`orch controller`'s log on stderr: every event of its jobs, one line each, plus cost steps.
+
+The real controller runs in a subprocess on a job whose spot capacity is reclaimed once; its log is
+compared with what the store recorded (`orch events --json`): the same events, in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli_log import cost_message, cost_step
+from orchestrator.wiring import open_store
+from tests.loop_support import job_toml, python_command, write_trace
+
+REPO = Path(__file__).resolve().parent.parent
+ORCH = [sys.executable, "-m", "orchestrator.cli"]
+
+
+def _reclaimed_job(tmp_path: Path) -> Path:
+    # Spot goes at 3 s (1.5 s ticks) with a 1 s notice, then comes back; the job needs ~4 s of work.
+    write_trace(tmp_path / "market.json", [1, 1, 0, 1] + [1] * 80, gap=1.5)
+    return job_toml(tmp_path, command=python_command("import time; time.sleep(4)"),
+                    local={"trace": "market.json", "notice_seconds": 1, "zones": ["local-a"]},
+                    extra_schedule="budget_usd = 0.1")
+
+
+def _submit(path: Path) -> str:
+    out = subprocess.run([*ORCH, "submit", str(path), "--json"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60, check=True)
+    return str(json.loads(out.stdout)["job_id"])
+
+
+def _run_controller(job_file: Path, *flags: str) -> tuple[str, str]:
+    """Start a controller, submit the job once it runs, stop it (SIGTERM) after the job ended: (job id, stderr)."""
+    p = subprocess.Popen([*ORCH, "controller", "--tick", "0.2", *flags], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stderr is not None
+        first = p.stderr.readline()  # the start line: events from here on are this controller's to log
+        job_id = _submit(job_file)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = open_store().job(job_id)
+            if job is not None and job.finished_at is not None:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("the job did not finish within 120 s")
+        time.sleep(0.6)  # the tick that finished it logs after it
+        p.terminate()  # SIGTERM: the controller stops after its tick
+        _, rest = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, rest
+    return job_id, first + rest
+
+
+def test_json_logs_hold_every_stored_event_once_in_order_and_cost_steps(tmp_path: Path, orch_home: Path) -> None:
+    job_id, err = _run_controller(_reclaimed_job(tmp_path), "--json-logs")
+
+    lines = [json.loads(line, parse_constant=float) for line in err.splitlines()]  # every line is one object
+    assert lines[0]["kind"] == "start" and lines[-1]["kind"] == "stop"
+    stored = json.loads(subprocess.run([*ORCH, "events", job_id, "--json"], cwd=REPO, capture_output=True,
+                                       text=True, timeout=60, check=True).stdout)
+    logged = [e for e in lines if e["job_id"] == job_id and e["kind"] != "cost"]
+    assert [(e["kind"], e["message"], e["attempt_id"]) for e in logged] == \
+           [(e["kind"], e["message"], e["attempt_id"]) for e in stored]
+    kinds = {e["kind"] for e in logged}
+    assert {"submitted", "launch", "notice", "finished"} <= kinds
+    assert kinds & {"preempted", "requeue"}
+    assert all(e["job_name"] == "t" and e["time"].endswith("Z") for e in logged)
+
+    costs = [e for e in lines if e["kind"] == "cost"]
+    # The first launch bills one minute of spot at once ($0.0153): past the first 10% step of the $0.10 budget.
+    assert costs and costs[0]["job_id"] == job_id and costs[0]["budget_usd"] == 0.1
+    assert costs[0]["message"] == cost_message(costs[0]["spent_usd"], 0.1)
+    spent = [c["spent_usd"] for c in costs]
+    assert spent == sorted(spent) and len({cost_step(s, 0.1) for s in spent}) == len(spent)  # one line a step
+
+
+def test_text_logs_are_one_line_each_with_time_job_kind_message(tmp_path: Path, orch_home: Path) -> None:
+    job_id, err = _run_controller(job_toml(tmp_path, command=python_command("pass"), market="on-demand"))
+    line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  (?P<job>[0-9a-f]{8}|-       )  (?P<kind>\S+)\s+  \S")
+    parsed = [line.match(x) for x in err.splitlines()]
+    assert all(parsed), err
+    assert [m["kind"] for m in parsed if m and m["job"] == job_id[:8]][:2] == ["submitted", "launch"]
+    assert parsed[-1] and parsed[-1]["kind"] == "stop"
+
+
+@pytest.mark.parametrize(("spent", "budget", "step"), [
+    (0.0, None, 0), (0.99, None, 0), (1.0, None, 1), (12.5, None, 12),
+    (0.0153, 0.1, 1), (0.0999, 0.1, 9), (0.1, 0.1, 10), (7.0, 10.0, 7),
+])
+def test_cost_steps_are_tenths_of_the_budget_or_whole_dollars(spent: float, budget: float | None, step: int) -> None:
+    assert cost_step(spent, budget) == step
