@@ -190,17 +190,20 @@ def client_factory(url: str, faults: Faults | None = None) -> Any:
     return make
 
 
-def clean_moto() -> None:
-    """Forget every instance and queued message, keeping networks, profiles and queues.
+def clean_moto(factory: Any) -> str:
+    """Forget every instance, queue and message, keeping networks and profiles; returns a fresh notice queue.
 
-    A full `/moto-api/reset` rebuilds each region's default VPC (about half a second per test);
-    the provider's tests only need instances and notices to start from nothing.
+    No PurgeQueue: moto 5.2.5+ allows one per queue per 60 s, as SQS does, and tests come faster than
+    that. Instead moto's own per-service reset empties SQS in this account (the instance method of the
+    account's backends; `get_backend("sqs").reset()` would be the class method that resets every
+    service), and the real setup code makes the queue again: its ARN is the same, so the EventBridge
+    rules (put again by the same call) deliver to it. A full `/moto-api/reset` would also rebuild each
+    region's default VPC (about half a second per test); EC2 only loses its reservations here.
     """
     for backend in dict.values(get_backend("ec2")[DEFAULT_ACCOUNT_ID]):
         backend.reservations.clear()
-    for sqs in dict.values(get_backend("sqs")[DEFAULT_ACCOUNT_ID]):
-        for name in list(sqs.queues):
-            sqs.purge_queue(name)
+    get_backend("sqs")[DEFAULT_ACCOUNT_ID].reset()
+    return ensure_notice_queue(REGION, client_factory=factory).queue_url
 
 
 def moto_instance(instance_id: str) -> Any:
@@ -262,12 +265,11 @@ def world_settings(imds_url: str, subnets: Mapping[str, str], groups: Mapping[st
 class _Base:
     subnets: Mapping[str, str]
     groups: Mapping[str, str]
-    queue_url: str
 
 
 @pytest.fixture(scope="session")
 def aws_base(moto_url: str) -> _Base:
-    """Networks, an instance profile and the notice queue, made once (through the real setup code)."""
+    """Networks and an instance profile, made once (the notice queue is made per test by `clean_moto`)."""
     reset_moto(moto_url)
     factory = client_factory(moto_url)
     subnets = {
@@ -280,8 +282,7 @@ def aws_base(moto_url: str) -> _Base:
         for region in (REGION, OTHER_REGION)
     }
     factory("iam", REGION).create_instance_profile(InstanceProfileName="orch-worker")
-    queue = ensure_notice_queue(REGION, client_factory=factory)
-    return _Base(subnets, groups, queue.queue_url)
+    return _Base(subnets, groups)
 
 
 @pytest.fixture
@@ -289,11 +290,11 @@ def aws_world(aws_env: str, aws_base: _Base) -> Iterator[AwsWorld]:
     """A ready `AwsProvider` on moto: subnets in two zones of us-east-1 (us-west-2 uses the default
     VPC), a security group per region, an instance profile, a notice queue with its EventBridge
     rules, and an IMDSv2 emulator for agents started with `AwsWorld.start_locally`."""
-    clean_moto()
+    queue_url = clean_moto(client_factory(aws_env))
     faults = Faults()
     factory = client_factory(aws_env, faults)
     with ImdsEmulator() as imds:
-        settings = world_settings(imds.url, aws_base.subnets, aws_base.groups, aws_base.queue_url)
+        settings = world_settings(imds.url, aws_base.subnets, aws_base.groups, queue_url)
         clock = ManualClock()
         provider = AwsProvider(clock, settings, client_factory=factory)
         yield AwsWorld(aws_env, provider, settings, clock, faults, imds, factory)
