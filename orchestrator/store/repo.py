@@ -26,6 +26,7 @@ from orchestrator.model import (
     TaskView,
 )
 from orchestrator.spec import JobSpec
+from orchestrator.store.job_list import EVERY_JOB, JobFilter, count_jobs, select_jobs
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, PriceRow, TaskRow
 from orchestrator.store.views import EventView, JobView, attempt_view, event_view, job_view, task_view
 from providers.base import Offer
@@ -185,10 +186,14 @@ class Store:
             row = s.scalars(select(JobRow).where(JobRow.external_ref == external_ref)).first()
             return job_view(row) if row else None
 
-    def jobs(self, *, limit: int = 100) -> list[JobView]:
+    def jobs(self, where: JobFilter = EVERY_JOB, *, limit: int | None = None, offset: int = 0) -> list[JobView]:
+        """The newest jobs first; filtered and cut by the database (`limit=None`: every match)."""
         with self.session() as s:
-            rows = s.scalars(select(JobRow).order_by(JobRow.created_at.desc()).limit(limit))
-            return [job_view(r) for r in rows]
+            return [job_view(r) for r in s.scalars(select_jobs(where, limit=limit, offset=offset))]
+
+    def count_jobs(self, where: JobFilter = EVERY_JOB) -> int:
+        with self.session() as s:
+            return int(s.scalar(count_jobs(where)) or 0)
 
     # --- tasks ---------------------------------------------------------------------------------
 
@@ -196,6 +201,15 @@ class Store:
         with self.session() as s:
             rows = s.scalars(select(TaskRow).where(TaskRow.job_id == job_id).order_by(TaskRow.index))
             return [task_view(r) for r in rows]
+
+    def tasks_of(self, job_ids: Collection[str]) -> dict[str, list[TaskView]]:
+        """The tasks of several jobs in one query (a page of `orch status`), by job id."""
+        out: dict[str, list[TaskView]] = {j: [] for j in job_ids}
+        with self.session() as s:
+            for r in s.scalars(select(TaskRow).where(TaskRow.job_id.in_(list(job_ids)))
+                               .order_by(TaskRow.job_id, TaskRow.index)):
+                out[r.job_id].append(task_view(r))
+        return out
 
     def transition(
         self,
@@ -361,6 +375,15 @@ class Store:
                 .order_by(AttemptRow.launched_at, AttemptRow.number)
             )
             return [attempt_view(r) for r in rows]
+
+    def attempts_of(self, job_ids: Collection[str]) -> dict[str, list[AttemptView]]:
+        """The attempts of several jobs in one query, by job id, each list ordered as `attempts` orders it."""
+        out: dict[str, list[AttemptView]] = {j: [] for j in job_ids}
+        with self.session() as s:
+            for r in s.scalars(select(AttemptRow).where(AttemptRow.job_id.in_(list(job_ids)))
+                               .order_by(AttemptRow.launched_at, AttemptRow.number)):
+                out[r.job_id].append(attempt_view(r))
+        return out
 
     def live_attempt_ids(self) -> set[str]:
         with self.session() as s:
