@@ -7,7 +7,10 @@ the benchmarks all call `job_cost`. Definitions (docs/cost.md):
   minimum), running attempts billed up to `now`; a launch the provider refused costs nothing.
 - projected: spent + remaining work x the price it is running at now (or the cheapest usable offer).
 - on-demand only: the whole estimated work plus one restart overhead at the on-demand price.
-- saved: on-demand only - projected.
+- saved: on-demand only - spent, and only once the job has succeeded: money is shown as saved
+  when it was, not while the work may still be lost. While the job is unfinished the same difference
+  (against projected) is `projected_saved`; a job stopped short (failed, cancelled, over budget) has
+  neither, since the work it paid for did not produce the result the yardstick prices.
 - lost to preemptions: for each preempted attempt, the time since its newest checkpoint (or since it
   became productive) at its price: work that has to be done again.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.model import AttemptView, Outcome
+from orchestrator.model import AttemptView, Outcome, TaskState
 from providers.base import Billing, Market
 
 
@@ -49,36 +52,59 @@ class JobCost:
     on_demand_usd: float
     projected_usd: float
     on_demand_only_usd: float
-    saved_usd: float
+    saved_usd: float | None  # realised: only for a succeeded job
+    projected_saved_usd: float | None  # expected: only for an unfinished job
     lost_usd: float
     preemptions: int
     spot_hours: float
     on_demand_hours: float
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | None]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in
                 ((f, getattr(self, f)) for f in self.__dataclass_fields__)}
 
 
+# Job states (orchestrator.model.job_state) whose work is still under way: savings are only a projection.
+_UNFINISHED = frozenset({str(TaskState.PENDING), str(TaskState.RUNNING), str(TaskState.PREEMPTED)})
+
+
+def savings(state: str, *, on_demand_only_usd: float, projected_usd: float) -> tuple[float | None, float | None]:
+    """(saved, projected saved) for a job in `state`: at most one of them is a number.
+
+    Succeeded: the work is done, so projected equals spent and the difference is earned.
+    Unfinished: the same difference is only a projection. Failed, cancelled, over budget: none, because
+    the yardstick prices a finished job and this one will not finish.
+    """
+    difference = on_demand_only_usd - projected_usd
+    if state == str(TaskState.SUCCEEDED):
+        return difference, None
+    if state in _UNFINISHED:
+        return None, difference
+    return None, None
+
+
 def job_cost(attempts: Sequence[AttemptView], *, now: float, remaining_usd: float,
-             on_demand_only_usd: float) -> JobCost:
+             on_demand_only_usd: float, state: str = str(TaskState.RUNNING)) -> JobCost:
     """All cost figures of a job from its attempts.
 
     `remaining_usd` prices the work still to do (orchestrator.status decides at which price);
-    `on_demand_only_usd` is the same whole job on on-demand capacity, the yardstick for savings.
+    `on_demand_only_usd` is the same whole job on on-demand capacity, the yardstick for savings;
+    `state` is the job's state (`orchestrator.model.job_state`), which decides what savings mean.
     """
     spot = sum(attempt_cost(a, now) for a in attempts if a.market is Market.SPOT)
     on_demand = sum(attempt_cost(a, now) for a in attempts if a.market is Market.ON_DEMAND)
     spent = spot + on_demand
     projected = spent + remaining_usd
     billed = [a for a in attempts if not a.unbilled]
+    saved, projected_saved = savings(state, on_demand_only_usd=on_demand_only_usd, projected_usd=projected)
     return JobCost(
         spent_usd=spent,
         spot_usd=spot,
         on_demand_usd=on_demand,
         projected_usd=projected,
         on_demand_only_usd=on_demand_only_usd,
-        saved_usd=on_demand_only_usd - projected,
+        saved_usd=saved,
+        projected_saved_usd=projected_saved,
         lost_usd=sum(attempt_lost(a) for a in attempts),
         preemptions=sum(1 for a in attempts if a.outcome is Outcome.PREEMPTED),
         spot_hours=sum(attempt_seconds(a, now) for a in billed if a.market is Market.SPOT) / 3600.0,

@@ -15,6 +15,9 @@ from orchestrator.model import AttemptState, AttemptView, TaskView, job_state
 from orchestrator.spec import JobSpec
 from providers.base import Market, Offer
 
+# Every state `orchestrator.model.job_state` gives a job that has tasks: what `orch status --state` accepts.
+JOB_STATES: tuple[str, ...] = ("pending", "running", "preempted", "succeeded", "failed", "cancelled",
+                               "budget_exceeded")
 
 def task_work_hours(spec: JobSpec, task: TaskView) -> float:
     """A task's share of the job's estimated hours (array shards split it by item count)."""
@@ -92,14 +95,15 @@ def job_status(*, job_id: str, name: str, spec: JobSpec, created_at: float, dead
         remaining_usd += left * (price or 0.0)
     overhead = measured_overhead_hours(spec, attempts)
     od_price = next((a.on_demand_price_per_hour for a in reversed(attempts)), on_demand)
-    cost = job_cost(attempts, now=now, remaining_usd=remaining_usd,
+    state = job_state([t.state for t in tasks])
+    cost = job_cost(attempts, now=now, remaining_usd=remaining_usd, state=state,
                     on_demand_only_usd=(total_work + overhead * len(tasks)) * (od_price or 0.0))
     slack = None
     if deadline_at is not None and any(not t.state.terminal for t in tasks):
         slack = (deadline_at - now) / 3600.0 - remaining_h / max(1, sum(not t.state.terminal for t in tasks))
     newest = live[-1] if live else (attempts[-1] if attempts else None)
     return JobStatus(
-        job_id=job_id, name=name, state=job_state([t.state for t in tasks]),
+        job_id=job_id, name=name, state=state,
         market=str(newest.market) if newest and newest in live else None,
         instance_type=newest.instance_type if newest else None,
         progress=done / total_work if total_work else 0.0,

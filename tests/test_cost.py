@@ -102,7 +102,8 @@ def test_job_cost_is_the_sum_over_attempts() -> None:
     assert cost.on_demand_usd == approx(3.06)
     assert cost.spent_usd == approx(sum(attempt_cost(a, 7201.0) for a in attempts)) == approx(3.96)
     assert cost.projected_usd == approx(13.96)
-    assert cost.saved_usd == approx(30.0 - 13.96)
+    # job_cost's default state is an unfinished job: the difference is a projection, never earned.
+    assert cost.saved_usd is None and cost.projected_saved_usd == approx(30.0 - 13.96)
     assert cost.lost_usd == approx(0.15)
     assert cost.preemptions == 1
     assert [cost.spot_hours, cost.on_demand_hours] == approx([1.0, 1.0])
@@ -140,7 +141,9 @@ def test_job_status_of_a_small_job() -> None:
     assert st.cost.projected_usd == approx(3.96 + 6 * 3.06)
     # The whole 10 h plus the measured restart overhead (360 s = 0.1 h) on on-demand.
     assert st.cost.on_demand_only_usd == approx(10.1 * 3.06)
-    assert st.cost.saved_usd == approx(10.1 * 3.06 - (3.96 + 6 * 3.06))
+    # Still running: what it may save is a projection, not money saved.
+    assert st.cost.saved_usd is None
+    assert st.cost.projected_saved_usd == approx(10.1 * 3.06 - (3.96 + 6 * 3.06))
     assert st.cost.lost_usd == approx(600 * 0.9 / 3600)
     assert st.slack_hours == approx(22 - 6)
     assert st.price_known
@@ -167,3 +170,43 @@ def test_array_shards_share_the_work_by_item_count() -> None:
                     offers=OFFERS, now=0.0)
     assert st.progress == approx(0.6)
     assert st.cost.projected_usd == approx((2.0 + 2.0) * 0.9)  # the done shard costs nothing more
+
+
+# --- savings are earned only by a job that succeeded --------------------------------------------
+
+
+def _ended_job(task_state: TaskState, outcome: Outcome) -> Any:
+    """1 h of spot at $0.9 against a 10 h job, its one task ended in `task_state`."""
+    attempts = [att(outcome=outcome, launched_at=0.0, started_at=0.0, ended_at=3600.0)]
+    return job_status(job_id="j", name="j", spec=_spec(), created_at=0.0, deadline_at=None,
+                      tasks=[task(state=task_state, progress_committed=1.0 if task_state is TaskState.SUCCEEDED
+                                  else 0.1)], attempts=attempts, offers=OFFERS, now=7200.0)
+
+
+def test_a_succeeded_job_shows_what_it_saved_against_on_demand() -> None:
+    st = _ended_job(TaskState.SUCCEEDED, Outcome.SUCCEEDED)
+    assert st.state == "succeeded"
+    assert st.cost.saved_usd == approx(10.1 * 3.06 - 0.9)  # on-demand only minus what was spent
+    assert st.cost.projected_saved_usd is None
+    assert st.to_dict()["cost"]["saved_usd"] == round(10.1 * 3.06 - 0.9, 4)
+
+
+@pytest.mark.parametrize(("task_state", "outcome"), [(TaskState.BUDGET_EXCEEDED, Outcome.BUDGET),
+                                                     (TaskState.FAILED, Outcome.FAILED),
+                                                     (TaskState.CANCELLED, Outcome.CANCELLED)])
+def test_a_job_stopped_short_shows_no_savings_at_all(task_state: TaskState, outcome: Outcome) -> None:
+    st = _ended_job(task_state, outcome)
+    assert st.state == str(task_state)
+    assert st.cost.saved_usd is None and st.cost.projected_saved_usd is None
+    assert st.cost.spent_usd == approx(0.9)  # what it cost is still shown
+    money = st.to_dict()["cost"]
+    assert money["saved_usd"] is None and money["projected_saved_usd"] is None
+
+
+def test_an_unfinished_job_shows_savings_only_as_a_projection() -> None:
+    st = job_status(job_id="j", name="j", spec=_spec(), created_at=0.0, deadline_at=None,
+                    tasks=[task(state=TaskState.PENDING)], attempts=[], offers=OFFERS, now=0.0)
+    assert st.cost.saved_usd is None
+    assert st.cost.projected_saved_usd == approx(10.1 * 3.06 - 10 * 0.9)
+    money = st.to_dict()["cost"]
+    assert money["saved_usd"] is None and money["projected_saved_usd"] == round(10.1 * 3.06 - 9.0, 4)
