@@ -45,6 +45,7 @@ from providers.kubernetes_pods import (
     pod_name,
     read_notice,
     read_pod,
+    started,
 )
 
 if TYPE_CHECKING:
@@ -271,6 +272,14 @@ class KubernetesProvider:
         now = self.clock.now()
         found = (read_notice(p, nodes, now=now) for p in pods)
         return [n for n in found if n is not None]
+
+    def started(self, instance_id: str) -> bool | None:
+        """Whether the pod's job has started (bound and its container run); None for a pod not listed.
+
+        Read from the tick's listing, so asking about every live attempt after a tick costs no call.
+        """
+        pod = next((p for p in self._observe()[0] if (p.get("metadata") or {}).get("name") == instance_id), None)
+        return None if pod is None else started(pod)
 
     def pod_name(self, attempt_id: str) -> str:
         return pod_name(attempt_id)

@@ -185,11 +185,35 @@ def _condition(pod: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     return None
 
 
+# Container termination reasons that mean the runtime could not start the process: nothing ran.
+NOT_STARTED = frozenset({"StartError", "ContainerCannotRun"})
+
+
 def _container(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     for c in (pod.get("status") or {}).get("containerStatuses") or []:
         if c.get("name") == CONTAINER:
             return dict(c.get("state") or {})
     return {}
+
+
+def started(pod: Mapping[str, Any]) -> bool:
+    """Whether the job's container ever started: from then on the pod holds GPUs on a node it is bound to.
+
+    Billing and the "running" state start here, not at creation: a pod waiting for a node (or for
+    Karpenter to make one) holds nothing and costs nothing. Phase Running or Succeeded, or a container
+    state that is running, or terminated after its process ran (a StartError exit is the runtime's,
+    with startedAt at the epoch), says it started; a container can only start on a bound pod.
+    """
+    if (pod.get("status") or {}).get("phase") in ("Running", "Succeeded"):
+        return True
+    state = _container(pod)
+    if state.get("running"):
+        return True
+    terminated = state.get("terminated") or {}
+    if not terminated or terminated.get("reason") in NOT_STARTED:
+        return False
+    began = ts(terminated.get("startedAt"))
+    return began is None or began > 0
 
 
 Nodes = Mapping[str, Mapping[str, Any]] | None  # None: the node list is not known (no node-loss check)
@@ -218,6 +242,10 @@ def _state(pod: Mapping[str, Any], nodes: Nodes, now: float,
         bool(meta.get("deletionTimestamp")) and phase == "Pending")
     if _node_gone(pod, nodes):
         ended = True  # the node is gone and so is everything that ran on it
+    if ended and not started(pod):
+        # Deleted, stopped, evicted, refused by the kubelet or left without its node before the job
+        # ran: nothing ran, so nothing is billed (the loop bills no failed-to-start attempt).
+        return InstanceState.TERMINATED, EndReason.FAILED_TO_START, None
     if not ended:
         waiting = (_container(pod).get("waiting") or {}).get("reason")
         created = ts(meta.get("creationTimestamp")) or now

@@ -22,7 +22,7 @@ from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
 from providers.base import SystemClock
 from providers.kubernetes import KubernetesProvider, KubernetesSettings
-from tests.kube_fake import KubeFake
+from tests.kube_fake import KubeFake, now_iso
 
 NS = "lab"
 CRD = "orch.dev/v1alpha1"
@@ -125,6 +125,10 @@ def events(kube: KubeFake) -> list[str]:
 
 
 def kubelet(kube: KubeFake, pod: str, phase: str, **status: Any) -> None:
+    """Bind the pod to n1 and report `phase`; a Running pod's container runs, as a real kubelet reports."""
+    if phase == "Running":
+        status.setdefault("containerStatuses", [{"name": "job", "image": "img", "imageID": "", "ready": True,
+                                                 "restartCount": 0, "state": {"running": {"startedAt": now_iso()}}}])
     kube.update("v1", "pods", NS, pod, {"spec": {"nodeName": "n1"}, "status": {"phase": phase, **status}})
 
 

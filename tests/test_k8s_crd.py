@@ -116,13 +116,17 @@ def test_nulls_in_a_gpujob_spec_mean_defaults() -> None:
 
 
 def test_gpujob_from_a_job_file() -> None:
+    # A deadline a few weeks after now (deadlines more than ten years away are refused).
+    when = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).replace(microsecond=0)
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     text = 'name = "Fold Run"\ncommand = ["python", "f.py"]\n[resources]\ngpu = "A100"\n' \
-           '[schedule]\nestimated_hours = 2\ndeadline = 2099-01-01T00:00:00Z\n'
+           f'[schedule]\nestimated_hours = 2\ndeadline = {stamp}\n'
     manifest = gpujob_from_toml(text, source="job.toml", namespace="lab")
     assert manifest["metadata"] == {"name": "fold-run", "namespace": "lab"}
     assert manifest["spec"]["resources"]["gpu"] == ["A100"]
-    assert manifest["spec"]["schedule"]["deadline"] == "2099-01-01T00:00:00Z"
-    assert job_spec_from_gpujob({**manifest, "metadata": {**manifest["metadata"], "creationTimestamp": CREATED}})
+    assert manifest["spec"]["schedule"]["deadline"] == stamp
+    created = (when - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert job_spec_from_gpujob({**manifest, "metadata": {**manifest["metadata"], "creationTimestamp": created}})
 
 
 def test_status_shows_unpriced_not_zero() -> None:

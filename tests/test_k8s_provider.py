@@ -60,9 +60,16 @@ def request(attempt: str = "job1-t0-a0", market: Market = Market.SPOT, **kw: Any
                          checkpoint_uri="s3://b/job1/t0", grace_seconds=30, **kw)
 
 
+STARTED = "2026-01-01T00:00:00Z"
+
+
 def set_pod(kube: KubeFake, name: str, patch: dict[str, Any]) -> None:
-    """Play kubelet; container statuses get the fields a real kubelet always fills in."""
-    for c in patch.get("status", {}).get("containerStatuses", []):
+    """Play kubelet; container statuses get the fields a real kubelet always fills in, and a pod it
+    reports Running has its container running, as a real kubelet's has."""
+    status = patch.get("status", {})
+    if status.get("phase") == "Running" and "containerStatuses" not in status:
+        status["containerStatuses"] = [{"name": "job", "state": {"running": {"startedAt": STARTED}}}]
+    for c in status.get("containerStatuses", []):
         c.update({"image": "img", "imageID": "", "ready": False, "restartCount": 0} | c)
     kube.update("v1", "pods", NS, name, patch)
 
@@ -160,6 +167,7 @@ def test_pod_phases_become_instance_states(kube: KubeFake) -> None:
 def test_disruption_and_eviction_read_as_preemption(kube: KubeFake, patch: dict[str, Any]) -> None:
     prov = make_provider(kube)
     name = prov.launch(request()).instance_id
+    set_pod(kube, name, {"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})
     set_pod(kube, name, patch)
     inst = _observe(prov)[name]
     assert (inst.state, inst.reason) == (InstanceState.TERMINATED, EndReason.PREEMPTED)
@@ -201,6 +209,7 @@ def test_an_evicted_pod_stays_readable_until_orch_terminates_it(kube: KubeFake) 
 def test_terminate_marks_the_pod_as_orchs_doing(kube: KubeFake) -> None:
     prov = make_provider(kube)
     inst = prov.launch(request())
+    set_pod(kube, inst.instance_id, {"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})
     kube.update("v1", "pods", NS, inst.instance_id, {"metadata": {"finalizers": [FINALIZER, "other/keep"]}})
     prov.terminate(inst)
     pod = kube.find("v1", "pods", NS, inst.instance_id)

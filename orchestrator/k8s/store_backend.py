@@ -6,21 +6,31 @@ so `kubectl get gpujobs` and `orch status` cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.k8s.backend import GpuJobStatus, UnknownJob
-from orchestrator.model import AttemptState
+from orchestrator.model import AttemptState, AttemptView
 from orchestrator.reconciler import Reconciler
 from orchestrator.spec import JobSpec
 from orchestrator.status import JobStatus, job_status
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from providers.base import Market, Offer
+from providers.base import Market, Offer, ProviderError
 
+# A job whose live attempts all wait for capacity (a pod without a node, an image being pulled).
+LAUNCHING = "Launching"
 _PHASES = {"pending": "Pending", "running": "Running", "preempted": "Preempted", "succeeded": "Succeeded",
            "failed": "Failed", "cancelled": "Cancelled", "budget_exceeded": "BudgetExceeded"}
+
+
+@runtime_checkable
+class ReportsStart(Protocol):
+    """Providers whose instances may exist long before the job starts (pods waiting for a node)."""
+
+    def started(self, instance_id: str) -> bool | None: ...
 
 
 class StoreBackend:
@@ -72,8 +82,11 @@ class StoreBackend:
         last = self.store.last_event(job_id)
         cost = st.cost
         priced = st.price_known
+        phase = _PHASES.get(st.state, "Pending")
+        if phase == "Running" and not self._any_started(st.attempts):
+            phase = LAUNCHING
         return GpuJobStatus(
-            phase=_PHASES.get(st.state, "Pending"),
+            phase=phase,
             market=st.market,
             progress=st.progress,
             cost_usd=cost.spent_usd if priced else None,
@@ -86,3 +99,18 @@ class StoreBackend:
             price_source="catalog" if priced else "unknown",
             cost_by_market={str(Market.SPOT): cost.spot_usd, str(Market.ON_DEMAND): cost.on_demand_usd},
         )
+
+    def _any_started(self, attempts: Sequence[AttemptView]) -> bool:
+        """Whether some live attempt runs the job; attempts of providers that cannot tell count as started."""
+        live = [a for a in attempts if a.state is not AttemptState.ENDED]
+        for a in live:
+            provider = self.reconciler.providers.get(a.provider)
+            if not isinstance(provider, ReportsStart) or a.instance_id is None:
+                return True
+            try:
+                if provider.started(a.instance_id) is not False:
+                    return True
+            except ProviderError:
+                return True  # unknown this pass: show what the store says
+
+        return not live
