@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -61,7 +62,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         at = getattr(record, "at", record.created)
-        out: dict[str, Any] = {"at": at, "time": when(at), "level": record.levelname.lower(),
+        out: dict[str, Any] = {"at": at, "time": when(at), "level": record.levelname.lower(), "logger": record.name,
                                "kind": getattr(record, "kind", record.levelname.lower()),
                                "job_id": getattr(record, "job_id", None), "message": one_line(record.getMessage())}
         for key in ("job_name", "task_id", "attempt_id", "spent_usd", "budget_usd"):
@@ -79,7 +80,9 @@ def configure(*, json_logs: bool, stream: IO[str] | None = None) -> logging.Hand
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    logging.getLogger("orch").setLevel(os.environ.get("ORCH_LOG_LEVEL", "INFO").upper())
+    level = os.environ.get("ORCH_LOG_LEVEL", "INFO").upper()
+    for name in ("orch", "orchestrator", "providers"):  # named loggers, and modules' `__name__` ones
+        logging.getLogger(name).setLevel(level)
     return handler
 
 
@@ -95,12 +98,12 @@ class ControllerLog:
 
     store: Store
     owner: str
-    now: Any  # Callable[[], float]: the loop's clock
+    now: Callable[[], float]  # the loop's clock
     last_id: int = 0
     steps: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def starting_now(cls, store: Store, owner: str, now: Any) -> ControllerLog:
+    def starting_now(cls, store: Store, owner: str, now: Callable[[], float]) -> ControllerLog:
         """A log that starts after the newest event so far: a restarted controller does not replay history."""
         with store.session() as s:
             newest = s.scalar(select(func.max(EventRow.id))) or 0
@@ -127,18 +130,21 @@ class ControllerLog:
     def _log_cost_steps(self, touched: set[str]) -> None:
         """A `cost` line for each held job whose spend crossed a step since the last line (first sight: if any)."""
         with self.store.session() as s:
-            jobs = s.execute(select(JobRow.id, JobRow.name, JobRow.budget_usd)
+            jobs = s.execute(select(JobRow.id, JobRow.name, JobRow.budget_usd, JobRow.finished_at)
                              .where(JobRow.lease_owner == self.owner)
                              .where(JobRow.finished_at.is_(None) | JobRow.id.in_(touched))).all()
         now = self.now()
-        for job_id, name, budget in jobs:
+        for job_id, name, budget, finished_at in jobs:
             spent = job_cost(self.store.attempts(job_id), now=now, remaining_usd=0.0, on_demand_only_usd=0.0).spent_usd
             step = cost_step(spent, budget)
             if step > self.steps.get(job_id, 0):
                 log.info("%s", cost_message(spent, budget),
                          extra={"at": now, "job_id": job_id, "job_name": name, "kind": "cost",
                                 "spent_usd": round(spent, 4), "budget_usd": budget})
-            self.steps[job_id] = max(step, self.steps.get(job_id, 0))
+            if finished_at is None:
+                self.steps[job_id] = max(step, self.steps.get(job_id, 0))
+            else:
+                self.steps.pop(job_id, None)  # its last line is written; a finished job costs no more
 
 
 def cost_message(spent: float, budget: float | None) -> str:

@@ -102,3 +102,30 @@ def test_text_logs_are_one_line_each_with_time_job_kind_message(tmp_path: Path, 
 ])
 def test_cost_steps_are_tenths_of_the_budget_or_whole_dollars(spent: float, budget: float | None, step: int) -> None:
     assert cost_step(spent, budget) == step
+
+
+def test_the_log_shows_orch_info_and_everyone_s_warnings_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+
+    from orchestrator.cli_log import configure
+
+    monkeypatch.delenv("ORCH_LOG_LEVEL", raising=False)
+    stream = io.StringIO()
+    root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in ("", "orch", "orchestrator", "providers")}
+    handler = configure(json_logs=True, stream=stream)
+    try:
+        logging.getLogger("orchestrator.k8s.leader").info("holds the lease")
+        logging.getLogger("orch.reconciler").warning("provider said:\nline two")
+        logging.getLogger("botocore.hooks").info("chatter")
+        logging.getLogger("urllib3").warning("retrying")
+    finally:
+        root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["logger"], e["message"]) for e in lines] == [
+        ("orchestrator.k8s.leader", "holds the lease"), ("orch.reconciler", "provider said: line two"),
+        ("urllib3", "retrying")]
+    assert lines[1]["level"] == "warning" and lines[1]["job_id"] is None
