@@ -26,9 +26,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from providers.bounded_read import MIB, FileRefused, display, read_bounded_text
+
 TRACES_ENV = "ORCH_TRACES_DIR"
 WINDOWS_SUBDIR = "derived-random-start-2week"
 ONE_NODE_SUBDIR = "skypilot-org-spot-traces/availability/1-node/aws-10-26-2022"
+# Limits of one trace file (docs/job-spec.md, "Limits"). The public files are under 200 KiB and
+# 100,000 ticks; a file is read whole, so these bound the memory one `--trace` or option can take.
+MAX_TRACE_BYTES = 16 * MIB
+MAX_TRACE_TICKS = 2_000_000
+# A tick shorter than a second would make a simulation step through billions of ticks per day
+# of trace; longer than a year is no availability trace at all.
+MIN_GAP_SECONDS, MAX_GAP_SECONDS = 1.0, 365 * 86400.0
 
 
 class TraceError(ValueError):
@@ -86,6 +95,9 @@ def parse_trace(doc: Any, source: str) -> Trace:
         raise TraceError(source, f"metadata.gap_seconds must be a number, got {gap!r}")
     if gap <= 0:
         raise TraceError(source, f"metadata.gap_seconds must be greater than 0, got {gap!r}")
+    if not MIN_GAP_SECONDS <= gap <= MAX_GAP_SECONDS:
+        raise TraceError(source, f"metadata.gap_seconds must be between {MIN_GAP_SECONDS:g} and "
+                         f"{MAX_GAP_SECONDS:g} seconds, got {gap!r}")
     data = _counts(doc["data"], source)
     prices = _prices(doc.get("prices"), len(data), source)
     return Trace(float(gap), data, prices, source)
@@ -94,6 +106,8 @@ def parse_trace(doc: Any, source: str) -> Trace:
 def _counts(raw: Any, source: str) -> tuple[int, ...]:
     if not isinstance(raw, list) or not raw:
         raise TraceError(source, "data must be a non-empty list of instance counts")
+    if len(raw) > MAX_TRACE_TICKS:
+        raise TraceError(source, f"data has {len(raw)} ticks; at most {MAX_TRACE_TICKS} are allowed")
     for i, value in enumerate(raw):
         # A float (even 1.0) or a boolean is a sign of a different format, not a count.
         if isinstance(value, bool) or not isinstance(value, int):
@@ -115,18 +129,23 @@ def _prices(raw: Any, ticks: int, source: str) -> tuple[float, ...] | None:
 
 
 def load_trace(path: str | os.PathLike[str]) -> Trace:
-    """Read one trace file; a missing file, bad JSON or a wrong shape is a `TraceError` naming it."""
-    source = str(path)
+    """Read one trace file; a missing, special or oversized file, bad JSON or a wrong shape is a `TraceError`.
+
+    Only a regular file of at most `MAX_TRACE_BYTES` (16 MiB) is read (`--trace /dev/zero` or a FIFO
+    is refused at once, without reading).
+    """
+    source = display(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TraceError(source, "no such file") from None
-    except OSError as exc:
-        raise TraceError(source, f"cannot read: {exc.strerror or exc}") from None
+        text = read_bounded_text(path, MAX_TRACE_BYTES)
+    except FileRefused as exc:
+        problem = str(exc) if str(exc) == "no such file" or not exc.unreadable else f"cannot read: {exc}"
+        raise TraceError(source, problem) from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TraceError(source, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise TraceError(source, "not valid JSON: nested too deep") from None
     return parse_trace(doc, source)
 
 

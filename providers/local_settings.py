@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,21 @@ OPTIONS_PREFIX = "placement.options.local"
 
 # A trace for every zone (a path), or one per zone (sorted (zone, path) pairs).
 TraceSetting = str | tuple[tuple[str, str], ...] | None
+
+# Bounds of every number a job (or the operator) may set (docs/providers/local.md, "Limits"). The
+# market's work per question is bounded whatever the means (see `local_market`), but a mean below a
+# second or a tick below 10 ms describes no market anyone could observe through a polling loop.
+DAY = 86400.0
+MAX_NOTICE_SECONDS = 3600.0
+MIN_MEAN_SECONDS, MAX_MEAN_SECONDS = 1.0, 365 * DAY
+MIN_GAP_SECONDS, MAX_GAP_SECONDS = 0.01, 365 * DAY
+MAX_TERMINATE_GRACE_SECONDS = 600.0  # a terminate waits this long for the job, holding up the loop
+MAX_GC_AFTER_SECONDS = 30 * DAY
+MAX_SEED = 2**63 - 1
+MAX_ZONES = 16
+MAX_PATH_CHARS = 4096
+ZONE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +85,7 @@ class LocalSettings:
         for key, value in options.items():
             if key not in _VALIDATORS:
                 known = ", ".join(sorted(_VALIDATORS))
-                raise PermanentError(f"{OPTIONS_PREFIX}.{key}: unknown setting; known: {known}",
+                raise PermanentError(f"{OPTIONS_PREFIX}.{_key(key)}: unknown setting; known: {known}",
                                      provider="local", code="invalid-setting")
             changes[key] = _VALIDATORS[key](f"{OPTIONS_PREFIX}.{key}", value)
         if "trace" in changes and changes["trace"] is not None:
@@ -103,6 +119,11 @@ class LocalSettings:
         return cls().with_options(data)
 
 
+def _key(key: object) -> str:
+    """A key as messages show it: bare when TOML would write it bare, else quoted, so it stays one line."""
+    return key if isinstance(key, str) and _BARE_KEY.fullmatch(key) else repr(key)
+
+
 def _error(key: str, problem: str) -> PermanentError:
     return PermanentError(f"{OPTIONS_PREFIX}.{key}: {problem}", provider="local", code="invalid-setting")
 
@@ -111,7 +132,7 @@ def _fail(label: str, problem: str) -> PermanentError:
     return PermanentError(f"{label}: {problem}", provider="local", code="invalid-setting")
 
 
-def _number(minimum: float, *, strict: bool = False, optional: bool = False) -> Callable[[str, object], object]:
+def _number(minimum: float, maximum: float, *, optional: bool = False) -> Callable[[str, object], object]:
     def check(label: str, value: object) -> float | None:
         if value is None and optional:
             return None
@@ -121,9 +142,10 @@ def _number(minimum: float, *, strict: bool = False, optional: bool = False) -> 
         number = float(value)
         if not math.isfinite(number):
             raise _fail(label, "must be a finite number")
-        if number < minimum or (strict and number == minimum):
-            bound = "greater than" if strict else "at least"
-            raise _fail(label, f"must be {bound} {minimum:g}, got {number:g}")
+        if number < minimum:
+            raise _fail(label, f"must be at least {minimum:g}, got {number:g}")
+        if number > maximum:
+            raise _fail(label, f"must be at most {maximum:g}, got {number:g}")
         return number
 
     return check
@@ -132,26 +154,45 @@ def _number(minimum: float, *, strict: bool = False, optional: bool = False) -> 
 def _seed(label: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(label, f"must be an integer, not {type(value).__name__} {value!r}")
+    if not -MAX_SEED <= value <= MAX_SEED:
+        raise _fail(label, f"must be between {-MAX_SEED} and {MAX_SEED}")
     return value
 
 
 def _availability(label: str, value: object) -> str:
     if value not in AVAILABILITY_MODELS:
-        raise _fail(label, f"must be one of {', '.join(AVAILABILITY_MODELS)}, got {value!r}")
+        raise _fail(label, f"must be one of {', '.join(AVAILABILITY_MODELS)}, got {_short(value)}")
     assert isinstance(value, str)
     return value
 
 
 def _name(label: str, value: object) -> str:
+    """A name or a path: non-empty, on one line, no NUL (no file or zone can be named with one)."""
     if not isinstance(value, str) or not value.strip():
-        raise _fail(label, f"must be a non-empty string, got {value!r}")
+        raise _fail(label, f"must be a non-empty string, got {_short(value)}")
+    if not value.isprintable() or len(value) > MAX_PATH_CHARS:
+        raise _fail(label, f"must be printable text of at most {MAX_PATH_CHARS} characters, got {_short(value)}")
     return value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _zone(label: str, value: object) -> str:
+    name = _name(label, value)
+    if not ZONE_NAME.fullmatch(name):
+        raise _fail(label, f"must be a zone name (letters, digits, '.', '_', '-'; at most 63), got {_short(name)}")
+    return name
 
 
 def _zones(label: str, value: object) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise _fail(label, f"must be a non-empty list of zone names, got {value!r}")
-    zones = tuple(_name(f"{label}[{i}]", z) for i, z in enumerate(value))
+        raise _fail(label, f"must be a non-empty list of zone names, got {_short(value)}")
+    if len(value) > MAX_ZONES:
+        raise _fail(label, f"must name at most {MAX_ZONES} zones, got {len(value)}")
+    zones = tuple(_zone(f"{label}[{i}]", z) for i, z in enumerate(value))
     if len(set(zones)) != len(zones):
         raise _fail(label, f"names a zone twice: {list(zones)}")
     return zones
@@ -166,23 +207,23 @@ def _trace(label: str, value: object) -> TraceSetting:
     elif isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
         pairs = list(value)  # already normalised (constructed in code)
     else:
-        raise _fail(label, f"must be a file path or a table of zone = path, got {value!r}")
-    if not pairs:
-        raise _fail(label, "must name at least one zone")
-    return tuple(sorted((_name(label, z), _name(f"{label}.{z}", p)) for z, p in pairs))
+        raise _fail(label, f"must be a file path or a table of zone = path, got {_short(value)}")
+    if not pairs or len(pairs) > MAX_ZONES:
+        raise _fail(label, f"must name 1 to {MAX_ZONES} zones")
+    return tuple(sorted((_zone(f"{label}.{_key(z)}", z), _name(f"{label}.{_key(z)}", p)) for z, p in pairs))
 
 
 _VALIDATORS: dict[str, Callable[[str, object], object]] = {
-    "notice_seconds": _number(0.0),
+    "notice_seconds": _number(0.0, MAX_NOTICE_SECONDS),
     "availability": _availability,
-    "mean_available_seconds": _number(0.0, strict=True),
-    "mean_unavailable_seconds": _number(0.0, strict=True),
+    "mean_available_seconds": _number(MIN_MEAN_SECONDS, MAX_MEAN_SECONDS),
+    "mean_unavailable_seconds": _number(MIN_MEAN_SECONDS, MAX_MEAN_SECONDS),
     "seed": _seed,
     "trace": _trace,
-    "gap_seconds": _number(0.0, strict=True, optional=True),
+    "gap_seconds": _number(MIN_GAP_SECONDS, MAX_GAP_SECONDS, optional=True),
     "zones": _zones,
     "price_provider": _name,
     "price_region": _name,
-    "terminate_grace_seconds": _number(0.0),
-    "gc_after_seconds": _number(0.0),
+    "terminate_grace_seconds": _number(0.0, MAX_TERMINATE_GRACE_SECONDS),
+    "gc_after_seconds": _number(0.0, MAX_GC_AFTER_SECONDS),
 }

@@ -10,6 +10,7 @@ reads. What differs per cloud (its error class, the credential key names, the wo
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -21,9 +22,22 @@ from typing import Any, Generic, TypeVar
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from providers.base import TransientError
+from providers.bounded_read import MIB, FileRefused, read_bounded_text
 
 E = TypeVar("E", bound=Exception)
 R = TypeVar("R")
+
+# A settings file is a few hundred bytes; a path naming /dev/zero or a log must not be read whole.
+MAX_SETTINGS_BYTES = MIB
+# Every duration in a settings file: a day is longer than any wait, timeout or cache orch needs.
+MAX_SETTING_SECONDS = 86400.0
+MAX_RETRY_ATTEMPTS = 100
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(key: object) -> str:
+    """A key as messages show it: bare when TOML would write it bare, else quoted, so it stays one line."""
+    return key if isinstance(key, str) and _BARE_KEY.fullmatch(key) else repr(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +75,22 @@ def settings_path(env_var: str, filename: str) -> Path:
 
 
 def load_toml(path: Path, error: type[Exception], missing_hint: str) -> dict[str, Any]:
-    """The parsed file; a missing or broken one raises `error` naming the path (and, if missing, `missing_hint`)."""
+    """The parsed file; a missing, special, oversized or broken one raises `error` naming the path.
+
+    A missing file's message adds `missing_hint`; only a regular file of at most 1 MiB is read.
+    """
     try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise error(f"{path}: {missing_hint}") from None
+        text = read_bounded_text(path, MAX_SETTINGS_BYTES)
+    except FileRefused as exc:
+        if str(exc) == "no such file":
+            raise error(f"{path}: {missing_hint}") from None
+        raise error(f"{path}: {exc}") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML: {exc}") from None
+    except (ValueError, RecursionError):  # a 5000-digit number, nesting too deep
+        raise error(f"{path}: not valid TOML: a number too long or values nested too deep") from None
 
 
 def lookup_region(regions: Mapping[str, R], name: str, error: type[Exception]) -> R:
@@ -98,7 +121,7 @@ class SettingsTable(Generic[E]):
         self.seen: set[str] = set()
 
     def fail(self, key: str, problem: str) -> E:
-        return self.rules.fail(self.source, f"{self.path}.{key}" if self.path else key, problem)
+        return self.rules.fail(self.source, f"{self.path}.{_key(key)}" if self.path else _key(key), problem)
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         self.seen.add(key)
@@ -107,21 +130,21 @@ class SettingsTable(Generic[E]):
         value = self.table[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            raise self.fail(key, f"must be {' or '.join(k.__name__ for k in kinds)}, not {value!r}")
+            raise self.fail(key, f"must be {' or '.join(k.__name__ for k in kinds)}, not {_short(value)}")
         return value
 
     def child(self, key: str) -> SettingsTable[E]:
         """The nested table `key` (empty when absent), read under the same rules."""
-        name = f"{self.path}.{key}" if self.path else key
+        name = f"{self.path}.{_key(key)}" if self.path else _key(key)
         return SettingsTable(self.rules, self.source, self.get(key, dict, {}), name)
 
     def entry(self, key: str, name: str, value: Any, valid_name: re.Pattern[str], bad_name: str) -> SettingsTable[E]:
         """`[key.name]`, one of a family of named tables (like regions): a table, under a valid name."""
         if not isinstance(value, dict):
-            raise self.fail(f"{key}.{name}", "must be a table")
+            raise self.fail(f"{key}.{_key(name)}", "must be a table")
         if not valid_name.match(name):
-            raise self.fail(f"{key}.{name}", bad_name)
-        path = f"{self.path}.{key}.{name}" if self.path else f"{key}.{name}"
+            raise self.fail(f"{key}.{_key(name)}", bad_name)
+        path = f"{self.path}.{key}.{_key(name)}" if self.path else f"{key}.{_key(name)}"
         return SettingsTable(self.rules, self.source, value, path)
 
     def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -139,26 +162,40 @@ class SettingsTable(Generic[E]):
             raise self.fail(key, "must name a program")
         return argv
 
-    def positive(self, key: str, default: float, *, zero_ok: bool = False) -> float:
-        value = float(self.get(key, (int, float), default))
+    def positive(self, key: str, default: float, *, zero_ok: bool = False,
+                 maximum: float = MAX_SETTING_SECONDS) -> float:
+        """A finite number of seconds, above zero (or zero, if `zero_ok`) and at most `maximum` (a day)."""
+        try:
+            value = float(self.get(key, (int, float), default))
+        except OverflowError:
+            raise self.fail(key, "is too large") from None
+        if not math.isfinite(value):
+            raise self.fail(key, "must be a finite number")
         if value < 0 or (value == 0 and not zero_ok):
             raise self.fail(key, f"must be {'zero or more' if zero_ok else 'positive'}, not {value}")
+        if value > maximum:
+            raise self.fail(key, f"must be at most {maximum:g}, not {value:g}")
         return value
 
     def finish(self) -> None:
         """Refuse credentials first (the more useful message), then any key no reader asked for."""
         for key in self.table:
-            if key.lower() in self.rules.credential_keys:
+            if isinstance(key, str) and key.lower() in self.rules.credential_keys:
                 raise self.fail(key, f"credentials do not belong here; {self.rules.credentials_hint}")
             if key not in self.seen:
                 raise self.fail(key, "unknown key")
 
 
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def parse_retry(table: SettingsTable[E]) -> RetrySettings:
     """The `[retry]` table, whose bounds mean the same for every cloud."""
     attempts = int(table.get("attempts", int, 5))
-    if attempts < 1:
-        raise table.fail("attempts", "must be at least 1")
+    if not 1 <= attempts <= MAX_RETRY_ATTEMPTS:
+        raise table.fail("attempts", f"must be 1 to {MAX_RETRY_ATTEMPTS}, not {_short(attempts)}")
     retry = RetrySettings(
         attempts=attempts,
         initial_wait_seconds=table.positive("initial_wait_seconds", 0.5),

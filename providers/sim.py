@@ -83,8 +83,8 @@ class _Zone:
     """One zone's trace, indexed by simulated time, with the next outage precomputed."""
 
     def __init__(self, name: str, trace: AvailabilityTrace, nodes: int, epoch: float, start_tick: int) -> None:
-        if trace.gap_seconds <= 0:
-            raise ValueError(f"zone {name}: gap_seconds must be greater than 0")
+        if not math.isfinite(trace.gap_seconds) or trace.gap_seconds <= 0:
+            raise ValueError(f"zone {name}: gap_seconds must be a finite number greater than 0")
         self.name = name
         self.gap = float(trace.gap_seconds)
         self.epoch = epoch - start_tick * self.gap  # the time at which tick 0 of the trace began
@@ -166,10 +166,14 @@ class SimProvider:
         """`epoch` (default: the clock's now) is when tick `start_tick` of every trace begins."""
         if not traces:
             raise ValueError("the sim provider needs at least one trace (one per zone)")
-        if spot_price <= 0 or on_demand_price <= 0:
-            raise ValueError("prices must be greater than 0")
-        if restart_overhead_hours < 0:
-            raise ValueError("restart_overhead_hours must not be negative")
+        # NaN passes `x <= 0` unnoticed (it fails every comparison): finiteness is checked first.
+        if not (math.isfinite(spot_price) and math.isfinite(on_demand_price) and spot_price > 0
+                and on_demand_price > 0):
+            raise ValueError("prices must be finite numbers greater than 0")
+        if not (math.isfinite(restart_overhead_hours) and restart_overhead_hours >= 0):
+            raise ValueError("restart_overhead_hours must be a finite number, not negative")
+        if not math.isfinite(clock.now()) or (epoch is not None and not math.isfinite(epoch)):
+            raise ValueError("the simulated clock and epoch must be finite")
         self.clock = clock
         self.region = region
         self.instance_type = instance_type
@@ -213,6 +217,9 @@ class SimProvider:
                                 provider=self.name, code="no-capacity", retry_after=retry)
         work_starts = now + self.overhead_s
         left_h = max(0.0, 1.0 - request.progress) * max(0.0, request.estimated_hours)
+        if not math.isfinite(left_h):
+            raise PermanentError(f"sim: the work left ({left_h} h) is not a finite number", provider=self.name,
+                                 code="bad-request")
         attempt = _Attempt(
             instance_id=f"sim-{len(self._attempts) + 1:06d}",
             request=request,

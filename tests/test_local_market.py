@@ -6,13 +6,16 @@ import csv
 import itertools
 import json
 import statistics
+import time
 from pathlib import Path
 
 import pytest
 
+from orchestrator.traces import traces_dir
 from providers.base import PermanentError
 from providers.local_market import (
     MARKET_HORIZON_SECONDS,
+    MAX_DRAWS_PER_BLOCK,
     RandomSchedule,
     SpotMarket,
     TraceError,
@@ -21,7 +24,7 @@ from providers.local_market import (
 )
 from providers.local_settings import LocalSettings
 
-PUBLIC_TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "spot-traces"
+PUBLIC_ONE_NODE = "skypilot-org-spot-traces/availability/1-node/aws-10-26-2022/us-west-2a_k80_1.json"
 
 
 def write_trace(path: Path, data: list[int], gap: float = 10.0) -> Path:
@@ -32,39 +35,76 @@ def write_trace(path: Path, data: list[int], gap: float = 10.0) -> Path:
 # --- the random model ------------------------------------------------------------------------------
 
 
+def periods(schedule: RandomSchedule, blocks: int) -> tuple[list[float], list[float]]:
+    """Lengths of the whole available and unavailable periods inside the first `blocks` blocks."""
+    up: list[float] = []
+    down: list[float] = []
+    for index in range(blocks):
+        block = schedule.block(index)
+        available = block.first_available
+        for a, b in itertools.pairwise(block.switches):
+            available = not available  # the state entered at a
+            (up if available else down).append(b - a)
+    return up, down
+
+
 def test_same_seed_gives_the_same_schedule() -> None:
     a = SpotMarket(LocalSettings(seed=7))
     b = SpotMarket(LocalSettings(seed=7))
     moments = [i * 37.0 for i in range(3000)]
     assert [a.available("local-a", t) for t in moments] == [b.available("local-a", t) for t in moments]
-    assert RandomSchedule(7, "local-a", 1800, 300).switches_until(1e5) == \
-        RandomSchedule(7, "local-a", 1800, 300).switches_until(1e5)
+    assert RandomSchedule(7, "local-a", 1800, 300).block(3) == RandomSchedule(7, "local-a", 1800, 300).block(3)
 
 
 def test_seed_and_zone_change_the_schedule() -> None:
-    base = RandomSchedule(7, "local-a", 1800, 300).switches_until(1e5)
-    assert RandomSchedule(8, "local-a", 1800, 300).switches_until(1e5) != base
-    assert RandomSchedule(7, "local-b", 1800, 300).switches_until(1e5) != base
+    base = RandomSchedule(7, "local-a", 1800, 300).block(0)
+    assert RandomSchedule(8, "local-a", 1800, 300).block(0) != base
+    assert RandomSchedule(7, "local-b", 1800, 300).block(0) != base
 
 
 def test_random_periods_have_the_configured_means() -> None:
-    switches = RandomSchedule(1, "local-a", 100.0, 20.0).switches_until(600_000.0)
-    lengths = [b - a for a, b in itertools.pairwise(switches)]
-    assert len(lengths) > 8000
-    assert statistics.mean(lengths[0::2]) == pytest.approx(100.0, rel=0.06)
-    assert statistics.mean(lengths[1::2]) == pytest.approx(20.0, rel=0.06)
+    schedule = RandomSchedule(1, "local-a", 100.0, 20.0)
+    up, down = periods(schedule, 20)
+    assert len(up) + len(down) > 8000
+    assert statistics.mean(up) == pytest.approx(100.0, rel=0.06)
+    assert statistics.mean(down) == pytest.approx(20.0, rel=0.06)
+    # Later blocks start available in the long-run share of time (100 / 120), not always.
+    starts = [schedule.block(i).first_available for i in range(1, 400)]
+    assert sum(starts) / len(starts) == pytest.approx(100 / 120, abs=0.06)
 
 
 def test_random_market_starts_available_and_alternates() -> None:
     market = SpotMarket(LocalSettings(seed=3, mean_available_seconds=50, mean_unavailable_seconds=10))
-    switches = RandomSchedule(3, "local-a", 50.0, 10.0).switches_until(1000.0)
+    switches = RandomSchedule(3, "local-a", 50.0, 10.0).block(0).switches
     assert market.available("local-a", 0.0)
-    assert market.next_unavailable("local-a", 0.0) == switches[1]
-    gone = switches[1] + 1e-6
+    assert market.next_unavailable("local-a", 0.0) == switches[0]
+    gone = switches[0] + 1e-6
     assert not market.available("local-a", gone)
     assert market.next_unavailable("local-a", gone) == gone  # already gone: now
-    assert market.next_available("local-a", gone) == switches[2]
-    assert market.available("local-a", switches[2])
+    assert market.next_available("local-a", gone) == switches[1]
+    assert market.available("local-a", switches[1])
+
+
+def test_a_period_that_crosses_a_block_boundary_is_found_in_the_next_block() -> None:
+    schedule = RandomSchedule(5, "local-a", 50.0, 10.0)
+    index = next(i for i in range(1, 200)
+                 if schedule.block(i).first_available == schedule.block(i - 1).at(schedule.block(i).start - 1e-9))
+    block, before = schedule.block(index), schedule.block(index - 1)
+    last = before.switches[-1] + 1e-9  # the last period of the block before runs on into this one
+    assert schedule.next_time(last, not before.at(last)) == block.switches[0]
+
+
+@pytest.mark.parametrize("means", [(1e-9, 1e-9), (1e-300, 1e300), (1.0, 1e12)])
+def test_the_random_model_does_bounded_work_whatever_its_means(means: tuple[float, float]) -> None:
+    """Defence in depth under the settings' bounds: no means make a question draw without end."""
+    schedule = RandomSchedule(0, "local-a", *means)
+    started = time.monotonic()
+    for t in (0.0, 3600.0, 86400.0 * 365, 1e12, 1e15):
+        schedule.at(t)
+        schedule.next_time(t, True)
+        schedule.next_time(t, False)
+    assert time.monotonic() - started < 5.0
+    assert all(len(schedule.block(i).switches) <= MAX_DRAWS_PER_BLOCK for i in range(3))
 
 
 def test_always_market_never_reclaims() -> None:
@@ -124,16 +164,22 @@ def test_trace_without_unavailability_or_beyond_horizon_never_reclaims(tmp_path:
     assert market.next_unavailable("local-a", 0.0) is None
 
 
-@pytest.mark.skipif(not PUBLIC_TRACES.is_dir(), reason="public spot traces not present")
-def test_reads_a_public_trace_as_the_manifest_describes() -> None:
-    name = "skypilot-org-spot-traces/availability/1-node/aws-10-26-2022/us-west-2a_k80_1.json"
-    with open(PUBLIC_TRACES / "manifest.csv") as handle:
+def check_against_manifest(root: Path, name: str) -> None:
+    """The local provider reads `name` under the trace data `root` as its manifest.csv describes it."""
+    with open(root / "manifest.csv") as handle:
         row = next(r for r in csv.DictReader(handle) if r["file"] == name)
-    trace = load_trace(PUBLIC_TRACES / name)
+    trace = load_trace(root / name)
     assert trace.gap_seconds == float(row["gap_seconds"])
     assert len(trace.available) == int(row["ticks"])
     assert sum(trace.available) / len(trace.available) == pytest.approx(float(row["frac_all_N_available"]),
                                                                         abs=1e-3)
+
+
+def test_reads_a_public_trace_as_the_manifest_describes() -> None:
+    root = traces_dir()  # $ORCH_TRACES_DIR, as every other trace-based test finds the data
+    if not (root / "manifest.csv").is_file():
+        pytest.skip(f"public spot traces not present under {root} (set ORCH_TRACES_DIR)")
+    check_against_manifest(root, PUBLIC_ONE_NODE)
 
 
 @pytest.mark.parametrize(
@@ -192,7 +238,7 @@ def test_a_trace_option_selects_the_trace_model(tmp_path: Path) -> None:
         ({"notice_seconds": "fast"}, "placement.options.local.notice_seconds: must be a number"),
         ({"notice_seconds": True}, "placement.options.local.notice_seconds: must be a number"),
         ({"notice_seconds": -1}, "placement.options.local.notice_seconds: must be at least 0"),
-        ({"mean_available_seconds": 0}, "placement.options.local.mean_available_seconds: must be greater than 0"),
+        ({"mean_available_seconds": 0}, "placement.options.local.mean_available_seconds: must be at least 1"),
         ({"mean_unavailable_seconds": float("inf")}, "mean_unavailable_seconds: must be a finite number"),
         ({"seed": 1.5}, "placement.options.local.seed: must be an integer"),
         ({"seed": False}, "placement.options.local.seed: must be an integer"),
@@ -201,7 +247,7 @@ def test_a_trace_option_selects_the_trace_model(tmp_path: Path) -> None:
         ({"availability": "random", "trace": "t.json"}, "placement.options.local.trace: is set but availability"),
         ({"trace": {"local-a": "a.json"}}, "placement.options.local.trace: has no trace for zone(s) local-b"),
         ({"trace": 3}, "placement.options.local.trace: must be a file path or a table"),
-        ({"gap_seconds": 0}, "placement.options.local.gap_seconds: must be greater than 0"),
+        ({"gap_seconds": 0}, "placement.options.local.gap_seconds: must be at least 0.01"),
         ({"zones": "local-a"}, "placement.options.local.zones: must be a non-empty list"),
         ({"zones": []}, "placement.options.local.zones: must be a non-empty list"),
         ({"zones": ["a", ""]}, "placement.options.local.zones[1]: must be a non-empty string"),
