@@ -19,7 +19,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import NoReturn, ParamSpec, TypeVar
 
 from providers.base import (
     CapacityError,
@@ -38,7 +38,7 @@ from providers.base import (
 )
 from providers.catalog import load_catalog
 from providers.local_market import SpotMarket, build_market
-from providers.local_proc import Attempt, Sessions, find_by_argument, job_environment
+from providers.local_proc import Attempt, Sessions, find_by_argument, job_environment, program_problem
 from providers.local_records import (
     Gone,
     InstanceDir,
@@ -72,6 +72,14 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
             raise TransientError(f"local: {exc}", provider="local", code="os-error") from exc
 
     return translated
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 60 else repr(text[:57]) + "..."
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _attempt(record: InstanceRecord) -> Attempt:
@@ -207,8 +215,10 @@ class LocalProvider:
         epoch, market = self._job_market(request)
         settings = market.settings
         if offer.zone not in settings.zones:
-            raise PermanentError(f"local has no zone {offer.zone!r}; zones: {', '.join(settings.zones)}",
-                                 provider=self.name)
+            # The offer came from the default market, shown while this job had not launched here: its
+            # own market (its `zones`) is recorded now, and the next offers for the job come from it.
+            raise CapacityError(f"local/{offer.zone} is not one of this job's zones ({', '.join(settings.zones)})",
+                                provider=self.name, code="zone-not-in-job", retry_after=1.0)
         if request.workdir and not Path(request.workdir).is_dir():
             raise PermanentError(f"workdir {request.workdir} is not a directory", provider=self.name)
         now = self._clock.now()
@@ -251,14 +261,21 @@ class LocalProvider:
             "ORCH_ATTEMPT": str(request.attempt_number), "ORCH_CHECKPOINT_URI": request.checkpoint_uri,
             "ORCH_MARKET": request.offer.market.value, **request.env,
         }, record.instance_id)
+        problem = program_problem(request.command, cwd=request.workdir, env=env)
+        if problem is not None:
+            self._failed_to_start(idir, record, f"local cannot start the job: {_shown(request.command[0])} {problem}")
         try:
             info = self._sessions.spawn(argv, cwd=request.workdir, env=env, log=idir.log_path)
-        except OSError as exc:
-            record.end(EndReason.FAILED_TO_START, self._clock.now())
-            idir.save(record)
-            raise PermanentError(f"local could not start {argv[0]!r}: {exc}", provider=self.name) from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte or an '=' where the OS allows none
+            self._failed_to_start(idir, record, f"local could not start {_shown(argv[0])}: {_one_line(exc)}")
         record.pid, record.pid_start_time = info.pid, info.start_time or None
         idir.save(record)
+
+    def _failed_to_start(self, idir: InstanceDir, record: InstanceRecord, message: str) -> NoReturn:
+        """Nothing was started: the instance ends FAILED_TO_START (never billed) and the launch fails for good."""
+        record.end(EndReason.FAILED_TO_START, self._clock.now())
+        idir.save(record)
+        raise PermanentError(message, provider=self.name, code="failed-to-start")
 
     # --- observe --------------------------------------------------------------------------------
 

@@ -145,6 +145,31 @@ def find_by_argument(argument: str) -> ProcInfo | None:
     return None
 
 
+def program_problem(argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str]) -> str | None:
+    """Why `argv[0]` cannot be executed as the agent will execute it (PATH from `env`, relative to `cwd`).
+
+    None when it can (or when there is no argv: an image job, whose program lives in the image).
+    Checked before anything is started, so a command that is not there ends the attempt as
+    FAILED_TO_START, unbilled, instead of as a job that ran and exited 127.
+    """
+    if not argv:
+        return None
+    program = argv[0]
+    if "\0" in program:
+        return "contains a NUL byte"
+    base = Path(cwd) if cwd else Path.cwd()
+    if "/" in program:
+        candidates = [base / program]
+    else:
+        candidates = [base / folder / program for folder in os.get_exec_path(dict(env)) if folder]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return None
+    if "/" in program:
+        return "is not an executable file" if candidates[0].exists() else "does not exist"
+    return "is not found on the job's PATH"
+
+
 def job_environment(base: Mapping[str, str], extra: Mapping[str, str], instance_id: str) -> dict[str, str]:
     """`base` (the controller's environment) without cloud credentials, `extra` on top, and the marker."""
     env = {k: v for k, v in base.items() if not k.startswith(CREDENTIAL_PREFIXES) and k not in CREDENTIAL_NAMES}

@@ -82,9 +82,16 @@ class InstanceRecord:
 
         Our own actions win: a terminate is TERMINATED, a kill at the notice deadline PREEMPTED. A job
         that stopped after the notice because of it (the agent says "interrupted") was preempted too;
-        one that finished by itself EXITED; one that vanished without a status is LOST.
+        one that finished by itself EXITED; one that vanished without a status is LOST. A job the agent
+        could not start at all (it says `"started": false`) is FAILED_TO_START, without an exit status:
+        nothing ran, so the attempt is never billed.
         """
         info = status if isinstance(status, dict) else None
+        if info is not None and info.get("started") is False and self.terminate_requested_at is None:
+            stated = info.get("ended_at")
+            at = stated if isinstance(stated, int | float) and not isinstance(stated, bool) else now
+            self.end(EndReason.FAILED_TO_START, float(at))
+            return
         if self.terminate_requested_at is not None:
             reason = EndReason.TERMINATED
         elif self.killed_at is not None or (self.notice_at is not None and (info is None or info.get("interrupted"))):

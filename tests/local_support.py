@@ -1,7 +1,8 @@
 """What the local provider's tests share: a stand-in agent, a market clock, fixtures and helpers.
 
 The agent is a tiny stand-in written here (runs the job, forwards the notice as SIGTERM, writes
-status.json), so the tests do not depend on `orchestrator.agent`. The `home` fixture kills every
+status.json, with `"started": false` when the job could not be started), so the tests do not depend
+on `orchestrator.agent`. The `home` fixture kills every
 process a test started, found without the code under test, and fails the test if one survives.
 """
 
@@ -31,7 +32,13 @@ args = args[1:] if own_session else args
 sep = args.index("--")
 opts = dict(zip(args[:sep:2], args[1:sep:2]))
 notice, status = opts["--notice-file"], opts["--status-file"]
-child = subprocess.Popen(args[sep + 1:], start_new_session=own_session)
+try:
+    child = subprocess.Popen(args[sep + 1:], start_new_session=own_session)
+except OSError:  # the job never started: say so, as orch's agent does
+    with open(status + ".tmp", "w") as out:
+        json.dump({"exit_code": 127, "ended_at": time.time(), "interrupted": False, "started": False}, out)
+    os.replace(status + ".tmp", status)
+    sys.exit(127)
 interrupted = False
 def on_term(signum, frame):
     global interrupted
