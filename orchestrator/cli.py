@@ -20,14 +20,15 @@ from orchestrator import cli_status
 from orchestrator.cli_args import OrchParser, VersionAction, bounded_int, finite_float
 from orchestrator.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError
 from orchestrator.cli_submit import cmd_submit, prepare, run_loop
+from orchestrator.spec import MAX_HOURS, MAX_RESTART_OVERHEAD_HOURS
 
 __all__ = ["build_parser", "main", "prepare"]
 
 # Bounds of the number flags: a loop tick below 50 ms only burns CPU, above an hour it stops
-# watching; simulated hours within the job file's own range (ten years; overhead up to a day).
+# watching; simulated hours within the job file's own bounds (orchestrator.spec, light to import).
 TICK = finite_float(0.05, 3600.0)
-HOURS = finite_float(0.0, 87_600.0, low_inclusive=False)
-OVERHEAD_HOURS = finite_float(0.0, 24.0)
+HOURS = finite_float(0.0, MAX_HOURS, low_inclusive=False)
+OVERHEAD_HOURS = finite_float(0.0, MAX_RESTART_OVERHEAD_HOURS)
 PRICE_RATIO = finite_float(0.0, 1000.0, low_inclusive=False)
 
 
