@@ -110,6 +110,14 @@ class ControllerLog:
         return cls(store, owner, now, last_id=newest)
 
     def after_tick(self) -> None:
+        """Log what the last tick recorded. Never raises: the loop outlives a database outage, and so
+        must its log (the lines not read yet are read after the next tick that reaches the store)."""
+        try:
+            self._log_new()
+        except Exception as exc:
+            log.warning("cannot read the store for the log: %s", one_line(str(exc))[:300], extra={"kind": "log"})
+
+    def _log_new(self) -> None:
         touched: set[str] = set()
         for e, name in self._new_events():
             touched.add(e.job_id)

@@ -129,3 +129,20 @@ def test_the_log_shows_orch_info_and_everyone_s_warnings_one_line_each(monkeypat
         ("orchestrator.k8s.leader", "holds the lease"), ("orch.reconciler", "provider said: line two"),
         ("urllib3", "retrying")]
     assert lines[1]["level"] == "warning" and lines[1]["job_id"] is None
+
+
+def test_the_log_outlives_a_store_it_cannot_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The loop survives a database outage (Reconciler.run); its log must not be what kills it."""
+    from orchestrator.cli_log import ControllerLog
+    from orchestrator.store import Store, make_engine
+    from orchestrator.store.engine import upgrade
+
+    db = tmp_path / "orch.db"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    events = ControllerLog.starting_now(Store(engine), "me", time.time)
+    engine.dispose()
+    db.write_bytes(b"not a database any more" * 100)
+    with caplog.at_level("WARNING", logger="orch.controller"):
+        events.after_tick()  # before: the query error escaped into the loop and ended the controller
+    assert any("cannot read the store for the log" in r.getMessage() for r in caplog.records)
