@@ -87,6 +87,17 @@ def test_json_logs_hold_every_stored_event_once_in_order_and_cost_steps(tmp_path
     assert spent == sorted(spent) and len({cost_step(s, 0.1) for s in spent}) == len(spent)  # one line a step
 
 
+@pytest.mark.postgres
+def test_the_log_reads_a_postgresql_store_too(tmp_path: Path, orch_home: Path, postgres_url: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_DATABASE_URL", postgres_url)
+    subprocess.run([*ORCH, "db", "upgrade"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    job_id, err = _run_controller(job_toml(tmp_path, command=python_command("pass"), market="on-demand"),
+                                  "--json-logs")
+    kinds = [e["kind"] for e in map(json.loads, err.splitlines()) if e["job_id"] == job_id and e["kind"] != "cost"]
+    assert kinds[:2] == ["submitted", "launch"] and kinds[-1] == "finished"
+
+
 def test_text_logs_are_one_line_each_with_time_job_kind_message(tmp_path: Path, orch_home: Path) -> None:
     job_id, err = _run_controller(job_toml(tmp_path, command=python_command("pass"), market="on-demand"))
     line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  (?P<job>[0-9a-f]{8}|-       )  (?P<kind>\S+)\s+  \S")
