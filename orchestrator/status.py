@@ -15,9 +15,6 @@ from orchestrator.model import AttemptState, AttemptView, TaskView, job_state
 from orchestrator.spec import JobSpec
 from providers.base import Market, Offer
 
-# Every state `orchestrator.model.job_state` gives a job that has tasks: what `orch status --state` accepts.
-JOB_STATES: tuple[str, ...] = ("pending", "running", "preempted", "succeeded", "failed", "cancelled",
-                               "budget_exceeded")
 
 def task_work_hours(spec: JobSpec, task: TaskView) -> float:
     """A task's share of the job's estimated hours (array shards split it by item count)."""

@@ -9,9 +9,9 @@ import time
 
 from sqlalchemy import update
 
+from orchestrator.job_states import FINISHED_STATES, JOB_STATES
 from orchestrator.model import TaskState, job_state
 from orchestrator.spec import ArraySpec, JobSpec, ScheduleSpec
-from orchestrator.status import JOB_STATES
 from orchestrator.store import Store
 from orchestrator.store.job_list import JobFilter, like_pattern
 from orchestrator.store.tables import TaskRow
@@ -39,6 +39,7 @@ def test_the_state_filter_agrees_with_job_state_for_every_mix_of_task_states(sto
     for i, mix in enumerate(mixes):
         expected[job_state(list(mix))].add(job_with(store, mix, now=float(i)))
     assert set(expected) == set(JOB_STATES)  # every state a job can be in is a name --state accepts
+    assert {job_state([s]) for s in TaskState if s.terminal} == FINISHED_STATES
     for state, ids in expected.items():
         assert {j.id for j in store.jobs(JobFilter(states=(state,)))} == ids, state
         assert store.count_jobs(JobFilter(states=(state,))) == len(ids)
