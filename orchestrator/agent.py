@@ -248,8 +248,9 @@ def make_publisher(env: Mapping[str, str], pid: int, interval: float) -> Heartbe
     )
 
 
-def write_status(path: Path, exit_code: int, interrupted: bool) -> None:
-    doc = {"exit_code": exit_code, "ended_at": time.time(), "interrupted": interrupted}
+def write_status(path: Path, exit_code: int, interrupted: bool, *, started: bool = True) -> None:
+    """The provider's record of how the job ended. `started` False: the job never ran (nothing to bill)."""
+    doc = {"exit_code": exit_code, "ended_at": time.time(), "interrupted": interrupted, "started": started}
     write_atomic(path, json.dumps(doc).encode())
 
 
@@ -275,7 +276,7 @@ def _supervise(supervisor: Supervisor, env: Mapping[str, str]) -> int:
         log.error("cannot start %s: %s", options.command[0], e)
         exit_code = 127 if isinstance(e, FileNotFoundError) else 126
         if options.status_file is not None:
-            write_status(options.status_file, exit_code, False)
+            write_status(options.status_file, exit_code, False, started=False)
         return exit_code
     publisher = make_publisher(env, pid, options.heartbeat_interval)
     if publisher is not None:

@@ -47,7 +47,8 @@ def run_kubernetes_controller(args: argparse.Namespace) -> int:
         out: list[Offer] = []
         for name in spec.placement.providers:
             if name in providers:
-                out.extend(providers[name].offers(spec.resources, spec.placement.regions, job_id=job_id))
+                out.extend(providers[name].offers(spec.resources, spec.placement.regions, job_id=job_id,
+                                                  options=spec.placement.options.get(name)))
         return out
 
     root = os.environ.get("ORCH_CHECKPOINT_ROOT") or (orch_home() / "checkpoints").as_uri()

@@ -100,8 +100,9 @@ def _offers(job: JobView, cache: dict[str, list[Offer]]) -> list[Offer]:
     if key not in cache:
         offers: list[Offer] = []
         try:
-            for provider in build_providers(spec.placement.providers).values():
-                offers.extend(provider.offers(spec.resources, spec.placement.regions))
+            for name, provider in build_providers(spec.placement.providers).items():
+                offers.extend(provider.offers(spec.resources, spec.placement.regions, job_id=job.id,
+                                              options=spec.placement.options.get(name)))
         except ProviderError:
             offers = []
         cache[key] = offers

@@ -58,7 +58,8 @@ def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
                 if not where.startswith(f"placement.options.{name}"):
                     where, problem = f"placement.options.{name}", str(exc)
                 raise SpecError(path, where, problem) from None
-        offers.extend(provider.offers(spec.resources, spec.placement.regions))
+        offers.extend(provider.offers(spec.resources, spec.placement.regions,
+                                      options=spec.placement.options.get(name)))
     check_placeable(spec, offers, source=path, known_gpus=load_catalog().gpu_models())
     return spec, offers
 

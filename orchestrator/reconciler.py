@@ -146,12 +146,16 @@ class Reconciler:
                     obs.orphans.append((name, inst))
         return obs
 
-    def offers(self, provider: str, resources: Resources, regions: tuple[str, ...], job_id: str) -> list[Offer]:
-        """Offers, fetched once per tick per (provider, resources, regions, job) and recorded as prices."""
+    def offers(self, provider: str, resources: Resources, regions: tuple[str, ...], job_id: str,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
+        """Offers, fetched once per tick per (provider, resources, regions, job) and recorded as prices.
+
+        `options` are the job's own options for `provider` (they may shape its market, e.g. local zones).
+        """
         key = (provider, resources, regions, job_id)
         if key not in self._offers:
             try:
-                found = self.providers[provider].offers(resources, regions, job_id=job_id)
+                found = self.providers[provider].offers(resources, regions, job_id=job_id, options=options)
             except ProviderError as exc:
                 log.warning("offers from %s failed: %s", provider, exc)
                 found = []
@@ -176,7 +180,8 @@ class Reconciler:
         """Every offer of the job's providers this tick (each fetched once, see `offers`)."""
         spec = job.spec
         return [o for name in spec.placement.providers if name in self.providers
-                for o in self.offers(name, spec.resources, spec.placement.regions, job.id)]
+                for o in self.offers(name, spec.resources, spec.placement.regions, job.id,
+                                     spec.placement.options.get(name))]
 
     def _observe_spot(self, job: JobView) -> None:
         spot_now = bool(usable(self.job_offers(job), Market.SPOT, self.avoid, self.clock.now()))

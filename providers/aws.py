@@ -85,7 +85,8 @@ class AwsProvider:
 
     # --- offers -----------------------------------------------------------------------------
 
-    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None) -> list[Offer]:
+    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
         """EC2's market is the same for every job, so `job_id` is not needed here."""
         wanted = tuple(r for r in (regions or self.settings.region_names) if r in self.settings.regions)
         cached = self._offers.get(resources, wanted)

@@ -215,11 +215,13 @@ class Provider(Protocol):
 
     name: str
 
-    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None) -> list[Offer]:
+    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
         """Offers matching `resources` (all regions when `regions` is empty).
 
-        `job_id`, when given, lets a provider whose market depends on the job (the local simulated
-        market, configured per job) answer for that job; others ignore it.
+        `job_id` and `options` (the job's `[placement.options.<provider>]`), when given, let a provider
+        whose market depends on the job (the local simulated market, configured per job: its zones,
+        its trace) answer for that job even before its first launch; others ignore them.
         """
         ...
 

@@ -90,7 +90,8 @@ class GcpProvider:
 
     # --- offers -----------------------------------------------------------------------------
 
-    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None) -> list[Offer]:
+    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
         """Catalog GPU types in the configured zones at catalog prices (GCE publishes no spot price API)."""
         wanted = [r for r in (regions or self.settings.region_names) if r in self.settings.regions]
         if not wanted:

@@ -137,7 +137,8 @@ class KubernetesProvider:
 
     # --- offers --------------------------------------------------------------------------------
 
-    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None) -> list[Offer]:
+    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
         if regions and self.settings.region not in regions:
             return []
         names = self.settings.instance_types

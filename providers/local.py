@@ -33,6 +33,7 @@ from providers.base import (
     NoticeKind,
     Offer,
     PermanentError,
+    ProviderError,
     Resources,
     TransientError,
 )
@@ -108,6 +109,8 @@ class LocalProvider:
         self._market_files = MarketFiles(self.home)
         self._markets: dict[str, tuple[float, SpotMarket]] = {}
         self._default: tuple[float, SpotMarket] | None = None
+        # Markets previewed from jobs' options before their first launch, by option set.
+        self._previews: dict[str, tuple[float, SpotMarket]] = {}
         self._sessions = Sessions()
         # The last walk over the instances, reused by `notices()` right after `instances()`.
         self._walked: tuple[float, list[tuple[InstanceDir, InstanceRecord]]] | None = None
@@ -115,15 +118,18 @@ class LocalProvider:
     # --- offers ---------------------------------------------------------------------------------
 
     @_translated
-    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None) -> list[Offer]:
+    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
         """Catalog instance types at `price_provider` list prices, in every zone of the market.
 
         Spot offers carry the market's current state per zone: that of `job_id`'s market when the
-        job has launched here before, otherwise that of the provider's default market.
+        job has launched here before; before that, of the market its `options` describe (its zones,
+        its trace), so that the first launch already goes where the job may run; with neither, the
+        provider's default market.
         """
         if regions and REGION not in regions:
             return []
-        epoch, market = self._job_market_if_known(job_id) if job_id else self._default_market()
+        epoch, market = self._market_for_offers(job_id, options)
         settings = market.settings
         catalog = load_catalog()
         billing = catalog.billing_for(settings.price_provider)
@@ -149,8 +155,30 @@ class LocalProvider:
             self._markets[job_id] = (stored.epoch, build_market(stored.settings))
         return self._markets[job_id]
 
-    def _job_market_if_known(self, job_id: str) -> tuple[float, SpotMarket]:
-        return self._stored_market(job_id) or self._default_market()
+    def _market_for_offers(self, job_id: str | None, options: Mapping[str, object] | None) -> tuple[float, SpotMarket]:
+        """The market whose state the offers show (see `offers`): recorded, else previewed, else the default."""
+        if job_id:
+            stored = self._stored_market(job_id)
+            if stored is not None:
+                return stored
+        if not options:
+            return self._default_market()
+        key = repr(sorted(options.items(), key=lambda kv: kv[0]))
+        preview = self._previews.get(key)
+        if preview is None:
+            epoch = self._default_market()[0]
+            # Relative trace paths resolve against the job's workdir only at launch; a preview that
+            # cannot read its trace offers spot in the job's own zones, and the launch settles it.
+            settings = self.settings.with_options(options)
+            try:
+                preview = (epoch, build_market(settings.resolved(Path.cwd())))
+            except (OSError, ValueError, ProviderError):
+                always = dataclasses.replace(settings, availability="always", trace=None)
+                preview = (epoch, build_market(always))
+            if len(self._previews) >= 256:  # bounded: one entry per distinct option set
+                self._previews.clear()
+            self._previews[key] = preview
+        return preview
 
     def _default_market(self) -> tuple[float, SpotMarket]:
         if self._default is None:

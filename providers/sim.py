@@ -189,7 +189,8 @@ class SimProvider:
 
     # --- Provider protocol ----------------------------------------------------------------------
 
-    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None) -> list[Offer]:
+    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
         if regions and self.region not in regions:
             return []
         if not self.kind.satisfies(resources):

@@ -150,7 +150,7 @@ def test_notice_deadline_caps_the_grace(job: Job) -> None:
 def test_exit_code_is_propagated(job: Job, exit_code: int) -> None:
     assert agent.run(options(job, f"exit{exit_code}"), job.env) == exit_code
     status = json.loads((job.tmp / "status").read_text())
-    assert status == {"exit_code": exit_code, "ended_at": status["ended_at"], "interrupted": False}
+    assert status == {"exit_code": exit_code, "ended_at": status["ended_at"], "interrupted": False, "started": True}
     hb = job.heartbeat()
     assert hb is not None and hb.exit_code == exit_code and not hb.interrupted and hb.progress == 0.5
 
@@ -158,7 +158,8 @@ def test_exit_code_is_propagated(job: Job, exit_code: int) -> None:
 def test_missing_command_is_127(job: Job) -> None:
     opts = agent.AgentOptions(command=(str(job.tmp / "no-such-program"),), status_file=job.tmp / "status")
     assert agent.run(opts, job.env) == 127
-    assert json.loads((job.tmp / "status").read_text())["exit_code"] == 127
+    status = json.loads((job.tmp / "status").read_text())
+    assert status["exit_code"] == 127 and status["started"] is False, "nothing ran: the provider bills nothing"
 
 
 def test_agent_cli_forwards_its_own_sigterm_and_beats_while_running(job: Job) -> None:

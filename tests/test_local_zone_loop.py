@@ -26,10 +26,10 @@ def test_a_job_that_names_its_zones_runs_in_them(tmp_path: Path, orch_home: Path
 
     task = sqlite_store.tasks(job_id)[0]
     assert task.state is TaskState.SUCCEEDED, [e.message for e in sqlite_store.events(job_id)]
-    billed = [a for a in sqlite_store.attempts(job_id) if not a.unbilled]
-    assert [a.zone for a in billed] == ["local-b"] and billed[0].outcome is Outcome.SUCCEEDED
-    # Nothing was ever placed in a zone the job did not name, billed or not.
-    assert all(a.zone == "local-b" for a in sqlite_store.attempts(job_id) if a.outcome is not Outcome.LAUNCH_FAILED)
+    # The offers came from the job's own market from the first tick: one attempt, in local-b, and no
+    # launch was ever tried in a zone the job did not name.
+    attempts = sqlite_store.attempts(job_id)
+    assert [(a.zone, a.outcome) for a in attempts] == [("local-b", Outcome.SUCCEEDED)]
 
 
 def test_a_command_that_cannot_start_fails_the_job_and_bills_nothing(
@@ -45,3 +45,19 @@ def test_a_command_that_cannot_start_fails_the_job_and_bills_nothing(
     assert attempts and all(a.unbilled for a in attempts)
     messages = " ".join(e.message for e in sqlite_store.events(job_id))
     assert "'no-such-program-orch-test' is not found on the job's PATH" in messages
+
+
+def test_a_script_whose_interpreter_is_missing_is_never_billed(
+    tmp_path: Path, orch_home: Path, sqlite_store: Store
+) -> None:
+    # The program exists (the provider's check passes), but exec fails: only the agent can tell.
+    script = tmp_path / "job.sh"
+    script.write_text("#!/no/such/interpreter\necho hi\n")
+    script.chmod(0o755)
+    path = job_toml(tmp_path, command=[str(script)], market="on-demand")
+    job_id = submit(sqlite_store, path, orch_home)
+    r = reconciler(sqlite_store, orch_home)
+    run_until(r, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=60)
+
+    attempts = sqlite_store.attempts(job_id)
+    assert attempts and all(a.unbilled for a in attempts), [(a.outcome, a.unbilled) for a in attempts]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestrator.cli import prepare
@@ -62,8 +62,9 @@ class NeverStarts:
         self.local, self.clock = local, clock
         self.made: dict[str, Instance] = {}
 
-    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None) -> list[Offer]:
-        return self.local.offers(resources, regions, job_id=job_id)
+    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
+        return self.local.offers(resources, regions, job_id=job_id, options=options)
 
     def launch(self, request: LaunchRequest) -> Instance:
         inst = Instance(provider="local", region=request.offer.region, zone=request.offer.zone,
