@@ -20,13 +20,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.model import AttemptView, Outcome, TaskState
+from orchestrator.model import AttemptState, AttemptView, Outcome, TaskState
 from providers.base import Billing, Market
 
 
 def attempt_seconds(a: AttemptView, now: float) -> float:
+    """Billed time: from the start the store recorded (for most providers the launch request, for a
+    pod the moment it was seen bound and running) to the end, or to `now` while it runs. An attempt
+    still launching has not started: nothing is billed yet (a pod waiting for a node costs nothing)."""
+    if a.state is AttemptState.LAUNCHING:
+        return 0.0
+    start = a.started_at if a.started_at is not None else a.launched_at
     end = a.ended_at if a.ended_at is not None else now
-    return max(0.0, end - a.launched_at)
+    return max(0.0, end - max(start, a.launched_at))
 
 
 def attempt_cost(a: AttemptView, now: float) -> float:

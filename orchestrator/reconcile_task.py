@@ -58,6 +58,12 @@ def replaces_on_notice(provider: Provider) -> bool:
     return getattr(provider, "replaces_on_notice", False) is True
 
 
+def bills_from_start(provider: Provider) -> bool:
+    """Whether `provider`'s instances may wait unbilled after launch (a pod pending for a node): the
+    attempt then stays launching until the instance runs, and is billed from that moment."""
+    return getattr(provider, "bills_from_start", False) is True
+
+
 def draining(attempt: AttemptView, now: float) -> bool:
     """An attempt ended on an interruption notice whose instance may still run (and save) until its deadline."""
     return attempt.outcome is Outcome.PREEMPTED and attempt.ended_at is not None and attempt.ended_at > now
@@ -95,9 +101,12 @@ class TaskWorker:
                 if inst is None:
                     self._launch_again(live)
                     return
-                self.store.attempt_running(live, inst.instance_id, self.now)
-                live = self.live = self.store.attempt(live.id)
-                assert live is not None
+                if self._still_starting(live, inst):
+                    return
+                if inst.alive or not bills_from_start(self.r.providers[live.provider]):
+                    self._started(live, inst)
+                    live = self.live = self.store.attempt(live.id)
+                    assert live is not None
             if inst is None and self.now - (live.started_at or live.launched_at) < LISTING_GRACE_S:
                 return  # listings are eventually consistent: a just-launched instance may not show yet
             if inst is None or not inst.alive:
@@ -151,6 +160,23 @@ class TaskWorker:
                             "the instance is stopped and the task requeued")
             return True
         return False
+
+    def _still_starting(self, live: AttemptView, inst: Instance) -> bool:
+        """A launched instance that has not started the job yet (a pod waiting for a node): nothing is
+        billed, so it waits, unless the job was cancelled. True when there is nothing more to do."""
+        if inst.state is not InstanceState.PENDING or not bills_from_start(self.r.providers[live.provider]):
+            return False
+        if self.job.cancel_requested_at is not None:
+            self.r.providers[live.provider].terminate(inst)
+            self.store.end_attempt(live, Outcome.CANCELLED, self.now, task_transitions=("cancel",), unbilled=True,
+                                   message=f"attempt {live.number} cancelled before its instance started")
+        return True
+
+    def _started(self, attempt: AttemptView, inst: Instance) -> None:
+        """Record the attempt as running. A provider that bills from the start is billed from now (the
+        instance was seen running by this tick); others from the launch request, as they bill."""
+        started_at = None if bills_from_start(self.r.providers[attempt.provider]) else attempt.launched_at
+        self.store.attempt_running(attempt, inst.instance_id, self.now, started_at=started_at)
 
     def _terminate(self, live: AttemptView, inst: Instance, outcome: Outcome, transitions: tuple[str, ...],
                    reason: str) -> None:
@@ -341,7 +367,10 @@ class TaskWorker:
                                    message=f"launch on {where} failed: {reason}", unbilled=True)
             return False
         try:
-            self.store.attempt_running(attempt, inst.instance_id, self.now)
+            if inst.state is InstanceState.PENDING and bills_from_start(provider):
+                self.store.attempt_instance(attempt, inst.instance_id)  # running (and billed) once started
+            else:
+                self._started(attempt, inst)
         except IllegalTransition:
             log.warning("attempt %s changed while launching; the reaper will settle it", attempt.id)
         return True

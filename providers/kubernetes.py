@@ -117,6 +117,9 @@ def _is_status(exc: BaseException, code: int) -> bool:
 
 class KubernetesProvider:
     name = PROVIDER
+    # A pod is billed from when it is bound and its job started, not from its creation: the loop keeps
+    # the attempt launching (and unbilled) while the pod waits for a node or pulls its image.
+    bills_from_start = True
 
     def __init__(self, api_client: ApiClient, settings: KubernetesSettings | None = None, *,
                  clock: Clock | None = None) -> None:

@@ -53,12 +53,23 @@ def test_per_second_billing_with_the_sixty_second_minimum() -> None:
     assert Billing(1, 60).billed_seconds(-5.0) == 0.0
 
 
-def test_a_running_attempt_is_billed_up_to_now() -> None:
-    running = att(state=AttemptState.RUNNING, outcome=None, launched_at=1000.0, started_at=1010.0, ended_at=None,
+def test_a_running_attempt_is_billed_from_its_recorded_start_up_to_now() -> None:
+    # Most providers' attempts start when launched (the loop records started_at = launched_at).
+    running = att(state=AttemptState.RUNNING, outcome=None, launched_at=1000.0, started_at=1000.0, ended_at=None,
                   price_per_hour=2.0)
     assert attempt_seconds(running, now=2800.0) == 1800.0
     assert attempt_cost(running, now=2800.0) == approx(1.0)
     assert attempt_cost(running, now=4600.0) == approx(2.0)
+    # A pod is billed from when it was seen bound and running, not from when it was asked for.
+    pod = att(state=AttemptState.RUNNING, outcome=None, launched_at=1000.0, started_at=1600.0, ended_at=None,
+              price_per_hour=2.0)
+    assert attempt_seconds(pod, now=2800.0) == 1200.0
+
+
+def test_an_attempt_still_launching_costs_nothing() -> None:
+    waiting = att(state=AttemptState.LAUNCHING, outcome=None, launched_at=1000.0, started_at=None, ended_at=None,
+                  price_per_hour=2.0)
+    assert attempt_seconds(waiting, now=5000.0) == 0.0 and attempt_cost(waiting, now=5000.0) == 0.0
 
 
 def test_an_unbilled_launch_failure_costs_nothing() -> None:
@@ -95,7 +106,7 @@ def test_job_cost_is_the_sum_over_attempts() -> None:
         att(id="a1", number=1, outcome=Outcome.LAUNCH_FAILED, unbilled=True, launched_at=3600.0,
             started_at=None, ended_at=3601.0),
         att(id="a2", number=2, market=Market.ON_DEMAND, price_per_hour=3.06, state=AttemptState.RUNNING,
-            outcome=None, launched_at=3601.0, started_at=3700.0, ended_at=None),
+            outcome=None, launched_at=3601.0, started_at=3601.0, ended_at=None),
     ]
     cost = job_cost(attempts, now=7201.0, remaining_usd=10.0, on_demand_only_usd=30.0)
     assert cost.spot_usd == approx(0.9)

@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from orchestrator.cost import attempt_cost
+from orchestrator.cost import attempt_cost, attempt_seconds
 from orchestrator.k8s.store_backend import StoreBackend
+from orchestrator.model import AttemptState, Outcome, TaskState
 from orchestrator.reconciler import Reconciler
+from orchestrator.spec import load_spec
 from orchestrator.store import Store
 from providers.base import EndReason, InstanceState, SystemClock
 from providers.kubernetes import KubernetesProvider, KubernetesSettings
+from tests.http_fake import ManualClock
 from tests.kube_fake import KubeFake
 from tests.test_k8s_controller import NS as CTL_NS
 from tests.test_k8s_controller import Running, create, eventually, kubelet, pods, status
@@ -122,5 +125,73 @@ def test_a_gpujob_waiting_for_a_node_is_launching_and_its_unstarted_pod_costs_no
     assert first.unbilled and attempt_cost(first, first.ended_at or 0.0) == 0.0
     # The next attempt's pod gets a node and starts: now the job runs.
     (second,) = eventually(lambda: [p for p in pods(kube) if p["metadata"]["name"] != name], what="a new pod")
+    kube.put("v1", "nodes", {"metadata": {"name": "n1", "labels": {  # the node the kubelet binds it to
+        "node.kubernetes.io/instance-type": "p3.2xlarge", "topology.kubernetes.io/zone": "z1"}}})
     kubelet(kube, second["metadata"]["name"], "Running")
     eventually(lambda: status(kube).get("phase") == "Running", what="phase Running once the pod started")
+
+
+K8S_JOB = """
+name = "pending-pod"
+command = ["python", "fold.py"]
+[resources]
+gpu = "V100"
+[schedule]
+estimated_hours = 2
+market = "spot"
+[checkpoint]
+uri = "{uri}"
+[placement]
+providers = ["kubernetes"]
+"""
+
+
+def _loop_job(kube: KubeFake, store: Store, tmp_path: Path) -> tuple[Reconciler, ManualClock, str]:
+    clock = ManualClock()
+    api = client.ApiClient(client.Configuration(host=kube.url))
+    provider = KubernetesProvider(api, KubernetesSettings(namespace=NS, region="lab", instance_types=("p3.2xlarge",),
+                                                          snapshot_ttl_s=0.0), clock=clock)
+    path = tmp_path / "job.toml"
+    path.write_text(K8S_JOB.format(uri=(tmp_path / "ckpt").as_uri()))
+    spec = load_spec(path, submitted_at=clock.now())
+    job_id = store.submit(spec, source=str(path), now=clock.now(), checkpoint_uri=(tmp_path / "ckpt").as_uri())
+    return Reconciler(store, {"kubernetes": provider}, clock, tick_seconds=5.0), clock, job_id
+
+
+def test_a_pod_is_billed_from_when_it_runs_not_from_when_it_was_asked_for(
+    kube: KubeFake, sqlite_store: Store, tmp_path: Path
+) -> None:
+    r, clock, job_id = _loop_job(kube, sqlite_store, tmp_path)
+    r.tick()
+    (a,) = sqlite_store.attempts(job_id)
+    assert a.state is AttemptState.LAUNCHING and a.instance_id is not None
+    for _ in range(10):  # ten minutes without a node: still launching, nothing billed
+        clock.advance(60.0)
+        r.tick()
+    (a,) = sqlite_store.attempts(job_id)
+    assert a.state is AttemptState.LAUNCHING and attempt_cost(a, clock.now()) == 0.0
+    assert sqlite_store.tasks(job_id)[0].state is TaskState.LAUNCHING
+
+    add_node(kube, "n1", "p3.2xlarge")
+    set_pod(kube, a.instance_id or "", {"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})
+    r.tick()
+    started = clock.now()
+    (a,) = sqlite_store.attempts(job_id)
+    assert a.state is AttemptState.RUNNING and a.started_at == pytest.approx(started, abs=1.0)
+    clock.advance(3600.0)
+    assert attempt_seconds(a, clock.now()) == pytest.approx(3600.0, abs=1.0), "the pending 10 min are not billed"
+
+
+def test_cancelling_a_job_whose_pod_waits_for_a_node_bills_nothing(
+    kube: KubeFake, sqlite_store: Store, tmp_path: Path
+) -> None:
+    r, clock, job_id = _loop_job(kube, sqlite_store, tmp_path)
+    r.tick()
+    clock.advance(120.0)
+    sqlite_store.request_cancel(job_id, clock.now())
+    r.tick()
+    (a,) = sqlite_store.attempts(job_id)
+    assert a.outcome is Outcome.CANCELLED and a.unbilled and attempt_cost(a, clock.now()) == 0.0
+    assert sqlite_store.tasks(job_id)[0].state is TaskState.CANCELLED
+    left = kube.objects_of("v1", "pods", NS)
+    assert left == [] or all(p["metadata"].get("deletionTimestamp") for p in left)

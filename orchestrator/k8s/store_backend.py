@@ -7,7 +7,6 @@ so `kubectl get gpujobs` and `orch status` cannot disagree.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
 
 from sqlalchemy.exc import IntegrityError
 
@@ -18,19 +17,12 @@ from orchestrator.spec import JobSpec
 from orchestrator.status import JobStatus, job_status
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from providers.base import Market, Offer, ProviderError
+from providers.base import Market, Offer
 
 # A job whose live attempts all wait for capacity (a pod without a node, an image being pulled).
 LAUNCHING = "Launching"
 _PHASES = {"pending": "Pending", "running": "Running", "preempted": "Preempted", "succeeded": "Succeeded",
            "failed": "Failed", "cancelled": "Cancelled", "budget_exceeded": "BudgetExceeded"}
-
-
-@runtime_checkable
-class ReportsStart(Protocol):
-    """Providers whose instances may exist long before the job starts (pods waiting for a node)."""
-
-    def started(self, instance_id: str) -> bool | None: ...
 
 
 class StoreBackend:
@@ -100,17 +92,9 @@ class StoreBackend:
             cost_by_market={str(Market.SPOT): cost.spot_usd, str(Market.ON_DEMAND): cost.on_demand_usd},
         )
 
-    def _any_started(self, attempts: Sequence[AttemptView]) -> bool:
-        """Whether some live attempt runs the job; attempts of providers that cannot tell count as started."""
+    @staticmethod
+    def _any_started(attempts: Sequence[AttemptView]) -> bool:
+        """Whether some live attempt runs the job. An attempt stays launching (and unbilled) until its
+        instance runs the job (a pod bound to a node with its container started), so the store knows."""
         live = [a for a in attempts if a.state is not AttemptState.ENDED]
-        for a in live:
-            provider = self.reconciler.providers.get(a.provider)
-            if not isinstance(provider, ReportsStart) or a.instance_id is None:
-                return True
-            try:
-                if provider.started(a.instance_id) is not False:
-                    return True
-            except ProviderError:
-                return True  # unknown this pass: show what the store says
-
-        return not live
+        return not live or any(a.state is AttemptState.RUNNING for a in live)

@@ -296,13 +296,23 @@ class Store:
                           f"{offer.zone or offer.region} at ${offer.price_per_hour:.4f}/h")))
             return attempt_view(row)
 
-    def attempt_running(self, attempt: AttemptView, instance_id: str, now: float) -> None:
+    def attempt_instance(self, attempt: AttemptView, instance_id: str) -> None:
+        """Name the instance of an attempt that is still launching (a pod waiting for a node)."""
+        with self.session() as s:
+            s.execute(update(AttemptRow)
+                      .where(AttemptRow.id == attempt.id, AttemptRow.state == str(AttemptState.LAUNCHING))
+                      .values(instance_id=instance_id))
+
+    def attempt_running(self, attempt: AttemptView, instance_id: str, now: float, *,
+                        started_at: float | None = None) -> None:
+        """The attempt's instance runs; billing counts from `started_at` (default `now`)."""
         with self.session() as s:
             n = _count(
                 s.execute(
                     update(AttemptRow)
                     .where(AttemptRow.id == attempt.id, AttemptRow.state == str(AttemptState.LAUNCHING))
-                    .values(state=str(AttemptState.RUNNING), instance_id=instance_id, started_at=now)
+                    .values(state=str(AttemptState.RUNNING), instance_id=instance_id,
+                            started_at=now if started_at is None else started_at)
                 )
             )
             if n != 1:
