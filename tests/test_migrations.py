@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from orchestrator.store import SchemaError, make_engine
 from orchestrator.store.engine import current_revision, downgrade, ensure_schema, head_revision, upgrade
@@ -38,7 +38,7 @@ def test_upgrade_downgrade_upgrade(bare_engine: Engine) -> None:
     assert _tables(bare_engine) == set()
     upgrade(bare_engine)
     assert _tables(bare_engine) == TABLES
-    assert current_revision(bare_engine) == head_revision(bare_engine) == "0001"
+    assert current_revision(bare_engine) == head_revision(bare_engine) == "0002"
     downgrade(bare_engine, "base")
     assert _tables(bare_engine) == set()
     assert current_revision(bare_engine) is None
@@ -61,3 +61,16 @@ def test_ensure_schema_refuses_a_stale_database_and_upgrades_an_empty_one(bare_e
     ensure_schema(bare_engine, auto_upgrade=True)
     assert current_revision(bare_engine) == head_revision(bare_engine)
     ensure_schema(bare_engine, auto_upgrade=False)  # at head: nothing to say
+
+
+def test_0002_indexes_jobs_by_creation_and_keeps_the_rows(bare_engine: Engine) -> None:
+    upgrade(bare_engine, "0001")
+    with bare_engine.begin() as conn:
+        conn.execute(text("INSERT INTO jobs (id, name, spec, source, created_at, estimated_hours, policy, "
+                          "checkpoint_uri) VALUES ('j1', 'n', '{}', 's', 1.0, 1.0, 'auto', 'file:///x')"))
+    upgrade(bare_engine)
+    assert "ix_jobs_created" in {i["name"] for i in inspect(bare_engine).get_indexes("jobs")}
+    with bare_engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM jobs")).scalars().all() == ["j1"]
+    downgrade(bare_engine, "0001")
+    assert "ix_jobs_created" not in {i["name"] for i in inspect(bare_engine).get_indexes("jobs")}

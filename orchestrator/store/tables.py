@@ -37,6 +37,9 @@ class JobRow(Base):
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float, index=True)
 
+    # `orch status` pages the newest jobs first: an index in that order reads one page, not every job.
+    __table_args__ = (Index("ix_jobs_created", "created_at", "id"),)
+
 
 class TaskRow(Base):
     __tablename__ = "tasks"
