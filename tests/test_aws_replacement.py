@@ -32,7 +32,7 @@ from tests.test_aws_e2e import JOB, JOB_TOML, STEPS, Loop, log_lines, shut_down_
 
 pytestmark = pytest.mark.slow
 
-NOTICE_S = 15  # time left before the (simulated) reclamation when EC2's warning reaches the queue
+NOTICE_S = 25  # time left before the (simulated) reclamation when EC2's warning reaches the queue
 
 
 @pytest.fixture
@@ -106,7 +106,9 @@ def test_an_sqs_notice_starts_the_replacement_which_resumes_from_the_final_save(
         loop.r.tick()
     assert moto_state(first.instance_id) == "running" or time.time() >= deadline
     assert saved_seen_at < deadline, "the test must see the save before the deadline"
-    assert not any("attempt 1 starts" in line for line in log_lines(tmp_path)), "the new job started too early"
+    early = any("attempt 1 starts" in line for line in log_lines(tmp_path))
+    # Checked only while the deadline is ahead: a loaded machine may reach it during the ticks above.
+    assert not early or time.time() >= deadline, "the new job started before the old one's deadline"
 
     loop.until(lambda: new_agent.poll() is not None, "the replacement's agent to finish", timeout=NOTICE_S + 40)
     assert new_agent.returncode == 0
