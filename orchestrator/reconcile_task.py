@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest, read_heartbeat
 from orchestrator.checkpoint.manifest import read_manifest
@@ -15,8 +15,8 @@ from orchestrator.decide import Context, Launch, OverBudget, Stop, Wait, choose,
 from orchestrator.model import AttemptState, AttemptView, IllegalTransition, Outcome, TaskState, TaskView
 from orchestrator.placement import cheapest, usable
 from orchestrator.policy import Situation
+from orchestrator.snapshot import JobSnapshot
 from orchestrator.status import measured_overhead_hours, task_work_hours
-from orchestrator.store.views import JobView
 from providers.base import (
     CapacityError,
     EndReason,
@@ -36,6 +36,7 @@ from providers.base import (
 
 if TYPE_CHECKING:
     from orchestrator.reconciler import Observation, Reconciler
+    from orchestrator.store import Store
 
 log = logging.getLogger("orch.reconciler")
 MAX_OFFERS_PER_TICK = 3
@@ -80,12 +81,42 @@ class Seen:
     provider_progress: bool = False
 
 
+class _Tracked:
+    """The store, noting whether a step wrote anything: only then is its task read again."""
+
+    WRITES = frozenset({"transition", "update_progress", "begin_attempt", "attempt_instance", "attempt_running",
+                        "end_attempt", "note_attempt"})
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.wrote = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.WRITES:
+            self.wrote = True
+        return getattr(self._store, name)
+
+
 class TaskWorker:
-    def __init__(self, r: Reconciler, job: JobView, task: TaskView, live: AttemptView | None,
-                 attempts: list[AttemptView], tasks: list[TaskView]) -> None:
-        self.r, self.job, self.task, self.live = r, job, task, live
-        self.attempts, self.tasks = attempts, tasks
-        self.store = r.store
+    """One task's step, over the tick's snapshot of its job (see `orchestrator.snapshot`)."""
+
+    def __init__(self, r: Reconciler, snap: JobSnapshot, task: TaskView, live: AttemptView | None) -> None:
+        self.r, self.snap, self.job, self.task, self.live = r, snap, snap.job, task, live
+        self._tracked = _Tracked(r.store)
+        self.store = cast("Store", self._tracked)
+
+    @property
+    def wrote(self) -> bool:
+        """Whether this step changed the store (the snapshot must then read this task again)."""
+        return self._tracked.wrote
+
+    @property
+    def attempts(self) -> list[AttemptView]:
+        return self.snap.attempts
+
+    @property
+    def tasks(self) -> list[TaskView]:
+        return self.snap.tasks
 
     @property
     def now(self) -> float:
@@ -434,10 +465,9 @@ class TaskWorker:
                        spent_usd=spent, others_usd=others)
 
     def _refresh(self) -> None:
-        fresh = next((t for t in self.store.tasks(self.job.id) if t.id == self.task.id), None)
-        if fresh is not None:
-            self.task = fresh
-        self.attempts = self.store.attempts(self.job.id)
+        """Read this task and its attempts again (not the whole job) after changing them."""
+        self.snap.refresh_task(self.r.store, self.task.id)
+        self.task = self.snap.task(self.task.id) or self.task
 
 
 def _attempt_key(a: AttemptView) -> str:

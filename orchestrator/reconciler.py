@@ -15,11 +15,13 @@ import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
+from orchestrator import snapshot
 from orchestrator.checkpoint.storage import Storage, open_storage
 from orchestrator.model import AttemptState, AttemptView, TaskView, job_state
 from orchestrator.placement import usable
 from orchestrator.policy.base import SpotHistory
 from orchestrator.reconcile_task import TaskWorker, draining
+from orchestrator.snapshot import JobSnapshot
 from orchestrator.store import Store
 from orchestrator.store.views import JobView
 from providers.base import Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
@@ -66,19 +68,21 @@ class Reconciler:
         held = self.store.claim_jobs(self.owner, now, self.lease_seconds, job_ids=job_ids)
         obs = self.observe()
         self._offers.clear()
+        snapshots = snapshot.take(self.store, held)
         active: list[str] = []
         try:
             for job_id in held:
-                if not self.store.renew_lease(self.owner, job_id, self.clock.now(), self.lease_seconds):
-                    continue  # another controller took it over while this tick was busy
-                job = self.store.job(job_id)
-                if job is None:
+                snap = snapshots.get(job_id)
+                if snap is None:
                     continue
+                job = snap.job
                 if not set(job.spec.placement.providers) & set(self.providers):
                     self.store.release_jobs(self.owner, job_ids=[job_id])  # another controller's to run
                     continue
+                if not self.store.renew_lease(self.owner, job_id, self.clock.now(), self.lease_seconds):
+                    continue  # another controller took it over while this tick was busy
                 try:
-                    if self._reconcile_job(job, obs):
+                    if self._reconcile_job(snap, obs):
                         active.append(job_id)
                 except Exception as exc:
                     active.append(job_id)
@@ -187,22 +191,21 @@ class Reconciler:
         spot_now = bool(usable(self.job_offers(job), Market.SPOT, self.avoid, self.clock.now()))
         self.history[job.id] = self.history.get(job.id, SpotHistory()).observe(spot_now, self.tick_seconds / 3600.0)
 
-    def _reconcile_job(self, job: JobView, obs: Observation) -> bool:
+    def _reconcile_job(self, snap: JobSnapshot, obs: Observation) -> bool:
+        """Step every unfinished task of the job; each sees the snapshot as the steps before it left it
+        (budget, attempts), since a step that changed its task re-reads that task into the snapshot."""
+        job = snap.job
         self._observe_spot(job)
-        tasks = self.store.tasks(job.id)
-        attempts = self.store.attempts(job.id)
-        stepped = False
-        for task in [t for t in tasks if not t.state.terminal]:
-            if stepped:  # the previous task may have changed what this one sees (budget, attempts)
-                tasks, attempts = self.store.tasks(job.id), self.store.attempts(job.id)
-                task = next(t for t in tasks if t.id == task.id)
-            worker = TaskWorker(self, job, task, _live_attempt(attempts, task), attempts, tasks)
+        for task in [t for t in snap.tasks if not t.state.terminal]:
+            worker = TaskWorker(self, snap, task, _live_attempt(snap.attempts, task))
             try:
                 worker.step(obs)
             except ProviderError as exc:
                 self.store.add_event(job.id, "provider_error", str(exc), self.clock.now(), task_id=task.id)
-            stepped = True
-        states = [t.state for t in (self.store.tasks(job.id) if stepped else tasks)]
+            finally:
+                if worker.wrote:
+                    snap.refresh_task(self.store, task.id)
+        states = [t.state for t in snap.tasks]
         if all(s.terminal for s in states):
             now = self.clock.now()
             self.store.add_event(job.id, "finished", f"job {job_state(states)}", now)

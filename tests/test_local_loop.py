@@ -124,11 +124,10 @@ def test_an_attempt_left_launching_is_launched_once_with_the_same_token(
     offers = r.offers("local", sqlite_store.job(job_id).spec.resources, (), job_id)  # type: ignore[union-attr]
     offer = next(o for o in offers if str(o.market) == "on-demand")
     attempt = sqlite_store.begin_attempt(task, offer, time.time())
+    from orchestrator import snapshot
     from orchestrator.reconcile_task import TaskWorker
 
-    job = sqlite_store.job(job_id)
-    assert job is not None
-    worker = TaskWorker(r, job, task, attempt, sqlite_store.attempts(job_id), sqlite_store.tasks(job_id))
+    worker = TaskWorker(r, snapshot.take(sqlite_store, [job_id])[job_id], task, attempt)
     r.providers["local"].launch(worker._request(attempt, offer))
 
     restarted = reconciler(sqlite_store, orch_home, owner="restarted")

@@ -181,6 +181,14 @@ class Store:
                 row = rows[0] if rows else None
             return job_view(row) if row else None
 
+    def jobs_by_id(self, job_ids: Collection[str]) -> dict[str, JobView]:
+        """Several jobs by exact id, in one query per `IN_CHUNK` ids (a tick's snapshot)."""
+        out: dict[str, JobView] = {}
+        with self.session() as s:
+            for chunk in _chunks(job_ids):
+                out.update((r.id, job_view(r)) for r in s.scalars(select(JobRow).where(JobRow.id.in_(chunk))))
+        return out
+
     def job_by_ref(self, external_ref: str) -> JobView | None:
         with self.session() as s:
             row = s.scalars(select(JobRow).where(JobRow.external_ref == external_ref)).first()
@@ -203,13 +211,24 @@ class Store:
             return [task_view(r) for r in rows]
 
     def tasks_of(self, job_ids: Collection[str]) -> dict[str, list[TaskView]]:
-        """The tasks of several jobs in one query (a page of `orch status`), by job id."""
+        """The tasks of several jobs in one query per `IN_CHUNK` jobs (a page of `orch status`, a tick's
+        snapshot), by job id."""
         out: dict[str, list[TaskView]] = {j: [] for j in job_ids}
         with self.session() as s:
-            for r in s.scalars(select(TaskRow).where(TaskRow.job_id.in_(list(job_ids)))
-                               .order_by(TaskRow.job_id, TaskRow.index)):
-                out[r.job_id].append(task_view(r))
+            for chunk in _chunks(job_ids):
+                for r in s.scalars(select(TaskRow).where(TaskRow.job_id.in_(chunk))
+                                   .order_by(TaskRow.job_id, TaskRow.index)):
+                    out[r.job_id].append(task_view(r))
         return out
+
+    def task_with_attempts(self, task_id: str) -> tuple[TaskView | None, list[AttemptView]]:
+        """One task and its attempts (ordered as `attempts` orders them), read together: what a tick
+        re-reads after changing a task, instead of the whole job."""
+        with self.session() as s:
+            row = s.get(TaskRow, task_id)
+            attempts = s.scalars(select(AttemptRow).where(AttemptRow.task_id == task_id)
+                                 .order_by(AttemptRow.launched_at, AttemptRow.number))
+            return (task_view(row) if row else None), [attempt_view(a) for a in attempts]
 
     def transition(
         self,
@@ -387,12 +406,14 @@ class Store:
             return [attempt_view(r) for r in rows]
 
     def attempts_of(self, job_ids: Collection[str]) -> dict[str, list[AttemptView]]:
-        """The attempts of several jobs in one query, by job id, each list ordered as `attempts` orders it."""
+        """The attempts of several jobs in one query per `IN_CHUNK` jobs, by job id, each list ordered
+        as `attempts` orders it."""
         out: dict[str, list[AttemptView]] = {j: [] for j in job_ids}
         with self.session() as s:
-            for r in s.scalars(select(AttemptRow).where(AttemptRow.job_id.in_(list(job_ids)))
-                               .order_by(AttemptRow.launched_at, AttemptRow.number)):
-                out[r.job_id].append(attempt_view(r))
+            for chunk in _chunks(job_ids):
+                for r in s.scalars(select(AttemptRow).where(AttemptRow.job_id.in_(chunk))
+                                   .order_by(AttemptRow.launched_at, AttemptRow.number)):
+                    out[r.job_id].append(attempt_view(r))
         return out
 
     def live_attempt_ids(self) -> set[str]:
@@ -461,3 +482,13 @@ class Store:
                 )
                 for o in offers
             )
+
+
+# Ids per IN (...) list: far below SQLite's and PostgreSQL's limits on bound parameters.
+IN_CHUNK = 2000
+
+
+def _chunks(ids: Collection[str]) -> Iterator[list[str]]:
+    items = list(ids)
+    for i in range(0, len(items), IN_CHUNK):
+        yield items[i:i + IN_CHUNK]
