@@ -13,6 +13,7 @@ points the storage at another server (a test fake, an emulator).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import tempfile
@@ -49,7 +50,17 @@ def _parse(uri: str) -> tuple[str, str]:
 
 
 def default_session() -> requests.Session:
-    """An authorized session from the standard credential chain, scoped to object read and write."""
+    """An authorized session from the standard credential chain, scoped to object read and write.
+
+    One per process, shared by every task's storage: `google.auth.default()` reads files and may ask
+    the metadata server, far too slow to repeat for each task each tick. A chain that finds no
+    credentials is not remembered (the next call looks again).
+    """
+    return _shared_session(os.getpid(), os.environ.get("GOOGLE_APPLICATION_CREDENTIALS", ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_session(pid: int, credentials_file: str) -> requests.Session:
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
     from google.auth.transport.requests import AuthorizedSession

@@ -11,6 +11,8 @@ profile); `ORCH_S3_ENDPOINT_URL` points the client elsewhere (moto, MinIO), and 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -40,8 +42,29 @@ def _parse(uri: str) -> tuple[str, str]:
 
 
 def default_client() -> Any:
+    """One S3 client per process and endpoint, shared by every task's storage.
+
+    Making a client resolves credentials and loads botocore's service model (hundreds of ms); the
+    control plane reads every running task's heartbeat each tick, so a client per task per tick
+    would cost more than the reads. boto3 clients are thread-safe; a forked child makes its own.
+    """
+    return _shared_client(os.environ.get("ORCH_S3_ENDPOINT_URL"), os.getpid(), _chain_key(_AWS_CHAIN))
+
+
+# The environment boto3's credential and region chain reads: a change makes a new client.
+_AWS_CHAIN = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
+              "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL")
+
+
+def _chain_key(names: tuple[str, ...]) -> str:
+    """A digest of the credential environment (never the values themselves) to key shared clients."""
+    return hashlib.sha256("\0".join(os.environ.get(n, "") for n in names).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_client(endpoint_url: str | None, pid: int, chain: str) -> Any:
     config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
-    return boto3.session.Session().client("s3", endpoint_url=os.environ.get("ORCH_S3_ENDPOINT_URL"), config=config)
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
 
 
 class S3Storage:
