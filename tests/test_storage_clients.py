@@ -17,5 +17,5 @@ def test_s3_storages_share_one_client_until_the_chain_changes(monkeypatch: pytes
     monkeypatch.setenv("ORCH_S3_ENDPOINT_URL", "http://127.0.0.1:2")
     assert S3Storage("s3://bucket/job-1/t0")._client is not a._client
     monkeypatch.setenv("ORCH_S3_ENDPOINT_URL", "http://127.0.0.1:1")
-    monkeypatch.setenv("AWS_PROFILE", "another")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     assert S3Storage("s3://bucket/job-1/t0")._client is not a._client
