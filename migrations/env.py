@@ -18,7 +18,10 @@ def run_migrations_online() -> None:
         engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
+                          render_as_batch=connection.dialect.name == "sqlite", compare_type=True,
+                          # One transaction for the whole run, on SQLite too: orchestrator.store.engine
+                          # hands over an engine that emits BEGIN itself, so no half-made schema survives.
+                          transactional_ddl=True)
         with context.begin_transaction():
             context.run_migrations()
 

@@ -20,12 +20,15 @@ AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "orchestrator.agent")
 def open_store(*, auto_upgrade: bool | None = None) -> Store:
     """The store named by ORCH_DATABASE_URL (else SQLite under ORCH_HOME), at the current schema.
 
-    The embedded SQLite store upgrades itself; a shared PostgreSQL store must be upgraded on purpose
+    A new, empty database gets its schema silently, SQLite or PostgreSQL, however many commands
+    open it at once (the schema lock in orchestrator/store/schema_lock.py). An older schema: the
+    embedded SQLite store upgrades itself; a shared PostgreSQL store must be upgraded on purpose
     (`orch db upgrade`), so that one controller of a new version cannot surprise the others.
+    A store that cannot be opened raises StoreUnavailable, one line for the user.
     """
-    url = database_url()
-    engine = make_engine(url)
-    ensure_schema(engine, auto_upgrade=url.startswith("sqlite") if auto_upgrade is None else auto_upgrade)
+    engine = make_engine(database_url())
+    embedded = engine.dialect.name == "sqlite"
+    ensure_schema(engine, auto_upgrade=embedded if auto_upgrade is None else auto_upgrade, create_empty=True)
     return Store(engine)
 
 
