@@ -5,7 +5,8 @@ the benchmarks all call `job_cost`. Definitions (docs/cost.md):
 
 - spent: sum over attempts of price x billed seconds (the provider's billing rules: per second with a
   minimum), running attempts billed up to `now`; a launch the provider refused costs nothing.
-- projected: spent + remaining work x the price it is running at now (or the cheapest usable offer).
+- projected: spent + `remaining_usd` (orchestrator.status): each unfinished task's work left plus one
+  restart, at the price it runs at now (or its idle price); the budget guard uses the same function.
 - on-demand only: the whole estimated work plus one restart overhead at the on-demand price.
 - saved: on-demand only - spent, and only once the job has succeeded: money is shown as saved
   when it was, not while the work may still be lost. While the job is unfinished the same difference

@@ -16,7 +16,7 @@ from orchestrator.model import AttemptState, AttemptView, IllegalTransition, Out
 from orchestrator.placement import cheapest, usable
 from orchestrator.policy import Situation
 from orchestrator.snapshot import JobSnapshot
-from orchestrator.status import measured_overhead_hours, task_work_hours
+from orchestrator.status import idle_price, measured_overhead_hours, remaining_usd, task_work_hours
 from providers.base import (
     CapacityError,
     EndReason,
@@ -454,13 +454,9 @@ class TaskWorker:
             history=self.r.history.get(self.job.id),
         )
         spent = sum(attempt_cost(a, now) for a in self.attempts)
-        # What the job's other tasks will still cost: at the price they run at, else at the market
-        # they may use (on-demand for on-demand jobs), with one more restart each.
-        idle_price = low_od if spec.schedule.market == "on-demand" or low_spot is None else low_spot
-        running = {a.task_id: a.price_per_hour for a in self.attempts if a.live}
-        others = sum(((1.0 - t.progress_committed) * task_work_hours(spec, t) + overhead_h)
-                     * running.get(t.id, idle_price.price_per_hour if idle_price else 0.0)
-                     for t in self.tasks if t.id != task.id and not t.state.terminal)
+        # What the job's other tasks will still cost, by the same projection `orch status` shows.
+        others = remaining_usd(spec, self.tasks, self.attempts, idle=idle_price(spec, offers), overhead_h=overhead_h,
+                               skip=task.id)
         return Context(spec=spec, situation=situation, live=live, offers=offers, avoid=self.r.avoid, now=now,
                        spent_usd=spent, others_usd=others)
 

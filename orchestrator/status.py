@@ -67,14 +67,35 @@ def _attempt_dict(a: AttemptView) -> dict[str, Any]:
             "launched_at": a.launched_at, "ended_at": a.ended_at, "exit_code": a.exit_code}
 
 
+def idle_price(spec: JobSpec, offers: Sequence[Offer]) -> float | None:
+    """The price an unplaced task is expected to run at: the cheapest spot offer, or on-demand for an
+    on-demand job (or when no spot is offered)."""
+    spot = min((o.price_per_hour for o in offers if o.market is Market.SPOT), default=None)
+    on_demand = min((o.price_per_hour for o in offers if o.market is Market.ON_DEMAND), default=None)
+    return on_demand if spec.schedule.market == "on-demand" or spot is None else spot
+
+
+def remaining_usd(spec: JobSpec, tasks: Sequence[TaskView], attempts: Sequence[AttemptView], *,
+                  idle: float | None, overhead_h: float, skip: str | None = None) -> float:
+    """What the unfinished tasks (but `skip`) will still cost: each task's work left plus one more restart
+    overhead, at the price its live attempt runs at, else at `idle`.
+
+    The one projection of what is left: `orch status`'s projected total, the budget guard (which
+    never launches what would take that total past the budget) and the GpuJob status all use it, so
+    the total a user sees is the total the guard enforces.
+    """
+    running = {a.task_id: a.price_per_hour for a in attempts if a.state is not AttemptState.ENDED}
+    return sum(((1.0 - t.progress_committed) * task_work_hours(spec, t) + overhead_h)
+               * running.get(t.id, idle if idle is not None else 0.0)
+               for t in tasks if t.id != skip and not t.state.terminal)
+
+
 def job_status(*, job_id: str, name: str, spec: JobSpec, created_at: float, deadline_at: float | None,
                tasks: Sequence[TaskView], attempts: Sequence[AttemptView], offers: Sequence[Offer],
                now: float) -> JobStatus:
     live = [a for a in attempts if a.state is not AttemptState.ENDED]
-    spot = min((o.price_per_hour for o in offers if o.market is Market.SPOT), default=None)
     on_demand = min((o.price_per_hour for o in offers if o.market is Market.ON_DEMAND), default=None)
-    fallback = spot if spec.schedule.market != "on-demand" else on_demand
-    remaining_usd = 0.0
+    fallback = idle_price(spec, offers)
     remaining_h = 0.0
     total_work = 0.0
     done = reported = 0.0
@@ -83,17 +104,13 @@ def job_status(*, job_id: str, name: str, spec: JobSpec, created_at: float, dead
         total_work += work
         done += t.progress_committed * work
         reported += max(t.progress_reported, t.progress_committed) * work
-        if t.state.terminal:
-            continue
-        left = (1.0 - t.progress_committed) * work
-        remaining_h += left
-        running = next((a for a in live if a.task_id == t.id), None)
-        price = running.price_per_hour if running else fallback
-        remaining_usd += left * (price or 0.0)
+        if not t.state.terminal:
+            remaining_h += (1.0 - t.progress_committed) * work
     overhead = measured_overhead_hours(spec, attempts)
     od_price = next((a.on_demand_price_per_hour for a in reversed(attempts)), on_demand)
     state = job_state([t.state for t in tasks])
-    cost = job_cost(attempts, now=now, remaining_usd=remaining_usd, state=state,
+    left_usd = remaining_usd(spec, tasks, attempts, idle=fallback, overhead_h=overhead)
+    cost = job_cost(attempts, now=now, remaining_usd=left_usd, state=state,
                     on_demand_only_usd=(total_work + overhead * len(tasks)) * (od_price or 0.0))
     slack = None
     if deadline_at is not None and any(not t.state.terminal for t in tasks):

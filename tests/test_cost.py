@@ -148,17 +148,17 @@ def test_job_status_of_a_small_job() -> None:
     assert (st.state, st.market, st.instance_type) == ("running", "on-demand", "p3.2xlarge")
     assert [st.progress, st.progress_reported] == approx([0.4, 0.45])
     assert st.cost.spent_usd == approx(0.9 + 3.06)
-    # 6 h left, at the price the task is running at now.
-    assert st.cost.projected_usd == approx(3.96 + 6 * 3.06)
+    # 6 h left plus one more restart (0.1 h, as the budget guard counts it), at the price it runs at now.
+    assert st.cost.projected_usd == approx(3.96 + 6.1 * 3.06)
     # The whole 10 h plus the measured restart overhead (360 s = 0.1 h) on on-demand.
     assert st.cost.on_demand_only_usd == approx(10.1 * 3.06)
     # Still running: what it may save is a projection, not money saved.
     assert st.cost.saved_usd is None
-    assert st.cost.projected_saved_usd == approx(10.1 * 3.06 - (3.96 + 6 * 3.06))
+    assert st.cost.projected_saved_usd == approx(10.1 * 3.06 - (3.96 + 6.1 * 3.06))
     assert st.cost.lost_usd == approx(600 * 0.9 / 3600)
     assert st.slack_hours == approx(22 - 6)
     assert st.price_known
-    assert st.to_dict()["cost"]["projected_usd"] == round(3.96 + 18.36, 4)
+    assert st.to_dict()["cost"]["projected_usd"] == round(3.96 + 6.1 * 3.06, 4)
 
 
 def test_job_status_of_an_idle_job_prices_remaining_work_at_spot() -> None:
@@ -166,7 +166,7 @@ def test_job_status_of_an_idle_job_prices_remaining_work_at_spot() -> None:
                     tasks=[task(state=TaskState.PENDING)], attempts=[], offers=OFFERS, now=0.0)
     assert (st.state, st.market, st.slack_hours) == ("pending", None, None)
     assert st.cost.spent_usd == 0.0
-    assert st.cost.projected_usd == approx(10 * 0.9)
+    assert st.cost.projected_usd == approx(10.1 * 0.9)  # work and one start, at spot
     assert st.cost.on_demand_only_usd == approx(10.1 * 3.06)  # the spec's 0.1 h overhead guess
 
 
@@ -180,7 +180,8 @@ def test_array_shards_share_the_work_by_item_count() -> None:
     st = job_status(job_id="j", name="j", spec=spec, created_at=0.0, deadline_at=None, tasks=tasks, attempts=[],
                     offers=OFFERS, now=0.0)
     assert st.progress == approx(0.6)
-    assert st.cost.projected_usd == approx((2.0 + 2.0) * 0.9)  # the done shard costs nothing more
+    # The done shard costs nothing more; the others their work left and one start each.
+    assert st.cost.projected_usd == approx((2.0 + 0.1 + 2.0 + 0.1) * 0.9)
 
 
 # --- savings are earned only by a job that succeeded --------------------------------------------
@@ -218,6 +219,26 @@ def test_an_unfinished_job_shows_savings_only_as_a_projection() -> None:
     st = job_status(job_id="j", name="j", spec=_spec(), created_at=0.0, deadline_at=None,
                     tasks=[task(state=TaskState.PENDING)], attempts=[], offers=OFFERS, now=0.0)
     assert st.cost.saved_usd is None
-    assert st.cost.projected_saved_usd == approx(10.1 * 3.06 - 10 * 0.9)
+    assert st.cost.projected_saved_usd == approx(10.1 * 3.06 - 10.1 * 0.9)
     money = st.to_dict()["cost"]
-    assert money["saved_usd"] is None and money["projected_saved_usd"] == round(10.1 * 3.06 - 9.0, 4)
+    assert money["saved_usd"] is None and money["projected_saved_usd"] == round(10.1 * 3.06 - 10.1 * 0.9, 4)
+
+
+def test_status_projects_the_total_the_budget_guard_enforces() -> None:
+    """One projection: the budget guard's view of a task's siblings is what status adds for them."""
+    from orchestrator.status import idle_price, remaining_usd
+
+    spec = JobSpec(name="j", command=("x",), resources=Resources(),
+                   schedule=ScheduleSpec(estimated_hours=10.0, policy="greedy", budget_usd=50.0),
+                   array=ArraySpec(10, 4))
+    tasks = [task(id="t0", index=0, item_start=0, item_end=4, state=TaskState.RUNNING, progress_committed=0.25),
+             task(id="t1", index=1, item_start=4, item_end=8, state=TaskState.PENDING, progress_committed=0.5),
+             task(id="t2", index=2, item_start=8, item_end=10, state=TaskState.SUCCEEDED, progress_committed=1.0)]
+    live = att(id="a0", task_id="t0", state=AttemptState.RUNNING, outcome=None, price_per_hour=3.06, ended_at=None)
+    st = job_status(job_id="j", name="j", spec=spec, created_at=0.0, deadline_at=None, tasks=tasks,
+                    attempts=[live], offers=OFFERS, now=0.0)
+    idle, overhead = idle_price(spec, OFFERS), 0.1
+    guard_total = (attempt_cost(live, 0.0)
+                   + remaining_usd(spec, tasks, [live], idle=idle, overhead_h=overhead, skip="t1")
+                   + (0.5 * 4.0 + overhead) * (idle or 0.0))  # what the guard adds for launching t1 at idle
+    assert st.cost.projected_usd == approx(guard_total)
