@@ -1,0 +1,143 @@
+"""One steady-state measurement of the reconcile loop: N running tasks, optionally among many finished.
+
+Only public entry points are used (`Store.submit`, `Reconciler.tick`, the `sim` provider), so the
+same measurement runs before and after the loop is rebuilt. Finished work is made by the real loop
+too: short jobs are submitted, ticked until they succeed, and their provider is then dropped (a
+cloud forgets a terminated instance after a while), so the measured ticks see only the running work.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench._scale_counters import CountingProvider, QueryCounter
+from orchestrator.reconciler import Reconciler
+from orchestrator.spec import parse_spec
+from orchestrator.store import Store, make_engine
+from orchestrator.store.engine import upgrade
+from orchestrator.traces import Trace
+from providers.sim import SimClock, SimProvider
+
+TICK_S = 60.0
+ARRAY_SHARDS = 100
+SHAPES = ("single", "array")
+_HOURS = 500.0  # per task: nothing finishes while it is measured (a job holds at most 87,600 h)
+
+
+def job_toml(*, hours: float, shards: int = 1) -> str:
+    """A spot job on the sim provider; with `shards` > 1 an array job of that many one-item shards."""
+    array = f"\n[array]\ncount = {shards}\nshard_size = 1\n" if shards > 1 else ""
+    return (f'name = "scale"\ncommand = ["true"]\n[resources]\ngpu = "V100"\n[schedule]\n'
+            f'estimated_hours = {hours * shards}\nmarket = "spot"\n[placement]\nproviders = ["sim"]\n{array}')
+
+
+@dataclass
+class LoopResult:
+    """Medians over the measured ticks; `calls` is the mean count of each provider method per tick."""
+
+    shape: str
+    running: int
+    stored: int
+    jobs: int
+    tick_s: list[float] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    statements: list[int] = field(default_factory=list)
+    calls: dict[str, float] = field(default_factory=dict)
+    alive: int = 0  # instances alive at the sim provider while measured: the running tasks
+    setup_s: float = 0.0
+
+    @property
+    def tick(self) -> float:
+        return statistics.median(self.tick_s)
+
+    @property
+    def rows_per_tick(self) -> float:
+        return statistics.median(self.rows)
+
+    @property
+    def statements_per_tick(self) -> float:
+        return statistics.median(self.statements)
+
+
+def _always() -> Trace:
+    return Trace(source="always", gap_seconds=TICK_S, data=(1,) * 200_000, prices=None)
+
+
+def _submit(store: Store, clock: SimClock, toml: str, count: int, ckpt: str) -> None:
+    spec = parse_spec(toml, source="scale", submitted_at=clock.now())
+    for _ in range(count):
+        store.submit(spec, source="scale", now=clock.now(), checkpoint_uri=ckpt)
+
+
+def _finish(store: Store, clock: SimClock, count: int, ckpt: str, max_ticks: int = 8) -> None:
+    """Store `count` finished single-task jobs, run to success by the loop on a provider then dropped."""
+    if count <= 0:
+        return
+    _submit(store, clock, job_toml(hours=0.01), count, ckpt)
+    r = Reconciler(store, {"sim": SimProvider(clock, {"a": _always()}, epoch=clock.now())}, clock,
+                   tick_seconds=TICK_S)
+    for _ in range(max_ticks):
+        if not r.tick():
+            return
+        clock.sleep(3600.0)
+    raise RuntimeError(f"{count} short jobs did not finish in {max_ticks} ticks")
+
+
+def _jobs(shape: str, tasks: int) -> tuple[int, int]:
+    """(jobs, shards per job) for `tasks` running tasks of this shape."""
+    if shape == "single":
+        return tasks, 1
+    shards = min(ARRAY_SHARDS, tasks)
+    return -(-tasks // shards), shards
+
+
+def measure_loop(url: str, tasks: int, shape: str, *, ticks: int = 3, stored: int = 0,
+                 warmup: int = 2) -> LoopResult:
+    """Submit `tasks` running tasks (plus finished jobs up to `stored` tasks), then time `ticks` ticks."""
+    engine = make_engine(url)
+    upgrade(engine)
+    store = Store(engine)
+    clock = SimClock()
+    jobs, shards = _jobs(shape, tasks)
+    result = LoopResult(shape, jobs * shards, max(stored, jobs * shards), jobs)
+    counter = QueryCounter(engine)
+    try:
+        with tempfile.TemporaryDirectory(prefix="orch-scale-") as tmp:
+            ckpt = Path(tmp).as_uri()
+            start = time.perf_counter()
+            _finish(store, clock, stored - jobs * shards, ckpt)
+            _submit(store, clock, job_toml(hours=_HOURS, shards=shards), jobs, ckpt)
+            sim = SimProvider(clock, {"a": _always()}, epoch=clock.now())
+            provider = CountingProvider(sim)
+            r = Reconciler(store, {"sim": provider}, clock, tick_seconds=TICK_S)
+            for _ in range(warmup):  # the first ticks launch everything: not the steady state
+                r.tick()
+                clock.sleep(TICK_S)
+            result.setup_s = time.perf_counter() - start
+            result.alive = sum(1 for i in sim.instances() if i.alive)
+            _measure(r, clock, counter, provider, ticks, result)
+    finally:
+        counter.close()
+        engine.dispose()
+    return result
+
+
+def _measure(r: Reconciler, clock: SimClock, counter: QueryCounter, provider: CountingProvider, ticks: int,
+             result: LoopResult) -> None:
+    calls: Counter[str] = Counter()
+    for _ in range(ticks):
+        clock.sleep(TICK_S)
+        provider.calls.clear()
+        with counter.watching():
+            start = time.perf_counter()
+            r.tick()
+            result.tick_s.append(time.perf_counter() - start)
+        result.rows.append(counter.rows)
+        result.statements.append(counter.statements)
+        calls.update(provider.calls)
+    result.calls = {m: n / ticks for m, n in calls.items()}
