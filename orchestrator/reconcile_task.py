@@ -409,9 +409,9 @@ class TaskWorker:
     def _request(self, attempt: AttemptView, offer: Offer) -> LaunchRequest:
         spec, task = self.job.spec, self.task
         env = dict(spec.env)
-        env.update(ORCH_JOB_ID=self.job.id, ORCH_TASK_ID=task.id, ORCH_ATTEMPT=str(attempt.number),
-                   ORCH_CHECKPOINT_URI=task.checkpoint_uri, ORCH_MARKET=str(offer.market),
-                   ORCH_CHECKPOINT_KEEP=str(spec.checkpoint.keep))
+        # The contract variables (ids, checkpoint URI, market) come from the request's own fields:
+        # `LaunchRequest.environment` adds them for every provider. These are the loop's additions.
+        env.update(ORCH_CHECKPOINT_KEEP=str(spec.checkpoint.keep))
         if task.item_start is not None and task.item_end is not None:
             env.update(ORCH_ITEM_START=str(task.item_start), ORCH_ITEM_END=str(task.item_end))
         # Fixed for the attempt (a relaunch with the same token sends the same request): the latest

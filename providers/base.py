@@ -144,6 +144,18 @@ class LaunchRequest:
     # The job's `[placement.options.<provider>]` table, passed through untouched.
     options: Mapping[str, object] = field(default_factory=dict)
 
+    def environment(self) -> dict[str, str]:
+        """The attempt's environment: `env` plus orch's checkpoint contract (docs/checkpointing.md).
+
+        The one place it is built, for every provider: the contract variables win over anything in
+        `env` (a job file cannot set ORCH_* anyway), so a job always sees its own ids and market.
+        """
+        out = dict(self.env)
+        out.update(ORCH_JOB_ID=self.job_id, ORCH_TASK_ID=self.task_id, ORCH_ATTEMPT=str(self.attempt_number),
+                   ORCH_ATTEMPT_ID=self.attempt_id, ORCH_CHECKPOINT_URI=self.checkpoint_uri,
+                   ORCH_MARKET=self.offer.market.value)
+        return out
+
 
 class InstanceState(StrEnum):
     PENDING = "pending"

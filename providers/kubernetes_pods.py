@@ -117,17 +117,8 @@ def placement_for(market: Market, placement: Placement) -> dict[str, Any]:
 
 
 def attempt_env(request: LaunchRequest) -> list[dict[str, str]]:
-    """ORCH_* first, then the reconciler's env, which wins where both name a variable."""
-    env = {
-        "ORCH_JOB_ID": request.job_id,
-        "ORCH_TASK_ID": request.task_id,
-        "ORCH_ATTEMPT": str(request.attempt_number),
-        "ORCH_ATTEMPT_ID": request.attempt_id,
-        "ORCH_CHECKPOINT_URI": request.checkpoint_uri,
-        "ORCH_MARKET": request.offer.market.value,
-    }
-    env.update(request.env)
-    return [{"name": k, "value": v} for k, v in env.items()]
+    """The attempt's environment (`LaunchRequest.environment`) as a container's env list."""
+    return [{"name": k, "value": v} for k, v in request.environment().items()]
 
 
 def pod_manifest(request: LaunchRequest, *, image: str, agent: Sequence[str], placement: Placement,

@@ -284,11 +284,7 @@ class LocalProvider:
     def _start(self, idir: InstanceDir, record: InstanceRecord, request: LaunchRequest) -> None:
         argv = [*self._agent, "--notice-file", str(idir.notice_path), "--status-file", str(idir.status_path),
                 "--grace", str(request.grace_seconds), "--", *request.command]
-        env = job_environment(os.environ, {
-            "ORCH_JOB_ID": request.job_id, "ORCH_TASK_ID": request.task_id,
-            "ORCH_ATTEMPT": str(request.attempt_number), "ORCH_CHECKPOINT_URI": request.checkpoint_uri,
-            "ORCH_MARKET": request.offer.market.value, **request.env,
-        }, record.instance_id)
+        env = job_environment(os.environ, request.environment(), record.instance_id)
         problem = program_problem(request.command, cwd=request.workdir, env=env)
         if problem is not None:
             self._failed_to_start(idir, record, f"local cannot start the job: {_shown(request.command[0])} {problem}")

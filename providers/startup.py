@@ -39,15 +39,7 @@ class StartupRules:
 
 def attempt_environment(request: LaunchRequest, rules: StartupRules) -> dict[str, str]:
     """The job's env plus orch's contract variables, which win over anything the job set."""
-    env = dict(request.env)
-    env.update(
-        ORCH_JOB_ID=request.job_id,
-        ORCH_TASK_ID=request.task_id,
-        ORCH_ATTEMPT=str(request.attempt_number),
-        ORCH_ATTEMPT_ID=request.attempt_id,
-        ORCH_CHECKPOINT_URI=request.checkpoint_uri,
-        ORCH_MARKET=str(request.offer.market),
-    )
+    env = request.environment()
     for name in env:
         if name.upper() in rules.credential_variables:
             raise PermanentError(
