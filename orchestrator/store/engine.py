@@ -153,7 +153,9 @@ def _migration_engine(engine: Engine) -> Iterator[Engine]:
     could repair. Here the driver's transaction handling is off and SQLAlchemy emits
     `BEGIN IMMEDIATE` itself (SQLAlchemy's pysqlite recipe): the tables and the revision commit together.
     """
-    if engine.dialect.name != "sqlite":
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        # An in-memory database lives in its engine's one connection (`orch simulate`): a second
+        # engine would migrate a different, empty database. Nobody else can see it to race with.
         yield engine
         return
     own = create_engine(engine.url, poolclass=NullPool, connect_args={"timeout": 30})
