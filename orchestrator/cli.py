@@ -81,15 +81,16 @@ def user_error(exc: Exception) -> tuple[str, int] | None:
         return str(exc), exc.code
     if isinstance(exc, ProviderError):
         return str(exc), 1
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DBAPIError
 
     from orchestrator.store import SchemaError
     from orchestrator.store.repo import AmbiguousJob
 
     if isinstance(exc, SchemaError | AmbiguousJob):
         return str(exc), 1
-    if isinstance(exc, OperationalError):
-        return f"cannot use the database ({database_url_for_humans()}): {exc.orig}", 1
+    if isinstance(exc, DBAPIError):  # after the store opened: a server gone, a disk full, a lock held
+        detail = "; ".join(line.strip() for line in str(exc.orig).splitlines() if line.strip())
+        return f"cannot use the database ({database_url_for_humans()}): {detail}", 1
     return None
 
 

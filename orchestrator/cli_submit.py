@@ -135,8 +135,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from orchestrator.wiring import open_store
 
     now = time.time()
+    store = open_store()  # first: a store that cannot be used is said before any provider makes folders
     spec, offers = prepare(args.file, now)
-    store = open_store()
     job_id = new_id()
     # Without a checkpoint URI each job gets its own folder; a URI given in the file is used as is,
     # so resubmitting the same job resumes from its checkpoints.

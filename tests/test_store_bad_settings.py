@@ -80,7 +80,10 @@ def test_a_store_that_cannot_be_used_is_one_line_and_creates_nothing(
     assert _snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize(("setup", "words"), [c[1:] for c in CASES[2:]], ids=[c[0] for c in CASES[2:]])
-def test_submit_to_a_store_that_cannot_be_used_is_one_line(tmp_path: Path, setup: Setup, words: list[str]) -> None:
+@pytest.mark.parametrize(("setup", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_submit_to_a_store_that_cannot_be_used_is_one_line_and_creates_nothing(
+        tmp_path: Path, setup: Setup, words: list[str]) -> None:
     home, url = setup(tmp_path)
+    before = _snapshot(tmp_path)
     _assert_one_line(_run(home, url, "submit", str(FOLD)), words)
+    assert _snapshot(tmp_path) == before, "the store is opened before any provider makes its folders"
