@@ -152,11 +152,14 @@ class Reconciler:
 
     def offers(self, provider: str, resources: Resources, regions: tuple[str, ...], job_id: str,
                options: Mapping[str, object] | None = None) -> list[Offer]:
-        """Offers, fetched once per tick per (provider, resources, regions, job) and recorded as prices.
+        """Offers, fetched once per tick per (provider, resources, regions) and recorded as prices.
 
-        `options` are the job's own options for `provider` (they may shape its market, e.g. local zones).
+        A provider whose market is the job's own (`offers_per_job`: the local simulated market, shaped
+        by the job's `options`) is asked once per job; every other provider once for all the jobs
+        that want the same resources where it is, so 1,000 jobs cost one call, not 1,000.
         """
-        key = (provider, resources, regions, job_id)
+        per_job = getattr(self.providers[provider], "offers_per_job", False) is True
+        key = (provider, resources, regions, job_id if per_job else "")
         if key not in self._offers:
             try:
                 found = self.providers[provider].offers(resources, regions, job_id=job_id, options=options)

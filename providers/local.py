@@ -96,6 +96,9 @@ class LocalProvider:
 
     name = "local"
 
+    # Each job has its own simulated market (its options, its recorded epoch): offers are per job.
+    offers_per_job = True
+
     def __init__(self, home: Path, clock: Clock, *, agent_command: Sequence[str],
                  settings: LocalSettings | None = None) -> None:
         if not agent_command:

@@ -89,3 +89,27 @@ def test_the_snapshot_matches_the_store_after_a_refresh(running: tuple[Reconcile
     snap.refresh_task(sqlite_store, first.id)
     assert snap.tasks == sqlite_store.tasks(job_id) and snap.attempts == sqlite_store.attempts(job_id)
     assert snapshot.take(sqlite_store, []) == {} and snapshot.take(sqlite_store, ["no-such-job"]) == {}
+
+
+def test_jobs_that_want_the_same_offers_share_one_offers_call_per_tick(sqlite_store: Store) -> None:
+    clock = SimClock()
+    trace = Trace(source="always", gap_seconds=60.0, data=(1,) * 1_000, prices=None)
+    provider = SimProvider(clock, {"a": trace})
+    calls: list[str | None] = []
+    real = provider.offers
+
+    def counted(*args: Any, **kw: Any) -> Any:
+        calls.append(kw.get("job_id"))
+        return real(*args, **kw)
+
+    provider.offers = counted  # type: ignore[method-assign]
+    spec = parse_spec(JOB.replace("[array]\ncount = 40\nshard_size = 1\n", ""), source="job.toml",
+                      submitted_at=clock.now())
+    for _ in range(5):
+        sqlite_store.submit(spec, source="job.toml", now=clock.now(), checkpoint_uri="file:///tmp/orch-snap")
+    r = Reconciler(sqlite_store, {"sim": provider}, clock, tick_seconds=60.0)
+    r.tick()
+    assert len(calls) == 1, calls
+    clock.sleep(60.0)
+    r.tick()
+    assert len(calls) == 2, calls
