@@ -7,7 +7,7 @@ COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
 COPY providers ./providers
 COPY migrations ./migrations
-RUN python -m pip install --no-cache-dir --prefix=/install ".[postgres]"
+RUN python -m pip install --no-cache-dir --prefix=/install ".[all]"
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \

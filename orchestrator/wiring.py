@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from orchestrator.extras import missing_extra
 from orchestrator.store import Store, database_url, make_engine, orch_home
 from orchestrator.store.engine import ensure_schema
 from providers.base import Clock, PermanentError, Provider, ProviderError, SystemClock
@@ -86,5 +87,6 @@ def build_providers(names: Iterable[str], *, clock: Clock | None = None,
         except ProviderError:
             raise
         except Exception as exc:  # a missing settings file, kubeconfig or SDK: say which, no traceback
-            raise PermanentError(f"provider {name!r} is not set up: {exc}", provider=name) from exc
+            hint = missing_extra(exc, f"provider {name!r}")
+            raise PermanentError(hint or f"provider {name!r} is not set up: {exc}", provider=name) from exc
     return out

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from orchestrator.extras import missing_extra
+
 
 class StorageError(Exception):
     """A storage backend failed; the message names the URI and the cause."""
@@ -54,7 +56,10 @@ def register_scheme(scheme: str, factory: StorageFactory) -> None:
 def open_storage(uri: str) -> Storage:
     scheme = uri.split("://", 1)[0] if "://" in uri else ""
     if scheme not in _SCHEMES:
-        _load_builtin(scheme)
+        try:
+            _load_builtin(scheme)
+        except ModuleNotFoundError as exc:
+            raise StorageError(missing_extra(exc, f"{scheme}:// checkpoint storage") or str(exc)) from None
     try:
         return _SCHEMES[scheme](uri)
     except KeyError:

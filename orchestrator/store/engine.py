@@ -19,6 +19,7 @@ from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
+from orchestrator.extras import missing_extra
 from orchestrator.store.schema_lock import schema_lock
 
 # backend -> the drivers orch ships with ("" is SQLAlchemy's default driver for that backend)
@@ -87,7 +88,10 @@ def make_engine(url: str) -> Engine:
                                connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise StoreUnavailable(missing_extra(exc, f"the database {parsed.render_as_string()}") or str(exc)) from None
 
 
 def _make_folder(database: str | None) -> None:
