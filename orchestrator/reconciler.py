@@ -22,6 +22,7 @@ from orchestrator.placement import usable
 from orchestrator.policy.base import SpotHistory
 from orchestrator.reconcile_task import TaskWorker, draining
 from orchestrator.snapshot import JobSnapshot
+from orchestrator.spec import JobSpec
 from orchestrator.store import Store
 from orchestrator.store.views import JobView
 from providers.base import Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
@@ -56,6 +57,8 @@ class Reconciler:
     # a restarted controller starts afresh, as a user without a zone history would).
     history: dict[str, SpotHistory] = field(default_factory=dict)
     _recorded: dict[str, tuple[float, bool | None, float]] = field(default_factory=dict)
+    # Parsed specs of the jobs held last tick (see `snapshot.take`).
+    _specs: dict[str, JobSpec] = field(default_factory=dict)
 
     def tick(self, *, job_ids: Collection[str] | None = None, reap: bool = True) -> list[str]:
         """One pass over the jobs this controller holds; returns the ids of jobs still unfinished.
@@ -68,7 +71,7 @@ class Reconciler:
         held = self.store.claim_jobs(self.owner, now, self.lease_seconds, job_ids=job_ids)
         obs = self.observe()
         self._offers.clear()
-        snapshots = snapshot.take(self.store, held)
+        snapshots = snapshot.take(self.store, held, specs=self._specs)
         active: list[str] = []
         try:
             for job_id in held:

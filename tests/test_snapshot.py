@@ -113,3 +113,17 @@ def test_jobs_that_want_the_same_offers_share_one_offers_call_per_tick(sqlite_st
     clock.sleep(60.0)
     r.tick()
     assert len(calls) == 2, calls
+
+
+def test_a_held_jobs_spec_is_parsed_once_not_every_tick(running: tuple[Reconciler, SimClock, str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import orchestrator.store.views as views
+
+    r, clock, job_id = running
+    parsed: list[object] = []
+    real = views.spec_from_dict
+    monkeypatch.setattr(views, "spec_from_dict", lambda d: parsed.append(d) or real(d))
+    clock.sleep(60.0)
+    r.tick()
+    assert parsed == [], "the spec parsed at an earlier tick is reused (a job's spec never changes)"
+    assert r._specs.keys() == {job_id}

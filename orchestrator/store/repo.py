@@ -9,7 +9,7 @@ Side effects (launching, terminating) happen in the reconciler after these commi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -181,12 +181,16 @@ class Store:
                 row = rows[0] if rows else None
             return job_view(row) if row else None
 
-    def jobs_by_id(self, job_ids: Collection[str]) -> dict[str, JobView]:
-        """Several jobs by exact id, in one query per `IN_CHUNK` ids (a tick's snapshot)."""
+    def jobs_by_id(self, job_ids: Collection[str], *,
+                   specs: Mapping[str, JobSpec] | None = None) -> dict[str, JobView]:
+        """Several jobs by exact id, in one query per `IN_CHUNK` ids (a tick's snapshot). `specs`: specs
+        already parsed, by job id (immutable after submit), so a tick does not parse them again."""
+        known = specs or {}
         out: dict[str, JobView] = {}
         with self.session() as s:
             for chunk in _chunks(job_ids):
-                out.update((r.id, job_view(r)) for r in s.scalars(select(JobRow).where(JobRow.id.in_(chunk))))
+                out.update((r.id, job_view(r, known.get(r.id)))
+                           for r in s.scalars(select(JobRow).where(JobRow.id.in_(chunk))))
         return out
 
     def job_by_ref(self, external_ref: str) -> JobView | None:

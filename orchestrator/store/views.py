@@ -38,11 +38,12 @@ class EventView:
     data: dict[str, Any] | None
 
 
-def job_view(r: JobRow) -> JobView:
+def job_view(r: JobRow, spec: JobSpec | None = None) -> JobView:
+    """`spec`: the job's spec parsed before (a job's spec never changes after submit), to skip parsing."""
     return JobView(
         r.id,
         r.name,
-        spec_from_dict(r.spec),
+        spec if spec is not None else spec_from_dict(r.spec),
         r.source,
         r.created_at,
         r.deadline_at,
