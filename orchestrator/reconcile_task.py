@@ -18,6 +18,7 @@ from orchestrator.policy import Situation
 from orchestrator.snapshot import JobSnapshot
 from orchestrator.status import idle_price, measured_overhead_hours, remaining_usd, task_work_hours
 from providers.base import (
+    RESUME_NOT_BEFORE,
     CapacityError,
     EndReason,
     Instance,
@@ -48,10 +49,6 @@ HEARTBEAT_TIMEOUT_S = 1200.0
 _LOST_TRANSITIONS = ("preempted", "requeue")
 # An offer whose spot capacity is being reclaimed is not offered again for this long after the deadline.
 RECLAIMED_AVOID_S = 300.0
-# Set on a replacement launched while its predecessor still has its notice window: Unix seconds
-# before which the job must not start (the predecessor may still be saving). Providers that say
-# `replaces_on_notice` honour it (AWS waits in the user data); see docs/providers/aws.md.
-RESUME_NOT_BEFORE = "ORCH_RESUME_NOT_BEFORE"
 
 
 def replaces_on_notice(provider: Provider) -> bool:

@@ -14,14 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from providers.aws_settings import AwsSettings, AwsSettingsError
-from providers.base import LaunchRequest, Market, PermanentError
+from providers.base import RESUME_NOT_BEFORE, LaunchRequest, Market, PermanentError
 from providers.startup import StartupRules, agent_script
 
 PROVIDER = "aws"
 TAG_MANAGED, TAG_JOB, TAG_TASK, TAG_ATTEMPT = "orch:managed", "orch:job", "orch:task", "orch:attempt"
 USER_DATA_LIMIT = 16 * 1024  # bytes, before the base64 encoding boto3 applies
-# Set by the reconciler on a replacement launched during its predecessor's notice window (Unix s).
-RESUME_NOT_BEFORE = "ORCH_RESUME_NOT_BEFORE"
 # A wait longer than a spot notice (120 s) plus clock skew means a wrong clock: start at once instead.
 MAX_RESUME_WAIT_S = 900
 CLIENT_TOKEN_LIMIT = 64

@@ -122,6 +122,12 @@ def offer_key(provider: str, region: str, zone: str | None, instance_type: str, 
     return f"{provider}/{region}/{zone or '-'}/{instance_type}/{market}"
 
 
+# Set by the loop on a replacement launched while its predecessor still has its notice window: Unix
+# seconds before which the job must not start (the predecessor may still be saving). Providers that
+# say `replaces_on_notice` honour it (AWS waits in the user data); see docs/providers/aws.md.
+RESUME_NOT_BEFORE = "ORCH_RESUME_NOT_BEFORE"
+
+
 @dataclass(frozen=True, slots=True)
 class LaunchRequest:
     """Everything a provider needs to start one attempt; `attempt_id` is the idempotency token."""

@@ -25,8 +25,8 @@ from orchestrator.model import AttemptView, Outcome, TaskState
 from orchestrator.reconciler import Reconciler
 from orchestrator.spec import load_spec
 from orchestrator.store import Store
-from providers.aws_launch import RESUME_NOT_BEFORE, user_data
-from providers.base import Market
+from providers.aws_launch import user_data
+from providers.base import RESUME_NOT_BEFORE, Market
 from tests.aws_support import REGION, AwsWorld, moto_instance
 from tests.test_aws_e2e import JOB, JOB_TOML, STEPS, Loop, log_lines, shut_down_by_itself
 
