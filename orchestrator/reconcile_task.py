@@ -104,7 +104,8 @@ class TaskWorker:
 
     @property
     def wrote(self) -> bool:
-        """Whether this step changed the store (the snapshot must then read this task again)."""
+        """Whether this step changed the store since it last re-read its task (the snapshot must then
+        read it again)."""
         return self._tracked.wrote
 
     @property
@@ -348,7 +349,7 @@ class TaskWorker:
             return
 
     def _launch(self, offers: tuple[Offer, ...]) -> None:
-        if any(draining(a, self.now) for a in self.attempts if a.task_id == self.task.id):
+        if any(draining(a, self.now) for a in self.snap.attempts_of(self.task.id)):
             # A predecessor may still be saving: only a provider that can hold the job back may start now.
             offers = tuple(o for o in offers if replaces_on_notice(self.r.providers[o.provider]))
         for offer in offers[:MAX_OFFERS_PER_TICK]:
@@ -413,7 +414,7 @@ class TaskWorker:
             env.update(ORCH_ITEM_START=str(task.item_start), ORCH_ITEM_END=str(task.item_end))
         # Fixed for the attempt (a relaunch with the same token sends the same request): the latest
         # deadline of the predecessors that were still draining when this attempt began.
-        not_before = max((a.ended_at for a in self.attempts if a.task_id == task.id and a.id != attempt.id
+        not_before = max((a.ended_at for a in self.snap.attempts_of(task.id) if a.id != attempt.id
                           and a.ended_at is not None and draining(a, attempt.launched_at)), default=None)
         if not_before is not None:
             env[RESUME_NOT_BEFORE] = str(math.ceil(not_before))
@@ -461,6 +462,7 @@ class TaskWorker:
         """Read this task and its attempts again (not the whole job) after changing them."""
         self.snap.refresh_task(self.r.store, self.task.id)
         self.task = self.snap.task(self.task.id) or self.task
+        self._tracked.wrote = False  # the snapshot holds every write so far: no second re-read after the step
 
 
 def _attempt_key(a: AttemptView) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from orchestrator import snapshot
 from orchestrator.checkpoint.storage import Storage, open_storage
-from orchestrator.model import AttemptState, AttemptView, TaskView, job_state
+from orchestrator.model import job_state
 from orchestrator.placement import usable
 from orchestrator.policy.base import SpotHistory
 from orchestrator.reconcile_task import TaskWorker, draining
@@ -211,7 +211,7 @@ class Reconciler:
         job = snap.job
         self._observe_spot(job)
         for task in [t for t in snap.tasks if not t.state.terminal]:
-            worker = TaskWorker(self, snap, task, _live_attempt(snap.attempts, task))
+            worker = TaskWorker(self, snap, task, snap.live_attempt(task.id))
             try:
                 worker.step(obs)
             except ProviderError as exc:
@@ -251,7 +251,3 @@ class Reconciler:
                 self.store.add_event(inst.job_id, "orphan_terminated",
                                      f"terminated {inst.instance_id}: no live attempt owns it",
                                      self.clock.now(), attempt_id=inst.attempt_id)
-
-
-def _live_attempt(attempts: list[AttemptView], task: TaskView) -> AttemptView | None:
-    return next((a for a in attempts if a.task_id == task.id and a.state is not AttemptState.ENDED), None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, MutableMapping
 from dataclasses import dataclass, field
 
-from orchestrator.model import AttemptView, TaskView
+from orchestrator.model import AttemptState, AttemptView, TaskView
 from orchestrator.spec import JobSpec
 from orchestrator.store import Store
 from orchestrator.store.views import JobView
@@ -42,6 +42,13 @@ class JobSnapshot:
 
     def task(self, task_id: str) -> TaskView | None:
         return self._tasks.get(task_id)
+
+    def attempts_of(self, task_id: str) -> list[AttemptView]:
+        """One task's attempts, without walking the job's (an array job's step looks at its own)."""
+        return self._attempts.get(task_id, [])
+
+    def live_attempt(self, task_id: str) -> AttemptView | None:
+        return next((a for a in self.attempts_of(task_id) if a.state is not AttemptState.ENDED), None)
 
     def refresh_task(self, store: Store, task_id: str) -> None:
         """Re-read one task and its attempts after this tick changed them (two small queries)."""
