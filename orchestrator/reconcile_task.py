@@ -196,9 +196,8 @@ class TaskWorker:
         if inst.state is not InstanceState.PENDING or not bills_from_start(self.r.providers[live.provider]):
             return False
         if self.job.cancel_requested_at is not None:
-            self.r.providers[live.provider].terminate(inst)
-            self.store.end_attempt(live, Outcome.CANCELLED, self.now, task_transitions=("cancel",), unbilled=True,
-                                   message=f"attempt {live.number} cancelled before its instance started")
+            self._terminate(live, inst, Outcome.CANCELLED, ("cancel",),
+                            f"attempt {live.number} cancelled before its instance started", unbilled=True)
         return True
 
     def _started(self, attempt: AttemptView, inst: Instance) -> None:
@@ -208,10 +207,11 @@ class TaskWorker:
         self.store.attempt_running(attempt, inst.instance_id, self.now, started_at=started_at)
 
     def _terminate(self, live: AttemptView, inst: Instance, outcome: Outcome, transitions: tuple[str, ...],
-                   reason: str) -> None:
+                   reason: str, *, unbilled: bool = False) -> None:
         # The instance goes first: if terminating fails, the attempt stays live and the next tick retries.
         self.r.providers[live.provider].terminate(inst)
-        self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason)
+        self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason,
+                               unbilled=unbilled)
 
     def _silent(self, live: AttemptView, seen: Seen) -> bool:
         """A live instance whose agent has not been heard from for too long (never booted, hung)."""
@@ -309,16 +309,18 @@ class TaskWorker:
         only once the old one can no longer write a checkpoint, and so resumes from its final save.
         True when the task was handed over (whatever the launch then did).
         """
-        if (notice.kind is not NoticeKind.INTERRUPTION or self.job.cancel_requested_at is not None
+        # Which notices can lead to a replacement is the core's rule (`decide.replace_on_notice`); here
+        # only what the core cannot see: the attempt, the provider's ability, a pending cancel.
+        if (notice.deadline is None or self.job.cancel_requested_at is not None
                 or live.state is not AttemptState.RUNNING or live.market is not Market.SPOT
                 or not replaces_on_notice(self.r.providers[live.provider])):
             return False
         now = self.now
-        if notice.deadline is not None:  # that capacity is going away: do not place the successor there
+        if notice.kind is NoticeKind.INTERRUPTION:  # that capacity is going away: not for the successor
             key = _attempt_key(live)
             self.r.avoid[key] = max(self.r.avoid.get(key, 0.0), notice.deadline + RECLAIMED_AVOID_S)
         action = replace_on_notice(self._context(None), kind=notice.kind, deadline=notice.deadline)
-        if not isinstance(action, Launch) or notice.deadline is None:
+        if not isinstance(action, Launch):
             return False
         offers = tuple(o for o in action.offers if replaces_on_notice(self.r.providers[o.provider]))
         if not offers:
