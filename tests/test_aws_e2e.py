@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -129,17 +130,24 @@ class Loop:
 
 @pytest.fixture
 def loop(aws_world: AwsWorld, sqlite_store: Store, tmp_path: Path) -> Iterator[Loop]:
-    bucket = f"orch-e2e-{uuid.uuid4().hex[:8]}"
+    with counting_job(aws_world, sqlite_store, tmp_path, name="e2e") as running:
+        yield running
+
+
+@contextmanager
+def counting_job(aws_world: AwsWorld, sqlite_store: Store, tmp_path: Path, *, name: str) -> Iterator[Loop]:
+    """The counting job submitted with its checkpoints in a fresh bucket, and a loop to drive it."""
+    bucket = f"orch-{name}-{uuid.uuid4().hex[:8]}"
     aws_world.client("s3").create_bucket(Bucket=bucket)
     (tmp_path / "count.py").write_text(JOB)
     command = f'["{sys.executable}", "count.py", "{STEPS}", "{tmp_path / "job.log"}"]'
     path = tmp_path / "job.toml"
-    path.write_text(JOB_TOML.format(command=command, workdir=tmp_path, uri=f"s3://{bucket}/e2e", region=REGION))
+    path.write_text(JOB_TOML.format(command=command, workdir=tmp_path, uri=f"s3://{bucket}/{name}", region=REGION))
     now = aws_world.clock.now()
     spec = load_spec(path, submitted_at=now)
     assert spec.checkpoint.uri is not None
     job_id = sqlite_store.submit(spec, source=str(path), now=now, checkpoint_uri=spec.checkpoint.uri)
-    reconciler = Reconciler(sqlite_store, {"aws": aws_world.provider}, aws_world.clock, owner="e2e",
+    reconciler = Reconciler(sqlite_store, {"aws": aws_world.provider}, aws_world.clock, owner=name,
                             tick_seconds=0.1)
     running = Loop(reconciler, sqlite_store, job_id)
     try:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,13 +20,11 @@ import pytest
 
 from orchestrator.cost import attempt_cost
 from orchestrator.model import AttemptView, Outcome, TaskState
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import load_spec
 from orchestrator.store import Store
 from providers.aws_launch import user_data
 from providers.base import RESUME_NOT_BEFORE, Market
 from tests.aws_support import REGION, AwsWorld, moto_instance
-from tests.test_aws_e2e import JOB, JOB_TOML, STEPS, Loop, log_lines, shut_down_by_itself
+from tests.test_aws_e2e import STEPS, Loop, counting_job, log_lines, shut_down_by_itself
 
 pytestmark = pytest.mark.slow
 
@@ -37,23 +33,8 @@ NOTICE_S = 25  # time left before the (simulated) reclamation when EC2's warning
 
 @pytest.fixture
 def loop(aws_world: AwsWorld, sqlite_store: Store, tmp_path: Path) -> Iterator[Loop]:
-    bucket = f"orch-repl-{uuid.uuid4().hex[:8]}"
-    aws_world.client("s3").create_bucket(Bucket=bucket)
-    (tmp_path / "count.py").write_text(JOB)
-    command = f'["{sys.executable}", "count.py", "{STEPS}", "{tmp_path / "job.log"}"]'
-    path = tmp_path / "job.toml"
-    path.write_text(JOB_TOML.format(command=command, workdir=tmp_path, uri=f"s3://{bucket}/e2e", region=REGION))
-    now = aws_world.clock.now()
-    spec = load_spec(path, submitted_at=now)
-    assert spec.checkpoint.uri is not None
-    job_id = sqlite_store.submit(spec, source=str(path), now=now, checkpoint_uri=spec.checkpoint.uri)
-    reconciler = Reconciler(sqlite_store, {"aws": aws_world.provider}, aws_world.clock, owner="repl",
-                            tick_seconds=0.1)
-    running = Loop(reconciler, sqlite_store, job_id)
-    try:
+    with counting_job(aws_world, sqlite_store, tmp_path, name="repl") as running:
         yield running
-    finally:
-        running.kill_agents()
 
 
 def warn(world: AwsWorld, instance_id: str, deadline: int) -> None:
