@@ -7,7 +7,6 @@ functions: `orch` imports this module for its parser, and `orch --help` must not
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,8 +31,6 @@ def run_kubernetes_controller(args: argparse.Namespace) -> int:
     from providers.base import SystemClock
     from providers.kubernetes import KubernetesProvider
 
-    logging.basicConfig(level=os.environ.get("ORCH_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     clock = SystemClock()
     api = cluster_api_client()
     pods = provider_settings_from_env(os.environ)

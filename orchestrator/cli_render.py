@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from orchestrator.simulate import SimulationResult
     from orchestrator.status import JobStatus
-    from providers.base import Offer
 
 GAP = "  "
 # Status columns dropped first, in this order, when the table is wider than the terminal.
@@ -145,19 +144,6 @@ def status_detail(s: JobStatus, width: int | None = None) -> str:
     if refused:
         lines.append(f"({refused} launch(es) refused by the provider, not billed: `orch events` has them)")
     return fit(lines, width)
-
-
-def estimate(offers: Sequence[Offer], work_hours: float, overhead_hours: float) -> str:
-    """The same work on on-demand and on spot, at the cheapest matching offer of each."""
-    rows = []
-    total = work_hours + overhead_hours
-    for market in ("on-demand", "spot"):
-        best = min((o for o in offers if str(o.market) == market), key=lambda o: o.price_per_hour, default=None)
-        if best is None:
-            continue
-        rows.append((market, best.instance_type, best.zone or best.region, f"${best.price_per_hour:.4f}",
-                     f"{total:.2f}", usd(best.price_per_hour * total)))
-    return table(("MARKET", "TYPE", "WHERE", "$/H", "HOURS", "COST"), rows)
 
 
 def simulation(r: SimulationResult) -> str:
