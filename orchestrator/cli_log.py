@@ -142,8 +142,9 @@ class ControllerLog:
                              .where(JobRow.lease_owner == self.owner)
                              .where(JobRow.finished_at.is_(None) | JobRow.id.in_(touched))).all()
         now = self.now()
+        attempts = self.store.attempts_of([j[0] for j in jobs])  # one query for every held job, not one each
         for job_id, name, budget, finished_at in jobs:
-            spent = job_cost(self.store.attempts(job_id), now=now, remaining_usd=0.0, on_demand_only_usd=0.0).spent_usd
+            spent = job_cost(attempts[job_id], now=now, remaining_usd=0.0, on_demand_only_usd=0.0).spent_usd
             step = cost_step(spent, budget)
             if step > self.steps.get(job_id, 0):
                 log.info("%s", cost_message(spent, budget),
