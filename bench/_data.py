@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator import traces
-from orchestrator.fastsim import Setup
+from orchestrator.research import traces
+from orchestrator.research.fastsim import Setup
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from bench._data import ONE_ZONE, env_windows
-from orchestrator import fastsim, optimum, traces
-from orchestrator.policy import get_policy, market_model
-from orchestrator.policy.auto import ModelPolicy
+from orchestrator.core.policy import get_policy, market_model
+from orchestrator.core.policy.auto import ModelPolicy
+from orchestrator.research import fastsim, optimum, traces
 
 SETUP = fastsim.Setup(task_h=48.0, deadline_h=60.0, overhead_h=0.2)
 OTHER = ("availability/16-node", "preemption/4-node", "preemption/1-node")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from bench._data import BenchSetup, env_windows
-from orchestrator import fastsim
-from orchestrator.policy import get_policy
+from orchestrator.core.policy import get_policy
+from orchestrator.core.spec import parse_spec
+from orchestrator.research import fastsim
+from orchestrator.research.traces import Trace
 from orchestrator.simulate import simulate_job
-from orchestrator.spec import parse_spec
-from orchestrator.traces import Trace
 
 JOB = """
 name = "bench"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench._scale_loop import job_toml
-from orchestrator.spec import parse_spec
+from orchestrator.core.spec import parse_spec
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
 

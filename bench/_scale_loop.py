@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench._scale_counters import CountingProvider, QueryCounter
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import parse_spec
+from orchestrator.core.spec import parse_spec
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.research.traces import Trace
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
-from orchestrator.traces import Trace
 from providers.sim import SimClock, SimProvider
 
 TICK_S = 60.0

@@ -1,4 +1,4 @@
-"""How long `orch` takes to start: `orch --help`, a bare `import orchestrator.cli`, and `python -c pass`.
+"""How long `orch` takes to start: `orch --help`, a bare `import orchestrator.cli.main`, and `python -c pass`.
 
 Each command runs N times as its own process; the table gives the median, min and max wall time,
 the median CPU time (steadier than wall time on a shared machine), and which heavy modules (store,
@@ -28,12 +28,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ["sqlalchemy", "numpy", "boto3", "botocore", "kubernetes", "google.cloud", "alembic", "tenacity",
-         "orchestrator.store", "orchestrator.simulate", "orchestrator.reconciler", "orchestrator.policy"]
+         "orchestrator.store", "orchestrator.simulate", "orchestrator.loop.reconciler", "orchestrator.core.policy"]
 
 # Each probe prints the heavy modules it loaded, as JSON, on stderr (help text goes to /dev/null).
 REPORT = "import json, sys; print(json.dumps(sorted(h for h in HEAVY if h in sys.modules)), file=sys.stderr)"
-IMPORT_PROBE = f"HEAVY = {HEAVY!r}\nimport orchestrator.cli\n{REPORT}"
-HELP_PROBE = (f"HEAVY = {HEAVY!r}\nimport sys, orchestrator.cli\ntry:\n    orchestrator.cli.main(['--help'])\n"
+IMPORT_PROBE = f"HEAVY = {HEAVY!r}\nimport orchestrator.cli.main\n{REPORT}"
+HELP_PROBE = (f"HEAVY = {HEAVY!r}\nimport sys\nfrom orchestrator.cli.main import main\n"
+              "try:\n    main(['--help'])\n"
               f"except SystemExit:\n    pass\n{REPORT}")
 
 
@@ -43,7 +44,8 @@ def commands() -> dict[str, tuple[list[str], str | None]]:
     help_argv = [orch, "--help"] if orch else [sys.executable, "-m", "orchestrator.cli", "--help"]
     return {
         "python -c pass": ([sys.executable, "-c", "pass"], None),
-        "python -c 'import orchestrator.cli'": ([sys.executable, "-c", "import orchestrator.cli"], IMPORT_PROBE),
+        "python -c 'import orchestrator.cli.main'": (
+            [sys.executable, "-c", "import orchestrator.cli.main"], IMPORT_PROBE),
         "orch --help": (help_argv, HELP_PROBE),
     }
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.policy._fitted import MODEL
-from orchestrator.policy.planner import grid_for, plan
+from orchestrator.core.policy._fitted import MODEL
+from orchestrator.core.policy.planner import grid_for, plan
 
 SHAPES = ((60.0, 48.0, 0.2), (10.0, 5.0, 0.1), (200.0, 100.0, 0.2))
 

@@ -9,7 +9,7 @@ and 70 h, and two zones together) it prints, per policy, the mean and standard d
 done on on-demand and on spot, the mean cost normalised to on-demand only, the ratio to the optimum
 and the deadline misses, then how much of Uniform Progress's excess over the optimum `auto` removes,
 and checks on a sample of windows that the full loop (`orch simulate`) costs what the fast path does.
-Costs use the paper's accounting (`orchestrator.fastsim`); docs/policy.md says how it relates to orch's
+Costs use the paper's accounting (`orchestrator.research.fastsim`); docs/policy.md says how it relates to orch's
 per-second ledger.
 """
 
@@ -30,8 +30,8 @@ if str(ROOT) not in sys.path:
 import numpy as np
 
 from bench import _data, _heldout, _loop, _table
-from orchestrator import fastsim, optimum, traces
-from orchestrator.policy import get_policy
+from orchestrator.core.policy import get_policy
+from orchestrator.research import fastsim, optimum, traces
 
 POLICIES = ("on-demand", "spot-only", "greedy", "uniform-progress", "auto")
 LOOP_POLICIES = ("greedy", "uniform-progress", "auto")

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, text
 
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import parse_spec
+from orchestrator.core.spec import parse_spec
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.research.traces import Trace
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import normalise_url, upgrade
 from orchestrator.store.repo import new_id
-from orchestrator.traces import Trace
 from providers.sim import SimClock, SimProvider
 
 JOB = """

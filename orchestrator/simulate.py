@@ -3,7 +3,7 @@
 Time is simulated: the clock jumps from one trace tick to the next, so days of spot history run in
 a second, and every decision is made by the same code, from the same kind of observations, as in a
 live run. The store is a throwaway SQLite file. The benchmarks compare this path against the fast
-policy-only simulator (`orchestrator.fastsim`) to show that the two agree.
+policy-only simulator (`orchestrator.research.fastsim`) to show that the two agree.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
-from orchestrator.fastsim import PAPER_PRICE_RATIO
-from orchestrator.model import AttemptState
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import JobSpec
-from orchestrator.status import job_status
+from orchestrator.core.model import AttemptState
+from orchestrator.core.spec import JobSpec
+from orchestrator.core.status import job_status
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.research.fastsim import PAPER_PRICE_RATIO
+from orchestrator.research.traces import Trace
 from orchestrator.store import Store
 from orchestrator.store.engine import upgrade
 from orchestrator.store.repo import new_id
-from orchestrator.traces import Trace
 from providers.sim import DEFAULT_SPOT_PRICE, SimClock, SimProvider
 
 SIM_EPOCH = 1_700_000_000.0

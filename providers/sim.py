@@ -2,7 +2,7 @@
 
 It lets the real reconciler, store and policies run a job through days of spot history in seconds:
 `orch simulate` drives it, and the benchmarks check that the full loop on it agrees with the fast
-policy-only simulator (`orchestrator.fastsim`). It follows the model of Wu et al., "Can't Be Late"
+policy-only simulator (`orchestrator.research.fastsim`). It follows the model of Wu et al., "Can't Be Late"
 (NSDI 2024) and its simulator (`sky_spot/env.py`, `TraceEnv`):
 
 - time is cut into ticks of the trace's `gap_seconds`; `data[i] >= nodes` means spot capacity in
@@ -49,7 +49,7 @@ _EPS = 1e-9
 
 
 class AvailabilityTrace(Protocol):
-    """What the provider needs of a trace (`orchestrator.traces.Trace` is one)."""
+    """What the provider needs of a trace (`orchestrator.research.traces.Trace` is one)."""
 
     @property
     def gap_seconds(self) -> float: ...

@@ -38,9 +38,9 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ec2.models.instances import StateReason
 from moto.server import ThreadedMotoServer
 
-from providers.aws import AwsProvider
-from providers.aws_notices import ensure_notice_queue
-from providers.aws_settings import AwsSettings, RegionSettings
+from providers.aws.notices import ensure_notice_queue
+from providers.aws.provider import AwsProvider
+from providers.aws.settings import AwsSettings, RegionSettings
 from providers.settings_file import RetrySettings
 from tests.http_fake import LoopbackServer, ManualClock, QuietHandler
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.traces import Trace
+from orchestrator.research.traces import Trace
 from providers.base import Instance, InstanceState, Market, Offer, Provider, ProviderError
 from providers.catalog import load_catalog
 from providers.sim import DEFAULT_ON_DEMAND_PRICE, DEFAULT_SPOT_PRICE, SimClock, SimProvider
@@ -90,8 +90,8 @@ class ShiftClock:
 
 @contextlib.contextmanager
 def local_world(tmp: Path) -> Iterator[World]:
-    from orchestrator.wiring import AGENT_COMMAND
-    from providers.local import LocalProvider, LocalSettings
+    from orchestrator.cli.wiring import AGENT_COMMAND
+    from providers.local.provider import LocalProvider, LocalSettings
 
     # Spot capacity for an hour after a job's first launch, then none for an hour: a reclamation the
     # test reaches by moving the clock, not by waiting.
@@ -137,7 +137,7 @@ KUBE_NS = "jobs"
 def kubernetes_world() -> Iterator[World]:
     from kubernetes import client
 
-    from providers.kubernetes import KubernetesProvider, KubernetesSettings
+    from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
     from tests.kube_fake import KubeFake
 
     kube = KubeFake().start()

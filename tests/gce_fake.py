@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from providers.gcp import GcpProvider
-from providers.gcp_settings import GcpSettings, parse_gcp_settings
+from providers.gcp.provider import GcpProvider
+from providers.gcp.settings import GcpSettings, parse_gcp_settings
 from tests.gcs_fake import anonymous
 from tests.http_fake import ManualClock as ManualClock  # re-exported: the GCP tests' clock
 from tests.http_fake import QuietHandler, ServedFake, serving

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from providers.base import Clock, Instance, LaunchRequest, Market, Resources, SystemClock
-from providers.local import LocalProvider, LocalSettings
-from providers.local_proc import Attempt, ProcInfo, attempt_processes, proc_info
-from providers.local_records import InstanceDir, InstanceRecord
+from providers.local.proc import Attempt, ProcInfo, attempt_processes, proc_info
+from providers.local.provider import LocalProvider, LocalSettings
+from providers.local.records import InstanceDir, InstanceRecord
 
 AGENT = r"""
 import json, os, signal, subprocess, sys, time

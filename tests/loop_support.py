@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.cli import prepare
-from orchestrator.reconciler import Reconciler
+from orchestrator.cli.main import prepare
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.cli.wiring import AGENT_COMMAND
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from orchestrator.wiring import AGENT_COMMAND
 from providers.base import Clock, SystemClock
-from providers.local import LocalProvider
+from providers.local.provider import LocalProvider
 
 REPO = Path(__file__).resolve().parent.parent
 FOLD = REPO / "examples" / "fold"

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from moto.ec2.models.instances import StateReason
 
-from orchestrator.model import AttemptView, Outcome, TaskState
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import load_spec
+from orchestrator.core.model import AttemptView, Outcome, TaskState
+from orchestrator.core.spec import load_spec
+from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
 from providers.base import Market
 from tests.aws_support import REGION, AwsWorld, moto_instance, preempt

@@ -13,8 +13,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from providers.aws import AwsProvider
-from providers.aws_settings import AwsSettings, RegionSettings
+from providers.aws.provider import AwsProvider
+from providers.aws.settings import AwsSettings, RegionSettings
 from providers.base import PermanentError, ProviderError, Resources, TransientError
 from providers.settings_file import RetrySettings
 from tests.http_fake import LoopbackServer, ManualClock, QuietHandler

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.aws_launch import client_token, user_data
+from providers.aws.launch import client_token, user_data
 from providers.base import (
     CapacityError,
     InstanceState,

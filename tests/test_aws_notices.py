@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from providers.aws_notices import ensure_notice_queue, parse_event
+from providers.aws.notices import ensure_notice_queue, parse_event
 from providers.base import Instance, LaunchRequest, Market, NoticeKind, Resources, TransientError
 from tests.aws_support import REGION, AwsWorld
 
@@ -87,7 +87,7 @@ def test_messages_stay_queued_when_they_cannot_be_matched(aws_world: AwsWorld) -
 def test_no_queue_means_no_calls(aws_world: AwsWorld) -> None:
     from dataclasses import replace
 
-    from providers.aws import AwsProvider
+    from providers.aws.provider import AwsProvider
 
     regions = {name: replace(r, notice_queue_url=None) for name, r in aws_world.settings.regions.items()}
     quiet = AwsProvider(aws_world.clock, replace(aws_world.settings, regions=regions), client_factory=aws_world.factory)

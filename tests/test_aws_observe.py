@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from providers.aws_observe import end_reason, ended_at
+from providers.aws.observe import end_reason, ended_at
 from providers.base import (
     EndReason,
     Instance,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from providers.aws_offers import newest_spot_prices
+from providers.aws.offers import newest_spot_prices
 from providers.base import Market, Resources
 from providers.catalog import load_catalog
 from tests.aws_support import OTHER_REGION, REGION, AwsWorld

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cost import attempt_cost
-from orchestrator.model import AttemptView, Outcome, TaskState
+from orchestrator.core.cost import attempt_cost
+from orchestrator.core.model import AttemptView, Outcome, TaskState
 from orchestrator.store import Store
-from providers.aws_launch import user_data
+from providers.aws.launch import user_data
 from providers.base import RESUME_NOT_BEFORE, Market
 from tests.aws_support import REGION, AwsWorld, moto_instance
 from tests.test_aws_e2e import STEPS, Loop, counting_job, log_lines, shut_down_by_itself

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from providers.aws import AwsProvider
-from providers.aws_settings import AwsSettingsError, default_settings_path, load_aws_settings, parse_aws_settings
+from providers.aws.provider import AwsProvider
+from providers.aws.settings import AwsSettingsError, default_settings_path, load_aws_settings, parse_aws_settings
 from providers.base import ChecksOptions, PermanentError, Provider, SystemClock
 
 GOOD = """

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.wiring import open_store
+from orchestrator.cli.main import main
+from orchestrator.cli.wiring import open_store
 from tests.loop_support import FOLD, job_toml, python_command
 
 
@@ -113,7 +113,7 @@ def test_unknown_job_is_a_clear_error(orch_home: Path, capsys: pytest.CaptureFix
 
 
 def test_the_example_job_file_is_valid(orch_home: Path) -> None:
-    from orchestrator.cli import prepare
+    from orchestrator.cli.main import prepare
 
     spec, offers = prepare(str(FOLD / "job.toml"), 0.0 + 1.8e9)
     assert spec.placement.options["local"]["trace"] == "spot-market.json"

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import build_parser
-from orchestrator.policy import policy_names
-from orchestrator.wiring import known_providers, open_store
+from orchestrator.cli.main import build_parser
+from orchestrator.core.policy import policy_names
+from orchestrator.cli.wiring import known_providers, open_store
 from tests.loop_support import job_toml, python_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,16 +234,16 @@ def test_a_usage_error_is_one_line_naming_the_command() -> None:
 # --- start-up --------------------------------------------------------------------------------------
 
 HEAVY = ["sqlalchemy", "numpy", "boto3", "botocore", "kubernetes", "google.cloud", "alembic",
-         "orchestrator.simulate", "orchestrator.store", "orchestrator.reconciler"]
+         "orchestrator.simulate", "orchestrator.store", "orchestrator.loop.reconciler"]
 
 PROBE = """
 import contextlib, io, json, sys
-import orchestrator.cli
-parser = orchestrator.cli.build_parser()
+import orchestrator.cli.main
+parser = orchestrator.cli.main.build_parser()
 parser.format_help()
 with contextlib.redirect_stdout(io.StringIO()):
     try:
-        orchestrator.cli.main(["--help"])
+        orchestrator.cli.main.main(["--help"])
     except SystemExit:
         pass
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {h.split(".")[0] for h in HEAVY}

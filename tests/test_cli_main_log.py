@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli_log import cost_message, cost_step
-from orchestrator.wiring import open_store
+from orchestrator.cli.log import cost_message, cost_step
+from orchestrator.cli.wiring import open_store
 from tests.loop_support import job_toml, python_command, write_trace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,7 +119,7 @@ def test_the_log_shows_orch_info_and_everyone_s_warnings_one_line_each(monkeypat
     import io
     import logging
 
-    from orchestrator.cli_log import configure
+    from orchestrator.cli.log import configure
 
     monkeypatch.delenv("ORCH_LOG_LEVEL", raising=False)
     stream = io.StringIO()
@@ -144,7 +144,7 @@ def test_the_log_shows_orch_info_and_everyone_s_warnings_one_line_each(monkeypat
 
 def test_the_log_outlives_a_store_it_cannot_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The loop survives a database outage (Reconciler.run); its log must not be what kills it."""
-    from orchestrator.cli_log import ControllerLog
+    from orchestrator.cli.log import ControllerLog
     from orchestrator.store import Store, make_engine
     from orchestrator.store.engine import upgrade
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import JobSpec, ScheduleSpec
+from orchestrator.cli.main import main
+from orchestrator.core.spec import JobSpec, ScheduleSpec
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.cli.wiring import open_store
 from orchestrator.store import Store
-from orchestrator.wiring import open_store
 from providers.base import Resources
 from tests.loop_support import REPO, job_toml, python_command, reconciler, run_until, submit
 
@@ -231,7 +231,7 @@ def test_a_reader_that_goes_away_is_not_a_traceback(orch_home: Path) -> None:
 
 
 def test_the_status_modules_import_no_heavy_library() -> None:
-    code = ("import sys, orchestrator.cli_status, orchestrator.cli_render, orchestrator.cli_logs\n"
+    code = ("import sys, orchestrator.cli.status, orchestrator.cli.render, orchestrator.cli.logs\n"
             "print(sorted(m for m in ('sqlalchemy', 'numpy', 'boto3', 'kubernetes') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.cost import attempt_cost, attempt_lost, attempt_seconds, job_cost
-from orchestrator.model import AttemptState, AttemptView, Outcome, TaskState, TaskView
-from orchestrator.spec import ArraySpec, JobSpec, ScheduleSpec
-from orchestrator.status import job_status, task_work_hours
+from orchestrator.core.cost import attempt_cost, attempt_lost, attempt_seconds, job_cost
+from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState, TaskView
+from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
+from orchestrator.core.status import job_status, task_work_hours
 from providers.base import Billing, Market, Offer, Resources
 
 approx = pytest.approx
@@ -226,7 +226,7 @@ def test_an_unfinished_job_shows_savings_only_as_a_projection() -> None:
 
 def test_status_projects_the_total_the_budget_guard_enforces() -> None:
     """One projection: the budget guard's view of a task's siblings is what status adds for them."""
-    from orchestrator.status import idle_price, remaining_usd
+    from orchestrator.core.status import idle_price, remaining_usd
 
     spec = JobSpec(name="j", command=("x",), resources=Resources(),
                    schedule=ScheduleSpec(estimated_hours=10.0, policy="greedy", budget_usd=50.0),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.decide import (
+from orchestrator.core.decide import (
     Context,
     Launch,
     OverBudget,
@@ -18,9 +18,9 @@ from orchestrator.decide import (
     judge_ended,
     replace_on_notice,
 )
-from orchestrator.model import AttemptState, AttemptView, Outcome, TaskState, TaskView, check_transition
-from orchestrator.policy import Situation
-from orchestrator.spec import JobSpec, RetrySpec, ScheduleSpec
+from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState, TaskView, check_transition
+from orchestrator.core.policy import Situation
+from orchestrator.core.spec import JobSpec, RetrySpec, ScheduleSpec
 from providers.base import EndReason, Instance, InstanceState, Market, NoticeKind, Offer, Resources
 
 

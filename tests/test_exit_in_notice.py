@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cost import attempt_cost
-from orchestrator.model import Outcome, TaskState
+from orchestrator.core.cost import attempt_cost
+from orchestrator.core.model import Outcome, TaskState
 from orchestrator.store import Store
 from tests.loop_support import job_toml, python_command, reconciler, run_until, submit, write_trace
 

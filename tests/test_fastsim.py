@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator import fastsim
-from orchestrator.fastsim import Setup
-from orchestrator.policy import Choice, Situation, get_policy
-from orchestrator.policy.base import SpotHistory
+from orchestrator.core.policy import Choice, Situation, get_policy
+from orchestrator.core.policy.base import SpotHistory
+from orchestrator.research import fastsim
+from orchestrator.research.fastsim import Setup
 
 TICK_H = 600 / 3600
 

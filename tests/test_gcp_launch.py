@@ -11,8 +11,8 @@ from google.cloud import compute_v1
 
 from providers.base import CapacityError, LaunchRequest, Market, Offer, PermanentError, QuotaError, TransientError
 from providers.catalog import load_catalog
-from providers.gcp_errors import classify, operation_error, translate
-from providers.gcp_launch import (
+from providers.gcp.errors import classify, operation_error, translate
+from providers.gcp.launch import (
     META_ATTEMPT,
     STARTUP_SCRIPT,
     instance_body,
@@ -21,7 +21,7 @@ from providers.gcp_launch import (
     machine_shape,
     request_id,
 )
-from providers.gcp_settings import parse_gcp_settings
+from providers.gcp.settings import parse_gcp_settings
 
 SETTINGS = parse_gcp_settings(
     {

@@ -19,8 +19,8 @@ from providers.base import (
     Resources,
     TransientError,
 )
-from providers.gcp import GcpProvider
-from providers.gcp_launch import request_id
+from providers.gcp.launch import request_id
+from providers.gcp.provider import GcpProvider
 from tests import gce_fake
 from tests.gce_fake import GceFake, ManualClock
 from tests.gcs_fake import anonymous

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.gcp_settings import (
+from providers.gcp.settings import (
     DEFAULT_SCOPES,
     GcpSettingsError,
     default_settings_path,

@@ -13,7 +13,7 @@ JOB = 'name = "fold"\ncommand = ["python", "f.py"]\n[schedule]\nestimated_hours 
 
 
 def orch(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "import sys; from orchestrator.cli import main; sys.exit(main())",
+    return subprocess.run([sys.executable, "-c", "import sys; from orchestrator.cli.main import main; sys.exit(main())",
                            *args], capture_output=True, text=True, env=env, timeout=60)
 
 
@@ -60,7 +60,7 @@ def test_a_bad_job_file_is_refused_before_looking_for_a_cluster(tmp_path: Path, 
 
 def test_importing_the_kubernetes_cli_loads_no_heavy_modules() -> None:
     """`orch --help` imports the CLI; the client, the database layer and numpy wait until a command runs."""
-    code = ("import sys, orchestrator.cli_k8s; "
+    code = ("import sys, orchestrator.cli.k8s; "
             "print(','.join(m for m in ('kubernetes', 'sqlalchemy', 'numpy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == ""

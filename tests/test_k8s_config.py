@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.k8s.config import ConfigError, controller_settings_from_env, provider_settings_from_env
 from providers.base import Market
-from providers.kubernetes_pods import placement_for
+from providers.kubernetes.pods import placement_for
 
 
 def test_chart_environment_to_settings() -> None:

@@ -17,11 +17,11 @@ from orchestrator.k8s.kube import FINALIZER
 from orchestrator.k8s.leader import LeaseSettings
 from orchestrator.k8s.run import ControllerProcess, ControllerSettings
 from orchestrator.k8s.store_backend import StoreBackend
-from orchestrator.reconciler import Reconciler
+from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
 from providers.base import SystemClock
-from providers.kubernetes import KubernetesProvider, KubernetesSettings
+from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.kube_fake import KubeFake, now_iso
 
 NS = "lab"

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.core.spec import ArraySpec, CheckpointSpec, JobSpec, PlacementSpec, RetrySpec, ScheduleSpec, SpecError
 from orchestrator.k8s.backend import GpuJobStatus, render_status
 from orchestrator.k8s.convert import gpujob_from_toml, job_spec_from_gpujob
 from orchestrator.k8s.crd import PRINTER_COLUMNS, build_crd, render_crd, spec_schema
-from orchestrator.spec import ArraySpec, CheckpointSpec, JobSpec, PlacementSpec, RetrySpec, ScheduleSpec, SpecError
 from providers.base import Resources
 
 CHART_CRD = Path(__file__).resolve().parents[1] / "helm" / "orch" / "crds" / "gpujob.yaml"

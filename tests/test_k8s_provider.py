@@ -21,8 +21,8 @@ from providers.base import (
     Resources,
     TransientError,
 )
-from providers.kubernetes import KubernetesProvider, KubernetesSettings
-from providers.kubernetes_pods import ANN_STOP, FINALIZER, Placement, pod_manifest, pod_name
+from providers.kubernetes.pods import ANN_STOP, FINALIZER, Placement, pod_manifest, pod_name
+from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.kube_fake import KubeFake
 
 NS = "jobs"
@@ -272,7 +272,7 @@ def test_relaunch_of_a_running_attempt_returns_it_running(kube: KubeFake) -> Non
 def test_a_pod_that_finished_before_its_node_went_is_not_a_preemption() -> None:
     """Karpenter removes the emptied node after the job ended: the outcome is the job's own."""
     from providers.base import EndReason
-    from providers.kubernetes_pods import _state
+    from providers.kubernetes.pods import _state
 
     def finished(phase: str, code: int) -> dict[str, object]:
         return {"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},

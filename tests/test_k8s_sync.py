@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from orchestrator.core.spec import JobSpec
 from orchestrator.k8s.backend import GpuJobStatus, UnknownJob
 from orchestrator.k8s.controller import GpuJobSync
 from orchestrator.k8s.convert import gpujob_from_toml
 from orchestrator.k8s.kube import GpuJobClient, KubeError, create_gpujob
 from orchestrator.k8s.metrics import Metrics
-from orchestrator.spec import JobSpec
 from tests.kube_fake import KubeFake
 
 CRD = "orch.dev/v1alpha1"

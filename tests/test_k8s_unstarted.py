@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from orchestrator.cost import attempt_cost, attempt_seconds
+from orchestrator.core.cost import attempt_cost, attempt_seconds
+from orchestrator.core.model import AttemptState, Outcome, TaskState
+from orchestrator.core.spec import load_spec
 from orchestrator.k8s.store_backend import StoreBackend
-from orchestrator.model import AttemptState, Outcome, TaskState
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import load_spec
+from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
 from providers.base import EndReason, InstanceState, SystemClock
-from providers.kubernetes import KubernetesProvider, KubernetesSettings
+from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.http_fake import ManualClock
 from tests.kube_fake import KubeFake
 from tests.test_k8s_controller import NS as CTL_NS

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from providers.base import EndReason, InstanceState, PermanentError
-from providers.local_market import MAX_TRACE_BYTES, MAX_TRACE_TICKS, build_market
-from providers.local_settings import LocalSettings
+from providers.local.market import MAX_TRACE_BYTES, MAX_TRACE_TICKS, build_market
+from providers.local.settings import LocalSettings
 from tests import local_support
 from tests.local_support import PY, make, only, request
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.model import Outcome, TaskState
+from orchestrator.core.model import Outcome, TaskState
 from orchestrator.store import Store
 from tests.loop_support import FOLD, job_toml, pid_alive, python_command, reconciler, run_until, submit, write_trace
 
@@ -124,8 +124,8 @@ def test_an_attempt_left_launching_is_launched_once_with_the_same_token(
     offers = r.offers("local", sqlite_store.job(job_id).spec.resources, (), job_id)  # type: ignore[union-attr]
     offer = next(o for o in offers if str(o.market) == "on-demand")
     attempt = sqlite_store.begin_attempt(task, offer, time.time())
-    from orchestrator import snapshot
-    from orchestrator.reconcile_task import TaskWorker
+    from orchestrator.loop import snapshot
+    from orchestrator.loop.reconcile_task import TaskWorker
 
     worker = TaskWorker(r, snapshot.take(sqlite_store, [job_id])[job_id], task, attempt)
     r.providers["local"].launch(worker._request(attempt, offer))

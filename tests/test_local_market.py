@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.traces import traces_dir
+from orchestrator.research.traces import traces_dir
 from providers.base import PermanentError
-from providers.local_market import (
+from providers.local.market import (
     MARKET_HORIZON_SECONDS,
     MAX_DRAWS_PER_BLOCK,
     RandomSchedule,
@@ -22,7 +22,7 @@ from providers.local_market import (
     build_market,
     load_trace,
 )
-from providers.local_settings import LocalSettings
+from providers.local.settings import LocalSettings
 
 PUBLIC_ONE_NODE = "skypilot-org-spot-traces/availability/1-node/aws-10-26-2022/us-west-2a_k80_1.json"
 

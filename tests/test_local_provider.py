@@ -27,8 +27,8 @@ from providers.base import (
     PermanentError,
     Provider,
 )
-from providers.local_proc import session_members
-from providers.local_records import InstanceDir, InstanceRecord, instance_id_for
+from providers.local.proc import session_members
+from providers.local.records import InstanceDir, InstanceRecord, instance_id_for
 from tests import local_support
 from tests.local_support import (
     BOTH_AGENTS,

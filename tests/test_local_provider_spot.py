@@ -13,7 +13,7 @@ import pytest
 
 from providers.base import CapacityError, EndReason, InstanceState, Market, PermanentError, Resources
 from providers.catalog import load_catalog
-from providers.local_records import InstanceDir
+from providers.local.records import InstanceDir
 from tests import local_support
 from tests.local_support import (
     BOTH_AGENTS,

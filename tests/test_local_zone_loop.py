@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.model import Outcome, TaskState
+from orchestrator.core.model import Outcome, TaskState
 from orchestrator.store import Store
 from tests.loop_support import job_toml, python_command, reconciler, run_until, submit
 

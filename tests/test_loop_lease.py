@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import parse_spec
+from orchestrator.core.spec import parse_spec
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.research.traces import Trace
 from orchestrator.store import Store
-from orchestrator.traces import Trace
 from providers.base import Instance
 from providers.sim import SimClock, SimProvider
 

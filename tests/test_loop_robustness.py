@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator.checkpoint import StorageError
-from orchestrator.cli import main
-from orchestrator.model import TaskState
-from orchestrator.policy import _REGISTRY
+from orchestrator.cli.main import main
+from orchestrator.core.model import TaskState
+from orchestrator.core.policy import _REGISTRY
+from orchestrator.cli.wiring import AGENT_COMMAND, open_store
 from orchestrator.store import Store
 from orchestrator.store.repo import AmbiguousJob
-from orchestrator.wiring import AGENT_COMMAND, open_store
 from providers.base import LaunchRequest, SystemClock
-from providers.local import LocalProvider
+from providers.local.provider import LocalProvider
 from tests.loop_support import job_toml, pid_alive, python_command, reconciler, run_until, submit
 
 SLEEPER = "import os, time\nopen({path!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
@@ -122,7 +122,7 @@ def test_cancel_acts_on_that_job_only(tmp_path: Path, orch_home: Path, capsys: p
 def test_an_ambiguous_id_prefix_is_refused_and_wildcards_match_nothing(
     tmp_path: Path, orch_home: Path, sqlite_store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from orchestrator.cli import prepare
+    from orchestrator.cli.main import prepare
 
     spec, _ = prepare(str(job_toml(tmp_path, command=python_command("pass"))), time.time())
     for job_id in ("abc-1", "abc-2"):

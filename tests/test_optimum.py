@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from orchestrator import fastsim, optimum
-from orchestrator.fastsim import Setup
-from orchestrator.policy import Choice, Situation, get_policy
+from orchestrator.core.policy import Choice, Situation, get_policy
+from orchestrator.research import fastsim, optimum
+from orchestrator.research.fastsim import Setup
 
 TICK_H = 600 / 3600
 

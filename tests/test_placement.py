@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.placement import cheapest, check_placeable, markets_allowed, usable
-from orchestrator.spec import JobSpec, PlacementSpec, ScheduleSpec, SpecError
+from orchestrator.core.placement import cheapest, check_placeable, markets_allowed, usable
+from orchestrator.core.spec import JobSpec, PlacementSpec, ScheduleSpec, SpecError
 from providers.base import Market, Offer, Resources
 from providers.catalog import catalog_offers, load_catalog
 from tests.test_spec import GOOD, SOURCE, edit, parse

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from orchestrator import fastsim
-from orchestrator.policy import Choice, Situation, get_policy, has_policy, policy_names, register
-from orchestrator.policy.simple import past_point_of_no_return
+from orchestrator.core.policy import Choice, Situation, get_policy, has_policy, policy_names, register
+from orchestrator.core.policy.simple import past_point_of_no_return
+from orchestrator.research import fastsim
 from providers.base import Market
 
 TICK = 1 / 6  # ten minutes, as in the paper's traces

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from orchestrator import fastsim
-from orchestrator.policy import Choice, Situation, SpotHistory, get_policy
-from orchestrator.policy import market_model as mm
-from orchestrator.policy.planner import grid_for
+from orchestrator.core.policy import Choice, Situation, SpotHistory, get_policy
+from orchestrator.core.policy import market_model as mm
+from orchestrator.core.policy.planner import grid_for
+from orchestrator.research import fastsim
 from providers.base import Market
 
 STEP = mm.STEP_H
@@ -129,7 +129,7 @@ def test_auto_takes_spot_for_work_shorter_than_one_model_step() -> None:
 
 def test_plans_of_several_job_shapes_stay_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     """A controller with jobs of many shapes must not re-solve a plan every tick (a second each)."""
-    from orchestrator.policy import auto as auto_module
+    from orchestrator.core.policy import auto as auto_module
 
     solved: list[object] = []
     real = auto_module.plan

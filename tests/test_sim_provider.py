@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from orchestrator.traces import Trace
+from orchestrator.research.traces import Trace
 from providers.base import (
     CapacityError,
     EndReason,

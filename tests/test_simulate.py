@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.fastsim import Setup, run
-from orchestrator.policy import get_policy
+from orchestrator.cli.main import main
+from orchestrator.core.policy import get_policy
+from orchestrator.core.spec import parse_spec
+from orchestrator.research.fastsim import Setup, run
+from orchestrator.research.traces import Trace, load_trace, traces_dir
 from orchestrator.simulate import simulate_job
-from orchestrator.spec import parse_spec
-from orchestrator.traces import Trace, load_trace, traces_dir
 
 JOB = """
 name = "sim"

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 import orchestrator.store.repo as repo
-from orchestrator import snapshot
-from orchestrator.model import AttemptState, TaskState
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import parse_spec
+from orchestrator.core.model import AttemptState, TaskState
+from orchestrator.core.spec import parse_spec
+from orchestrator.loop import snapshot
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.research.traces import Trace
 from orchestrator.store import Store
-from orchestrator.traces import Trace
 from providers.sim import SimClock, SimProvider
 
 SHARDS = 40

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.policy import has_policy
-from orchestrator.spec import (
+from orchestrator.core.policy import has_policy
+from orchestrator.core.spec import (
     ArraySpec,
     CheckpointSpec,
     JobSpec,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.spec import MAX_SPEC_BYTES, SpecError, load_spec, parse_spec
+from orchestrator.core.spec import MAX_SPEC_BYTES, SpecError, load_spec, parse_spec
 
 SUBMITTED = dt.datetime(2026, 11, 28, tzinfo=dt.UTC).timestamp()
 SOURCE = "job.toml"

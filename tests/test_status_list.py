@@ -9,9 +9,9 @@ import time
 
 from sqlalchemy import update
 
-from orchestrator.job_states import FINISHED_STATES, JOB_STATES
-from orchestrator.model import TaskState, job_state
-from orchestrator.spec import ArraySpec, JobSpec, ScheduleSpec
+from orchestrator.core.job_states import FINISHED_STATES, JOB_STATES
+from orchestrator.core.model import TaskState, job_state
+from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store
 from orchestrator.store.job_list import JobFilter, like_pattern
 from orchestrator.store.tables import TaskRow

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator import cli_render as render
-from orchestrator.model import AttemptState, Outcome, TaskState
-from orchestrator.status import JobStatus, job_status
+from orchestrator.cli import render
+from orchestrator.core.model import AttemptState, Outcome, TaskState
+from orchestrator.core.status import JobStatus, job_status
 from tests.test_cost import OFFERS, _spec, att, task
 
 

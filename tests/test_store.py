@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.model import AttemptState, IllegalTransition, Outcome, TaskState, TaskView
-from orchestrator.spec import ArraySpec, JobSpec, ScheduleSpec
+from orchestrator.core.model import AttemptState, IllegalTransition, Outcome, TaskState, TaskView
+from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, TaskRow
@@ -285,7 +285,7 @@ def _wait_until_blocked(engine: Engine) -> None:
 
 def test_a_lease_taken_over_cannot_be_renewed(store: Store) -> None:
     """A controller whose tick outlasted its lease must not act on the job another one took."""
-    from orchestrator.spec import parse_spec
+    from orchestrator.core.spec import parse_spec
 
     spec = parse_spec('name = "x"\ncommand = ["true"]\n[resources]\n[schedule]\nestimated_hours = 1\n',
                       source="t", submitted_at=0.0)
@@ -298,7 +298,7 @@ def test_a_lease_taken_over_cannot_be_renewed(store: Store) -> None:
 
 
 def test_last_event_is_the_newest_one(store: Store) -> None:
-    from orchestrator.spec import parse_spec
+    from orchestrator.core.spec import parse_spec
 
     spec = parse_spec('name = "x"\ncommand = ["true"]\n[resources]\n[schedule]\nestimated_hours = 1\n',
                       source="t", submitted_at=0.0)

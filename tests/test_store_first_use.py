@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, inspect, text
 
+from orchestrator.cli.wiring import open_store
 from orchestrator.store import SchemaError, make_engine
 from orchestrator.store.engine import current_revision, ensure_schema, head_revision, upgrade
-from orchestrator.wiring import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 FOLD = REPO / "examples" / "fold" / "job.toml"

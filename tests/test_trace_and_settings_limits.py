@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.traces import MAX_TRACE_BYTES, MAX_TRACE_TICKS, Trace, TraceError, load_trace
-from providers.aws_settings import AwsSettingsError, load_aws_settings, parse_aws_settings
+from orchestrator.research.traces import MAX_TRACE_BYTES, MAX_TRACE_TICKS, Trace, TraceError, load_trace
+from providers.aws.settings import AwsSettingsError, load_aws_settings, parse_aws_settings
 from providers.sim import SimClock, SimProvider
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator import traces
-from orchestrator.traces import Trace, TraceError, load_trace, load_windows
+from orchestrator.research import traces
+from orchestrator.research.traces import Trace, TraceError, load_trace, load_windows
 
 
 def _write(path: Path, doc: object) -> Path:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator.model import TRANSITIONS, IllegalTransition, TaskState, check_transition, job_state
-from orchestrator.spec import ArraySpec, JobSpec, ScheduleSpec
+from orchestrator.core.model import TRANSITIONS, IllegalTransition, TaskState, check_transition, job_state
+from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store
 from orchestrator.store.tables import EventRow, TaskRow
 from orchestrator.store.views import EventView

@@ -8,15 +8,15 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from orchestrator.cli import prepare
-from orchestrator.cost import attempt_cost, job_cost
-from orchestrator.model import AttemptState, Outcome, TaskState
-from orchestrator.reconciler import Reconciler
+from orchestrator.cli.main import prepare
+from orchestrator.core.cost import attempt_cost, job_cost
+from orchestrator.core.model import AttemptState, Outcome, TaskState
+from orchestrator.loop.reconciler import Reconciler
+from orchestrator.cli.wiring import AGENT_COMMAND
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from orchestrator.wiring import AGENT_COMMAND
 from providers.base import EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources
-from providers.local import LocalProvider
+from providers.local.provider import LocalProvider
 from tests.http_fake import ManualClock
 from tests.loop_support import job_toml, python_command, reconciler, submit
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrator.spec import JobSpec
+from orchestrator.core.spec import JobSpec
 
 # .status.phase values, Kubernetes-style CamelCase (the store backend maps job states onto them).
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled", "BudgetExceeded"})

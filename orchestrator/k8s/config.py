@@ -13,8 +13,8 @@ from dataclasses import replace
 
 from orchestrator.k8s.leader import LeaseSettings
 from orchestrator.k8s.run import ControllerSettings
-from providers.kubernetes import KubernetesSettings
-from providers.kubernetes_pods import PRESETS, Placement
+from providers.kubernetes.pods import PRESETS, Placement
+from providers.kubernetes.provider import KubernetesSettings
 
 
 class ConfigError(ValueError):

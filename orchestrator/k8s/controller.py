@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.core.spec import SpecError
 from orchestrator.k8s.backend import (
     INVALID,
     TERMINAL_PHASES,
@@ -26,7 +27,6 @@ from orchestrator.k8s.backend import (
 from orchestrator.k8s.convert import job_spec_from_gpujob
 from orchestrator.k8s.kube import FINALIZER, GpuJobClient, KubeError, key_of
 from orchestrator.k8s.metrics import Labels, Metrics
-from orchestrator.spec import SpecError
 
 log = logging.getLogger(__name__)
 

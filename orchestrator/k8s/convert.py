@@ -1,6 +1,6 @@
 """A GpuJob's `.spec` to a `JobSpec`, through the very validation that `job.toml` gets.
 
-The spec dict goes through `orchestrator.spec.parse_spec_dict`, so a GpuJob and a job file are
+The spec dict goes through `orchestrator.core.spec.parse_spec_dict`, so a GpuJob and a job file are
 accepted or refused by the same code with the same messages (the source is named
 "GpuJob <namespace>/<name>"): a second validator would drift. The reverse direction
 (`gpujob_from_toml`) serves `orch submit --kubernetes job.toml`.
@@ -14,9 +14,9 @@ import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from orchestrator.core.spec import JobSpec, SpecError, parse_spec, parse_spec_dict
 from orchestrator.k8s.crd import API_VERSION, KIND
-from orchestrator.spec import JobSpec, SpecError, parse_spec, parse_spec_dict
-from providers.kubernetes_pods import ts
+from providers.kubernetes.pods import ts
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 

@@ -1,6 +1,6 @@
 """The live `JobBackend`: GpuJobs mirrored into orch's store and run by the same reconciler as the CLI.
 
-Money, state and progress come from `orchestrator.status.job_status`, the one place they are derived,
+Money, state and progress come from `orchestrator.core.status.job_status`, the one place they are derived,
 so `kubectl get gpujobs` and `orch status` cannot disagree.
 """
 
@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import IntegrityError
 
+from orchestrator.core.model import AttemptState, AttemptView
+from orchestrator.core.spec import JobSpec
+from orchestrator.core.status import JobStatus, job_status
 from orchestrator.k8s.backend import GpuJobStatus, UnknownJob
-from orchestrator.model import AttemptState, AttemptView
-from orchestrator.reconciler import Reconciler
-from orchestrator.spec import JobSpec
-from orchestrator.status import JobStatus, job_status
+from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
 from providers.base import Market, Offer

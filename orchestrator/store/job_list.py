@@ -1,6 +1,6 @@
 """Which jobs `orch status` lists: filters and pages as SQL, so a store of 100,000 jobs is never loaded.
 
-A job's state is not stored: `orchestrator.model.job_state` derives it from its tasks. It is the
+A job's state is not stored: `orchestrator.core.model.job_state` derives it from its tasks. It is the
 state of the task that comes first in `_PRECEDENCE` (a running task makes the job running; else a
 preempted one preempted; ... ; only all-succeeded tasks make it succeeded), so in SQL it is the
 minimum rank over the job's tasks: one correlated aggregate per job through `ix_tasks_job_id`, with
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, case, func, select
 
-from orchestrator.model import TaskState
+from orchestrator.core.model import TaskState
 from orchestrator.store.tables import JobRow, TaskRow
 
 # Job state by precedence: the first one any task is in (launching counts as running) is the job's.

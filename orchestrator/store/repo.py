@@ -16,7 +16,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.model import (
+from orchestrator.core.model import (
     TRANSITIONS,
     AttemptState,
     AttemptView,
@@ -25,7 +25,7 @@ from orchestrator.model import (
     TaskState,
     TaskView,
 )
-from orchestrator.spec import JobSpec
+from orchestrator.core.spec import JobSpec
 from orchestrator.store.job_list import EVERY_JOB, JobFilter, count_jobs, select_jobs
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, PriceRow, TaskRow
 from orchestrator.store.views import EventView, JobView, attempt_view, event_view, job_view, task_view

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.model import AttemptState, AttemptView, Outcome, TaskState, TaskView
-from orchestrator.spec import JobSpec, spec_from_dict
+from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState, TaskView
+from orchestrator.core.spec import JobSpec, spec_from_dict
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, TaskRow
 from providers.base import Market
 

@@ -1,0 +1,202 @@
+"""`orch status`, `orch logs` and `orch events`: the read-only views of the store.
+
+Module imports stay light (no SQLAlchemy, no SDK): `orch --help` imports this module to build its
+parser, and must start fast. The store and the providers are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.cli import logs as cli_logs
+from orchestrator.cli import render
+from orchestrator.cli.args import bounded_int, finite_float
+from orchestrator.cli.errors import EXIT_USAGE, CliError
+from orchestrator.core.job_states import FINISHED_STATES, JOB_STATES
+
+if TYPE_CHECKING:
+    from orchestrator.core.status import JobStatus
+    from orchestrator.store import Store
+    from orchestrator.store.views import JobView
+    from providers.base import Offer
+
+DEFAULT_LIMIT = 50
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.5, 3600.0
+# A NaN, negative or tiny interval would crash time.sleep or poll the store in a busy loop.
+interval = finite_float(MIN_INTERVAL_S, MAX_INTERVAL_S)
+positive_int = bounded_int(1, 10**9)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    st = sub.add_parser("status", help="jobs with state, progress and live cost",
+                        description="Without JOB: the newest jobs as a table (newest first). With JOB: that job "
+                                    "in detail, with its attempts.")
+    st.add_argument("job", nargs="?", metavar="JOB", help="a job id, or any unique prefix of one")
+    st.add_argument("--watch", action="store_true",
+                    help="refresh in place; with JOB, stop when the job ends (exit 0 if it succeeded, else 1)")
+    st.add_argument("--interval", type=interval, default=2.0, metavar="S",
+                    help=f"seconds between refreshes with --watch ({MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g}; "
+                         "default 2)")
+    st.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
+    pages = st.add_mutually_exclusive_group()
+    pages.add_argument("--limit", type=positive_int, metavar="N",
+                       help=f"list at most N jobs (default {DEFAULT_LIMIT}); a cut list is said on stderr")
+    pages.add_argument("--all", action="store_true", help="list every job")
+    st.add_argument("--state", type=states, action="extend", metavar="STATE[,STATE]",
+                    help=f"list only jobs in these states (repeatable): {', '.join(JOB_STATES)}")
+    st.add_argument("--name", metavar="PATTERN",
+                    help="list only jobs whose name matches PATTERN (`*` any text, `?` one character; "
+                         "case-insensitive)")
+    st.set_defaults(func=cmd_status)
+
+    cli_logs.register(sub)
+
+    ev = sub.add_parser("events", help="a job's event history")
+    ev.add_argument("job", metavar="JOB", help="a job id, or any unique prefix of one")
+    ev.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
+    ev.set_defaults(func=cmd_events)
+
+
+# --- argument types: one clear line from argparse for a bad value ----------------------------------
+
+
+def states(text: str) -> list[str]:
+    """A comma list of job states, each checked against the states a job can be in."""
+    names = [s.strip().lower().replace("-", "_") for s in text.split(",") if s.strip()]
+    wrong = [n for n in names if n not in JOB_STATES]
+    if wrong or not names:
+        raise argparse.ArgumentTypeError(f"unknown state {(wrong or [text])[0]!r}; states: {', '.join(JOB_STATES)}")
+    return names
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+def terminal_width() -> int | None:
+    """Columns to fit, when a person is looking (a terminal, or COLUMNS set); None for a pipe."""
+    if "COLUMNS" in os.environ or sys.stdout.isatty():
+        return max(20, shutil.get_terminal_size().columns)
+    return None
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+def _offers(job: JobView, cache: dict[str, list[Offer]]) -> list[Offer]:
+    """Current offers for an unfinished job's resources, asked once per distinct placement."""
+    from orchestrator.cli.wiring import build_providers
+    from providers.base import ProviderError
+
+    spec = job.spec
+    key = json.dumps([spec.placement.providers, spec.placement.regions, spec.placement.options,
+                      repr(spec.resources)], sort_keys=True, default=str)
+    if key not in cache:
+        offers: list[Offer] = []
+        try:
+            for name, provider in build_providers(spec.placement.providers).items():
+                offers.extend(provider.offers(spec.resources, spec.placement.regions, job_id=job.id,
+                                              options=spec.placement.options.get(name)))
+        except ProviderError:
+            offers = []
+        cache[key] = offers
+    return cache[key]
+
+
+def statuses_now(store: Store, jobs: Sequence[JobView]) -> list[JobStatus]:
+    """The status of each job, from three queries for the whole page (not three per job)."""
+    from orchestrator.core.status import job_status
+
+    ids = [j.id for j in jobs]
+    tasks, attempts = store.tasks_of(ids), store.attempts_of(ids)
+    cache: dict[str, list[Offer]] = {}
+    now = time.time()
+    return [job_status(job_id=j.id, name=j.name, spec=j.spec, created_at=j.created_at, deadline_at=j.deadline_at,
+                       tasks=tasks[j.id], attempts=attempts[j.id],
+                       offers=_offers(j, cache) if j.finished_at is None else [], now=now) for j in jobs]
+
+
+def job_status_now(store: Store, job_ref: str) -> JobStatus:
+    job = store.job(job_ref)
+    if job is None:
+        raise CliError(f"no job {job_ref!r}")
+    return statuses_now(store, [job])[0]
+
+
+def _show(text: str, *, clear: bool) -> None:
+    if clear:
+        sys.stdout.write("\x1b[H\x1b[2J")
+    print(text, flush=True)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """One job (`--watch`: until it ends) or a page of the job list (`--watch`: until Ctrl-C)."""
+    from orchestrator.cli.wiring import open_store
+
+    listing = args.state or args.name is not None or args.limit is not None or args.all
+    if args.job and listing:
+        raise CliError("--state, --name, --limit and --all choose jobs for the list; not with a JOB",
+                       code=EXIT_USAGE)
+    store = open_store()
+    clear = args.watch and not args.json and sys.stdout.isatty()
+    while True:
+        if args.job:
+            status = job_status_now(store, args.job)
+            _show(json.dumps(status.to_dict()) if args.json else render.status_detail(status, terminal_width()),
+                  clear=clear)
+            if args.watch and status.state in FINISHED_STATES:
+                return 0 if status.state == "succeeded" else 1
+        else:
+            _show_list(store, args, clear=clear)
+        if not args.watch:
+            return 0
+        time.sleep(args.interval)
+
+
+def _show_list(store: Store, args: argparse.Namespace, *, clear: bool) -> None:
+    """A page of jobs, filtered and cut by the store; a cut list says so on stderr (JSON stays valid)."""
+    from orchestrator.store.job_list import JobFilter
+
+    where = JobFilter(states=tuple(args.state or ()), name=args.name)
+    limit = None if args.all else (args.limit or DEFAULT_LIMIT)
+    jobs = store.jobs(where, limit=None if limit is None else limit + 1)
+    cut = limit is not None and len(jobs) > limit
+    statuses = statuses_now(store, jobs[:limit])
+    if args.json:
+        text = json.dumps([s.to_dict() for s in statuses])
+    elif statuses:
+        text = render.status_rows(statuses, terminal_width())
+    else:
+        text = "no jobs match" if where.states or where.name is not None else "no jobs"
+    _show(text, clear=clear)
+    if cut:
+        total = store.count_jobs(where)
+        print(f"showing {len(statuses):,} of {total:,} jobs; --all or --limit N for more", file=sys.stderr,
+              flush=True)
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from orchestrator.cli.wiring import open_store
+
+    store = open_store()
+    job = store.job(args.job)
+    if job is None:
+        raise CliError(f"no job {args.job!r}")
+    events = store.events(job.id)
+    if args.json:
+        rows: list[dict[str, Any]] = [{"id": e.id, "at": e.at, "kind": e.kind, "message": e.message,
+                                       "task_id": e.task_id, "attempt_id": e.attempt_id} for e in events]
+        print(json.dumps(rows))
+    else:
+        for e in events:
+            print(f"{render.when(e.at)}  {e.kind:<18} {e.message}")
+    return 0

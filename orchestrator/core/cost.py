@@ -1,0 +1,119 @@
+"""Money, derived: every figure here is computed from the prices and times recorded on attempts.
+
+Nothing in orch estimates a cost anywhere else; the CLI, the JSON output, the Kubernetes status and
+the benchmarks all call `job_cost`. Definitions (docs/cost.md):
+
+- spent: sum over attempts of price x billed seconds (the provider's billing rules: per second with a
+  minimum), running attempts billed up to `now`; a launch the provider refused costs nothing.
+- projected: spent + `remaining_usd` (orchestrator.core.status): each unfinished task's work left plus one
+  restart, at the price it runs at now (or its idle price); the budget guard uses the same function.
+- on-demand only: the whole estimated work plus one restart overhead at the on-demand price.
+- saved: on-demand only - spent, and only once the job has succeeded: money is shown as saved
+  when it was, not while the work may still be lost. While the job is unfinished the same difference
+  (against projected) is `projected_saved`; a job stopped short (failed, cancelled, over budget) has
+  neither, since the work it paid for did not produce the result the yardstick prices.
+- lost to preemptions: for each preempted attempt, the time since its newest checkpoint (or since it
+  became productive) at its price: work that has to be done again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState
+from providers.base import Billing, Market
+
+
+def attempt_seconds(a: AttemptView, now: float) -> float:
+    """Billed time: from the start the store recorded (for most providers the launch request, for a
+    pod the moment it was seen bound and running) to the end, or to `now` while it runs. An attempt
+    still launching has not started: nothing is billed yet (a pod waiting for a node costs nothing)."""
+    if a.state is AttemptState.LAUNCHING:
+        return 0.0
+    start = a.started_at if a.started_at is not None else a.launched_at
+    end = a.ended_at if a.ended_at is not None else now
+    return max(0.0, end - max(start, a.launched_at))
+
+
+def attempt_cost(a: AttemptView, now: float) -> float:
+    if a.unbilled:
+        return 0.0
+    billed = Billing(a.billing_increment_s, a.billing_minimum_s).billed_seconds(attempt_seconds(a, now))
+    return a.price_per_hour * billed / 3600.0
+
+
+def attempt_lost(a: AttemptView) -> float:
+    """Cost of the work a preemption threw away (0 for any other outcome)."""
+    if a.outcome is not Outcome.PREEMPTED or a.ended_at is None:
+        return 0.0
+    # Explicit None tests: a simulated clock starts at 0.0, and `or` would skip a checkpoint made then.
+    since = next(t for t in (a.last_checkpoint_at, a.productive_at, a.started_at, a.launched_at) if t is not None)
+    return max(0.0, a.ended_at - max(since, a.launched_at)) * a.price_per_hour / 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobCost:
+    spent_usd: float
+    spot_usd: float
+    on_demand_usd: float
+    projected_usd: float
+    on_demand_only_usd: float
+    saved_usd: float | None  # realised: only for a succeeded job
+    projected_saved_usd: float | None  # expected: only for an unfinished job
+    lost_usd: float
+    preemptions: int
+    spot_hours: float
+    on_demand_hours: float
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in
+                ((f, getattr(self, f)) for f in self.__dataclass_fields__)}
+
+
+# Job states (orchestrator.core.model.job_state) whose work is still under way: savings are only a projection.
+_UNFINISHED = frozenset({str(TaskState.PENDING), str(TaskState.RUNNING), str(TaskState.PREEMPTED)})
+
+
+def savings(state: str, *, on_demand_only_usd: float, projected_usd: float) -> tuple[float | None, float | None]:
+    """(saved, projected saved) for a job in `state`: at most one of them is a number.
+
+    Succeeded: the work is done, so projected equals spent and the difference is earned.
+    Unfinished: the same difference is only a projection. Failed, cancelled, over budget: none, because
+    the yardstick prices a finished job and this one will not finish.
+    """
+    difference = on_demand_only_usd - projected_usd
+    if state == str(TaskState.SUCCEEDED):
+        return difference, None
+    if state in _UNFINISHED:
+        return None, difference
+    return None, None
+
+
+def job_cost(attempts: Sequence[AttemptView], *, now: float, remaining_usd: float,
+             on_demand_only_usd: float, state: str = str(TaskState.RUNNING)) -> JobCost:
+    """All cost figures of a job from its attempts.
+
+    `remaining_usd` prices the work still to do (orchestrator.core.status decides at which price);
+    `on_demand_only_usd` is the same whole job on on-demand capacity, the yardstick for savings;
+    `state` is the job's state (`orchestrator.core.model.job_state`), which decides what savings mean.
+    """
+    spot = sum(attempt_cost(a, now) for a in attempts if a.market is Market.SPOT)
+    on_demand = sum(attempt_cost(a, now) for a in attempts if a.market is Market.ON_DEMAND)
+    spent = spot + on_demand
+    projected = spent + remaining_usd
+    billed = [a for a in attempts if not a.unbilled]
+    saved, projected_saved = savings(state, on_demand_only_usd=on_demand_only_usd, projected_usd=projected)
+    return JobCost(
+        spent_usd=spent,
+        spot_usd=spot,
+        on_demand_usd=on_demand,
+        projected_usd=projected,
+        on_demand_only_usd=on_demand_only_usd,
+        saved_usd=saved,
+        projected_saved_usd=projected_saved,
+        lost_usd=sum(attempt_lost(a) for a in attempts),
+        preemptions=sum(1 for a in attempts if a.outcome is Outcome.PREEMPTED),
+        spot_hours=sum(attempt_seconds(a, now) for a in billed if a.market is Market.SPOT) / 3600.0,
+        on_demand_hours=sum(attempt_seconds(a, now) for a in billed if a.market is Market.ON_DEMAND) / 3600.0,
+    )

@@ -1,0 +1,210 @@
+"""Decide, per task and per tick, what should happen next: a pure function of what was observed.
+
+`judge_ended` turns an ended instance into an attempt outcome and task transitions; `choose`
+turns the policy's market choice, the offers and the budget into an action. The reconciler applies
+the result; nothing here touches the store, a provider or the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from orchestrator.core.model import AttemptView, Outcome, TaskView
+from orchestrator.core.placement import markets_allowed, usable
+from orchestrator.core.policy import Choice, Situation, get_policy
+from orchestrator.core.spec import JobSpec
+from providers.base import EndReason, Instance, Market, NoticeKind, Offer
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How an attempt ended and what that does to its task."""
+
+    outcome: Outcome
+    transitions: tuple[str, ...]
+    message: str
+    exit_code: int | None = None
+    failures: int | None = None
+    # Nothing ran (the instance never started the job): the attempt costs nothing.
+    unbilled: bool = False
+
+
+def judge_ended(spec: JobSpec, task: TaskView, attempt: AttemptView, inst: Instance | None,
+                exit_code: int | None, *, cancel_requested: bool, interrupted: bool = False) -> Verdict:
+    """The outcome of an attempt whose instance is gone (`inst` None) or no longer alive.
+
+    `interrupted`: the agent forwarded an interruption notice before the job ended. A job that then
+    exits non-zero (143 after saving, as the SDK advises) and shuts its instance down was reclaimed,
+    not broken, whatever the provider reports about who stopped the machine.
+
+    Exit status 0 is success whatever else happened: a job that finished inside its notice window,
+    or whose instance was reclaimed after it exited, did its work (the SDK's jobs exit 143 after an
+    interrupted save, never 0).
+    """
+    reason = inst.reason if inst else EndReason.LOST
+    if exit_code is None and inst is not None:
+        exit_code = inst.exit_code
+    if exit_code == 0:
+        return Verdict(Outcome.SUCCEEDED, ("succeed",), f"attempt {attempt.number} succeeded", 0)
+    verdict = _judge(spec, task, attempt, reason, exit_code, cancel_requested=cancel_requested,
+                     interrupted=interrupted)
+    if reason is EndReason.FAILED_TO_START and exit_code is None:
+        # An image that cannot be pulled, a command that cannot be started, capacity gone at boot:
+        # counted as a failure (so it cannot loop for ever) but never billed, since nothing ran.
+        return replace(verdict, unbilled=True)
+    return verdict
+
+
+def _judge(spec: JobSpec, task: TaskView, attempt: AttemptView, reason: EndReason | None, exit_code: int | None,
+           *, cancel_requested: bool, interrupted: bool) -> Verdict:
+    if reason is EndReason.EXITED and interrupted and not cancel_requested:
+        reason = EndReason.PREEMPTED
+    if reason is EndReason.PREEMPTED:
+        return Verdict(Outcome.PREEMPTED, ("preempted", "requeue"),
+                       f"attempt {attempt.number} preempted: {attempt.market} capacity reclaimed")
+    ended = f"exited {exit_code}"
+    if reason in (EndReason.FAILED_TO_START, EndReason.EXITED) and exit_code is None and not cancel_requested:
+        # An instance that shut itself down without its agent saying how the job ended, or one that
+        # never started the job: counted, so it cannot loop for ever.
+        ended = "never started the job" if reason is EndReason.FAILED_TO_START else "ended without an exit status"
+        exit_code = -1
+    if reason in (EndReason.EXITED, EndReason.FAILED_TO_START) and exit_code is not None:
+        if exit_code in spec.retry.recover_on_exit_codes:
+            return Verdict(Outcome.FAILED, ("retry",),
+                           f"attempt {attempt.number} {ended} (recoverable): retrying", exit_code)
+        failures = task.failures + 1
+        if failures > spec.retry.max_failures:
+            return Verdict(Outcome.FAILED, ("fail",),
+                           f"attempt {attempt.number} {ended}; {failures} failures, "
+                           f"more than max_failures = {spec.retry.max_failures}", exit_code, failures)
+        return Verdict(Outcome.FAILED, ("retry",),
+                       f"attempt {attempt.number} {ended}: failure {failures} of "
+                       f"{spec.retry.max_failures} allowed, retrying", exit_code, failures)
+    if cancel_requested:
+        return Verdict(Outcome.CANCELLED, ("cancel",), f"attempt {attempt.number} ended by cancellation")
+    # Terminated by someone else, vanished, or ended without an exit status: not the job's fault.
+    return Verdict(Outcome.LOST, ("preempted", "requeue"),
+                   f"attempt {attempt.number} lost ({reason}); the task is requeued")
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    offers: tuple[Offer, ...]  # in order of preference; the reconciler tries them until one starts
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """End the live attempt: to switch market, to go idle, or to stay within budget."""
+
+    outcome: Outcome
+    transitions: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverBudget:
+    reason: str
+
+
+Action = Wait | Launch | Stop | OverBudget
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    spec: JobSpec
+    situation: Situation
+    live: AttemptView | None
+    offers: Sequence[Offer]
+    avoid: Mapping[str, float] = field(default_factory=dict)
+    now: float = 0.0
+    # Budget: what the job has spent so far, and what its other tasks' remaining work will cost.
+    spent_usd: float = 0.0
+    others_usd: float = 0.0
+
+
+def _fits(ctx: Context, offer: Offer) -> bool:
+    budget = ctx.spec.schedule.budget_usd
+    if budget is None:
+        return True
+    s = ctx.situation
+    need = (s.remaining_work_h + s.overhead_h) * offer.price_per_hour
+    return ctx.spent_usd + ctx.others_usd + need <= budget + 1e-9
+
+
+def _finishing_choice(ctx: Context) -> Choice:
+    """A pending task whose work is all committed (its last attempt ended after the final checkpoint).
+
+    Every policy answers WAIT when nothing is left, but the task only succeeds through an attempt
+    that exits 0: launch one on the cheapest allowed market; it resumes at 100% and exits.
+    """
+    allowed = markets_allowed(ctx.spec)
+    if Market.SPOT in allowed and usable(ctx.offers, Market.SPOT, ctx.avoid, ctx.now):
+        return Choice.SPOT
+    return Choice.ON_DEMAND if Market.ON_DEMAND in allowed else Choice.WAIT
+
+
+def choose(ctx: Context) -> Action:
+    s = ctx.situation
+    budget = ctx.spec.schedule.budget_usd
+    if budget is not None and ctx.spent_usd >= budget:
+        if ctx.live is not None:
+            return Stop(Outcome.BUDGET, ("over_budget",), f"spent ${ctx.spent_usd:.2f} of ${budget:.2f}")
+        return OverBudget(f"spent ${ctx.spent_usd:.2f} of the ${budget:.2f} budget")
+    if s.finished and ctx.live is not None:
+        return Wait("all work is committed; waiting for the job to exit")
+    choice = _finishing_choice(ctx) if s.finished else get_policy(ctx.spec.policy_name)(s)
+    if ctx.live is not None:
+        if choice.market is ctx.live.market:
+            return Wait(f"running on {ctx.live.market}")
+        if choice is Choice.WAIT:
+            return Stop(Outcome.SWITCHED, ("switch",), f"policy: leave {ctx.live.market} and wait for spot")
+        target = usable(ctx.offers, Market(choice.value), ctx.avoid, ctx.now)
+        if not target:
+            return Wait(f"policy wants {choice} but no {choice} offer is usable; staying on {ctx.live.market}")
+        # Moving to a dearer market must fit the budget; moving to a cheaper one only helps it.
+        if target[0].price_per_hour > ctx.live.price_per_hour and not any(_fits(ctx, o) for o in target):
+            return Wait(f"policy wants {choice} but it would break the budget; staying on {ctx.live.market}")
+        return Stop(Outcome.SWITCHED, ("switch",), f"policy: switch from {ctx.live.market} to {choice}")
+    if choice is Choice.WAIT:
+        return Wait("policy: wait for spot capacity")
+    offers = usable(ctx.offers, Market(choice.value), ctx.avoid, ctx.now)
+    if not offers:
+        return Wait(f"policy chose {choice}, but no {choice} offer is usable now")
+    affordable = tuple(o for o in offers if _fits(ctx, o))
+    if not affordable:
+        spot = [o for o in ctx.offers if o.market is Market.SPOT and _fits(ctx, o)]
+        if spot and choice is Choice.ON_DEMAND and ctx.spec.schedule.market != "on-demand":
+            return Wait("on-demand would break the budget; waiting for spot")
+        cheapest = offers[0]
+        return OverBudget(
+            f"the remaining work ({s.remaining_work_h:.2f} h + {s.overhead_h:.2f} h overhead) at "
+            f"${cheapest.price_per_hour:.4f}/h would take the job past its ${budget:.2f} budget")
+    return Launch(affordable, f"policy chose {choice}")
+
+
+def replace_on_notice(ctx: Context, *, kind: NoticeKind, deadline: float | None) -> Launch | Wait:
+    """An interruption notice for a running spot attempt: start its successor now, or let it run out.
+
+    `ctx` sees the task as if the noticed attempt were already gone (`live` None, its offer avoided),
+    which is what it will be at `deadline`. When the policy would then launch (spot elsewhere, or
+    on-demand), the successor is launched at once, so its boot overlaps the old attempt's grace
+    window; otherwise the old attempt runs out and the task is placed when it has ended, as usual.
+    A rebalance recommendation is only a risk, and a notice without time left gains nothing.
+    """
+    if kind is not NoticeKind.INTERRUPTION:
+        return Wait(f"{kind} notice: the instance is at risk, not reclaimed; it keeps running")
+    if deadline is None or deadline <= ctx.now:
+        return Wait("the notice leaves no time to overlap; the task is placed once the instance is gone")
+    if ctx.live is not None:
+        return Wait("the successor is chosen for the task as it will be without its live attempt")
+    action = choose(ctx)
+    if isinstance(action, Launch):
+        return Launch(action.offers, f"interruption notice: replace now ({action.reason})")
+    return Wait(f"interruption notice: no replacement before the instance is gone ({action.reason})")

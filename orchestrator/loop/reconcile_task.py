@@ -1,0 +1,482 @@
+"""One task's share of a reconcile tick: read its attempt's fate, then act on the core's decision."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest, read_heartbeat
+from orchestrator.checkpoint.manifest import read_manifest
+from orchestrator.core.cost import attempt_cost
+from orchestrator.core.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended, replace_on_notice
+from orchestrator.core.model import AttemptState, AttemptView, IllegalTransition, Outcome, TaskState, TaskView
+from orchestrator.core.placement import cheapest, usable
+from orchestrator.core.policy import Situation
+from orchestrator.core.status import idle_price, measured_overhead_hours, remaining_usd, task_work_hours
+from orchestrator.loop.snapshot import JobSnapshot
+from providers.base import (
+    RESUME_NOT_BEFORE,
+    CapacityError,
+    EndReason,
+    Instance,
+    InstanceState,
+    LaunchRequest,
+    Market,
+    Notice,
+    NoticeKind,
+    Offer,
+    PermanentError,
+    Provider,
+    ProviderError,
+    QuotaError,
+    offer_key,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.loop.reconciler import Observation, Reconciler
+    from orchestrator.store import Store
+
+log = logging.getLogger("orch.reconciler")
+MAX_OFFERS_PER_TICK = 3
+# A running attempt missing from a listing this soon after it started is not yet declared lost.
+LISTING_GRACE_S = 180.0
+# An attempt whose agent has not written a heartbeat for this long is stopped and requeued (the
+# agent writes one every few seconds; this allows for a slow boot and image pull).
+HEARTBEAT_TIMEOUT_S = 1200.0
+_LOST_TRANSITIONS = ("preempted", "requeue")
+# An offer whose spot capacity is being reclaimed is not offered again for this long after the deadline.
+RECLAIMED_AVOID_S = 300.0
+
+
+def replaces_on_notice(provider: Provider) -> bool:
+    """Whether `provider` can start a replacement that waits for its predecessor (ORCH_RESUME_NOT_BEFORE)."""
+    return getattr(provider, "replaces_on_notice", False) is True
+
+
+def bills_from_start(provider: Provider) -> bool:
+    """Whether `provider`'s instances may wait unbilled after launch (a pod pending for a node): the
+    attempt then stays launching until the instance runs, and is billed from that moment."""
+    return getattr(provider, "bills_from_start", False) is True
+
+
+def draining(attempt: AttemptView, now: float) -> bool:
+    """An attempt ended on an interruption notice whose instance may still run (and save) until its deadline."""
+    return attempt.outcome is Outcome.PREEMPTED and attempt.ended_at is not None and attempt.ended_at > now
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What one look at a live attempt's heartbeat found (all empty when nothing could be read)."""
+
+    exit_code: int | None = None
+    moved: bool = False
+    interrupted: bool = False
+    heartbeat_at: float | None = None
+    provider_progress: bool = False
+
+
+class _Tracked:
+    """The store, noting whether a step wrote anything: only then is its task read again."""
+
+    WRITES = frozenset({"transition", "update_progress", "begin_attempt", "attempt_instance", "attempt_running",
+                        "end_attempt", "note_attempt"})
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.wrote = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.WRITES:
+            self.wrote = True
+        return getattr(self._store, name)
+
+
+class TaskWorker:
+    """One task's step, over the tick's snapshot of its job (see `orchestrator.loop.snapshot`)."""
+
+    def __init__(self, r: Reconciler, snap: JobSnapshot, task: TaskView, live: AttemptView | None) -> None:
+        self.r, self.snap, self.job, self.task, self.live = r, snap, snap.job, task, live
+        self._tracked = _Tracked(r.store)
+        self.store = cast("Store", self._tracked)
+
+    @property
+    def wrote(self) -> bool:
+        """Whether this step changed the store since it last re-read its task (the snapshot must then
+        read it again)."""
+        return self._tracked.wrote
+
+    @property
+    def attempts(self) -> list[AttemptView]:
+        return self.snap.attempts
+
+    @property
+    def tasks(self) -> list[TaskView]:
+        return self.snap.tasks
+
+    @property
+    def now(self) -> float:
+        return self.r.clock.now()
+
+    def step(self, obs: Observation) -> None:
+        live = self.live
+        if live is not None:
+            if live.provider not in obs.listed:
+                return  # this provider could not be listed this tick: decide nothing about it
+            inst = obs.instances.get(live.id)
+            if live.state is AttemptState.LAUNCHING:
+                if inst is None:
+                    self._launch_again(live)
+                    return
+                if self._still_starting(live, inst):
+                    return
+                if inst.alive or not bills_from_start(self.r.providers[live.provider]):
+                    self._started(live, inst)
+                    live = self.live = self.store.attempt(live.id)
+                    assert live is not None
+            if inst is None and self.now - (live.started_at or live.launched_at) < LISTING_GRACE_S:
+                return  # listings are eventually consistent: a just-launched instance may not show yet
+            if inst is None or not inst.alive:
+                self._finish(live, inst)
+                self.live = None
+                self._refresh()
+                if self.task.state is TaskState.PENDING and self.job.cancel_requested_at is None:
+                    self._place()  # relaunch in the same tick, as a reclaimed job wants to
+                return
+            seen = self._observe(live, inst)
+            if seen.moved:
+                self._refresh()  # decide on the progress just observed, not last tick's
+                live = self.live = self.store.attempt(live.id) or live
+            if seen.exit_code == 0:
+                # The job says it is done but its instance lives on (shutdown disabled or failed):
+                # record the success, then `_finish` stops the instance (the reaper retries if that
+                # fails). Non-zero exits wait for the provider, which knows a preemption.
+                self._finish(live, dataclasses.replace(inst, state=InstanceState.TERMINATED,
+                                                       reason=EndReason.EXITED, exit_code=0, ended_at=self.now),
+                             seen=seen)
+                return
+            notice = obs.notices.get(live.id)
+            if notice is not None:
+                self._note_notice(live, notice.kind, notice.deadline)
+                if self._replace_early(live, notice):
+                    return
+            if not self._manage_live(live, inst, seen):
+                return
+            self.live = None
+        self._refresh()
+        if self.job.cancel_requested_at is not None:
+            self.store.transition(self.task.id, "cancel", self.now, message="cancelled before launch")
+            return
+        if self.task.state is TaskState.PENDING:
+            self._place()
+
+    # --- a live attempt ------------------------------------------------------------------------
+
+    def _manage_live(self, live: AttemptView, inst: Instance, seen: Seen) -> bool:
+        """Cancel, stop or keep the live attempt; True when it was stopped and the task may relaunch."""
+        if self.job.cancel_requested_at is not None:
+            self._terminate(live, inst, Outcome.CANCELLED, ("cancel",), "cancelled by the user")
+            return False
+        action = choose(self._context(live))
+        if isinstance(action, Stop):
+            self._terminate(live, inst, action.outcome, action.transitions, action.reason)
+            return action.outcome is Outcome.SWITCHED
+        if self._silent(live, seen):
+            self._terminate(live, inst, Outcome.LOST, _LOST_TRANSITIONS,
+                            f"attempt {live.number}: no heartbeat for {HEARTBEAT_TIMEOUT_S / 60:.0f} min; "
+                            "the instance is stopped and the task requeued")
+            return True
+        return False
+
+    def _still_starting(self, live: AttemptView, inst: Instance) -> bool:
+        """A launched instance that has not started the job yet (a pod waiting for a node): nothing is
+        billed, so it waits, unless the job was cancelled. True when there is nothing more to do."""
+        if inst.state is not InstanceState.PENDING or not bills_from_start(self.r.providers[live.provider]):
+            return False
+        if self.job.cancel_requested_at is not None:
+            self._terminate(live, inst, Outcome.CANCELLED, ("cancel",),
+                            f"attempt {live.number} cancelled before its instance started", unbilled=True)
+        return True
+
+    def _started(self, attempt: AttemptView, inst: Instance) -> None:
+        """Record the attempt as running. A provider that bills from the start is billed from now (the
+        instance was seen running by this tick); others from the launch request, as they bill."""
+        started_at = None if bills_from_start(self.r.providers[attempt.provider]) else attempt.launched_at
+        self.store.attempt_running(attempt, inst.instance_id, self.now, started_at=started_at)
+
+    def _terminate(self, live: AttemptView, inst: Instance, outcome: Outcome, transitions: tuple[str, ...],
+                   reason: str, *, unbilled: bool = False) -> None:
+        # The instance goes first: if terminating fails, the attempt stays live and the next tick retries.
+        self.r.providers[live.provider].terminate(inst)
+        self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason,
+                               unbilled=unbilled)
+
+    def _silent(self, live: AttemptView, seen: Seen) -> bool:
+        """A live instance whose agent has not been heard from for too long (never booted, hung)."""
+        if seen.heartbeat_at is None and seen.provider_progress:
+            return False  # the provider reports progress itself (simulations): no heartbeat to miss
+        last = seen.heartbeat_at if seen.heartbeat_at is not None else (live.started_at or live.launched_at)
+        return self.now - last > HEARTBEAT_TIMEOUT_S
+
+    def _finish(self, live: AttemptView, inst: Instance | None, *, seen: Seen | None = None) -> None:
+        if seen is None:
+            seen = self._observe(live, inst) if inst is not None else Seen()
+        verdict = judge_ended(self.job.spec, self.task, live, inst, seen.exit_code,
+                              cancel_requested=self.job.cancel_requested_at is not None,
+                              interrupted=seen.interrupted)
+        ended_at = inst.ended_at if inst is not None and inst.ended_at is not None else self.now
+        self.store.end_attempt(live, verdict.outcome, self.now, task_transitions=verdict.transitions,
+                               message=verdict.message, exit_code=verdict.exit_code, failures=verdict.failures,
+                               ended_at=max(ended_at, live.launched_at), unbilled=verdict.unbilled)
+        if inst is not None:
+            # Recorded first; now let the provider release what is left (a pod's finalizer, a stopped VM).
+            try:
+                self.r.providers[live.provider].terminate(inst)
+            except ProviderError as exc:
+                log.warning("releasing ended instance %s failed: %s", inst.instance_id, exc)
+
+    def _observe(self, live: AttemptView, inst: Instance) -> Seen:
+        """Record progress and the newest checkpoint if they moved; report what the heartbeat says.
+
+        A checkpoint store that cannot be read means nothing was observed this tick, never that
+        nothing may be done: cancellation, the budget and ended instances are handled regardless.
+        """
+        now = self.now
+        hb = None
+        committed: float | None
+        own_committed: float | None
+        reported: float | None
+        if inst.progress is not None:
+            committed = reported = inst.progress
+            own_committed = committed
+            checkpoint_at: float | None = now
+        else:
+            try:
+                storage = self.r.storage(self.task.checkpoint_uri)
+                hb = read_heartbeat(storage)
+                if hb is not None and hb.attempt != live.number:
+                    hb = None
+                manifest = _newest_manifest(storage, hb)
+            except StorageError as exc:
+                log.warning("checkpoint storage of task %s unreadable: %s", self.task.id, exc)
+                return Seen()
+            reported = hb.progress if hb is not None else None
+            committed = manifest.progress if manifest is not None else None
+            # A predecessor's final save (written during its notice window, after this attempt was
+            # launched to replace it) is the task's progress, not work this attempt has done.
+            own_committed = committed if manifest is not None and manifest.attempt >= live.number else None
+            checkpoint_at = manifest.created_at if manifest is not None else None
+            if checkpoint_at is not None and checkpoint_at < live.launched_at:
+                checkpoint_at = None
+        task = self.task
+        moved = (committed is not None and committed != task.progress_committed) or (
+            reported is not None and reported != task.progress_reported)
+        if moved:
+            self.store.update_progress(task.id, committed=committed, reported=reported, now=now)
+        notes: dict[str, float] = {}
+        seen = max(x for x in (own_committed, reported, 0.0) if x is not None)
+        if live.productive_at is None and seen > live.progress_start:
+            # Progress is seen a tick late: back-date the moment work began by the work done since,
+            # at the estimated rate, so the measured restart overhead does not grow with the tick.
+            work_s = (seen - live.progress_start) * task_work_hours(self.job.spec, task) * 3600.0
+            notes["productive_at"] = max(live.launched_at, now - work_s)
+        if checkpoint_at is not None and checkpoint_at != live.last_checkpoint_at and (inst.progress is None or moved):
+            notes["last_checkpoint_at"] = checkpoint_at
+        if committed is not None and committed != live.progress_end:
+            notes["progress_end"] = committed
+        if notes:
+            self.store.note_attempt(live.id, **notes)
+        return Seen(exit_code=hb.exit_code if hb is not None else None, moved=moved or bool(notes),
+                    interrupted=bool(hb is not None and hb.interrupted),
+                    heartbeat_at=hb.at if hb is not None else None, provider_progress=inst.progress is not None)
+
+    def _note_notice(self, live: AttemptView, kind: str, deadline: float | None) -> None:
+        if self.store.has_event(self.job.id, "notice", attempt_id=live.id):
+            return  # recorded once per attempt, however many ticks the notice stays pending
+        left = f", {max(0.0, deadline - self.now):.0f} s to save" if deadline else ""
+        self.store.add_event(self.job.id, "notice", f"{kind} notice for attempt {live.number}{left}",
+                             self.now, task_id=self.task.id, attempt_id=live.id)
+
+    def _replace_early(self, live: AttemptView, notice: Notice) -> bool:
+        """On an interruption notice, hand the task over to a new attempt now, if the policy continues.
+
+        The old attempt is ended as preempted at the notice's deadline (the provider bills it until
+        then, so the overlap is recorded as spent), its instance is left to save until that deadline
+        (the reaper spares it, see `draining`), and the replacement is launched at once with
+        ORCH_RESUME_NOT_BEFORE = the deadline: it boots during the grace window but its job starts
+        only once the old one can no longer write a checkpoint, and so resumes from its final save.
+        True when the task was handed over (whatever the launch then did).
+        """
+        # Which notices can lead to a replacement is the core's rule (`decide.replace_on_notice`); here
+        # only what the core cannot see: the attempt, the provider's ability, a pending cancel.
+        if (notice.deadline is None or self.job.cancel_requested_at is not None
+                or live.state is not AttemptState.RUNNING or live.market is not Market.SPOT
+                or not replaces_on_notice(self.r.providers[live.provider])):
+            return False
+        now = self.now
+        if notice.kind is NoticeKind.INTERRUPTION:  # that capacity is going away: not for the successor
+            key = _attempt_key(live)
+            self.r.avoid[key] = max(self.r.avoid.get(key, 0.0), notice.deadline + RECLAIMED_AVOID_S)
+        action = replace_on_notice(self._context(None), kind=notice.kind, deadline=notice.deadline)
+        if not isinstance(action, Launch):
+            return False
+        offers = tuple(o for o in action.offers if replaces_on_notice(self.r.providers[o.provider]))
+        if not offers:
+            return False
+        try:
+            self.store.end_attempt(
+                live, Outcome.PREEMPTED, now, task_transitions=("preempted", "requeue"), ended_at=notice.deadline,
+                message=f"attempt {live.number} preempted: {live.market} capacity reclaimed in "
+                        f"{notice.deadline - now:.0f} s; it may save until then, and its replacement "
+                        "starts now and resumes once it is gone")
+        except IllegalTransition:
+            return False  # ended meanwhile (another controller, a race with cancel): the normal path applies
+        self.live = None
+        self._refresh()
+        if self.task.state is TaskState.PENDING:
+            self._launch(offers)
+        return True
+
+    # --- placing a pending task ----------------------------------------------------------------
+
+    def _place(self) -> None:
+        action = choose(self._context(None))
+        if isinstance(action, OverBudget):
+            self.store.transition(self.task.id, "over_budget", self.now, message=action.reason)
+        elif isinstance(action, Launch):
+            self._launch(action.offers)
+        elif isinstance(action, Wait | Stop):
+            return
+
+    def _launch(self, offers: tuple[Offer, ...]) -> None:
+        if any(draining(a, self.now) for a in self.snap.attempts_of(self.task.id)):
+            # A predecessor may still be saving: only a provider that can hold the job back may start now.
+            offers = tuple(o for o in offers if replaces_on_notice(self.r.providers[o.provider]))
+        for offer in offers[:MAX_OFFERS_PER_TICK]:
+            attempt = self.store.begin_attempt(self.task, offer, self.now)
+            if self._start(attempt, offer):
+                return
+            self._refresh()
+            if self.task.state is not TaskState.PENDING:
+                return
+
+    def _launch_again(self, attempt: AttemptView) -> None:
+        """An attempt left `launching` by a dead controller: same token, so no second instance."""
+        offer = next((o for o in self._all_offers() if o.key == _attempt_key(attempt)), None)
+        if offer is None:
+            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=("launch_failed",),
+                                   message="offer no longer available on restart", unbilled=True)
+            return
+        self._start(attempt, offer)
+
+    def _start(self, attempt: AttemptView, offer: Offer) -> bool:
+        provider = self.r.providers[offer.provider]
+        where = f"{offer.market} {offer.instance_type} in {offer.zone or offer.region}"
+        try:
+            inst = provider.launch(self._request(attempt, offer))
+        except ProviderError as exc:
+            if isinstance(exc, CapacityError):
+                self.r.avoid[offer.key] = self.now + exc.retry_after
+            elif isinstance(exc, QuotaError):
+                for o in self._all_offers():
+                    if o.provider == offer.provider and o.region == offer.region:
+                        self.r.avoid[o.key] = self.now + 600.0
+            # A permanent error (bad settings, no permission) will fail every retry: fail the task now.
+            transitions = ("launch_failed", "fail") if isinstance(exc, PermanentError) else ("launch_failed",)
+            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=transitions,
+                                   message=f"launch on {where} failed: {exc}", unbilled=True)
+            return False
+        except Exception as exc:
+            # A provider let an untranslated error out (a bug, or input it cannot pass on, such as a
+            # NUL byte in an argument): nothing is known to run, so nothing is billed, and the same
+            # launch would fail again on every tick, so the task fails with the error in one line.
+            log.exception("launching attempt %s on %s failed unexpectedly", attempt.id, where)
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=("launch_failed", "fail"),
+                                   message=f"launch on {where} failed: {reason}", unbilled=True)
+            return False
+        try:
+            if inst.state is InstanceState.PENDING and bills_from_start(provider):
+                self.store.attempt_instance(attempt, inst.instance_id)  # running (and billed) once started
+            else:
+                self._started(attempt, inst)
+        except IllegalTransition:
+            log.warning("attempt %s changed while launching; the reaper will settle it", attempt.id)
+        return True
+
+    def _request(self, attempt: AttemptView, offer: Offer) -> LaunchRequest:
+        spec, task = self.job.spec, self.task
+        env = dict(spec.env)
+        # The contract variables (ids, checkpoint URI, market) come from the request's own fields:
+        # `LaunchRequest.environment` adds them for every provider. These are the loop's additions.
+        env.update(ORCH_CHECKPOINT_KEEP=str(spec.checkpoint.keep))
+        if task.item_start is not None and task.item_end is not None:
+            env.update(ORCH_ITEM_START=str(task.item_start), ORCH_ITEM_END=str(task.item_end))
+        # Fixed for the attempt (a relaunch with the same token sends the same request): the latest
+        # deadline of the predecessors that were still draining when this attempt began.
+        not_before = max((a.ended_at for a in self.snap.attempts_of(task.id) if a.id != attempt.id
+                          and a.ended_at is not None and draining(a, attempt.launched_at)), default=None)
+        if not_before is not None:
+            env[RESUME_NOT_BEFORE] = str(math.ceil(not_before))
+        return LaunchRequest(
+            job_id=self.job.id, task_id=task.id, attempt_id=attempt.id, attempt_number=attempt.number,
+            offer=offer, command=spec.command, env=env, checkpoint_uri=task.checkpoint_uri,
+            grace_seconds=spec.checkpoint.grace_seconds, image=spec.image, workdir=spec.workdir,
+            estimated_hours=task_work_hours(spec, task), progress=task.progress_committed,
+            options=dict(spec.placement.options.get(offer.provider, {})),
+        )
+
+    # --- inputs to the pure core ---------------------------------------------------------------
+
+    def _all_offers(self) -> list[Offer]:
+        return self.r.job_offers(self.job)
+
+    def _context(self, live: AttemptView | None) -> Context:
+        spec, task, now = self.job.spec, self.task, self.now
+        offers = self._all_offers()
+        work_h = task_work_hours(spec, task)
+        overhead_h = measured_overhead_hours(spec, self.attempts)
+        spot = usable(offers, Market.SPOT, self.r.avoid, now)
+        low_spot, low_od = cheapest(offers, Market.SPOT), cheapest(offers, Market.ON_DEMAND)
+        ratio = low_od.price_per_hour / low_spot.price_per_hour if low_spot and low_od else 3.0
+        running_spot = live is not None and live.market is Market.SPOT
+        overhead_left = 0.0
+        if live is not None and live.productive_at is None:
+            overhead_left = max(0.0, overhead_h - (now - live.launched_at) / 3600.0)
+        situation = Situation(
+            elapsed_h=(now - self.job.created_at) / 3600.0,
+            deadline_h=None if self.job.deadline_at is None else (self.job.deadline_at - self.job.created_at) / 3600.0,
+            work_h=work_h, done_h=task.progress_committed * work_h, overhead_h=overhead_h, price_ratio=ratio,
+            current=live.market if live is not None else None, spot_available=bool(spot) or running_spot,
+            tick_h=self.r.tick_seconds / 3600.0, overhead_left_h=overhead_left,
+            history=self.r.history.get(self.job.id),
+        )
+        spent = sum(attempt_cost(a, now) for a in self.attempts)
+        # What the job's other tasks will still cost, by the same projection `orch status` shows.
+        others = remaining_usd(spec, self.tasks, self.attempts, idle=idle_price(spec, offers), overhead_h=overhead_h,
+                               skip=task.id)
+        return Context(spec=spec, situation=situation, live=live, offers=offers, avoid=self.r.avoid, now=now,
+                       spent_usd=spent, others_usd=others)
+
+    def _refresh(self) -> None:
+        """Read this task and its attempts again (not the whole job) after changing them."""
+        self.snap.refresh_task(self.r.store, self.task.id)
+        self.task = self.snap.task(self.task.id) or self.task
+        self._tracked.wrote = False  # the snapshot holds every write so far: no second re-read after the step
+
+
+def _attempt_key(a: AttemptView) -> str:
+    return offer_key(a.provider, a.region, a.zone, a.instance_type, a.market)
+
+
+def _newest_manifest(storage: Storage, hb: Heartbeat | None) -> Manifest | None:
+    """The newest checkpoint's manifest: the one the agent's heartbeat names (one read), or, before the
+    first heartbeat, found by listing the store (the agent lists it already; no need to twice a tick)."""
+    if hb is not None and hb.newest_checkpoint is not None:
+        try:
+            return read_manifest(storage, hb.newest_checkpoint)
+        except StorageError:
+            pass  # pruned or damaged since the beat: fall back to the listing
+    return newest_manifest(storage)

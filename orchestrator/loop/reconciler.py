@@ -1,0 +1,253 @@
+"""The reconcile loop: observe -> decide -> act -> record, level-triggered and idempotent.
+
+One tick lists every provider's orch-managed instances once (never once per job), reads the
+heartbeat and newest checkpoint manifest of each running attempt from checkpoint storage, then for
+every task asks the pure core what to do and does it. A controller killed at any point converges on
+restart: an attempt left `launching` is launched again with the same token (providers return the
+instance already made), an instance whose attempt this store has ended is terminated (no leak, no
+double billing), and an attempt whose instance vanished is ended and its task requeued.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+
+from orchestrator.checkpoint.storage import Storage, open_storage
+from orchestrator.core.model import job_state
+from orchestrator.core.placement import usable
+from orchestrator.core.policy.base import SpotHistory
+from orchestrator.core.spec import JobSpec
+from orchestrator.loop import snapshot
+from orchestrator.loop.reconcile_task import TaskWorker, draining
+from orchestrator.loop.snapshot import JobSnapshot
+from orchestrator.store import Store
+from orchestrator.store.views import JobView
+from providers.base import Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
+
+log = logging.getLogger("orch.reconciler")
+PRICE_RECORD_S = 600.0
+
+
+@dataclass
+class Observation:
+    """What one tick saw. `listed` holds the providers whose list call succeeded this tick."""
+
+    instances: dict[str, Instance] = field(default_factory=dict)  # by attempt id
+    listed: set[str] = field(default_factory=set)
+    notices: dict[str, Notice] = field(default_factory=dict)  # by attempt id
+    orphans: list[tuple[str, Instance]] = field(default_factory=list)
+
+
+@dataclass
+class Reconciler:
+    store: Store
+    providers: Mapping[str, Provider]
+    clock: Clock
+    owner: str = field(default_factory=lambda: f"orch-{uuid.uuid4().hex[:12]}")
+    tick_seconds: float = 5.0
+    lease_seconds: float = 60.0
+    storage: Callable[[str], Storage] = open_storage
+    # Offers a provider refused (capacity) are avoided until the time stored here.
+    avoid: dict[str, float] = field(default_factory=dict)
+    _offers: dict[tuple[str, Resources, tuple[str, ...], str], list[Offer]] = field(default_factory=dict)
+    # Spot availability seen by this controller, per job, one observation a tick (policies learn from it;
+    # a restarted controller starts afresh, as a user without a zone history would).
+    history: dict[str, SpotHistory] = field(default_factory=dict)
+    _recorded: dict[str, tuple[float, bool | None, float]] = field(default_factory=dict)
+    # Parsed specs of the jobs held last tick (see `snapshot.take`).
+    _specs: dict[str, JobSpec] = field(default_factory=dict)
+
+    def tick(self, *, job_ids: Collection[str] | None = None, reap: bool = True) -> list[str]:
+        """One pass over the jobs this controller holds; returns the ids of jobs still unfinished.
+
+        `job_ids` limits the pass to those jobs (`orch cancel` acts on one job, not on every job no
+        controller holds); `reap` False leaves other installations' and other jobs' instances alone.
+        One job's failure is logged and recorded on it, and never stops the others or the reaper.
+        """
+        now = self.clock.now()
+        held = self.store.claim_jobs(self.owner, now, self.lease_seconds, job_ids=job_ids)
+        obs = self.observe()
+        self._offers.clear()
+        snapshots = snapshot.take(self.store, held, specs=self._specs)
+        active: list[str] = []
+        try:
+            for job_id in held:
+                snap = snapshots.get(job_id)
+                if snap is None:
+                    continue
+                job = snap.job
+                if not set(job.spec.placement.providers) & set(self.providers):
+                    self.store.release_jobs(self.owner, job_ids=[job_id])  # another controller's to run
+                    continue
+                if self._lease_aging(now) and not self.store.renew_lease(
+                        self.owner, job_id, self.clock.now(), self.lease_seconds):
+                    continue  # another controller took it over while this tick was busy
+                try:
+                    if self._reconcile_job(snap, obs):
+                        active.append(job_id)
+                except Exception as exc:
+                    active.append(job_id)
+                    log.exception("reconciling job %s failed", job_id)
+                    self._record_failure(job_id, exc)
+        finally:
+            if reap:
+                self._reap(obs)
+        return active
+
+    def _lease_aging(self, claimed_at: float) -> bool:
+        """Whether this tick has run long enough that a lease taken at its start must be renewed before
+        acting on a job. `claim_jobs` renewed every held lease at `claimed_at`; a tick that outlasts a
+        third of the lease (a slow provider) renews, and checks, each job's lease before touching it,
+        so two controllers never work one job at once. A fast tick spends no statement per job on it."""
+        return self.clock.now() - claimed_at > self.lease_seconds / 3.0
+
+    def _record_failure(self, job_id: str, exc: Exception) -> None:
+        try:
+            self.store.add_event(job_id, "controller_error", f"{type(exc).__name__}: {exc}", self.clock.now())
+        except Exception:
+            log.exception("could not record the failure of job %s", job_id)
+
+    def run(self, *, job_id: str | None = None, should_stop: Callable[[], bool] = lambda: False,
+            max_ticks: int | None = None, on_tick: Callable[[], None] | None = None) -> None:
+        """Tick until `job_id` finishes (or forever), sleeping `tick_seconds` between ticks.
+
+        A tick that fails as a whole (the database unreachable) is logged and retried after the
+        usual pause: a controller outlives a database failover.
+        """
+        ticks = 0
+        while not should_stop():
+            try:
+                active = self.tick()
+            except Exception:
+                log.exception("reconcile tick failed; retrying in %.0f s", self.tick_seconds)
+                active = [job_id] if job_id is not None else []
+            if on_tick is not None:
+                on_tick()
+            ticks += 1
+            if job_id is not None and job_id not in active:
+                return
+            if max_ticks is not None and ticks >= max_ticks:
+                return
+            self.clock.sleep(self.tick_seconds)
+
+    # --- observe -------------------------------------------------------------------------------
+
+    def observe(self) -> Observation:
+        obs = Observation()
+        listed: list[tuple[str, list[Instance]]] = []
+        for name, provider in self.providers.items():
+            try:
+                instances = provider.instances()
+                notices = provider.notices()
+            except ProviderError as exc:
+                log.warning("listing %s failed this tick: %s", name, exc)
+                continue
+            obs.listed.add(name)
+            listed.append((name, instances))
+            for n in notices:
+                if n.attempt_id:
+                    obs.notices[n.attempt_id] = n
+        # Live attempts are read after the listings: an attempt row is committed before its launch,
+        # so an instance another process launches meanwhile can never look like an orphan here.
+        live = self.store.live_attempt_ids()
+        for name, instances in listed:
+            for inst in instances:
+                if inst.attempt_id is not None and inst.attempt_id in live:
+                    obs.instances[inst.attempt_id] = inst
+                elif inst.alive:
+                    obs.orphans.append((name, inst))
+        return obs
+
+    def offers(self, provider: str, resources: Resources, regions: tuple[str, ...], job_id: str,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
+        """Offers, fetched once per tick per (provider, resources, regions) and recorded as prices.
+
+        A provider whose market is the job's own (`offers_per_job`: the local simulated market, shaped
+        by the job's `options`) is asked once per job; every other provider once for all the jobs
+        that want the same resources where it is, so 1,000 jobs cost one call, not 1,000.
+        """
+        per_job = getattr(self.providers[provider], "offers_per_job", False) is True
+        key = (provider, resources, regions, job_id if per_job else "")
+        if key not in self._offers:
+            try:
+                found = self.providers[provider].offers(resources, regions, job_id=job_id, options=options)
+            except ProviderError as exc:
+                log.warning("offers from %s failed: %s", provider, exc)
+                found = []
+            self._offers[key] = found
+            self._record_prices(found)
+        return self._offers[key]
+
+    def _record_prices(self, offers: list[Offer]) -> None:
+        """Record an offer's price and availability when they change, and at least every ten minutes."""
+        now = self.clock.now()
+        fresh = []
+        for o in offers:
+            seen = self._recorded.get(o.key)
+            if seen is None or seen[:2] != (o.price_per_hour, o.available) or now - seen[2] >= PRICE_RECORD_S:
+                self._recorded[o.key] = (o.price_per_hour, o.available, now)
+                fresh.append(o)
+        self.store.record_prices(fresh, now)
+
+    # --- per job -------------------------------------------------------------------------------
+
+    def job_offers(self, job: JobView) -> list[Offer]:
+        """Every offer of the job's providers this tick (each fetched once, see `offers`)."""
+        spec = job.spec
+        return [o for name in spec.placement.providers if name in self.providers
+                for o in self.offers(name, spec.resources, spec.placement.regions, job.id,
+                                     spec.placement.options.get(name))]
+
+    def _observe_spot(self, job: JobView) -> None:
+        spot_now = bool(usable(self.job_offers(job), Market.SPOT, self.avoid, self.clock.now()))
+        self.history[job.id] = self.history.get(job.id, SpotHistory()).observe(spot_now, self.tick_seconds / 3600.0)
+
+    def _reconcile_job(self, snap: JobSnapshot, obs: Observation) -> bool:
+        """Step every unfinished task of the job; each sees the snapshot as the steps before it left it
+        (budget, attempts), since a step that changed its task re-reads that task into the snapshot."""
+        job = snap.job
+        self._observe_spot(job)
+        for task in [t for t in snap.tasks if not t.state.terminal]:
+            worker = TaskWorker(self, snap, task, snap.live_attempt(task.id))
+            try:
+                worker.step(obs)
+            except ProviderError as exc:
+                self.store.add_event(job.id, "provider_error", str(exc), self.clock.now(), task_id=task.id)
+            finally:
+                if worker.wrote:
+                    snap.refresh_task(self.store, task.id)
+        states = [t.state for t in snap.tasks]
+        if all(s.terminal for s in states):
+            now = self.clock.now()
+            self.store.add_event(job.id, "finished", f"job {job_state(states)}", now)
+            self.store.mark_finished(job.id, now)
+            self.history.pop(job.id, None)
+            return False
+        return True
+
+    def _reap(self, obs: Observation) -> None:
+        """Terminate orch-managed instances whose attempt this store has ended: no leak, no double billing.
+
+        An instance whose attempt this store has never seen is left alone: it belongs to another orch
+        installation sharing the account (or to a store restored from an old backup), and killing it
+        would destroy someone else's work. Nor is one whose attempt was handed over on an interruption
+        notice, until that notice's deadline: it is saving the checkpoint its replacement resumes from.
+        """
+        now = self.clock.now()
+        for name, inst in obs.orphans:
+            attempt = self.store.attempt(inst.attempt_id) if inst.attempt_id else None
+            if attempt is None or attempt.live or draining(attempt, now):
+                continue
+            try:
+                self.providers[name].terminate(inst)
+            except ProviderError as exc:
+                log.warning("could not terminate orphan %s: %s", inst.instance_id, exc)
+                continue
+            log.info("terminated orphan instance %s (attempt %s)", inst.instance_id, inst.attempt_id)
+            if inst.job_id and self.store.job(inst.job_id):
+                self.store.add_event(inst.job_id, "orphan_terminated",
+                                     f"terminated {inst.instance_id}: no live attempt owns it",
+                                     self.clock.now(), attempt_id=inst.attempt_id)

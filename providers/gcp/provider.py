@@ -1,0 +1,276 @@
+"""The `gcp` provider: GPU instances on Compute Engine, SPOT or STANDARD, through google-cloud-compute.
+
+Each method is a few API calls and safe to repeat. `launch` sends a `requestId` and an instance name
+both derived from the attempt id, so a retried launch (by tenacity here, or by the reconciler after a
+crash) gets the first try's instance back instead of a second one; it waits, bounded, for the zone
+operation, because GCE reports a stockout there and not on the insert call, and it deletes what a
+failed launch left behind before raising. Credentials are the client library's business
+(`google.auth.default`); nothing in this package reads, stores or logs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+
+from providers.base import (
+    CapacityError,
+    Clock,
+    Instance,
+    LaunchRequest,
+    Notice,
+    Offer,
+    PermanentError,
+    ProviderError,
+    Resources,
+    TransientError,
+)
+from providers.catalog import catalog_offers, load_catalog
+from providers.gcp.clients import ComputeClients
+from providers.gcp.errors import PROVIDER, call, gcp_errors, operation_error
+from providers.gcp.launch import instance_body, request_id
+from providers.gcp.observe import (
+    basename,
+    list_managed,
+    preempted_names,
+    to_instance,
+    vanished_preempted,
+    zones_to_check,
+)
+from providers.gcp.settings import GcpSettings, GcpSettingsError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# GCE's operations.wait holds a request for up to two minutes; the client must wait a little longer.
+WAIT_CALL_SECONDS = 130.0
+# How long a reclaimed instance GCE already deleted is still reported (so a tick that failed to
+# record it gets another chance), before orch forgets it.
+FORGET_GONE_SECONDS = 600.0
+
+
+class GcpProvider:
+    name = PROVIDER
+
+    def __init__(
+        self,
+        clock: Clock,
+        settings: GcpSettings,
+        *,
+        credentials: Any = None,
+        client_options: Mapping[str, Any] | None = None,
+        transport: str = "rest",
+    ) -> None:
+        self.clock = clock
+        self.settings = settings
+        self._clients = ComputeClients(credentials=credentials, client_options=client_options, transport=transport)
+        self._billing = load_catalog().billing_for(PROVIDER)
+        self._lock = threading.Lock()
+        self._unavailable: dict[str, float] = {}  # offer key -> until when a stockout is remembered
+        self._known: dict[tuple[str, str], Instance] = {}  # (zone, name) -> as last listed or launched
+        self._gone: dict[tuple[str, str], tuple[Instance, float]] = {}  # reclaimed and deleted, reported since
+
+    def _call(self, fn: Callable[[], T], operation: str, where: str) -> T:
+        return call(
+            fn,
+            operation=operation,
+            where=where,
+            retry=self.settings.retry,
+            sleep=self.clock.sleep,
+            capacity_retry_after=self.settings.capacity_retry_after_seconds,
+        )
+
+    def _where(self, zone: str | None = None) -> str:
+        return f"{self.settings.project}/{zone}" if zone else self.settings.project
+
+    # --- offers -----------------------------------------------------------------------------
+
+    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
+        """Catalog GPU types in the configured zones at catalog prices (GCE publishes no spot price API)."""
+        wanted = [r for r in (regions or self.settings.region_names) if r in self.settings.regions]
+        if not wanted:
+            return []
+        found = catalog_offers(
+            provider=PROVIDER,
+            types=load_catalog().of(PROVIDER),
+            resources=resources,
+            regions=wanted,
+            billing=self._billing,
+        )
+        allowed = {r: set(self.settings.region(r).zones) for r in wanted}
+        now = self.clock.now()
+        with self._lock:
+            self._unavailable = {k: until for k, until in self._unavailable.items() if until > now}
+            unavailable = set(self._unavailable)
+        return [
+            replace(o, available=False) if o.key in unavailable else o
+            for o in found
+            if not allowed[o.region] or o.zone in allowed[o.region]
+        ]
+
+    # --- launch -----------------------------------------------------------------------------
+
+    def launch(self, request: LaunchRequest) -> Instance:
+        offer = request.offer
+        if offer.provider != PROVIDER:
+            raise PermanentError(f"offer {offer.key} is not a GCP offer", provider=PROVIDER)
+        itype = load_catalog().get(PROVIDER, offer.instance_type)
+        if itype is None:
+            raise PermanentError(f"{offer.instance_type!r} is not a GCP type of the catalog", provider=PROVIDER)
+        try:
+            body = instance_body(request, self.settings, itype)
+        except GcpSettingsError as exc:
+            raise PermanentError(str(exc), provider=PROVIDER, code="RegionNotConfigured") from None
+        zone, name = str(offer.zone), str(body["name"])
+        where = self._where(zone)
+        try:
+            op = self._call(lambda: self._insert(zone, body, request.attempt_id), "instances.insert", where)
+            if op is not None:
+                self._wait(op, zone, "instances.insert")
+            raw = self._call(lambda: self._get(zone, name), "instances.get", where)
+            instance = to_instance(raw, {})
+        except ProviderError as exc:
+            if isinstance(exc, CapacityError):
+                with self._lock:
+                    self._unavailable[offer.key] = self.clock.now() + exc.retry_after
+            # The insert may have made the instance before the failure reached us: leave no orphan.
+            self._delete_quietly(zone, name)
+            raise
+        with self._lock:
+            self._known[(zone, name)] = instance
+        return instance
+
+    def _insert(self, zone: str, body: Mapping[str, Any], attempt_id: str) -> Any:
+        """The insert operation, or None when an earlier try already made the instance (409)."""
+        from google.cloud import compute_v1
+
+        req = compute_v1.InsertInstanceRequest(
+            project=self.settings.project,
+            zone=zone,
+            instance_resource=compute_v1.Instance(body),
+            request_id=request_id(attempt_id),
+        )
+        try:
+            return self._clients.instances.insert_unary(
+                request=req, retry=None, timeout=self.settings.request_timeout_seconds
+            )
+        except gexc.Conflict:
+            return None
+
+    def _get(self, zone: str, name: str) -> Any:
+        return self._clients.instances.get(
+            project=self.settings.project,
+            zone=zone,
+            instance=name,
+            retry=None,
+            timeout=self.settings.request_timeout_seconds,
+        )
+
+    def _wait(self, op: Any, zone: str, operation: str) -> None:
+        """Wait for a zone operation until done or the configured timeout; raise what it failed with."""
+        from google.cloud import compute_v1
+
+        where = self._where(zone)
+        limit = self.settings.operation_timeout_seconds
+        deadline = self.clock.now() + limit
+        while op.status != compute_v1.Operation.Status.DONE:
+            remaining = deadline - self.clock.now()
+            if remaining <= 0:
+                raise TransientError(
+                    f"{operation} in {where}: operation {op.name} not done after {limit:g} s",
+                    provider=PROVIDER,
+                    code="OperationTimeout",
+                )
+            try:
+                with gcp_errors("zoneOperations.wait", where):
+                    op = self._clients.operations.wait(
+                        project=self.settings.project,
+                        zone=zone,
+                        operation=op.name,
+                        retry=None,
+                        timeout=min(remaining, WAIT_CALL_SECONDS),
+                    )
+            except TransientError as exc:  # this loop is the retry, bounded by the deadline
+                log.info("waiting for %s: %s", op.name, exc)
+                self.clock.sleep(min(self.settings.retry.initial_wait_seconds, remaining))
+        error = operation_error(
+            op, operation=operation, where=where, capacity_retry_after=self.settings.capacity_retry_after_seconds
+        )
+        if error is not None:
+            raise error
+
+    # --- observe, terminate -----------------------------------------------------------------
+
+    def instances(self) -> list[Instance]:
+        project, timeout = self.settings.project, self.settings.request_timeout_seconds
+        raws = self._call(
+            lambda: list_managed(self._clients.instances, project, self.settings.page_size, timeout),
+            "instances.aggregatedList",
+            self._where(),
+        )
+        listed = {(basename(r.zone), str(r.name)) for r in raws}
+        now = self.clock.now()
+        with self._lock:
+            self._gone = {k: v for k, v in self._gone.items() if now - v[1] < FORGET_GONE_SECONDS}
+            vanished = [i for k, i in self._known.items() if k not in listed and k not in self._gone]
+            gone = [inst for inst, _ in self._gone.values()]
+
+        def reclaimed_in(zone: str) -> dict[str, float | None]:
+            ops = self._clients.operations
+            return self._call(
+                lambda: preempted_names(ops, project, zone, timeout), "zoneOperations.list", self._where(zone)
+            )
+
+        preemptions = {zone: reclaimed_in(zone) for zone in sorted(zones_to_check(raws, vanished))}
+        out = [to_instance(raw, preemptions.get(basename(raw.zone), {})) for raw in raws]
+        for inst in vanished:
+            reclaimed = preemptions.get(inst.zone or "", {})
+            if inst.instance_id in reclaimed:
+                gone.append(vanished_preempted(inst, reclaimed[inst.instance_id]))
+        with self._lock:
+            self._known = {(str(i.zone), i.instance_id): i for i in out}
+            for inst in gone:
+                self._gone.setdefault((str(inst.zone), inst.instance_id), (inst, now))
+        return out + gone
+
+    def terminate(self, instance: Instance) -> None:
+        if not instance.zone:
+            raise PermanentError(f"instance {instance.instance_id} has no zone", provider=PROVIDER)
+        self._delete(instance.zone, instance.instance_id)
+
+    def _delete(self, zone: str, name: str) -> None:
+        def go() -> None:
+            with contextlib.suppress(gexc.NotFound):  # already gone is what we wanted
+                self._clients.instances.delete(
+                    project=self.settings.project,
+                    zone=zone,
+                    instance=name,
+                    retry=None,
+                    timeout=self.settings.request_timeout_seconds,
+                )
+
+        self._call(go, "instances.delete", self._where(zone))
+        with self._lock:
+            self._known.pop((zone, name), None)
+
+    def _delete_quietly(self, zone: str, name: str) -> None:
+        """Best effort after a failed launch; the reconciler's reaper covers what this misses."""
+        try:
+            self._delete(zone, name)
+        except ProviderError as exc:
+            log.warning("could not delete %s in %s after a failed launch: %s", name, zone, exc)
+
+    # --- notices ----------------------------------------------------------------------------
+
+    def notices(self) -> list[Notice]:
+        """None from the control plane: the agent reads GCE's 30 s warning from the metadata server.
+
+        The reclamation itself shows up in `instances()` through the zone's preemption operation.
+        """
+        return []

@@ -1,0 +1,1 @@
+"""The local provider: runs jobs as processes on this machine under a simulated spot market."""
