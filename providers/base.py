@@ -8,8 +8,9 @@ translates them into one of the errors at the bottom, whose type says what the c
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -250,6 +251,50 @@ class Provider(Protocol):
     def terminate(self, instance: Instance) -> None: ...
 
     def notices(self) -> list[Notice]: ...
+
+
+class CapacityMemory(Mapping[str, float]):
+    """Where capacity was lately refused or is being reclaimed: offer key -> until when to avoid it.
+
+    One memory per controller, shared by the loop and every adapter that falls back between zones
+    itself (AWS launches try the next zone on a capacity error): a refusal learnt by either is seen by
+    both, so the loop does not send a launch to a zone the adapter just found empty, nor the adapter
+    back to one the loop saw reclaimed. Before, the reconciler, the AWS adapter and the GCP adapter
+    each kept their own and could disagree for minutes. Thread-safe: launches may run in parallel.
+
+    It is a read-only `Mapping` for the pure core (`placement.usable` reads `avoid.get(key)`); only
+    `refuse`/`refuse_all` write, and an entry never moves earlier (the longer avoidance wins).
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def refuse(self, key: str, until: float) -> None:
+        with self._lock:
+            if until > self._until.get(key, 0.0):
+                self._until[key] = until
+
+    def refuse_all(self, keys: Sequence[str], until: float) -> None:
+        for key in keys:
+            self.refuse(key, until)
+
+    def avoided(self, key: str, now: float) -> bool:
+        return self._until.get(key, 0.0) > now
+
+    def forget_before(self, now: float) -> None:
+        """Drop what has expired, so a long-lived controller's memory stays the size of what matters."""
+        with self._lock:
+            self._until = {k: u for k, u in self._until.items() if u > now}
+
+    def __getitem__(self, key: str) -> float:
+        return self._until[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict(self._until))
+
+    def __len__(self) -> int:
+        return len(self._until)
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ import pytest
 from providers.aws.launch import client_token, user_data
 from providers.base import (
     CapacityError,
+    CapacityMemory,
     InstanceState,
     LaunchRequest,
     Market,
@@ -201,3 +202,19 @@ def test_long_attempt_ids_become_stable_tokens() -> None:
     long_id = "a" * 80
     assert client_token("att-1") == "att-1"
     assert len(client_token(long_id)) == 64 and client_token(long_id) == client_token(long_id)
+
+
+def test_a_controller_and_the_adapter_share_one_capacity_memory(aws_world: AwsWorld) -> None:
+    """A stockout the adapter meets is avoided by the loop, and one the loop learns (a reclaimed zone) is
+    marked by the adapter's offers: one memory, not two that disagree for minutes."""
+    memory = CapacityMemory()
+    aws_world.provider.share_capacity(memory)
+    o = offer(aws_world)
+    aws_world.faults.fail("RunInstances", "InsufficientInstanceCapacity")
+    with pytest.raises(CapacityError):
+        aws_world.provider.launch(request(o))
+    assert memory.avoided(o.key, aws_world.clock.now())
+    other = next(x for x in aws_world.provider.offers(Resources(gpus=("A10G",)), [REGION]) if x.key != o.key)
+    memory.refuse(other.key, aws_world.clock.now() + 60.0)
+    marked = {x.key for x in aws_world.provider.offers(Resources(gpus=("A10G",)), [REGION]) if x.available is False}
+    assert marked == {o.key, other.key}

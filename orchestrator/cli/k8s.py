@@ -21,12 +21,12 @@ if TYPE_CHECKING:
 
 
 def run_kubernetes_controller(args: argparse.Namespace) -> int:
+    from orchestrator.cli.wiring import build_providers, open_store
     from orchestrator.core.policy import has_policy
     from orchestrator.k8s.config import controller_settings_from_env, provider_settings_from_env
     from orchestrator.k8s.run import run_controller
     from orchestrator.k8s.store_backend import StoreBackend
     from orchestrator.loop.reconciler import Reconciler
-    from orchestrator.cli.wiring import build_providers, open_store
     from orchestrator.store import orch_home
     from providers.base import SystemClock
     from providers.kubernetes.provider import KubernetesProvider

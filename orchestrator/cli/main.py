@@ -203,9 +203,9 @@ def _policy_help() -> str:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from orchestrator.cli.wiring import build_providers, open_store
     from orchestrator.core.model import job_state
     from orchestrator.loop.reconciler import Reconciler
-    from orchestrator.cli.wiring import build_providers, open_store
     from providers.base import SystemClock
 
     store = open_store()
@@ -241,8 +241,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
         from orchestrator.cli.k8s import run_kubernetes_controller
 
         return run_kubernetes_controller(args)
-    from orchestrator.loop.reconciler import Reconciler
     from orchestrator.cli.wiring import build_providers, open_store
+    from orchestrator.loop.reconciler import Reconciler
     from providers.base import SystemClock
 
     store = open_store()

@@ -30,10 +30,10 @@ def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
     """Validate a job file completely, against the providers' offers too; store nothing."""
     import dataclasses
 
+    from orchestrator.cli.wiring import build_providers, known_providers
     from orchestrator.core.placement import check_placeable
     from orchestrator.core.policy import has_policy
     from orchestrator.core.spec import SpecError, load_spec
-    from orchestrator.cli.wiring import build_providers, known_providers
     from providers.base import ChecksOptions, PermanentError
     from providers.catalog import load_catalog
 
@@ -179,8 +179,8 @@ def run_loop(r: Reconciler, **run: Any) -> str:
 
 def _wait(store: Store, job_id: str, spec: JobSpec, *, tick: float, quiet: bool) -> int:
     from orchestrator.cli import render
-    from orchestrator.loop.reconciler import Reconciler
     from orchestrator.cli.wiring import build_providers
+    from orchestrator.loop.reconciler import Reconciler
     from providers.base import SystemClock
 
     clock = SystemClock()

@@ -49,6 +49,8 @@ HEARTBEAT_TIMEOUT_S = 1200.0
 _LOST_TRANSITIONS = ("preempted", "requeue")
 # An offer whose spot capacity is being reclaimed is not offered again for this long after the deadline.
 RECLAIMED_AVOID_S = 300.0
+# A quota error avoids every offer of its provider and region for this long (a person must act).
+QUOTA_AVOID_S = 600.0
 
 
 def replaces_on_notice(provider: Provider) -> bool:
@@ -317,8 +319,7 @@ class TaskWorker:
             return False
         now = self.now
         if notice.kind is NoticeKind.INTERRUPTION:  # that capacity is going away: not for the successor
-            key = _attempt_key(live)
-            self.r.avoid[key] = max(self.r.avoid.get(key, 0.0), notice.deadline + RECLAIMED_AVOID_S)
+            self.r.capacity.refuse(_attempt_key(live), notice.deadline + RECLAIMED_AVOID_S)
         action = replace_on_notice(self._context(None), kind=notice.kind, deadline=notice.deadline)
         if not isinstance(action, Launch):
             return False
@@ -378,11 +379,11 @@ class TaskWorker:
             inst = provider.launch(self._request(attempt, offer))
         except ProviderError as exc:
             if isinstance(exc, CapacityError):
-                self.r.avoid[offer.key] = self.now + exc.retry_after
-            elif isinstance(exc, QuotaError):
-                for o in self._all_offers():
-                    if o.provider == offer.provider and o.region == offer.region:
-                        self.r.avoid[o.key] = self.now + 600.0
+                self.r.capacity.refuse(offer.key, self.now + exc.retry_after)
+            elif isinstance(exc, QuotaError):  # an account limit covers the whole region
+                self.r.capacity.refuse_all([o.key for o in self._all_offers()
+                                            if o.provider == offer.provider and o.region == offer.region],
+                                           self.now + QUOTA_AVOID_S)
             # A permanent error (bad settings, no permission) will fail every retry: fail the task now.
             transitions = ("launch_failed", "fail") if isinstance(exc, PermanentError) else ("launch_failed",)
             self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=transitions,
@@ -438,7 +439,7 @@ class TaskWorker:
         offers = self._all_offers()
         work_h = task_work_hours(spec, task)
         overhead_h = measured_overhead_hours(spec, self.attempts)
-        spot = usable(offers, Market.SPOT, self.r.avoid, now)
+        spot = usable(offers, Market.SPOT, self.r.capacity, now)
         low_spot, low_od = cheapest(offers, Market.SPOT), cheapest(offers, Market.ON_DEMAND)
         ratio = low_od.price_per_hour / low_spot.price_per_hour if low_spot and low_od else 3.0
         running_spot = live is not None and live.market is Market.SPOT
@@ -457,7 +458,7 @@ class TaskWorker:
         # What the job's other tasks will still cost, by the same projection `orch status` shows.
         others = remaining_usd(spec, self.tasks, self.attempts, idle=idle_price(spec, offers), overhead_h=overhead_h,
                                skip=task.id)
-        return Context(spec=spec, situation=situation, live=live, offers=offers, avoid=self.r.avoid, now=now,
+        return Context(spec=spec, situation=situation, live=live, offers=offers, avoid=self.r.capacity, now=now,
                        spent_usd=spent, others_usd=others)
 
     def _refresh(self) -> None:

@@ -25,7 +25,7 @@ from orchestrator.loop.reconcile_task import TaskWorker, draining
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.store import Store
 from orchestrator.store.views import JobView
-from providers.base import Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
+from providers.base import CapacityMemory, Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
 
 log = logging.getLogger("orch.reconciler")
 PRICE_RECORD_S = 600.0
@@ -50,8 +50,9 @@ class Reconciler:
     tick_seconds: float = 5.0
     lease_seconds: float = 60.0
     storage: Callable[[str], Storage] = open_storage
-    # Offers a provider refused (capacity) are avoided until the time stored here.
-    avoid: dict[str, float] = field(default_factory=dict)
+    # Offers refused for capacity (or being reclaimed) are avoided until the time stored here; the
+    # same memory is handed to every adapter that keeps one (`share_capacity`), see `CapacityMemory`.
+    capacity: CapacityMemory = field(default_factory=CapacityMemory)
     _offers: dict[tuple[str, Resources, tuple[str, ...], str], list[Offer]] = field(default_factory=dict)
     # Spot availability seen by this controller, per job, one observation a tick (policies learn from it;
     # a restarted controller starts afresh, as a user without a zone history would).
@@ -59,6 +60,12 @@ class Reconciler:
     _recorded: dict[str, tuple[float, bool | None, float]] = field(default_factory=dict)
     # Parsed specs of the jobs held last tick (see `snapshot.take`).
     _specs: dict[str, JobSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for provider in self.providers.values():
+            share = getattr(provider, "share_capacity", None)
+            if callable(share):
+                share(self.capacity)
 
     def tick(self, *, job_ids: Collection[str] | None = None, reap: bool = True) -> list[str]:
         """One pass over the jobs this controller holds; returns the ids of jobs still unfinished.
@@ -68,6 +75,7 @@ class Reconciler:
         One job's failure is logged and recorded on it, and never stops the others or the reaper.
         """
         now = self.clock.now()
+        self.capacity.forget_before(now)
         held = self.store.claim_jobs(self.owner, now, self.lease_seconds, job_ids=job_ids)
         obs = self.observe()
         self._offers.clear()
@@ -202,7 +210,7 @@ class Reconciler:
                                      spec.placement.options.get(name))]
 
     def _observe_spot(self, job: JobView) -> None:
-        spot_now = bool(usable(self.job_offers(job), Market.SPOT, self.avoid, self.clock.now()))
+        spot_now = bool(usable(self.job_offers(job), Market.SPOT, self.capacity, self.clock.now()))
         self.history[job.id] = self.history.get(job.id, SpotHistory()).observe(spot_now, self.tick_seconds / 3600.0)
 
     def _reconcile_job(self, snap: JobSnapshot, obs: Observation) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from providers.base import Billing, Market, Offer, Resources
+from providers.base import Billing, CapacityMemory, Market, Offer, Resources
 from providers.catalog import InstanceType
 
 PROVIDER = "aws"
@@ -111,10 +111,11 @@ class OfferCache:
     its `retry_after` has passed, whatever the cache holds.
     """
 
-    def __init__(self, now: Callable[[], float], ttl: float) -> None:
+    def __init__(self, now: Callable[[], float], ttl: float, capacity: CapacityMemory | None = None) -> None:
         self._now, self._ttl = now, ttl
         self._entries: dict[tuple[Resources, tuple[str, ...]], _Entry] = {}
-        self._unavailable: dict[str, float] = {}
+        # Shared with the loop when it hands its memory over (`AwsProvider.share_capacity`).
+        self.capacity = capacity if capacity is not None else CapacityMemory()
         self._lock = threading.Lock()  # launches may run in parallel threads
 
     def get(self, resources: Resources, regions: tuple[str, ...]) -> list[Offer] | None:
@@ -130,10 +131,8 @@ class OfferCache:
             return self._mark(offers)
 
     def capacity_failed(self, offer: Offer, retry_after: float) -> None:
-        with self._lock:
-            self._unavailable[offer.key] = self._now() + retry_after
+        self.capacity.refuse(offer.key, self._now() + retry_after)
 
     def _mark(self, offers: list[Offer]) -> list[Offer]:
         now = self._now()
-        self._unavailable = {k: until for k, until in self._unavailable.items() if until > now}
-        return [replace(o, available=False) if o.key in self._unavailable else o for o in offers]
+        return [replace(o, available=False) if self.capacity.avoided(o.key, now) else o for o in offers]

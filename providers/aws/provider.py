@@ -27,6 +27,7 @@ from providers.aws.offers import OfferCache, newest_spot_prices, region_offers, 
 from providers.aws.settings import AwsSettings, load_aws_settings
 from providers.base import (
     CapacityError,
+    CapacityMemory,
     Clock,
     Instance,
     LaunchRequest,
@@ -58,6 +59,10 @@ class AwsProvider:
         self._lock = threading.Lock()
         self._offers = OfferCache(clock.now, settings.offer_cache_seconds)
         self._billing = load_catalog().billing_for(PROVIDER)
+
+    def share_capacity(self, memory: CapacityMemory) -> None:
+        """Use the controller's capacity memory instead of a private one (see `CapacityMemory`)."""
+        self._offers.capacity = memory
 
     @classmethod
     def from_settings_file(

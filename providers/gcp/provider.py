@@ -21,6 +21,7 @@ from google.api_core import exceptions as gexc
 
 from providers.base import (
     CapacityError,
+    CapacityMemory,
     Clock,
     Instance,
     LaunchRequest,
@@ -71,9 +72,14 @@ class GcpProvider:
         self._clients = ComputeClients(credentials=credentials, client_options=client_options, transport=transport)
         self._billing = load_catalog().billing_for(PROVIDER)
         self._lock = threading.Lock()
-        self._unavailable: dict[str, float] = {}  # offer key -> until when a stockout is remembered
+        # Stockouts remembered; the controller's own memory once it hands it over (`share_capacity`).
+        self.capacity = CapacityMemory()
         self._known: dict[tuple[str, str], Instance] = {}  # (zone, name) -> as last listed or launched
         self._gone: dict[tuple[str, str], tuple[Instance, float]] = {}  # reclaimed and deleted, reported since
+
+    def share_capacity(self, memory: CapacityMemory) -> None:
+        """Use the controller's capacity memory instead of a private one (see `CapacityMemory`)."""
+        self.capacity = memory
 
     def _call(self, fn: Callable[[], T], operation: str, where: str) -> T:
         return call(
@@ -105,11 +111,8 @@ class GcpProvider:
         )
         allowed = {r: set(self.settings.region(r).zones) for r in wanted}
         now = self.clock.now()
-        with self._lock:
-            self._unavailable = {k: until for k, until in self._unavailable.items() if until > now}
-            unavailable = set(self._unavailable)
         return [
-            replace(o, available=False) if o.key in unavailable else o
+            replace(o, available=False) if self.capacity.avoided(o.key, now) else o
             for o in found
             if not allowed[o.region] or o.zone in allowed[o.region]
         ]
@@ -137,8 +140,7 @@ class GcpProvider:
             instance = to_instance(raw, {})
         except ProviderError as exc:
             if isinstance(exc, CapacityError):
-                with self._lock:
-                    self._unavailable[offer.key] = self.clock.now() + exc.retry_after
+                self.capacity.refuse(offer.key, self.clock.now() + exc.retry_after)
             # The insert may have made the instance before the failure reached us: leave no orphan.
             self._delete_quietly(zone, name)
             raise
