@@ -138,8 +138,8 @@ class ZoneSeen:
 
     def close_tick(self, elapsed_h: float, tick_h: float) -> ZoneSeen:
         """Fold this tick's observation into the summary and start the next tick unobserved."""
-        if self.now is None:
-            return replace(self, up_run_h=0.0)  # the run may have broken unseen
+        if self.now is None:  # the run may have broken unseen
+            return self if self.up_run_h == 0.0 else replace(self, up_run_h=0.0)
         return ZoneSeen(
             now=None, seen_h=self.seen_h + tick_h, up_h=self.up_h + (tick_h if self.now else 0.0),
             up_run_h=self.up_run_h + tick_h if self.now else 0.0, last_seen_h=elapsed_h,

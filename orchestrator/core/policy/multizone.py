@@ -1,0 +1,181 @@
+"""Multi-zone market policies: market and zone each tick, among the task's allowed zones.
+
+- `uniform-progress` (multi-zone): Uniform Progress on "spot somewhere", launching spot in the first
+  allowed zone (in the order given) not seen unavailable this tick, failing over zone by zone; on-demand
+  where the checkpoint is. SkyNomad's artifact, `multi_region_rc_cr_threshold` (arXiv 2601.06520).
+- `eager-failover`: the same, but after a reclamation the zones of the region that reclaimed the task
+  go last (SkyPilot's EAGER_NEXT_REGION; the artifact's `multi_region_rc_cr_threshold_eager_failover`).
+- `auto` (the multi-zone default): `orchestrator.core.policy.auto`'s planned market choice on "spot
+  somewhere", a productive spot instance kept where it is, and spot launched in the zone most likely to
+  keep it for the fewest moves (`rank`). The safety net of `simple.safety_net` is checked first on
+  every call, so a deadline feasible on on-demand at submission is never missed.
+
+Every rule here is a pure function of `MultiSituation` (`multizone_base`); the caller asks again
+after a failed launch, so "try the next zone" is the caller's loop and the rule stays stateless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from orchestrator.core.policy.auto import auto
+from orchestrator.core.policy.base import Choice, Policy
+from orchestrator.core.policy.multizone_base import MultiPolicy, MultiSituation, Placement
+from orchestrator.core.policy.simple import past_point_of_no_return, safety_net, uniform_progress
+from providers.base import Market
+
+_MULTI: dict[str, MultiPolicy] = {}
+
+# Zone ranking (`rank`). A zone's availability share is smoothed toward PRIOR with this many hours
+# of pseudo-observation, so that one lucky launch does not make a zone look reliable.
+PRIOR, PRIOR_WEIGHT_H = 0.5, 2.0
+# Hours of an unbroken availability run that count as much as a perfect share: long runs predict long
+# runs (the run lengths of the public traces are heavy-tailed), up to about a day.
+RUN_SCALE_H, RUN_CAP_H = 6.0, 24.0
+# Spot-price hours of move cost (egress + transfer time) that weigh as much as a perfect share.
+FEE_SCALE = 4.0
+# A zone that reclaimed this task within this many hours is tried after the others.
+RECENT_LOSS_H = 2.0
+# Idle with no spot in the checkpoint's region but spot elsewhere: wait this long for the region to
+# come back before paying a move (most outages of the public traces last one or two probes).
+WAIT_FOR_HOME_H = 1.0
+
+
+def register_multi(name: str) -> Callable[[MultiPolicy], MultiPolicy]:
+    def add(fn: MultiPolicy) -> MultiPolicy:
+        if name in _MULTI:
+            raise ValueError(f"multi-zone policy {name!r} is already registered")
+        _MULTI[name] = fn
+        return fn
+
+    return add
+
+
+def get_multi_policy(name: str) -> MultiPolicy:
+    try:
+        return _MULTI[name]
+    except KeyError:
+        raise KeyError(f"no multi-zone policy named {name!r}; known: {', '.join(sorted(_MULTI))}") from None
+
+
+def multi_policy_names() -> list[str]:
+    return sorted(_MULTI)
+
+
+def spread(market: Policy, order: Callable[[MultiSituation], list[int]]) -> MultiPolicy:
+    """A multi-zone policy from a market policy and a zone order: the market policy sees "spot
+    somewhere" (some zone not seen unavailable this tick); spot stays where it runs, else launches
+    in the first zone of `order`; on-demand runs where the checkpoint is."""
+
+    def decide(m: MultiSituation) -> Placement:
+        choice = market(m.task)
+        if choice is Choice.SPOT:
+            if m.task.current is Market.SPOT and m.zone is not None and m.seen[m.zone].now:
+                return Placement(Choice.SPOT, m.zone)
+            zones = order(m)
+            return Placement(Choice.SPOT, zones[0]) if zones else Placement(Choice.WAIT)
+        if choice is Choice.ON_DEMAND:
+            return Placement(Choice.ON_DEMAND, m.home if m.home is not None else 0)
+        return Placement(Choice.WAIT)
+
+    return decide
+
+
+def in_given_order(m: MultiSituation) -> list[int]:
+    """The allowed zones in the order the job lists them (the artifact's region order)."""
+    return m.candidates()
+
+
+def eager_order(m: MultiSituation) -> list[int]:
+    """Zones of the region that last reclaimed the task go last (SkyPilot's EAGER_NEXT_REGION)."""
+    losses = [(s.lost_at_h, z) for z, s in enumerate(m.seen) if s.lost_at_h is not None]
+    if not losses:
+        return m.candidates()
+    region = m.zones[max(losses)[1]].region
+    return sorted(m.candidates(), key=lambda z: m.zones[z].region == region)
+
+
+def rank(m: MultiSituation, zones: list[int]) -> list[int]:
+    """`zones` by how long spot there is likely to last for what the move costs (best first).
+
+    Score: the zone's smoothed availability share, plus the length of its current unbroken run (a
+    long run predicts a long run), plus a little for each other allowed zone of its region (a later
+    reclamation can fail over there without a move), minus the move's egress and transfer time at
+    on-demand price; a zone that reclaimed this task in the last `RECENT_LOSS_H` goes last.
+    Ties keep the job's order.
+    """
+    now, k = m.task.elapsed_h, m.task.price_ratio
+    siblings = {z: sum(1 for o in m.zones if o.region == m.zones[z].region) - 1 for z in zones}
+
+    def score(z: int) -> tuple[bool, float]:
+        s = m.seen[z]
+        recent_loss = s.lost_at_h is not None and now - s.lost_at_h <= RECENT_LOSS_H
+        value = s.fraction(PRIOR, PRIOR_WEIGHT_H) + min(s.up_run_h, RUN_CAP_H) / RUN_SCALE_H
+        value += 0.1 * min(siblings[z], 2)
+        move = m.moves.fee(m.home, z) + m.moves.transfer(m.home, z) * k
+        return recent_loss, -(value - move / FEE_SCALE)
+
+    return sorted(zones, key=score)
+
+
+def zone_auto(m: MultiSituation) -> Placement:
+    """orch's multi-zone default (see the module doc and docs/policy.md, "Several zones").
+
+    Market: the safety net and the 2d rule on "spot somewhere"; a productive spot instance is kept;
+    otherwise `auto`'s planned choice on spot *in the checkpoint's region*, where a launch costs d
+    only. Zone: spot in the best zone of that region if the plan takes spot; if the plan would wait
+    or go on-demand while spot is up in another region, move there instead of starting on-demand,
+    and instead of waiting once the home region has been out for `WAIT_FOR_HOME_H`. Leaving a
+    productive on-demand instance for spot elsewhere follows the plan on "spot somewhere".
+    """
+    s = m.task
+    if s.deadline_h is None or s.finished:
+        return _spot_only(m)
+    net = safety_net(s)
+    if net is Choice.SPOT:
+        return Placement(Choice.SPOT, m.zone)
+    if net is Choice.ON_DEMAND or (s.current is not Market.SPOT and past_point_of_no_return(s, 2)):
+        return _on_demand(m)
+    if s.current is Market.SPOT and m.zone is not None and m.seen[m.zone].now:
+        return Placement(Choice.SPOT, m.zone)
+    candidates = m.candidates()
+    home = None if m.home is None else m.zones[m.home].region
+    local = [z for z in candidates if home is None or m.zones[z].region == home]
+    remote = [z for z in candidates if z not in local]
+    choice = auto(replace(s, spot_available=bool(local)))
+    if choice is Choice.SPOT:
+        return Placement(Choice.SPOT, rank(m, local)[0])
+    if remote:
+        if s.current is Market.ON_DEMAND:
+            if auto(s) is Choice.SPOT:
+                return Placement(Choice.SPOT, rank(m, remote)[0])
+        elif choice is Choice.ON_DEMAND or _home_out_h(m, home) >= WAIT_FOR_HOME_H:
+            return Placement(Choice.SPOT, rank(m, remote)[0])
+    return _on_demand(m) if choice is Choice.ON_DEMAND else Placement(Choice.WAIT)
+
+
+def _home_out_h(m: MultiSituation, region: str | None) -> float:
+    """How long no zone of the checkpoint's region has been seen available (0 before any launch)."""
+    if region is None:
+        return 0.0
+    ups = [s.last_up_h for z, s in enumerate(m.seen) if m.zones[z].region == region and s.last_up_h is not None]
+    return m.task.elapsed_h - max(ups) if ups else m.task.elapsed_h
+
+
+def _on_demand(m: MultiSituation) -> Placement:
+    return Placement(Choice.ON_DEMAND, m.home if m.home is not None else 0)
+
+
+def _spot_only(m: MultiSituation) -> Placement:
+    if m.task.finished:
+        return Placement(Choice.WAIT)
+    if m.task.current is Market.SPOT and m.zone is not None and m.seen[m.zone].now:
+        return Placement(Choice.SPOT, m.zone)
+    zones = rank(m, m.candidates())
+    return Placement(Choice.SPOT, zones[0]) if zones else Placement(Choice.WAIT)
+
+
+register_multi("uniform-progress")(spread(uniform_progress, in_given_order))
+register_multi("eager-failover")(spread(uniform_progress, eager_order))
+register_multi("auto")(zone_auto)
