@@ -13,7 +13,7 @@ from orchestrator.store import SchemaError, make_engine
 from orchestrator.store.engine import current_revision, downgrade, ensure_schema, head_revision, upgrade
 from orchestrator.store.tables import Base
 
-TABLES = {"jobs", "tasks", "attempts", "events", "observed_prices"}
+TABLES = {"jobs", "tasks", "attempts", "events", "observed_prices", "campaign_items"}
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_upgrade_downgrade_upgrade(bare_engine: Engine) -> None:
     assert _tables(bare_engine) == set()
     upgrade(bare_engine)
     assert _tables(bare_engine) == TABLES
-    assert current_revision(bare_engine) == head_revision(bare_engine) == "0002"
+    assert current_revision(bare_engine) == head_revision(bare_engine) == "0003"
     downgrade(bare_engine, "base")
     assert _tables(bare_engine) == set()
     assert current_revision(bare_engine) is None
@@ -68,9 +68,25 @@ def test_0002_indexes_jobs_by_creation_and_keeps_the_rows(bare_engine: Engine) -
     with bare_engine.begin() as conn:
         conn.execute(text("INSERT INTO jobs (id, name, spec, source, created_at, estimated_hours, policy, "
                           "checkpoint_uri) VALUES ('j1', 'n', '{}', 's', 1.0, 1.0, 'auto', 'file:///x')"))
-    upgrade(bare_engine)
+    upgrade(bare_engine, "0002")
     assert "ix_jobs_created" in {i["name"] for i in inspect(bare_engine).get_indexes("jobs")}
     with bare_engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM jobs")).scalars().all() == ["j1"]
     downgrade(bare_engine, "0001")
     assert "ix_jobs_created" not in {i["name"] for i in inspect(bare_engine).get_indexes("jobs")}
+
+
+def test_0003_adds_campaign_items_and_its_downgrade_removes_only_them(bare_engine: Engine) -> None:
+    upgrade(bare_engine, "0002")
+    with bare_engine.begin() as conn:
+        conn.execute(text("INSERT INTO jobs (id, name, spec, source, created_at, estimated_hours, policy, "
+                          "checkpoint_uri) VALUES ('j1', 'n', '{}', 's', 1.0, 1.0, 'auto', 'file:///x')"))
+    upgrade(bare_engine)
+    assert "campaign_items" in _tables(bare_engine)
+    with bare_engine.begin() as conn:
+        conn.execute(text("INSERT INTO campaign_items (job_id, \"index\", payload, state, leases, failures, "
+                          "created_at, updated_at) VALUES ('j1', 0, '\"x\"', 'queued', 0, 0, 1.0, 1.0)"))
+    downgrade(bare_engine, "0002")
+    assert _tables(bare_engine) == TABLES - {"campaign_items"}
+    with bare_engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM jobs")).scalars().all() == ["j1"]

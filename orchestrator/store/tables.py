@@ -124,3 +124,40 @@ class PriceRow(Base):
     available: Mapped[bool | None] = mapped_column(Boolean)
     source: Mapped[str] = mapped_column(String(16))
     observed_at: Mapped[float] = mapped_column(Float)
+
+
+class ItemRow(Base):
+    """One item of a campaign (`[array] items = ...`): its input, its lease, and its one result.
+
+    Written only by orchestrator/store/items.py, whose docstring states the rules (leases, exactly once).
+    """
+
+    __tablename__ = "campaign_items"
+    __table_args__ = (
+        UniqueConstraint("job_id", "index", name="uq_items_job_index"),
+        # Leasing (waiting items of a job by index), counts per state, and results in index order.
+        Index("ix_items_job_state_index", "job_id", "state", "index"),
+        Index("ix_items_lease_owner", "lease_owner"),  # release_worker
+        Index("ix_items_state_expiry", "state", "lease_expires_at"),  # release_expired, across jobs
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str | None] = mapped_column(String(255))  # a FASTA id, a JSON object's "id": for listings
+    payload: Mapped[str] = mapped_column(Text)  # the item as JSON text
+    state: Mapped[str] = mapped_column(String(16))
+    lease_owner: Mapped[str | None] = mapped_column(String(64))  # the worker's attempt id
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    leases: Mapped[int] = mapped_column(Integer)  # times leased; a lease's number tells it from later ones
+    started_at: Mapped[float | None] = mapped_column(Float)  # work on it began under the current lease
+    failures: Mapped[int] = mapped_column(Integer)  # counted failures (not out-of-memory ones)
+    oom_gpu_memory_gb: Mapped[float | None] = mapped_column(Float)  # ran out of memory on a GPU this large
+    reasons: Mapped[str | None] = mapped_column(Text)  # JSON list of the newest failure reasons
+    result: Mapped[str | None] = mapped_column(Text)  # JSON text
+    result_uri: Mapped[str | None] = mapped_column(Text)
+    done_by: Mapped[str | None] = mapped_column(String(64))
+    work_seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    done_at: Mapped[float | None] = mapped_column(Float)
