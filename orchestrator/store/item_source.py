@@ -1,0 +1,69 @@
+"""`SqlItemSource`: a worker's `ItemSource` (orchestrator/checkpoint/items.py) straight on orch's database.
+
+For workers that can reach the database orch itself uses: the local provider's processes, on the same
+machine as the embedded SQLite file or the PostgreSQL server. The URL comes from ORCH_ITEMS_URL; it is
+never given to a cloud instance (that would put database credentials in user data), which needs a
+transport through the checkpoint bucket instead (docs/campaigns.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+
+from sqlalchemy import select
+
+from orchestrator.core.item_records import Lease
+from orchestrator.store.engine import make_engine
+from orchestrator.store.items import ItemStore
+from orchestrator.store.tables import JobRow
+
+DEFAULT_MAX_FAILURES = 3
+
+
+class SqlItemSource:
+    """One worker (`owner`, its attempt id) of one campaign (`job_id`), on the database at `url`."""
+
+    def __init__(self, url: str, *, job_id: str, owner: str, gpu_memory_gb: float | None = None,
+                 lease_seconds: float = 120.0, now: Callable[[], float] = time.time) -> None:
+        self.engine = make_engine(url)
+        self.store = ItemStore(self.engine)
+        self.job_id, self.owner = job_id, owner
+        self.gpu_memory_gb = gpu_memory_gb
+        self.lease_seconds = lease_seconds
+        self.now = now
+        self.max_failures = self._max_failures()
+
+    def _max_failures(self) -> int:
+        """The job's `[retry] max_failures`, the same bound for an item as for a task."""
+        with self.engine.connect() as conn:
+            spec = conn.execute(select(JobRow.spec).where(JobRow.id == self.job_id)).scalar()
+        if spec is None:
+            raise LookupError(f"no job {self.job_id} in the items database")
+        return int(spec.get("retry", {}).get("max_failures", DEFAULT_MAX_FAILURES))
+
+    def lease(self, n: int) -> list[Lease]:
+        return self.store.lease(self.job_id, self.owner, n, now=self.now(), lease_seconds=self.lease_seconds,
+                                gpu_memory_gb=self.gpu_memory_gb)
+
+    def start(self, lease: Lease) -> bool:
+        return self.store.start(self.job_id, self.owner, lease, now=self.now())
+
+    def renew(self, leases: Collection[Lease]) -> set[int]:
+        return self.store.renew(self.job_id, self.owner, [x.item_id for x in leases], now=self.now(),
+                                lease_seconds=self.lease_seconds)
+
+    def complete(self, lease: Lease, *, result: str | None, result_uri: str | None, work_seconds: float) -> bool:
+        return self.store.complete(self.job_id, self.owner, lease, now=self.now(), result=result,
+                                   result_uri=result_uri, work_seconds=work_seconds)
+
+    def fail(self, lease: Lease, *, reason: str, oom: bool) -> str | None:
+        state = self.store.fail(self.job_id, self.owner, lease, reason=reason, now=self.now(),
+                                max_failures=self.max_failures, oom=oom, gpu_memory_gb=self.gpu_memory_gb)
+        return None if state is None else str(state)
+
+    def release(self, leases: Collection[Lease]) -> None:
+        self.store.release(self.job_id, self.owner, [x.item_id for x in leases], now=self.now())
+
+    def close(self) -> None:
+        self.engine.dispose()
