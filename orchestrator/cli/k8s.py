@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 def run_kubernetes_controller(args: argparse.Namespace) -> int:
+    from orchestrator.cli.main import controller_executor
     from orchestrator.cli.wiring import build_providers, open_store
     from orchestrator.core.policy import has_policy
     from orchestrator.k8s.config import controller_settings_from_env, provider_settings_from_env
@@ -38,7 +39,7 @@ def run_kubernetes_controller(args: argparse.Namespace) -> int:
     extra = [n.strip() for n in args.providers.split(",") if n.strip() and n.strip() not in ("kubernetes", "local")]
     providers.update(build_providers(extra, clock=clock))
     store = open_store()
-    reconciler = Reconciler(store, providers, clock, tick_seconds=args.tick)
+    reconciler = Reconciler(store, providers, clock, tick_seconds=args.tick, executor=controller_executor(args))
 
     def offers(spec: JobSpec, job_id: str) -> list[Offer]:
         out: list[Offer] = []

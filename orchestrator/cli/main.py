@@ -14,13 +14,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from orchestrator.cli import status as cli_status
 from orchestrator.cli.args import OrchParser, VersionAction, bounded_int, finite_float
 from orchestrator.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError
 from orchestrator.cli.submit import cmd_submit, prepare, run_loop
 from orchestrator.core.spec import MAX_HOURS, MAX_RESTART_OVERHEAD_HOURS
+
+if TYPE_CHECKING:
+    from orchestrator.loop.executor import Executor
 
 __all__ = ["build_parser", "main", "prepare"]
 
@@ -158,6 +161,11 @@ def _controller_parser(sub: argparse._SubParsersAction[OrchParser], submit: Orch
     ctl.lazy_help(providers, _providers_help)
     ctl.add_argument("--once", action="store_true", help="one tick, then exit")
     ctl.add_argument("--json-logs", action="store_true", help="log one JSON object per line (default: text lines)")
+    ctl.add_argument("--workers", type=bounded_int(0, 256), default=8,
+                     help="jobs worked on at once, each provider call bounded by --call-timeout (0: one at a "
+                          "time, in order; default 8)")
+    ctl.add_argument("--call-timeout", type=finite_float(1.0, 3600.0), default=60.0,
+                     help="seconds to wait for one provider call before the tick moves on (default 60)")
     ctl.set_defaults(func=cmd_controller)
     ctl.add_argument("--kubernetes", action="store_true",
                      help="run as the GpuJob controller (leader-elected; pods through the kubernetes provider)")
@@ -248,7 +256,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
     store = open_store()
     clock = SystemClock()
     names = [n.strip() for n in args.providers.split(",") if n.strip()]
-    r = Reconciler(store, build_providers(names, clock=clock), clock, tick_seconds=args.tick)
+    r = Reconciler(store, build_providers(names, clock=clock), clock, tick_seconds=args.tick,
+                   executor=controller_executor(args))
     events = cli_log.ControllerLog.starting_now(store, r.owner, clock.now)
     cli_log.log.info("controller %s: providers %s, tick %gs", r.owner, ", ".join(names), args.tick,
                      extra={"kind": "start"})
@@ -257,6 +266,14 @@ def cmd_controller(args: argparse.Namespace) -> int:
                      {"done": "finished", "stopped": "stopped (SIGTERM)", "interrupted": "interrupted"}[outcome],
                      extra={"kind": "stop"})
     return EXIT_INTERRUPTED if outcome == "interrupted" else 0
+
+
+def controller_executor(args: argparse.Namespace) -> Executor:
+    """A long-running controller works on its jobs in parallel, so one hung cloud call delays only its job:
+    the tick waits for its jobs about one tick (at least 5 s), then leaves the slow ones to finish."""
+    from orchestrator.loop.executor import Executor
+
+    return Executor(workers=args.workers, call_timeout_s=args.call_timeout, job_budget_s=max(5.0, args.tick))
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

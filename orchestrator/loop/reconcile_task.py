@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest, read_heartbeat
@@ -16,6 +18,7 @@ from orchestrator.core.model import AttemptState, AttemptView, IllegalTransition
 from orchestrator.core.placement import cheapest, usable
 from orchestrator.core.policy import Situation
 from orchestrator.core.status import idle_price, measured_overhead_hours, remaining_usd, task_work_hours
+from orchestrator.loop.executor import CallTimedOut
 from orchestrator.loop.snapshot import JobSnapshot
 from providers.base import (
     RESUME_NOT_BEFORE,
@@ -256,12 +259,9 @@ class TaskWorker:
             checkpoint_at: float | None = now
         else:
             try:
-                storage = self.r.storage(self.task.checkpoint_uri)
-                hb = read_heartbeat(storage)
-                if hb is not None and hb.attempt != live.number:
-                    hb = None
-                manifest = _newest_manifest(storage, hb)
-            except StorageError as exc:
+                hb, manifest = self.r.executor.call(partial(_read_checkpoints, self.r.storage, self.task.checkpoint_uri,
+                                                            live.number), f"checkpoint storage of task {self.task.id}")
+            except (StorageError, CallTimedOut) as exc:
                 log.warning("checkpoint storage of task %s unreadable: %s", self.task.id, exc)
                 return Seen()
             reported = hb.progress if hb is not None else None
@@ -377,6 +377,13 @@ class TaskWorker:
         where = f"{offer.market} {offer.instance_type} in {offer.zone or offer.region}"
         try:
             inst = provider.launch(self._request(attempt, offer))
+        except CallTimedOut as exc:
+            # The cloud may still make the instance: the attempt stays launching, and the next tick
+            # launches it again with the same token, which returns that instance or makes it once.
+            log.warning("launch of attempt %s on %s: %s", attempt.id, where, exc)
+            self.store.add_event(self.job.id, "provider_error", f"launch on {where}: {exc}", self.now,
+                                 task_id=self.task.id, attempt_id=attempt.id)
+            return True
         except ProviderError as exc:
             if isinstance(exc, CapacityError):
                 self.r.capacity.refuse(offer.key, self.now + exc.retry_after)
@@ -470,6 +477,16 @@ class TaskWorker:
 
 def _attempt_key(a: AttemptView) -> str:
     return offer_key(a.provider, a.region, a.zone, a.instance_type, a.market)
+
+
+def _read_checkpoints(open_storage: Callable[[str], Storage], uri: str,
+                      attempt: int) -> tuple[Heartbeat | None, Manifest | None]:
+    """The attempt's heartbeat (None if another attempt wrote the newest) and the newest manifest."""
+    storage = open_storage(uri)
+    hb = read_heartbeat(storage)
+    if hb is not None and hb.attempt != attempt:
+        hb = None
+    return hb, _newest_manifest(storage, hb)
 
 
 def _newest_manifest(storage: Storage, hb: Heartbeat | None) -> Manifest | None:

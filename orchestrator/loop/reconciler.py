@@ -11,9 +11,12 @@ double billing), and an attempt whose instance vanished is ended and its task re
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
+from functools import partial
 
 from orchestrator.checkpoint.storage import Storage, open_storage
 from orchestrator.core.model import job_state
@@ -21,6 +24,7 @@ from orchestrator.core.placement import usable
 from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.spec import JobSpec
 from orchestrator.loop import snapshot
+from orchestrator.loop.executor import Executor
 from orchestrator.loop.reconcile_task import TaskWorker, draining
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.store import Store
@@ -60,8 +64,16 @@ class Reconciler:
     _recorded: dict[str, tuple[float, bool | None, float]] = field(default_factory=dict)
     # Parsed specs of the jobs held last tick (see `snapshot.take`).
     _specs: dict[str, JobSpec] = field(default_factory=dict)
+    # Runs each job's share of a tick and bounds every provider call (inline unless a controller asks
+    # for a pool, see `orchestrator.loop.executor`).
+    executor: Executor = field(default_factory=Executor)
+    # Jobs whose share of an earlier tick is still running (a slow provider): skipped until done.
+    _inflight: dict[str, Future[bool]] = field(default_factory=dict)
+    _offers_lock: threading.Lock = field(default_factory=threading.Lock)
+    _key_locks: dict[tuple[str, Resources, tuple[str, ...], str], threading.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.providers = self.executor.timed(self.providers)
         for provider in self.providers.values():
             share = getattr(provider, "share_capacity", None)
             if callable(share):
@@ -79,31 +91,57 @@ class Reconciler:
         held = self.store.claim_jobs(self.owner, now, self.lease_seconds, job_ids=job_ids)
         obs = self.observe()
         self._offers.clear()
+        self._key_locks.clear()
         snapshots = snapshot.take(self.store, held, specs=self._specs)
         active: list[str] = []
         try:
+            started: dict[str, Future[bool]] = {}
             for job_id in held:
                 snap = snapshots.get(job_id)
                 if snap is None:
                     continue
-                job = snap.job
-                if not set(job.spec.placement.providers) & set(self.providers):
+                if job_id in self._inflight:
+                    active.append(job_id)  # an earlier tick's work on it has not finished: leave it be
+                    continue
+                if not set(snap.job.spec.placement.providers) & set(self.providers):
                     self.store.release_jobs(self.owner, job_ids=[job_id])  # another controller's to run
                     continue
-                if self._lease_aging(now) and not self.store.renew_lease(
-                        self.owner, job_id, self.clock.now(), self.lease_seconds):
-                    continue  # another controller took it over while this tick was busy
-                try:
-                    if self._reconcile_job(snap, obs):
-                        active.append(job_id)
-                except Exception as exc:
+                started[job_id] = self._inflight[job_id] = self.executor.submit(
+                    partial(self._work_job, snap, obs, now))
+            if started and not self.executor.inline:
+                wait(started.values(), timeout=self.executor.job_budget_s)
+            for job_id, future in started.items():
+                if not future.done():
+                    log.warning("job %s is still waiting on a provider; later ticks leave it until it is done",
+                                job_id)
+                    future.add_done_callback(partial(self._settle, job_id))
                     active.append(job_id)
-                    log.exception("reconciling job %s failed", job_id)
-                    self._record_failure(job_id, exc)
+                    continue
+                self._inflight.pop(job_id, None)
+                if future.result():
+                    active.append(job_id)
         finally:
             if reap:
                 self._reap(obs)
         return active
+
+    def _work_job(self, snap: JobSnapshot, obs: Observation, claimed_at: float) -> bool:
+        """One job's share of a tick; True while the job is unfinished. Never raises: a failure is
+        logged and recorded on the job, and never stops the others or the reaper."""
+        job_id = snap.job.id
+        try:
+            if self._lease_aging(claimed_at) and not self.store.renew_lease(
+                    self.owner, job_id, self.clock.now(), self.lease_seconds):
+                return False  # another controller took it over while this tick was busy
+            return self._reconcile_job(snap, obs)
+        except Exception as exc:
+            log.exception("reconciling job %s failed", job_id)
+            self._record_failure(job_id, exc)
+            return True
+
+    def _settle(self, job_id: str, future: Future[bool]) -> None:
+        """A job left running by an earlier tick has finished its share: later ticks take it again."""
+        self._inflight.pop(job_id, None)
 
     def _lease_aging(self, claimed_at: float) -> bool:
         """Whether this tick has run long enough that a lease taken at its start must be renewed before
@@ -146,10 +184,16 @@ class Reconciler:
     def observe(self) -> Observation:
         obs = Observation()
         listed: list[tuple[str, list[Instance]]] = []
-        for name, provider in self.providers.items():
+
+        def listing(provider: Provider) -> tuple[list[Instance], list[Notice]]:
+            return provider.instances(), provider.notices()
+
+        # Every provider is listed at once (each call bounded by the executor): a slow cloud delays
+        # the tick by its own timeout, not by the sum of all of them.
+        futures = {name: self.executor.submit(partial(listing, provider)) for name, provider in self.providers.items()}
+        for name, future in futures.items():
             try:
-                instances = provider.instances()
-                notices = provider.notices()
+                instances, notices = future.result()
             except ProviderError as exc:
                 log.warning("listing %s failed this tick: %s", name, exc)
                 continue
@@ -179,15 +223,20 @@ class Reconciler:
         """
         per_job = getattr(self.providers[provider], "offers_per_job", False) is True
         key = (provider, resources, regions, job_id if per_job else "")
-        if key not in self._offers:
-            try:
-                found = self.providers[provider].offers(resources, regions, job_id=job_id, options=options)
-            except ProviderError as exc:
-                log.warning("offers from %s failed: %s", provider, exc)
-                found = []
-            self._offers[key] = found
-            self._record_prices(found)
-        return self._offers[key]
+        # One lock per key, so that job workers wanting the same offers make one call between them,
+        # while a slow provider (bounded by the executor's call timeout) holds up only its own key.
+        with self._offers_lock:
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._offers:
+                try:
+                    found = self.providers[provider].offers(resources, regions, job_id=job_id, options=options)
+                except ProviderError as exc:
+                    log.warning("offers from %s failed: %s", provider, exc)
+                    found = []
+                self._offers[key] = found
+                self._record_prices(found)
+            return self._offers[key]
 
     def _record_prices(self, offers: list[Offer]) -> None:
         """Record an offer's price and availability when they change, and at least every ten minutes."""

@@ -170,7 +170,7 @@ def traces_dir() -> Path:
     configured = os.environ.get(TRACES_ENV)
     if configured:
         return Path(configured)
-    repo_root = Path(__file__).resolve().parent.parent
+    repo_root = Path(__file__).resolve().parents[2]
     return (repo_root.parent / "shared" / "data" / "spot-traces").resolve()
 
 

@@ -16,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.model import (
     TRANSITIONS,
     AttemptState,
@@ -26,6 +27,7 @@ from orchestrator.core.model import (
     TaskView,
 )
 from orchestrator.core.spec import JobSpec
+from orchestrator.store.items import insert_items
 from orchestrator.store.job_list import EVERY_JOB, JobFilter, count_jobs, select_jobs
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, PriceRow, TaskRow
 from orchestrator.store.views import EventView, JobView, attempt_view, event_view, job_view, task_view
@@ -66,8 +68,9 @@ class Store:
         checkpoint_uri: str,
         job_id: str | None = None,
         external_ref: str | None = None,
+        items: Sequence[ParsedItem] = (),
     ) -> str:
-        """Store a validated job and its tasks in one transaction: all of it, or nothing."""
+        """Store a validated job and its tasks (and a campaign's items) in one transaction: all of it, or nothing."""
         job_id = job_id or new_id()
         shards = spec.array.shards if spec.array else 1
         with self.session() as s:
@@ -87,6 +90,7 @@ class Store:
                 )
             )
             s.flush()
+            insert_items(s, job_id, items, now)
             for i in range(shards):
                 start, end = spec.array.bounds(i) if spec.array else (None, None)
                 uri = checkpoint_uri.rstrip("/") + (f"/task-{i:05d}" if spec.array else "/task-00000")

@@ -1,0 +1,128 @@
+"""Where a tick's effects run: a bounded pool of job workers and provider calls with a timeout each.
+
+A cloud call can hang (a GCE operation wait, a TCP connection that never answers). Run serially, one
+such call held every other job's work back for as long as it lasted. Here each job's share of a tick
+runs on a bounded pool, each provider call is waited for at most `call_timeout_s`, and the tick waits
+for its jobs at most `job_budget_s`: a job still working then is left to finish in the background and
+is skipped by the ticks that follow until it has. A call that times out raises `CallTimedOut`, a
+`TransientError`: the loop treats it as any transient failure, and since every call it makes is
+idempotent (a launch carries the attempt's token; terminate and list are idempotent) the next tick
+simply repeats it, even if the abandoned call completes meanwhile.
+
+`workers=0` runs everything inline, in the caller's thread and order: simulations and tests that
+replay a tick step by step stay deterministic, and a one-shot command (`orch cancel`) needs no pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from providers.base import Instance, LaunchRequest, Notice, Offer, Provider, Resources, TransientError
+
+T = TypeVar("T")
+
+
+class CallTimedOut(TransientError):
+    """A provider call that did not answer in time. It may still finish; repeating it is safe."""
+
+
+@dataclass
+class Executor:
+    workers: int = 0
+    call_timeout_s: float = 60.0
+    # How long a tick waits for its jobs before leaving the slow ones to finish in the background.
+    job_budget_s: float = 30.0
+    _jobs: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _calls: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.workers < 0 or self.call_timeout_s <= 0 or self.job_budget_s < 0:
+            raise ValueError("workers must be >= 0, call_timeout_s > 0 and job_budget_s >= 0")
+
+    @property
+    def inline(self) -> bool:
+        return self.workers == 0
+
+    def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        with self._lock:
+            if self._jobs is None or self._calls is None:
+                # Separate pools: a job worker waits on its calls, so sharing one pool could deadlock
+                # once every worker waits on a call that has no thread left to run on. Calls get twice
+                # the workers, so that a few hung calls leave room for the rest.
+                self._jobs = ThreadPoolExecutor(self.workers, thread_name_prefix="orch-job")
+                self._calls = ThreadPoolExecutor(2 * self.workers, thread_name_prefix="orch-call")
+            return self._jobs, self._calls
+
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        """`fn()`, waited for at most `call_timeout_s` (inline: simply called)."""
+        if self.inline:
+            return fn()
+        future = self._pools()[1].submit(fn)
+        try:
+            return future.result(timeout=self.call_timeout_s)
+        except FutureTimeout:
+            raise CallTimedOut(f"{what}: no answer within {self.call_timeout_s:.0f} s; the call may still "
+                               "finish, and the next tick repeats it (each call is idempotent)") from None
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Run one job's share of a tick on the pool (inline: now, returning a finished future)."""
+        if self.inline:
+            done: Future[T] = Future()
+            try:
+                done.set_result(fn())
+            except BaseException as exc:  # handed to the caller through the future, as a pool would
+                done.set_exception(exc)
+            return done
+        return self._pools()[0].submit(fn)
+
+    def timed(self, providers: Mapping[str, Provider]) -> dict[str, Provider]:
+        """The providers with every protocol call made through `call` (inline: unchanged)."""
+        if self.inline:
+            return dict(providers)
+        return {name: TimedProvider(p, self) for name, p in providers.items()}
+
+    def shutdown(self) -> None:
+        """Stop the pools without waiting for abandoned calls (they are daemon-like: the process may exit)."""
+        with self._lock:
+            for pool in (self._jobs, self._calls):
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+            self._jobs = self._calls = None
+
+
+class TimedProvider:
+    """A provider whose protocol calls are bounded by the executor's timeout.
+
+    Everything else (capability flags such as `replaces_on_notice`, `share_capacity`, settings) passes
+    through unchanged, so the loop cannot tell the wrapper from the provider except by its patience.
+    """
+
+    def __init__(self, inner: Provider, executor: Executor) -> None:
+        self._inner, self._executor = inner, executor
+        self.name = inner.name
+
+    def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
+               options: Mapping[str, object] | None = None) -> list[Offer]:
+        return self._executor.call(lambda: self._inner.offers(resources, regions, job_id=job_id, options=options),
+                                   f"{self.name} offers")
+
+    def launch(self, request: LaunchRequest) -> Instance:
+        return self._executor.call(lambda: self._inner.launch(request), f"{self.name} launch of {request.attempt_id}")
+
+    def instances(self) -> list[Instance]:
+        return self._executor.call(self._inner.instances, f"{self.name} instances")
+
+    def terminate(self, instance: Instance) -> None:
+        self._executor.call(lambda: self._inner.terminate(instance), f"{self.name} terminate {instance.instance_id}")
+
+    def notices(self) -> list[Notice]:
+        return self._executor.call(self._inner.notices, f"{self.name} notices")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
