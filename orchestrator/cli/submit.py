@@ -130,24 +130,29 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
         return submit_gpujob(args.file, args.namespace)
     from orchestrator.cli.wiring import open_store
+    from orchestrator.core.spec import load_items_of
     from orchestrator.store import orch_home
     from orchestrator.store.repo import new_id
 
     now = time.time()
     store = open_store()  # first: a store that cannot be used is said before any provider makes folders
     spec, offers = prepare(args.file, now)
+    spec, items = load_items_of(spec, args.file)  # a campaign's items, checked whole before anything is stored
     job_id = new_id()
     # Without a checkpoint URI each job gets its own folder; a URI given in the file is used as is,
     # so resubmitting the same job resumes from its checkpoints.
     default_uri = (orch_home() / "checkpoints" / job_id).as_uri()
     store.submit(spec, source=str(Path(args.file).resolve()), now=now, job_id=job_id,
-                 checkpoint_uri=spec.checkpoint.uri or default_uri)
+                 checkpoint_uri=spec.checkpoint.uri or default_uri, items=items)
     estimates = estimate(spec, offers)
+    campaign = {"items": len(items), "workers": spec.array.workers} if spec.array and spec.array.is_campaign else {}
     if args.json:
-        print(json.dumps({"job_id": job_id, "estimate": {m: e.to_dict() for m, e in estimates.items()}},
+        print(json.dumps({"job_id": job_id, "estimate": {m: e.to_dict() for m, e in estimates.items()}, **campaign},
                          allow_nan=False))
     else:
         print(f"submitted job {job_id} ({spec.name}), policy {spec.policy_name}")
+        if campaign:
+            print(f"campaign: {len(items):,} items, up to {campaign['workers']} worker(s)")
         print(_estimate_table(estimates))
     warning = budget_warning(spec, estimates)
     if warning:

@@ -14,16 +14,17 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.items_input import ParsedItem, format_for, load_items
 from orchestrator.core.spec_reader import SpecError, _Reader, _show, key_text, nul_path
 from providers.base import ARCHITECTURES, Resources
 from providers.bounded_read import FileRefused, display, read_bounded_text
 
 __all__ = ["ArraySpec", "CheckpointSpec", "JobSpec", "PlacementSpec", "RetrySpec", "ScheduleSpec", "SpecError",
-           "load_spec", "parse_spec", "parse_spec_dict", "spec_from_dict"]
+           "load_items_of", "load_spec", "parse_spec", "parse_spec_dict", "spec_from_dict"]
 
 MARKETS = ("auto", "spot", "on-demand")
 # Credential variables of the clouds' standard chains: refused in a job's env on every provider.
@@ -37,6 +38,7 @@ DEFAULT_RESTART_OVERHEAD_HOURS = 0.1
 # One task row per shard is written at submission, and item bounds are 32-bit columns.
 MAX_SHARDS = 100_000
 MAX_ITEMS = 2**31 - 1
+MAX_WORKERS = 1000  # instances of one campaign at once
 # Bounds of the numbers a job may give (docs/job-spec.md, "Limits"): wide enough for any real job,
 # narrow enough that no value can overflow a computation, a column or the controller's patience.
 MAX_SPEC_BYTES = 1024 * 1024
@@ -86,14 +88,33 @@ class PlacementSpec:
 
 @dataclass(frozen=True, slots=True)
 class ArraySpec:
-    """An array job: `count` items split into shards of `shard_size`, one task per shard."""
+    """An array job: `count` items split into shards of `shard_size`, one task per shard.
+
+    A campaign (`items` set) is different: its items live in the store and are leased by up to
+    `workers` instances, whichever is free, instead of being pinned to shards. Its `count` is the
+    items file's, set at submission (`with_item_count`); its tasks are the worker slots, each with a
+    nominal, even share of the work for the projections (`shard_size = ceil(count / workers)`).
+    """
 
     count: int
     shard_size: int
+    items: str | None = None  # the items file, as given (resolved against the job file at submission)
+    format: str | None = None  # fasta, text or jsonl; None: by the file's extension
+    output: str | None = None  # where the results are written when the campaign ends (a URI)
+    workers: int | None = None  # at most this many instances at once (campaigns only)
+
+    @property
+    def is_campaign(self) -> bool:
+        return self.items is not None
 
     @property
     def shards(self) -> int:
         return -(-self.count // self.shard_size)
+
+    def with_item_count(self, count: int) -> ArraySpec:
+        """The campaign once its items file is read: `count` items over at most `workers` worker slots."""
+        slots = max(1, min(self.workers or 1, count))
+        return replace(self, count=count, shard_size=-(-count // slots))
 
     def bounds(self, shard: int) -> tuple[int, int]:
         start = shard * self.shard_size
@@ -345,7 +366,12 @@ def _placement(r: _Reader) -> PlacementSpec:
 
 def _array(root: _Reader) -> ArraySpec:
     r = root.table_of("array")
-    r.expect("count", "shard_size")
+    r.expect("count", "shard_size", "items", "format", "output", "workers")
+    if "items" in r.table:
+        return _campaign(r)
+    for key in ("workers", "output", "format"):
+        if key in r.table:
+            raise r.fail(key, "applies to a campaign only: give array.items (a FASTA, text or JSONL file)")
     count = r.integer("count", 0, minimum=1) if "count" in r.table else None
     if count is None:
         raise r.fail("count", "is required")
@@ -356,6 +382,44 @@ def _array(root: _Reader) -> ArraySpec:
     if array.shards > MAX_SHARDS:
         raise r.fail("shard_size", f"makes {array.shards} shards; at most {MAX_SHARDS} are allowed")
     return array
+
+
+def _campaign(r: _Reader) -> ArraySpec:
+    """`[array] items = "seqs.fasta"`: items leased by up to `workers` instances (docs/campaigns.md)."""
+    items = r.get("items", str)
+    if not items or not items.strip():
+        raise r.fail("items", "must be the path of a FASTA, text or JSONL file")
+    for key in ("count", "shard_size"):
+        if key in r.table:
+            raise r.fail(key, "is for fixed shards; a campaign has as many items as its items file, leased "
+                              "by up to array.workers instances")
+    fmt = r.get("format", str)
+    try:
+        format_for(items, fmt)
+    except ValueError as exc:
+        raise r.fail("format" if fmt is not None else "items", str(exc)) from None
+    output = r.get("output", str)
+    if output is not None and not output.startswith(("file://", "s3://", "gs://")):
+        raise r.fail("output", f"must be a URI starting with file://, s3:// or gs://, got {_show(output)}")
+    workers = r.integer("workers", 1, minimum=1, maximum=MAX_WORKERS)
+    # Until the items file is read, one nominal item per worker slot: the deadline check below sees
+    # each slot's share of the work, which is what the campaign's slots will each do.
+    return ArraySpec(count=workers, shard_size=1, items=items, format=fmt, output=output, workers=workers)
+
+
+def load_items_of(spec: JobSpec, job_file: str | Path) -> tuple[JobSpec, list[ParsedItem]]:
+    """Read a campaign's items file (a relative path is from the job file's folder): the spec with
+    the resolved path and the item count, and the items. Every problem is a `SpecError` on
+    `array.items` whose message names the items file and line; nothing is stored before this passed."""
+    array = spec.array
+    if array is None or array.items is None:
+        return spec, []
+    path = Path(job_file).resolve().parent / array.items
+    try:
+        items = load_items(str(path), format_for(array.items, array.format), source=display(array.items))
+    except ValueError as exc:  # ItemsError included
+        raise SpecError(display(job_file), "array.items", str(exc)) from None
+    return replace(spec, array=replace(array, items=str(path)).with_item_count(len(items))), items
 
 
 def load_spec(path: str | Path, *, submitted_at: float, policies: Callable[[str], bool] | None = None) -> JobSpec:

@@ -52,7 +52,12 @@ def job_spec_from_gpujob(
     doc.setdefault("name", meta.get("name", ""))
     created = meta.get("creationTimestamp")
     submitted_at = ts(created) or 0.0  # the API server's RFC 3339 time, as pods' are read
-    return parse_spec_dict(_without_nulls(doc), source=source, submitted_at=submitted_at, policies=policies)
+    parsed = parse_spec_dict(_without_nulls(doc), source=source, submitted_at=submitted_at, policies=policies)
+    if parsed.array is not None and parsed.array.is_campaign:
+        # A campaign's items are read from a file at `orch submit`; a GpuJob has no file to read yet.
+        raise SpecError(source, "array.items", "campaigns are not supported in a GpuJob yet; submit the job "
+                        "file with `orch submit` against the same database")
+    return parsed
 
 
 def _jsonable(value: Any) -> Any:
