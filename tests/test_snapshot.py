@@ -38,7 +38,7 @@ class Rows:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.n = 0
-        for name in ("task_view", "attempt_view"):
+        for name in ("task_from_row", "attempt_from_row"):
             real = getattr(repo, name)
 
             def counted(row: Any, _real: Any = real) -> Any:
@@ -122,8 +122,38 @@ def test_a_held_jobs_spec_is_parsed_once_not_every_tick(running: tuple[Reconcile
     r, clock, job_id = running
     parsed: list[object] = []
     real = views.spec_from_dict
-    monkeypatch.setattr(views, "spec_from_dict", lambda d: parsed.append(d) or real(d))
+    for module in (views, repo):
+        monkeypatch.setattr(module, "spec_from_dict", lambda d: parsed.append(d) or real(d))
     clock.sleep(60.0)
     r.tick()
     assert parsed == [], "the spec parsed at an earlier tick is reused (a job's spec never changes)"
     assert r._specs.keys() == {job_id}
+
+
+def test_core_rows_make_the_same_views_as_orm_rows(running: tuple[Reconciler, SimClock, str],
+                                                   sqlite_store: Store) -> None:
+    """The snapshot reads tuples (Core), not ORM objects: each view must equal the ORM row's view, field
+    for field, including enums, NULLs and the spec, so that nothing downstream can tell them apart."""
+    from sqlalchemy import select
+
+    from orchestrator.store import views
+    from orchestrator.store.tables import AttemptRow, JobRow, TaskRow
+
+    r, clock, job_id = running
+    task = sqlite_store.tasks(job_id)[0]
+    sqlite_store.request_cancel(job_id, clock.now())
+    clock.sleep(60.0)
+    r.tick()  # ends attempts as cancelled: outcomes, exit codes and end times are set
+    with sqlite_store.session() as s:
+        jobs = {j.id: views.job_view(j) for j in s.scalars(select(JobRow))}
+        tasks = [views.task_view(t) for t in s.scalars(select(TaskRow).order_by(TaskRow.index))]
+        attempts = [views.attempt_view(a) for a in s.scalars(
+            select(AttemptRow).order_by(AttemptRow.launched_at, AttemptRow.number))]
+    assert attempts and all(a.outcome is not None and a.ended_at is not None for a in attempts)
+    assert sqlite_store.jobs_by_id([job_id]) == jobs
+    assert sqlite_store.jobs_by_id([job_id], specs={job_id: jobs[job_id].spec}) == jobs
+    assert sqlite_store.tasks(job_id) == tasks and sqlite_store.tasks_of([job_id]) == {job_id: tasks}
+    assert sqlite_store.attempts(job_id) == attempts and sqlite_store.attempts_of([job_id]) == {job_id: attempts}
+    assert all(sqlite_store.attempt(a.id) == a for a in attempts)
+    first = next(t for t in tasks if t.id == task.id)
+    assert sqlite_store.task_with_attempts(task.id) == (first, [a for a in attempts if a.task_id == task.id])

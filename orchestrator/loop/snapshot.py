@@ -26,10 +26,14 @@ class JobSnapshot:
     _tasks: dict[str, TaskView]
     _attempts: dict[str, list[AttemptView]]  # by task id
     _flat: list[AttemptView] | None = field(default=None, repr=False)
+    _task_list: list[TaskView] | None = field(default=None, repr=False)
 
     @property
     def tasks(self) -> list[TaskView]:
-        return list(self._tasks.values())
+        """The job's tasks (listed once per change, not per reader: each step of an array job reads them)."""
+        if self._task_list is None:
+            self._task_list = list(self._tasks.values())
+        return self._task_list
 
     @property
     def attempts(self) -> list[AttemptView]:
@@ -57,7 +61,7 @@ class JobSnapshot:
             return
         self._tasks[task_id] = task
         self._attempts[task_id] = attempts
-        self._flat = None
+        self._flat = self._task_list = None
 
 
 def take(store: Store, job_ids: Collection[str], *,
@@ -76,8 +80,9 @@ def take(store: Store, job_ids: Collection[str], *,
     attempts = store.attempts_of(list(jobs))
     out: dict[str, JobSnapshot] = {}
     for job_id, job in jobs.items():
-        by_task: dict[str, list[AttemptView]] = {t.id: [] for t in tasks[job_id]}
+        job_tasks = tasks[job_id]
+        by_task: dict[str, list[AttemptView]] = {t.id: [] for t in job_tasks}
         for a in attempts[job_id]:
             by_task.setdefault(a.task_id, []).append(a)
-        out[job_id] = JobSnapshot(job, {t.id: t for t in tasks[job_id]}, by_task)
+        out[job_id] = JobSnapshot(job, {t.id: t for t in job_tasks}, by_task)
     return out

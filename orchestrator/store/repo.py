@@ -26,11 +26,23 @@ from orchestrator.core.model import (
     TaskState,
     TaskView,
 )
-from orchestrator.core.spec import JobSpec
+from orchestrator.core.spec import JobSpec, spec_from_dict
 from orchestrator.store.items import insert_items
 from orchestrator.store.job_list import EVERY_JOB, JobFilter, count_jobs, select_jobs
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, PriceRow, TaskRow
-from orchestrator.store.views import EventView, JobView, attempt_view, event_view, job_view, task_view
+from orchestrator.store.views import (
+    ATTEMPT_COLUMNS,
+    JOB_COLUMNS,
+    TASK_COLUMNS,
+    EventView,
+    JobView,
+    attempt_from_row,
+    attempt_view,
+    event_view,
+    job_from_row,
+    job_view,
+    task_from_row,
+)
 from providers.base import Offer
 
 
@@ -193,8 +205,14 @@ class Store:
         out: dict[str, JobView] = {}
         with self.session() as s:
             for chunk in _chunks(job_ids):
-                out.update((r.id, job_view(r, known.get(r.id)))
-                           for r in s.scalars(select(JobRow).where(JobRow.id.in_(chunk))))
+                rows = s.execute(select(*JOB_COLUMNS).where(JobRow.id.in_(chunk))).all()
+                # Only the specs not parsed before are fetched and parsed (a job's first tick).
+                new = [r[0] for r in rows if r[0] not in known]
+                parsed = {i: spec_from_dict(d) for i, d in s.execute(
+                    select(JobRow.id, JobRow.spec).where(JobRow.id.in_(new)))} if new else {}
+                for r in rows:
+                    spec = known.get(r[0])
+                    out[r[0]] = job_from_row(r, parsed[r[0]] if spec is None else spec)
         return out
 
     def job_by_ref(self, external_ref: str) -> JobView | None:
@@ -215,8 +233,8 @@ class Store:
 
     def tasks(self, job_id: str) -> list[TaskView]:
         with self.session() as s:
-            rows = s.scalars(select(TaskRow).where(TaskRow.job_id == job_id).order_by(TaskRow.index))
-            return [task_view(r) for r in rows]
+            rows = s.execute(select(*TASK_COLUMNS).where(TaskRow.job_id == job_id).order_by(TaskRow.index))
+            return [task_from_row(r) for r in rows]
 
     def tasks_of(self, job_ids: Collection[str]) -> dict[str, list[TaskView]]:
         """The tasks of several jobs in one query per `IN_CHUNK` jobs (a page of `orch status`, a tick's
@@ -224,19 +242,19 @@ class Store:
         out: dict[str, list[TaskView]] = {j: [] for j in job_ids}
         with self.session() as s:
             for chunk in _chunks(job_ids):
-                for r in s.scalars(select(TaskRow).where(TaskRow.job_id.in_(chunk))
+                for r in s.execute(select(*TASK_COLUMNS).where(TaskRow.job_id.in_(chunk))
                                    .order_by(TaskRow.job_id, TaskRow.index)):
-                    out[r.job_id].append(task_view(r))
+                    out[r[1]].append(task_from_row(r))
         return out
 
     def task_with_attempts(self, task_id: str) -> tuple[TaskView | None, list[AttemptView]]:
         """One task and its attempts (ordered as `attempts` orders them), read together: what a tick
         re-reads after changing a task, instead of the whole job."""
         with self.session() as s:
-            row = s.get(TaskRow, task_id)
-            attempts = s.scalars(select(AttemptRow).where(AttemptRow.task_id == task_id)
+            row = s.execute(select(*TASK_COLUMNS).where(TaskRow.id == task_id)).first()
+            attempts = s.execute(select(*ATTEMPT_COLUMNS).where(AttemptRow.task_id == task_id)
                                  .order_by(AttemptRow.launched_at, AttemptRow.number))
-            return (task_view(row) if row else None), [attempt_view(a) for a in attempts]
+            return (task_from_row(row) if row else None), [attempt_from_row(a) for a in attempts]
 
     def transition(
         self,
@@ -406,12 +424,12 @@ class Store:
 
     def attempts(self, job_id: str) -> list[AttemptView]:
         with self.session() as s:
-            rows = s.scalars(
-                select(AttemptRow)
+            rows = s.execute(
+                select(*ATTEMPT_COLUMNS)
                 .where(AttemptRow.job_id == job_id)
                 .order_by(AttemptRow.launched_at, AttemptRow.number)
             )
-            return [attempt_view(r) for r in rows]
+            return [attempt_from_row(r) for r in rows]
 
     def attempts_of(self, job_ids: Collection[str]) -> dict[str, list[AttemptView]]:
         """The attempts of several jobs in one query per `IN_CHUNK` jobs, by job id, each list ordered
@@ -419,9 +437,9 @@ class Store:
         out: dict[str, list[AttemptView]] = {j: [] for j in job_ids}
         with self.session() as s:
             for chunk in _chunks(job_ids):
-                for r in s.scalars(select(AttemptRow).where(AttemptRow.job_id.in_(chunk))
+                for r in s.execute(select(AttemptRow.job_id, *ATTEMPT_COLUMNS).where(AttemptRow.job_id.in_(chunk))
                                    .order_by(AttemptRow.launched_at, AttemptRow.number)):
-                    out[r.job_id].append(attempt_view(r))
+                    out[r[0]].append(attempt_from_row(r[1:]))
         return out
 
     def live_attempt_ids(self) -> set[str]:
@@ -430,8 +448,8 @@ class Store:
 
     def attempt(self, attempt_id: str) -> AttemptView | None:
         with self.session() as s:
-            row = s.get(AttemptRow, attempt_id)
-            return attempt_view(row) if row else None
+            row = s.execute(select(*ATTEMPT_COLUMNS).where(AttemptRow.id == attempt_id)).first()
+            return attempt_from_row(row) if row else None
 
     # --- events and prices ---------------------------------------------------------------------
 
