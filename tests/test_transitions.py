@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator.core.model import TRANSITIONS, IllegalTransition, TaskState, check_transition, job_state
+from orchestrator.core.model import TRANSITIONS, IllegalTransition, TaskState, Transition, check_transition, job_state
 from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store
 from orchestrator.store.tables import EventRow, TaskRow
@@ -139,3 +139,9 @@ def test_job_state_is_derived_from_task_states() -> None:
     assert job_state([s.SUCCEEDED, s.FAILED, s.BUDGET_EXCEEDED]) == "budget_exceeded"
     assert job_state([s.SUCCEEDED, s.FAILED]) == "failed"
     assert job_state([s.SUCCEEDED, s.SUCCEEDED]) == "succeeded"
+
+
+def test_every_transition_name_is_declared_once_and_unknown_names_are_refused() -> None:
+    assert set(TRANSITIONS) == set(Transition) and all(rule.name is name for name, rule in TRANSITIONS.items())
+    with pytest.raises(IllegalTransition, match="no transition named 'teleport'"):
+        check_transition("teleport", TaskState.PENDING)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from orchestrator.core.model import AttemptView, Outcome, TaskView
+from orchestrator.core.model import LOST, AttemptView, Outcome, TaskView, Transition
 from orchestrator.core.placement import markets_allowed, usable
 from orchestrator.core.policy import Choice, Situation, get_policy
 from orchestrator.core.spec import JobSpec
@@ -22,7 +22,7 @@ class Verdict:
     """How an attempt ended and what that does to its task."""
 
     outcome: Outcome
-    transitions: tuple[str, ...]
+    transitions: tuple[Transition, ...]
     message: str
     exit_code: int | None = None
     failures: int | None = None
@@ -46,7 +46,7 @@ def judge_ended(spec: JobSpec, task: TaskView, attempt: AttemptView, inst: Insta
     if exit_code is None and inst is not None:
         exit_code = inst.exit_code
     if exit_code == 0:
-        return Verdict(Outcome.SUCCEEDED, ("succeed",), f"attempt {attempt.number} succeeded", 0)
+        return Verdict(Outcome.SUCCEEDED, (Transition.SUCCEED,), f"attempt {attempt.number} succeeded", 0)
     verdict = _judge(spec, task, attempt, reason, exit_code, cancel_requested=cancel_requested,
                      interrupted=interrupted)
     if reason is EndReason.FAILED_TO_START and exit_code is None:
@@ -61,7 +61,7 @@ def _judge(spec: JobSpec, task: TaskView, attempt: AttemptView, reason: EndReaso
     if reason is EndReason.EXITED and interrupted and not cancel_requested:
         reason = EndReason.PREEMPTED
     if reason is EndReason.PREEMPTED:
-        return Verdict(Outcome.PREEMPTED, ("preempted", "requeue"),
+        return Verdict(Outcome.PREEMPTED, LOST,
                        f"attempt {attempt.number} preempted: {attempt.market} capacity reclaimed")
     ended = f"exited {exit_code}"
     if reason in (EndReason.FAILED_TO_START, EndReason.EXITED) and exit_code is None and not cancel_requested:
@@ -71,20 +71,21 @@ def _judge(spec: JobSpec, task: TaskView, attempt: AttemptView, reason: EndReaso
         exit_code = -1
     if reason in (EndReason.EXITED, EndReason.FAILED_TO_START) and exit_code is not None:
         if exit_code in spec.retry.recover_on_exit_codes:
-            return Verdict(Outcome.FAILED, ("retry",),
+            return Verdict(Outcome.FAILED, (Transition.RETRY,),
                            f"attempt {attempt.number} {ended} (recoverable): retrying", exit_code)
         failures = task.failures + 1
         if failures > spec.retry.max_failures:
-            return Verdict(Outcome.FAILED, ("fail",),
+            return Verdict(Outcome.FAILED, (Transition.FAIL,),
                            f"attempt {attempt.number} {ended}; {failures} failures, "
                            f"more than max_failures = {spec.retry.max_failures}", exit_code, failures)
-        return Verdict(Outcome.FAILED, ("retry",),
+        return Verdict(Outcome.FAILED, (Transition.RETRY,),
                        f"attempt {attempt.number} {ended}: failure {failures} of "
                        f"{spec.retry.max_failures} allowed, retrying", exit_code, failures)
     if cancel_requested:
-        return Verdict(Outcome.CANCELLED, ("cancel",), f"attempt {attempt.number} ended by cancellation")
+        return Verdict(Outcome.CANCELLED, (Transition.CANCEL,),
+                       f"attempt {attempt.number} ended by cancellation")
     # Terminated by someone else, vanished, or ended without an exit status: not the job's fault.
-    return Verdict(Outcome.LOST, ("preempted", "requeue"),
+    return Verdict(Outcome.LOST, LOST,
                    f"attempt {attempt.number} lost ({reason}); the task is requeued")
 
 
@@ -104,7 +105,7 @@ class Stop:
     """End the live attempt: to switch market, to go idle, or to stay within budget."""
 
     outcome: Outcome
-    transitions: tuple[str, ...]
+    transitions: tuple[Transition, ...]
     reason: str
 
 
@@ -155,7 +156,8 @@ def choose(ctx: Context) -> Action:
     budget = ctx.spec.schedule.budget_usd
     if budget is not None and ctx.spent_usd >= budget:
         if ctx.live is not None:
-            return Stop(Outcome.BUDGET, ("over_budget",), f"spent ${ctx.spent_usd:.2f} of ${budget:.2f}")
+            return Stop(Outcome.BUDGET, (Transition.OVER_BUDGET,),
+                        f"spent ${ctx.spent_usd:.2f} of ${budget:.2f}")
         return OverBudget(f"spent ${ctx.spent_usd:.2f} of the ${budget:.2f} budget")
     if s.finished and ctx.live is not None:
         return Wait("all work is committed; waiting for the job to exit")
@@ -164,14 +166,15 @@ def choose(ctx: Context) -> Action:
         if choice.market is ctx.live.market:
             return Wait(f"running on {ctx.live.market}")
         if choice is Choice.WAIT:
-            return Stop(Outcome.SWITCHED, ("switch",), f"policy: leave {ctx.live.market} and wait for spot")
+            return Stop(Outcome.SWITCHED, (Transition.SWITCH,),
+                        f"policy: leave {ctx.live.market} and wait for spot")
         target = usable(ctx.offers, Market(choice.value), ctx.avoid, ctx.now)
         if not target:
             return Wait(f"policy wants {choice} but no {choice} offer is usable; staying on {ctx.live.market}")
         # Moving to a dearer market must fit the budget; moving to a cheaper one only helps it.
         if target[0].price_per_hour > ctx.live.price_per_hour and not any(_fits(ctx, o) for o in target):
             return Wait(f"policy wants {choice} but it would break the budget; staying on {ctx.live.market}")
-        return Stop(Outcome.SWITCHED, ("switch",), f"policy: switch from {ctx.live.market} to {choice}")
+        return Stop(Outcome.SWITCHED, (Transition.SWITCH,), f"policy: switch from {ctx.live.market} to {choice}")
     if choice is Choice.WAIT:
         return Wait("policy: wait for spot capacity")
     offers = usable(ctx.offers, Market(choice.value), ctx.avoid, ctx.now)

@@ -33,42 +33,58 @@ TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED
 _LIVE = (TaskState.PENDING, TaskState.LAUNCHING, TaskState.RUNNING, TaskState.PREEMPTED)
 
 
+class Transition(StrEnum):
+    """The names of the task transitions: a typo is an AttributeError at import, not a row that never moves."""
+
+    LAUNCH = "launch"
+    LAUNCH_FAILED = "launch_failed"
+    STARTED = "started"
+    PREEMPTED = "preempted"
+    REQUEUE = "requeue"
+    SWITCH = "switch"  # the policy ended a running attempt to change market (spot <-> on-demand)
+    RETRY = "retry"  # the job's own process failed but may be retried (failures < max_failures)
+    SUCCEED = "succeed"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    OVER_BUDGET = "over_budget"
+
+
 @dataclass(frozen=True, slots=True)
-class Transition:
-    name: str
+class TransitionRule:
+    name: Transition
     sources: tuple[TaskState, ...]
     target: TaskState
 
 
-TRANSITIONS: dict[str, Transition] = {
+TRANSITIONS: dict[Transition, TransitionRule] = {
     t.name: t
     for t in (
-        Transition("launch", (TaskState.PENDING,), TaskState.LAUNCHING),
-        Transition("launch_failed", (TaskState.LAUNCHING,), TaskState.PENDING),
-        Transition("started", (TaskState.LAUNCHING,), TaskState.RUNNING),
-        Transition("preempted", (TaskState.LAUNCHING, TaskState.RUNNING), TaskState.PREEMPTED),
-        Transition("requeue", (TaskState.PREEMPTED,), TaskState.PENDING),
-        # The policy ended a running attempt to change market (spot <-> on-demand).
-        Transition("switch", (TaskState.RUNNING,), TaskState.PENDING),
-        # The job's own process failed but may be retried (failures < max_failures).
-        Transition("retry", (TaskState.LAUNCHING, TaskState.RUNNING), TaskState.PENDING),
-        Transition("succeed", (TaskState.LAUNCHING, TaskState.RUNNING), TaskState.SUCCEEDED),
-        Transition("fail", (*_LIVE,), TaskState.FAILED),
-        Transition("cancel", _LIVE, TaskState.CANCELLED),
-        Transition("over_budget", _LIVE, TaskState.BUDGET_EXCEEDED),
+        TransitionRule(Transition.LAUNCH, (TaskState.PENDING,), TaskState.LAUNCHING),
+        TransitionRule(Transition.LAUNCH_FAILED, (TaskState.LAUNCHING,), TaskState.PENDING),
+        TransitionRule(Transition.STARTED, (TaskState.LAUNCHING,), TaskState.RUNNING),
+        TransitionRule(Transition.PREEMPTED, (TaskState.LAUNCHING, TaskState.RUNNING), TaskState.PREEMPTED),
+        TransitionRule(Transition.REQUEUE, (TaskState.PREEMPTED,), TaskState.PENDING),
+        TransitionRule(Transition.SWITCH, (TaskState.RUNNING,), TaskState.PENDING),
+        TransitionRule(Transition.RETRY, (TaskState.LAUNCHING, TaskState.RUNNING), TaskState.PENDING),
+        TransitionRule(Transition.SUCCEED, (TaskState.LAUNCHING, TaskState.RUNNING), TaskState.SUCCEEDED),
+        TransitionRule(Transition.FAIL, (*_LIVE,), TaskState.FAILED),
+        TransitionRule(Transition.CANCEL, _LIVE, TaskState.CANCELLED),
+        TransitionRule(Transition.OVER_BUDGET, _LIVE, TaskState.BUDGET_EXCEEDED),
     )
 }
+# The attempt ended without the job's say (reclaimed, lost): the task goes back to the queue.
+LOST = (Transition.PREEMPTED, Transition.REQUEUE)
 
 
 class IllegalTransition(Exception):
     """A transition whose guard did not hold: the task was not in one of its source states."""
 
 
-def check_transition(name: str, current: TaskState) -> Transition:
+def check_transition(name: str, current: TaskState) -> TransitionRule:
     """The transition named `name` if it is legal from `current`; `IllegalTransition` otherwise."""
     try:
-        t = TRANSITIONS[name]
-    except KeyError:
+        t = TRANSITIONS[Transition(name)]
+    except ValueError:
         raise IllegalTransition(f"no transition named {name!r}") from None
     if current not in t.sources:
         raise IllegalTransition(f"{name}: a task in state {current} cannot go to {t.target}")

@@ -14,7 +14,16 @@ from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, 
 from orchestrator.checkpoint.manifest import read_manifest
 from orchestrator.core.cost import attempt_cost
 from orchestrator.core.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended, replace_on_notice
-from orchestrator.core.model import AttemptState, AttemptView, IllegalTransition, Outcome, TaskState, TaskView
+from orchestrator.core.model import (
+    LOST,
+    AttemptState,
+    AttemptView,
+    IllegalTransition,
+    Outcome,
+    TaskState,
+    TaskView,
+    Transition,
+)
 from orchestrator.core.placement import cheapest, usable
 from orchestrator.core.policy import Situation
 from orchestrator.core.status import idle_price, measured_overhead_hours, remaining_usd, task_work_hours
@@ -49,7 +58,6 @@ LISTING_GRACE_S = 180.0
 # An attempt whose agent has not written a heartbeat for this long is stopped and requeued (the
 # agent writes one every few seconds; this allows for a slow boot and image pull).
 HEARTBEAT_TIMEOUT_S = 1200.0
-_LOST_TRANSITIONS = ("preempted", "requeue")
 # An offer whose spot capacity is being reclaimed is not offered again for this long after the deadline.
 RECLAIMED_AVOID_S = 300.0
 # A quota error avoids every offer of its provider and region for this long (a person must act).
@@ -172,7 +180,7 @@ class TaskWorker:
             self.live = None
         self._refresh()
         if self.job.cancel_requested_at is not None:
-            self.store.transition(self.task.id, "cancel", self.now, message="cancelled before launch")
+            self.store.transition(self.task.id, Transition.CANCEL, self.now, message="cancelled before launch")
             return
         if self.task.state is TaskState.PENDING:
             self._place()
@@ -182,14 +190,14 @@ class TaskWorker:
     def _manage_live(self, live: AttemptView, inst: Instance, seen: Seen) -> bool:
         """Cancel, stop or keep the live attempt; True when it was stopped and the task may relaunch."""
         if self.job.cancel_requested_at is not None:
-            self._terminate(live, inst, Outcome.CANCELLED, ("cancel",), "cancelled by the user")
+            self._terminate(live, inst, Outcome.CANCELLED, (Transition.CANCEL,), "cancelled by the user")
             return False
         action = choose(self._context(live))
         if isinstance(action, Stop):
             self._terminate(live, inst, action.outcome, action.transitions, action.reason)
             return action.outcome is Outcome.SWITCHED
         if self._silent(live, seen):
-            self._terminate(live, inst, Outcome.LOST, _LOST_TRANSITIONS,
+            self._terminate(live, inst, Outcome.LOST, LOST,
                             f"attempt {live.number}: no heartbeat for {HEARTBEAT_TIMEOUT_S / 60:.0f} min; "
                             "the instance is stopped and the task requeued")
             return True
@@ -201,7 +209,7 @@ class TaskWorker:
         if inst.state is not InstanceState.PENDING or not bills_from_start(self.r.providers[live.provider]):
             return False
         if self.job.cancel_requested_at is not None:
-            self._terminate(live, inst, Outcome.CANCELLED, ("cancel",),
+            self._terminate(live, inst, Outcome.CANCELLED, (Transition.CANCEL,),
                             f"attempt {live.number} cancelled before its instance started", unbilled=True)
         return True
 
@@ -211,8 +219,8 @@ class TaskWorker:
         started_at = None if bills_from_start(self.r.providers[attempt.provider]) else attempt.launched_at
         self.store.attempt_running(attempt, inst.instance_id, self.now, started_at=started_at)
 
-    def _terminate(self, live: AttemptView, inst: Instance, outcome: Outcome, transitions: tuple[str, ...],
-                   reason: str, *, unbilled: bool = False) -> None:
+    def _terminate(self, live: AttemptView, inst: Instance, outcome: Outcome,
+                   transitions: tuple[Transition, ...], reason: str, *, unbilled: bool = False) -> None:
         # The instance goes first: if terminating fails, the attempt stays live and the next tick retries.
         self.r.providers[live.provider].terminate(inst)
         self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason,
@@ -328,7 +336,7 @@ class TaskWorker:
             return False
         try:
             self.store.end_attempt(
-                live, Outcome.PREEMPTED, now, task_transitions=("preempted", "requeue"), ended_at=notice.deadline,
+                live, Outcome.PREEMPTED, now, task_transitions=LOST, ended_at=notice.deadline,
                 message=f"attempt {live.number} preempted: {live.market} capacity reclaimed in "
                         f"{notice.deadline - now:.0f} s; it may save until then, and its replacement "
                         "starts now and resumes once it is gone")
@@ -345,7 +353,7 @@ class TaskWorker:
     def _place(self) -> None:
         action = choose(self._context(None))
         if isinstance(action, OverBudget):
-            self.store.transition(self.task.id, "over_budget", self.now, message=action.reason)
+            self.store.transition(self.task.id, Transition.OVER_BUDGET, self.now, message=action.reason)
         elif isinstance(action, Launch):
             self._launch(action.offers)
         elif isinstance(action, Wait | Stop):
@@ -367,7 +375,8 @@ class TaskWorker:
         """An attempt left `launching` by a dead controller: same token, so no second instance."""
         offer = next((o for o in self._all_offers() if o.key == _attempt_key(attempt)), None)
         if offer is None:
-            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=("launch_failed",),
+            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now,
+                                   task_transitions=(Transition.LAUNCH_FAILED,),
                                    message="offer no longer available on restart", unbilled=True)
             return
         self._start(attempt, offer)
@@ -392,7 +401,8 @@ class TaskWorker:
                                             if o.provider == offer.provider and o.region == offer.region],
                                            self.now + QUOTA_AVOID_S)
             # A permanent error (bad settings, no permission) will fail every retry: fail the task now.
-            transitions = ("launch_failed", "fail") if isinstance(exc, PermanentError) else ("launch_failed",)
+            transitions = ((Transition.LAUNCH_FAILED, Transition.FAIL) if isinstance(exc, PermanentError)
+                           else (Transition.LAUNCH_FAILED,))
             self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=transitions,
                                    message=f"launch on {where} failed: {exc}", unbilled=True)
             return False
@@ -402,7 +412,8 @@ class TaskWorker:
             # launch would fail again on every tick, so the task fails with the error in one line.
             log.exception("launching attempt %s on %s failed unexpectedly", attempt.id, where)
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now, task_transitions=("launch_failed", "fail"),
+            self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now,
+                                   task_transitions=(Transition.LAUNCH_FAILED, Transition.FAIL),
                                    message=f"launch on {where} failed: {reason}", unbilled=True)
             return False
         try:

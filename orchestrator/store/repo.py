@@ -25,6 +25,7 @@ from orchestrator.core.model import (
     Outcome,
     TaskState,
     TaskView,
+    Transition,
 )
 from orchestrator.core.spec import JobSpec, spec_from_dict
 from orchestrator.store.items import insert_items
@@ -259,7 +260,7 @@ class Store:
     def transition(
         self,
         task_id: str,
-        name: str,
+        name: Transition | str,
         now: float,
         *,
         message: str = "",
@@ -272,9 +273,10 @@ class Store:
             with self.session() as s:
                 self.transition(task_id, name, now, message=message, attempt_id=attempt_id, session=s, **values)
             return
-        t = TRANSITIONS.get(name)
-        if t is None:
-            raise IllegalTransition(f"no transition named {name!r}")
+        try:
+            t = TRANSITIONS[Transition(name)]
+        except ValueError:
+            raise IllegalTransition(f"no transition named {name!r}") from None
         n = _count(
             session.execute(
                 update(TaskRow)
@@ -320,7 +322,7 @@ class Store:
         """
         attempt_id = new_id()
         with self.session() as s:
-            self.transition(task.id, "launch", now, attempt_id=attempt_id, session=s, message="launching")
+            self.transition(task.id, Transition.LAUNCH, now, attempt_id=attempt_id, session=s, message="launching")
             number = int(s.scalar(select(func.count()).select_from(AttemptRow)
                                   .where(AttemptRow.task_id == task.id)) or 0)
             row = AttemptRow(
@@ -377,7 +379,7 @@ class Store:
         outcome: Outcome,
         now: float,
         *,
-        task_transitions: Sequence[str],
+        task_transitions: Sequence[Transition | str],
         message: str,
         exit_code: int | None = None,
         unbilled: bool = False,
