@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench._scale_fill import clone_jobs
 from bench._scale_loop import job_toml
 from orchestrator.core.spec import parse_spec
 from orchestrator.store import Store, make_engine
@@ -23,18 +24,25 @@ ROOT = Path(__file__).resolve().parent.parent
 STATUS_LIMIT = 50
 
 
+SUBMITTED = 1_000  # jobs stored through `Store.submit` (timed); the rest are copies of them
+
+
 def fill_jobs(url: str, count: int, *, now: float = 1_700_000_000.0) -> float:
-    """Submit `count` single-task jobs through `Store.submit`; returns the seconds it took."""
+    """Store `count` single-task jobs: up to `SUBMITTED` through `Store.submit`, the rest copied from
+    those in bulk (`bench._scale_fill`); returns the seconds one `Store.submit` took on average."""
     engine = make_engine(url)
     upgrade(engine)
     store = Store(engine)
     spec = parse_spec(job_toml(hours=1.0), source="scale", submitted_at=now)
+    made = min(count, SUBMITTED)
     start = time.perf_counter()
-    for i in range(count):
-        store.submit(spec, source="scale", now=now + i, checkpoint_uri="file:///tmp/orch-scale-status")
-    took = time.perf_counter() - start
+    ids = [store.submit(spec, source="scale", now=now + i, checkpoint_uri="file:///tmp/orch-scale-status")
+           for i in range(made)]
+    per_job = (time.perf_counter() - start) / max(made, 1)
+    if count > made:
+        clone_jobs(engine, ids, count - made, created_step=made)
     engine.dispose()
-    return took
+    return per_job
 
 
 def status_env(url: str, home: Path) -> dict[str, str]:

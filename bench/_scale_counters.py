@@ -58,14 +58,17 @@ class QueryCounter:
 
     `statements` counts every statement the engine executes (an executemany counts once);
     `rows` counts result rows fetched by the caller, SELECT or RETURNING, on SQLite and PostgreSQL
-    alike. The cursor is swapped in `after_cursor_execute`, before SQLAlchemy builds the result
-    from it, so every fetch of that result goes through the counting cursor.
+    alike; `task_updates` counts task rows written (progress or state; a task written twice counts
+    twice), so rows read can be set beside the tasks that changed. The cursor is swapped in
+    `after_cursor_execute`, before SQLAlchemy builds the result from it, so every fetch of that
+    result goes through the counting cursor.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.statements = 0
         self.rows = 0
+        self.task_updates = 0  # task rows written (UPDATE tasks ...): the work that changed this tick
         self._on = False
         event.listen(engine, "after_cursor_execute", self._after)
 
@@ -73,12 +76,14 @@ class QueryCounter:
         if not self._on:
             return
         self.statements += 1
+        if statement.lstrip()[:12].upper() == "UPDATE TASKS" and cursor.rowcount > 0:
+            self.task_updates += cursor.rowcount
         if context is not None and cursor.description is not None:
             context.cursor = _CountingCursor(cursor, self)
 
     @contextmanager
     def watching(self) -> Iterator[QueryCounter]:
-        self.statements = self.rows = 0
+        self.statements = self.rows = self.task_updates = 0
         self._on = True
         try:
             yield self

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench._scale_counters import CountingProvider, QueryCounter
+from bench._scale_fill import clone_jobs
 from orchestrator.core.spec import parse_spec
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.traces import Trace
@@ -26,6 +27,7 @@ from providers.sim import SimClock, SimProvider
 TICK_S = 60.0
 ARRAY_SHARDS = 100
 SHAPES = ("single", "array")
+TEMPLATES = 200  # finished jobs made by the loop; more are copies of these
 _HOURS = 500.0  # per task: nothing finishes while it is measured (a job holds at most 87,600 h)
 
 
@@ -47,6 +49,7 @@ class LoopResult:
     tick_s: list[float] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
     statements: list[int] = field(default_factory=list)
+    task_updates: list[int] = field(default_factory=list)
     calls: dict[str, float] = field(default_factory=dict)
     alive: int = 0  # instances alive at the sim provider while measured: the running tasks
     setup_s: float = 0.0
@@ -63,6 +66,10 @@ class LoopResult:
     def statements_per_tick(self) -> float:
         return statistics.median(self.statements)
 
+    @property
+    def task_updates_per_tick(self) -> float:
+        return statistics.median(self.task_updates)
+
 
 def _always() -> Trace:
     return Trace(source="always", gap_seconds=TICK_S, data=(1,) * 200_000, prices=None)
@@ -75,9 +82,19 @@ def _submit(store: Store, clock: SimClock, toml: str, count: int, ckpt: str) -> 
 
 
 def _finish(store: Store, clock: SimClock, count: int, ckpt: str, max_ticks: int = 8) -> None:
-    """Store `count` finished single-task jobs, run to success by the loop on a provider then dropped."""
+    """Store `count` finished single-task jobs: up to `TEMPLATES` run to success by the loop on a provider
+    then dropped, the rest copies of those (`bench._scale_fill`: the same rows, without running 90,000
+    jobs through the loop first)."""
     if count <= 0:
         return
+    made = min(count, TEMPLATES)
+    _run_to_success(store, clock, made, ckpt, max_ticks)
+    if count > made:
+        templates = store.jobs(limit=made)
+        clone_jobs(store.engine, [j.id for j in templates], count - made)
+
+
+def _run_to_success(store: Store, clock: SimClock, count: int, ckpt: str, max_ticks: int) -> None:
     _submit(store, clock, job_toml(hours=0.01), count, ckpt)
     r = Reconciler(store, {"sim": SimProvider(clock, {"a": _always()}, epoch=clock.now())}, clock,
                    tick_seconds=TICK_S)
@@ -139,5 +156,6 @@ def _measure(r: Reconciler, clock: SimClock, counter: QueryCounter, provider: Co
             result.tick_s.append(time.perf_counter() - start)
         result.rows.append(counter.rows)
         result.statements.append(counter.statements)
+        result.task_updates.append(counter.task_updates)
         calls.update(provider.calls)
     result.calls = {m: n / ticks for m, n in calls.items()}

@@ -19,6 +19,7 @@ def test_a_tiny_loop_measurement_counts_running_tasks_rows_and_calls(tmp_path: P
     assert len(r.tick_s) == 1 and r.tick > 0
     assert r.rows_per_tick >= 5  # at least the running tasks are read
     assert r.statements_per_tick >= 1
+    assert r.task_updates_per_tick >= 0  # counted (what it counts: the query counter's test below)
     assert r.calls["instances"] == 1  # one list call per provider a tick
 
 
@@ -34,8 +35,10 @@ def test_the_query_counter_counts_statements_and_returned_rows(tmp_path: Path) -
         conn.execute(text("select 1")).all()  # not watched
         with counter.watching():
             assert len(conn.execute(text("select 1 union all select 2 union all select 3")).all()) == 3
-            conn.execute(text("create table t (x integer)"))
-    assert (counter.statements, counter.rows) == (2, 3)
+            conn.execute(text("create table tasks (x integer)"))
+            conn.execute(text("insert into tasks values (1), (2), (3)"))
+            conn.execute(text("update tasks set x = 0 where x > 1"))
+    assert (counter.statements, counter.rows, counter.task_updates) == (4, 3, 2)
     counter.close()
     engine.dispose()
 
@@ -51,3 +54,30 @@ def test_the_counting_provider_counts_and_forwards() -> None:
     assert p.instances() == ["i"] and p.instances() == ["i"]
     assert p.name == "inner"
     assert calls_text(p.calls) == "instances 2"
+
+
+def test_cloned_jobs_hold_the_same_rows_as_their_template_with_new_ids(tmp_path: Path) -> None:
+    from bench._scale_fill import clone_jobs
+    from bench._scale_loop import _finish
+    from orchestrator.store import Store
+    from orchestrator.store.engine import upgrade
+    from providers.sim import SimClock
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'orch.db'}")
+    upgrade(engine)
+    store = Store(engine)
+    _finish(store, SimClock(), 2, tmp_path.as_uri())
+    (a, b) = templates = store.jobs()
+    clone_jobs(engine, [a.id, b.id], 3)
+    jobs = store.jobs()
+    assert len(jobs) == 5 and len({j.id for j in jobs}) == 5
+    for copy in jobs[:3]:  # the copies are the newest
+        tpl = next(t for t in templates if t.name == copy.name)
+        assert copy.finished_at is not None and copy.spec == tpl.spec
+        tasks, attempts = store.tasks(copy.id), store.attempts(copy.id)
+        assert [t.state for t in tasks] == [t.state for t in store.tasks(tpl.id)]
+        assert [x.outcome for x in attempts] == [x.outcome for x in store.attempts(a.id)]
+        assert {x.task_id for x in attempts} == {t.id for t in tasks}
+        assert [e.kind for e in store.events(copy.id)] == [e.kind for e in store.events(tpl.id)]
+        assert {e.task_id for e in store.events(copy.id)} - {None} == {t.id for t in tasks}
+    engine.dispose()
