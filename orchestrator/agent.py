@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -104,14 +104,14 @@ def parse_args(argv: Sequence[str]) -> AgentOptions:
     )
 
 
-def notice_sources(options: AgentOptions) -> list[NoticeSource]:
+def notice_sources(options: AgentOptions, now: Callable[[], float] = time.time) -> list[NoticeSource]:
     sources: list[NoticeSource] = []
     if options.notice_file is not None:
         sources.append(FileNoticeSource(options.notice_file))
     if options.imds:
         sources.append(ImdsNoticeSource(options.imds))
     if options.gce_metadata:
-        sources.append(GceNoticeSource(options.gce_metadata))
+        sources.append(GceNoticeSource(options.gce_metadata, now=now))
     return sources
 
 
@@ -120,11 +120,18 @@ def exit_status(returncode: int) -> int:
 
 
 class Supervisor:
-    """One job process group: its start, the signals it gets, and its end."""
+    """One job process group: its start, the signals it gets, and its end.
 
-    def __init__(self, options: AgentOptions, sources: Sequence[NoticeSource]) -> None:
+    `monotonic` times the grace period and `now` (Unix seconds) reads a notice's deadline; both are
+    injected so tests can run out a long grace in a few polls instead of waiting it out.
+    """
+
+    def __init__(self, options: AgentOptions, sources: Sequence[NoticeSource], *,
+                 monotonic: Callable[[], float] = time.monotonic, now: Callable[[], float] = time.time) -> None:
         self.options = options
         self.sources = list(sources)
+        self._monotonic = monotonic
+        self._now = now
         self.child: subprocess.Popen[bytes] | None = None
         self._early_signals: list[int] = []
         self.interrupted = False
@@ -166,7 +173,7 @@ class Supervisor:
         self.interrupted = True
         if self.publisher is not None:
             self.publisher.mark(interrupted=True)
-        kill_at = time.monotonic() + max(grace, 0.0)
+        kill_at = self._monotonic() + max(grace, 0.0)
         self._kill_at = kill_at if self._kill_at is None else min(self._kill_at, kill_at)
 
     def on_agent_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -197,7 +204,7 @@ class Supervisor:
                 continue
             grace = self.options.grace
             if notice.deadline is not None:  # the capacity leaves at the deadline whatever our grace says
-                grace = min(grace, max(notice.deadline - time.time(), 0.0))
+                grace = min(grace, max(notice.deadline - self._now(), 0.0))
             self.interrupt(self.options.signal, grace, f"interruption notice from {source.name}")
             return
 
@@ -207,13 +214,13 @@ class Supervisor:
         while True:
             timeout = self.options.poll_interval
             if self._kill_at is not None and not self._killed:
-                timeout = min(timeout, max(self._kill_at - time.monotonic(), 0.0))
+                timeout = min(timeout, max(self._kill_at - self._monotonic(), 0.0))
             try:
                 returncode = self.child.wait(timeout=timeout)
                 break
             except subprocess.TimeoutExpired:
                 pass
-            if self._kill_at is not None and not self._killed and time.monotonic() >= self._kill_at:
+            if self._kill_at is not None and not self._killed and self._monotonic() >= self._kill_at:
                 log.warning("the job outlived its grace period: SIGKILL")
                 self._killed = True
                 self.signal_group(signal.SIGKILL)
@@ -254,9 +261,11 @@ def write_status(path: Path, exit_code: int, interrupted: bool, *, started: bool
     write_atomic(path, json.dumps(doc).encode())
 
 
-def run(options: AgentOptions, base_env: Mapping[str, str] | None = None) -> int:
+def run(options: AgentOptions, base_env: Mapping[str, str] | None = None, *,
+        monotonic: Callable[[], float] = time.monotonic, now: Callable[[], float] = time.time) -> int:
+    """Run the job to its end under the agent; `monotonic` and `now` as for `Supervisor` (tests inject them)."""
     base_env = os.environ if base_env is None else base_env
-    supervisor = Supervisor(options, notice_sources(options))
+    supervisor = Supervisor(options, notice_sources(options, now), monotonic=monotonic, now=now)
     # Handlers go in before the job starts, so a stop that arrives meanwhile is not lost.
     forwarded = (signal.SIGTERM, signal.SIGINT)
     previous = {s: signal.signal(s, supervisor.on_agent_signal) for s in forwarded}

@@ -82,7 +82,7 @@ def job(tmp_path: Path) -> Job:
     return Job(tmp_path, script, tmp_path / "started.json", uri, env)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -96,12 +96,12 @@ def options(job: Job, mode: str, **kw: object) -> agent.AgentOptions:
     return agent.AgentOptions(command=tuple(job.argv(mode)), **base)  # type: ignore[arg-type]
 
 
-def notice_later(path: Path, marker: Path, deadline: float | None = None) -> threading.Thread:
-    """Write the local provider's notice once the job has started."""
+def notice_later(path: Path, marker: Path, deadline: Callable[[], float | None] = lambda: None) -> threading.Thread:
+    """Write the local provider's notice once the job has started (`deadline()` read at that moment)."""
 
     def write() -> None:
         wait_for(marker.exists)
-        path.write_text(json.dumps({"kind": "interruption", "deadline": deadline}))
+        path.write_text(json.dumps({"kind": "interruption", "deadline": deadline()}))
 
     thread = threading.Thread(target=write, daemon=True)
     thread.start()
@@ -127,23 +127,45 @@ def test_notice_file_signals_the_job_which_saves_and_exits(job: Job) -> None:
     assert hb.progress == 0.6 and hb.pid == started["pid"]
 
 
+class SteppingClock:
+    """The agent's time, one step further at each monotonic read: a grace of a minute runs out after a
+    known number of the agent's polls, however slow or loaded the machine. `time()` is wall time that
+    moves with it, so a notice's deadline (Unix seconds) is read against the same clock."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.elapsed = 0.0
+        self._wall = time.time()
+
+    def monotonic(self) -> float:
+        self.elapsed += self.step
+        return self.elapsed
+
+    def time(self) -> float:
+        return self._wall + self.elapsed
+
+
 def test_job_that_ignores_the_signal_is_killed_after_grace(job: Job) -> None:
     notice = job.tmp / "notice.json"
     writer = notice_later(notice, job.marker)
-    began = time.monotonic()
-    code = agent.run(options(job, "ignore", notice_file=notice, grace=0.5), job.env)
+    clock = SteppingClock(step=1.0)
+    code = agent.run(options(job, "ignore", notice_file=notice, grace=60.0), job.env,
+                     monotonic=clock.monotonic, now=clock.time)
     writer.join()
-    assert code == 128 + signal.SIGKILL
-    assert time.monotonic() - began < 8
+    assert code == 128 + signal.SIGKILL  # the job would have exited 99 by itself, 20 real seconds on
+    assert clock.elapsed >= 60.0, "killed before the grace ran out on the agent's clock"
     assert json.loads((job.tmp / "status").read_text())["interrupted"] is True
 
 
 def test_notice_deadline_caps_the_grace(job: Job) -> None:
     notice = job.tmp / "notice.json"
-    writer = notice_later(notice, job.marker, deadline=time.time() + 0.3)
-    code = agent.run(options(job, "ignore", notice_file=notice, grace=60.0), job.env)
+    clock = SteppingClock(step=1.0)
+    writer = notice_later(notice, job.marker, deadline=lambda: clock.time() + 5.0)
+    code = agent.run(options(job, "ignore", notice_file=notice, grace=600.0), job.env,
+                     monotonic=clock.monotonic, now=clock.time)
     writer.join()
     assert code == 128 + signal.SIGKILL
+    assert clock.elapsed < 600.0, "the agent waited out its own grace, not the notice's deadline"
 
 
 @pytest.mark.parametrize("exit_code", [0, 3])
@@ -333,8 +355,10 @@ def test_agent_relays_an_imds_instance_action_that_appears_later(job: Job, metad
     state.rebalance = True  # a warning only: the job must keep running through it
 
     def reclaim() -> None:
+        # The job is up (its SDK listens for the signal) and the agent has seen the warning and
+        # published it while the job ran on: only then the action.
         wait_for(job.marker.exists)
-        time.sleep(0.2)
+        wait_for(lambda: (hb := job.heartbeat()) is not None and hb.rebalance and hb.exit_code is None)
         state.action = {"action": "terminate", "time": "2099-01-01T00:00:00Z"}
 
     thread = threading.Thread(target=reclaim, daemon=True)
