@@ -112,3 +112,21 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
+
+
+class ManualMonotonic:
+    """A monotonic clock (call it) that moves only when the test advances it.
+
+    For code that measures an interval against `time.monotonic` (a lease's expiry, a grace period):
+    the test says when the interval has passed, instead of sleeping until it has, so the outcome does
+    not depend on how busy the machine is. Readers on other threads see a float, written atomically.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds

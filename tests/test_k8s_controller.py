@@ -22,6 +22,7 @@ from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
 from providers.base import SystemClock
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
+from tests.http_fake import ManualMonotonic
 from tests.kube_fake import KubeFake, now_iso
 
 NS = "lab"
@@ -30,7 +31,7 @@ SPEC = {"command": ["python", "fold.py"], "schedule": {"estimated_hours": 2},
         "placement": {"providers": ["kubernetes"]}}
 
 
-def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = check()
@@ -44,7 +45,8 @@ class Running:
     """A ControllerProcess on a thread, as `run_controller` runs it on the main one."""
 
     def __init__(self, kube: KubeFake, identity: str, backend: StoreBackend | None = None,
-                 store_dir: Path | None = None) -> None:
+                 store_dir: Path | None = None, monotonic: Callable[[], float] | None = None) -> None:
+        """`monotonic`: the clock this replica's elector measures lease expiry on (real time if None)."""
         api = client.ApiClient(client.Configuration(host=kube.url))
         provider = KubernetesProvider(api, KubernetesSettings(namespace=NS, instance_types=("p3.2xlarge",),
                                                               snapshot_ttl_s=0.0))
@@ -62,6 +64,8 @@ class Running:
                                 retry_period_s=0.05))
         self.proc = ControllerProcess(self.backend, namespace=NS, api_client=api, identity=identity,
                                       settings=settings)
+        if monotonic is not None:  # before start(): the elector thread reads it from its first round
+            self.proc.elector.monotonic = monotonic
         self.code: int | None = None
         self.proc.start()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -202,20 +206,33 @@ def test_an_invalid_spec_is_reported_not_submitted(kube: KubeFake, ctl: Running)
     assert ctl.backend.store.jobs() == []
 
 
+def lease_rounds(kube: KubeFake, more: int) -> None:
+    """Wait until `more` further lease reads have reached the API server (every candidate reads once
+    a round): what a standby decides, it has then decided several times over."""
+    def reads() -> int:
+        return sum(1 for method, _ in kube.lease_requests() if method == "GET")
+
+    target = reads() + more
+    eventually(lambda: reads() >= target, what=f"{more} more lease rounds")
+
+
 def test_two_controllers_one_leader_and_takeover(kube: KubeFake, tmp_path: Path) -> None:
     a = Running(kube, "replica-a", store_dir=tmp_path)
     eventually(lambda: a.proc.elector.is_leader, what="a first leader")
-    b = Running(kube, "replica-b", backend=a.backend)
+    b_clock = ManualMonotonic()  # b's lease expiry moves only when the test says
+    b = Running(kube, "replica-b", backend=a.backend, monotonic=b_clock)
     try:
         create(kube)
         eventually(lambda: pods(kube), what="a pod")
-        time.sleep(0.3)
+        eventually(lambda: b.proc.elector.holder == "replica-a", what="b to see a's lease")
+        lease_rounds(kube, 6)
         assert a.proc.elector.is_leader and not b.proc.elector.is_leader
         assert b.proc.ticks == 0 and b.get("/readyz") == (200, "standby\n")
         a.crash()  # no release: b must wait for the lease to expire
-        crashed = time.monotonic()
-        eventually(lambda: b.proc.elector.is_leader, timeout=5, what="takeover")
-        assert time.monotonic() - crashed >= 0.5
+        lease_rounds(kube, 6)  # b has read a's last renewal, and reads it unchanged since
+        assert not b.proc.elector.is_leader, "b took a lease that had not expired on its clock"
+        b_clock.advance(1.0)  # the lease's duration_s, on b's clock, since b saw it last change
+        eventually(lambda: b.proc.elector.is_leader, what="takeover")
         eventually(lambda: b.proc.ticks > 0, what="the new leader to reconcile")
         lease = kube.find("coordination.k8s.io/v1", "leases", NS, "orch")
         assert lease is not None and lease["spec"]["holderIdentity"] == "replica-b"
@@ -228,11 +245,12 @@ def test_two_controllers_one_leader_and_takeover(kube: KubeFake, tmp_path: Path)
 def test_graceful_shutdown_hands_over_at_once(kube: KubeFake, tmp_path: Path) -> None:
     a = Running(kube, "replica-a", store_dir=tmp_path)
     eventually(lambda: a.proc.elector.is_leader)
-    b = Running(kube, "replica-b", backend=a.backend)
+    b = Running(kube, "replica-b", backend=a.backend, monotonic=ManualMonotonic())  # b's clock stands still
     try:
         a.stop()
         assert a.code == 0
-        eventually(lambda: b.proc.elector.is_leader, timeout=0.9, what="takeover before expiry")
+        # No lease could expire on b's clock: b takes over because a released it.
+        eventually(lambda: b.proc.elector.is_leader, what="takeover before expiry")
     finally:
         b.stop()
 

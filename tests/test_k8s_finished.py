@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,8 +41,11 @@ def test_a_controller_with_an_empty_store_leaves_a_succeeded_gpujob_alone(kube: 
     record = status(kube)
     fresh = Running(kube, "replica-b", store_dir=tmp_path / "b")  # a new store: it has never heard of the job
     try:
-        eventually(lambda: fresh.proc.elector.is_leader and fresh.proc.ticks > 5, what="the new leader to tick")
-        time.sleep(0.3)
+        eventually(lambda: fresh.proc.elector.is_leader and fresh.proc.informer.synced.is_set()
+                   and fresh.proc.ticks > 5, what="the new leader to list the GpuJobs and tick")
+        # It has seen the GpuJob; a handful more ticks would have started its pod.
+        seen = fresh.proc.ticks
+        eventually(lambda: fresh.proc.ticks >= seen + 5, what="five more ticks")
         assert pods(kube) == [], "a finished job must not start a pod again"
         assert status(kube) == record
         assert fresh.backend.store.jobs() == []
