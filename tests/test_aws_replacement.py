@@ -46,6 +46,19 @@ def warn(world: AwsWorld, instance_id: str, deadline: int) -> None:
     assert reply["FailedEntryCount"] == 0
 
 
+def waiting(script_pid: int) -> bool:
+    """Whether the boot script `script_pid` runs `sleep`: the user data's wait for RESUME_NOT_BEFORE."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if name == "sleep" and int(rest[1]) == script_pid:
+            return True
+    return False
+
+
 def attempt(loop: Loop, number: int) -> AttemptView:
     return next(a for a in loop.store.attempts(loop.job_id) if a.number == number)
 
@@ -77,7 +90,7 @@ def test_an_sqs_notice_starts_the_replacement_which_resumes_from_the_final_save(
 
     # The replacement boots now (its job waits for the deadline); only then does the old job save.
     new_agent = loop.boot(aws_world, second)
-    time.sleep(1.0)
+    loop.until(lambda: waiting(new_agent.pid), "the replacement's boot script to wait for the deadline")
     aws_world.imds.set_interruption(in_seconds=NOTICE_S)
     loop.until(lambda: old_agent.poll() is not None, "the old agent to save and exit after the notice")
     assert old_agent.returncode == 143
@@ -108,8 +121,7 @@ def test_an_sqs_notice_starts_the_replacement_which_resumes_from_the_final_save(
     assert [(a.number, a.outcome) for a in attempts] == [(0, Outcome.PREEMPTED), (1, Outcome.SUCCEEDED)]
     old, new = attempts
     assert old.ended_at is not None and old.ended_at > new.launched_at, "the overlap is recorded"
-    overlap = old.ended_at - new.launched_at
-    assert overlap == pytest.approx(NOTICE_S, abs=10)
+    assert old.ended_at - new.launched_at <= NOTICE_S, "launched after the warning, billed to its deadline"
     assert attempt_cost(old, time.time()) == pytest.approx(
         old.price_per_hour * (old.ended_at - old.launched_at) / 3600.0, rel=0.05, abs=1e-6)
     # After the deadline the old instance is gone (the reaper ends what EC2 would have taken).
