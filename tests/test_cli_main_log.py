@@ -10,13 +10,13 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from orchestrator.cli.log import cost_message, cost_step
-from orchestrator.cli.wiring import open_store
 from tests.loop_support import job_toml, python_command, write_trace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,29 +37,39 @@ def _submit(path: Path) -> str:
     return str(json.loads(out.stdout)["job_id"])
 
 
+def _logged_finish(line: str, job_id: str) -> bool:
+    """Whether a log line (JSON or text) is the `finished` event of the job."""
+    if line.startswith("{"):
+        doc = json.loads(line)
+        return bool(doc.get("job_id") == job_id and doc.get("kind") == "finished")
+    return f"  {job_id[:8]}  finished " in line
+
+
 def _run_controller(job_file: Path, *flags: str) -> tuple[str, str]:
-    """Start a controller, submit the job once it runs, stop it (SIGTERM) after the job ended: (job id, stderr)."""
+    """Start a controller, submit the job once it runs, stop it (SIGTERM) once it has logged the job's end:
+    (job id, stderr)."""
     p = subprocess.Popen([*ORCH, "controller", "--tick", "0.2", *flags], cwd=REPO, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    assert p.stderr is not None
+    stderr = p.stderr
+    reader = threading.Thread(target=lambda: lines.extend(stderr), daemon=True)
     try:
-        assert p.stderr is not None
-        first = p.stderr.readline()  # the start line: events from here on are this controller's to log
+        first = stderr.readline()  # the start line: events from here on are this controller's to log
+        reader.start()
         job_id = _submit(job_file)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            job = open_store().job(job_id)
-            if job is not None and job.finished_at is not None:
-                break
-            time.sleep(0.3)
-        else:
-            raise AssertionError("the job did not finish within 120 s")
-        time.sleep(0.6)  # the tick that finished it logs after it
-        p.terminate()  # SIGTERM: the controller stops after its tick
-        _, rest = p.communicate(timeout=30)
+        while not any(_logged_finish(line, job_id) for line in list(lines)):
+            assert time.monotonic() < deadline, "the job's end was not logged within 120 s"
+            time.sleep(0.1)
+        p.terminate()  # SIGTERM: the controller stops after its tick (whose log is all written by then)
+        p.wait(timeout=30)
+        reader.join(30)
     finally:
         if p.poll() is None:
             p.kill()
-            p.communicate()
+            p.wait()
+    rest = "".join(lines)
     assert p.returncode == 0, rest
     return job_id, first + rest
 

@@ -16,6 +16,7 @@ import pytest
 
 from orchestrator.core.model import Outcome, TaskState
 from orchestrator.store import Store
+from tests.http_fake import ManualClock
 from tests.loop_support import FOLD, job_toml, pid_alive, python_command, reconciler, run_until, submit, write_trace
 
 pytestmark = pytest.mark.slow
@@ -98,12 +99,13 @@ def test_a_restarted_controller_adopts_running_attempts(tmp_path: Path, orch_hom
     code = f"import os, time\nopen({str(marker)!r}, 'a').write(str(os.getpid()) + '\\n')\ntime.sleep(3)\n"
     path = job_toml(tmp_path, command=python_command(code), market="on-demand")
     job_id = submit(sqlite_store, path, orch_home)
-    first = reconciler(sqlite_store, orch_home, owner="first", lease_seconds=0.5)
+    clock = ManualClock()  # the controllers' time: the lease runs out when the test says
+    first = reconciler(sqlite_store, orch_home, clock=clock, owner="first", lease_seconds=60.0)
     run_until(first, lambda: marker.exists(), timeout=30)
     del first  # the controller dies; its agents run on in their own sessions
 
-    time.sleep(0.6)  # the dead controller's lease runs out
-    second = reconciler(sqlite_store, orch_home, owner="second", lease_seconds=0.5)
+    clock.advance(61.0)  # the dead controller's lease runs out
+    second = reconciler(sqlite_store, orch_home, clock=clock, owner="second", lease_seconds=60.0)
     run_until(second, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=30)
 
     assert sqlite_store.tasks(job_id)[0].state is TaskState.SUCCEEDED
