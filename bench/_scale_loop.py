@@ -47,6 +47,7 @@ class LoopResult:
     stored: int
     jobs: int
     tick_s: list[float] = field(default_factory=list)
+    cpu_s: list[float] = field(default_factory=list)  # the tick's CPU time in this process (load-proof)
     rows: list[int] = field(default_factory=list)
     statements: list[int] = field(default_factory=list)
     task_updates: list[int] = field(default_factory=list)
@@ -57,6 +58,10 @@ class LoopResult:
     @property
     def tick(self) -> float:
         return statistics.median(self.tick_s)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpu_s)
 
     @property
     def rows_per_tick(self) -> float:
@@ -151,9 +156,10 @@ def _measure(r: Reconciler, clock: SimClock, counter: QueryCounter, provider: Co
         clock.sleep(TICK_S)
         provider.calls.clear()
         with counter.watching():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             r.tick()
             result.tick_s.append(time.perf_counter() - start)
+            result.cpu_s.append(time.process_time() - cpu_start)
         result.rows.append(counter.rows)
         result.statements.append(counter.statements)
         result.task_updates.append(counter.task_updates)

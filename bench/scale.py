@@ -60,8 +60,8 @@ def one(url: str, tasks: int, shape: str, ticks: int, stored: int) -> dict[str, 
     """One loop measurement as a dict, with this process's peak RSS in MiB."""
     r = measure_loop(url, tasks, shape, ticks=ticks, stored=stored)
     return {"shape": r.shape, "running": r.running, "stored": r.stored, "jobs": r.jobs, "alive": r.alive,
-            "tick": r.tick, "ticks": r.tick_s, "rows": r.rows_per_tick, "statements": r.statements_per_tick,
-            "updates": r.task_updates_per_tick,
+            "tick": r.tick, "ticks": r.tick_s, "cpu": r.cpu, "rows": r.rows_per_tick,
+            "statements": r.statements_per_tick, "updates": r.task_updates_per_tick,
             "calls": r.calls, "setup": r.setup_s, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -79,6 +79,7 @@ def loop_row(store: str, r: dict[str, Any]) -> str:
     if r["alive"] != r["running"]:
         raise RuntimeError(f"{r['alive']} of {r['running']} tasks running after the warm-up ticks")
     return (f"| {store} | {r['shape']} | {r['running']:,} | {r['stored']:,} | {r['jobs']:,} | {_ms(r['tick'])} "
+            f"| {_ms(r['cpu'])} "
             f"| {r['tick'] / r['running'] * 1000:.2f} ms | {r['rows']:,.0f} | {r['updates']:,.0f} "
             f"| {r['statements']:,.0f} "
             f"| {calls_text(r['calls'])} | {r['rss']:.0f} MiB |")
@@ -88,9 +89,9 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms" if seconds < 10 else f"{seconds:,.1f} s"
 
 
-LOOP_HEAD = ["| store | shape | running tasks | stored tasks | jobs | tick (median) | per running task "
+LOOP_HEAD = ["| store | shape | running tasks | stored tasks | jobs | tick (median) | its CPU time | per running task "
              "| rows read / tick | task rows written / tick | statements / tick | provider calls / tick | peak RSS |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
 
 
 def measure_store(label: str, admin: str | None, args: argparse.Namespace, out: dict[str, list[str]]) -> None:
@@ -121,9 +122,11 @@ def _status(label: str, admin: str | None, args: argparse.Namespace, out: dict[s
     with fresh_store(admin) as (url, home):
         submit_s = fill_jobs(url, args.status_jobs)
         env = status_env(url, home)
-        t = statistics.median(time_status(env, args.runs))
+        cpu: list[float] = []
+        t = statistics.median(time_status(env, args.runs, cpu=cpu))
         start = time_cli_start(env, args.runs)
-    out["status"].append(f"| {label} | {args.status_jobs:,} | {t:.2f} s | {start:.2f} s "
+    out["status"].append(f"| {label} | {args.status_jobs:,} | {t:.2f} s | {statistics.median(cpu):.2f} s "
+                         f"| {start:.2f} s "
                          f"| {submit_s * 1000:.1f} ms |")
     print(out["status"][-1], flush=True)
 
@@ -151,9 +154,9 @@ def report(args: argparse.Namespace, out: dict[str, list[str]], took: float) -> 
     if out["extrapolated"]:
         print("\n" + "\n".join(out["extrapolated"]))
     print(f"\n`orch status --limit 50` as a new process, median of {args.runs}:\n")
-    print("| store | jobs stored | `orch status --limit 50` | `orch --help` | one `Store.submit` (mean of the first "
-          "1,000; the rest are copies) |")
-    print("|---|---:|---:|---:|---:|")
+    print("| store | jobs stored | `orch status --limit 50` | its CPU time | `orch --help` | one `Store.submit` "
+          "(mean of the first 1,000; the rest are copies) |")
+    print("|---|---:|---:|---:|---:|---:|")
     print("\n".join(out["status"]))
     print(f"\nOne array job of one-item shards: `parse_spec` + `Store.submit`, {args.runs} runs:\n")
     print("| store | items (tasks) | median | min | max |")
