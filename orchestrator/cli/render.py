@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from orchestrator.core.campaign import CampaignStatus
     from orchestrator.core.status import JobStatus
     from orchestrator.simulate import SimulationResult
 
@@ -143,6 +144,29 @@ def status_detail(s: JobStatus, width: int | None = None) -> str:
     refused = len(s.attempts) - len(ran)
     if refused:
         lines.append(f"({refused} launch(es) refused by the provider, not billed: `orch events` has them)")
+    return fit(lines, width)
+
+
+def campaign_detail(c: CampaignStatus, width: int | None = None) -> str:
+    """A campaign's items under its job's detail: done of total, rate and ETA, $ per item, quarantined."""
+    n = c.counts
+    rate = "-" if c.rate_per_hour is None else f"{c.rate_per_hour:,.1f}/h"
+    eta = "done" if not n.left else when(c.eta_at)
+    if c.on_time is not None:
+        eta += " (before the deadline)" if c.on_time else " (AFTER the deadline)"
+    per_item = "-" if c.spent_usd_per_item is None else f"${c.spent_usd_per_item:.4f}"
+    projected = "-" if c.projected_usd_per_item is None else f"${c.projected_usd_per_item:.4f}"
+    lines = [
+        f"  items      {n.done:,}/{n.total:,} done, {n.leased:,} in progress, {n.queued + n.failed:,} waiting "
+        f"({n.failed:,} after a failure), {n.quarantined:,} quarantined",
+        f"  rate       {rate}   eta {eta}",
+        f"  per item   spent {per_item}, projected {projected}",
+    ]
+    for q in c.quarantined:
+        lines.append(f"  quarantined #{q.index}{f' {q.key}' if q.key else ''}: {q.failures} failure(s), "
+                     f"{q.reason or 'no reason recorded'}")
+    if n.quarantined > len(c.quarantined):
+        lines.append(f"  … and {n.quarantined - len(c.quarantined):,} more quarantined (`orch status --json`)")
     return fit(lines, width)
 
 

@@ -22,6 +22,7 @@ from orchestrator.cli.errors import EXIT_USAGE, CliError
 from orchestrator.core.job_states import FINISHED_STATES, JOB_STATES
 
 if TYPE_CHECKING:
+    from orchestrator.core.campaign import CampaignStatus
     from orchestrator.core.status import JobStatus
     from orchestrator.store import Store
     from orchestrator.store.views import JobView
@@ -129,6 +130,21 @@ def job_status_now(store: Store, job_ref: str) -> JobStatus:
     return statuses_now(store, [job])[0]
 
 
+def campaign_now(store: Store, status: JobStatus, *, listed: int = 20) -> CampaignStatus | None:
+    """The campaign part of a job's status (None for a job without items): counts, rate, ETA, $ per item."""
+    from orchestrator.core.campaign import RATE_WINDOW_S, campaign_status
+    from orchestrator.store.items import ItemStore
+
+    job = store.job(status.job_id)
+    if job is None or job.spec.array is None or not job.spec.array.is_campaign:
+        return None
+    items = ItemStore(store.engine)
+    now = time.time()
+    window = max(min(RATE_WINDOW_S, now - job.created_at), 1.0)
+    return campaign_status(status, items.counts(job.id), done_in_window=items.done_since(job.id, now - window),
+                           window_s=window, quarantined=items.quarantined(job.id, limit=listed), now=now)
+
+
 def _show(text: str, *, clear: bool) -> None:
     if clear:
         sys.stdout.write("\x1b[H\x1b[2J")
@@ -148,8 +164,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     while True:
         if args.job:
             status = job_status_now(store, args.job)
-            _show(json.dumps(status.to_dict()) if args.json else render.status_detail(status, terminal_width()),
-                  clear=clear)
+            campaign = campaign_now(store, status)
+            if args.json:
+                text = json.dumps({**status.to_dict(), **({"campaign": campaign.to_dict()} if campaign else {})})
+            else:
+                text = render.status_detail(status, terminal_width())
+                if campaign is not None:
+                    text += "\n" + render.campaign_detail(campaign, terminal_width())
+            _show(text, clear=clear)
             if args.watch and status.state in FINISHED_STATES:
                 return 0 if status.state == "succeeded" else 1
         else:

@@ -185,6 +185,7 @@ def _jsonl(text: str, source: str) -> list[ParsedItem]:
             raise ItemsError(source, n, f"must be a JSON object, not {type(value).__name__}")
         key = value.get("id")
         key = str(key) if isinstance(key, str | int) and not isinstance(key, bool) else None
+        key = key if key and key.isprintable() else None  # shown in listings on a terminal
         out.add(n, key[:MAX_KEY_CHARS] if key else None, json.dumps(value, allow_nan=False))
     return out.items
 

@@ -197,7 +197,8 @@ class ItemStore:
     def _charge(self, conn: Connection, job_id: str, item_id: int, row: Any, *, reason: str, by: str, now: float,
                 max_failures: int, oom_gb: float | None) -> ItemState:
         """Apply one failure to a locked item row (`failures`, `oom_gpu_memory_gb`, `reasons`, `idx`)."""
-        reason = " ".join(reason.split())[:MAX_REASON_CHARS] or "failed"
+        # One printable line: reasons are shown in `orch status` on a terminal.
+        reason = "".join(c if c.isprintable() else "?" for c in " ".join(reason.split()))[:MAX_REASON_CHARS] or "failed"
         entry = {"at": now, "by": by, "reason": reason, "oom_gpu_memory_gb": oom_gb}
         failures, oom_mark = row.failures, row.oom_gpu_memory_gb
         if oom_gb is not None:

@@ -1,0 +1,49 @@
+"""`orch results JOB [--json]`: a campaign's finished results, in item order, as they stand now.
+
+Read page by page from the store (`ItemStore.results`), so 10,000 results stream out without being
+held in memory or in one long transaction. Items not done yet are simply not listed: run it again
+later, or after `orch status JOB --watch` says the job ended, for all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from orchestrator.cli.errors import CliError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    r = sub.add_parser("results", help="a campaign's finished results, in item order",
+                       description="The results committed so far by a campaign's workers ([array] items), one "
+                                   "per item, in item order.")
+    r.add_argument("job", metavar="JOB", help="a job id, or any unique prefix of one")
+    r.add_argument("--json", action="store_true",
+                   help='one JSON object per line: {"index", "key", "result", "result_uri", "done_at"}')
+    r.set_defaults(func=cmd_results)
+
+
+def result_record(index: int, key: str | None, result: str | None, result_uri: str | None,
+                  done_at: float) -> dict[str, Any]:
+    return {"index": index, "key": key, "result": None if result is None else json.loads(result),
+            "result_uri": result_uri, "done_at": done_at}
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from orchestrator.cli.wiring import open_store
+    from orchestrator.store.items import ItemStore
+
+    store = open_store()
+    job = store.job(args.job)
+    if job is None:
+        raise CliError(f"no job {args.job!r}")
+    if job.spec.array is None or not job.spec.array.is_campaign:
+        raise CliError(f"job {job.id[:8]} is not a campaign ([array] items = ...): it has no per-item results")
+    for r in ItemStore(store.engine).results(job.id):
+        if args.json:
+            print(json.dumps(result_record(r.index, r.key, r.result, r.result_uri, r.done_at)))
+        else:
+            shown = r.result if r.result is not None else (r.result_uri or "")
+            print(f"{r.index}\t{r.key or ''}\t{shown}")
+    return 0
