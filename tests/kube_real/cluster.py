@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -27,7 +28,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -108,6 +109,7 @@ class Cluster:
         self.url = f"https://127.0.0.1:{self.port}"
         self.ca = folder / "ca.crt"
         self.procs: dict[str, _Proc] = {}
+        self.audit_log = folder / "audit.log"  # JSON lines: ServiceAccounts' requests and their answers
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -117,6 +119,10 @@ class Cluster:
         (self.dir / "tokens.csv").write_text(
             f'{ADMIN_TOKEN},orch-admin,orch-admin,"system:masters"\n'
             f"{SCHEDULER_TOKEN},system:kube-scheduler,system:kube-scheduler\n")
+        # Every request of a ServiceAccount is audited, so the RBAC tests can count denials (403).
+        (self.dir / "audit-policy.yaml").write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n"
+            "- level: Metadata\n  userGroups: [system:serviceaccounts]\n- level: None\n")
         scheduler_config = self.dir / "scheduler.kubeconfig"
         scheduler_config.write_text(kubeconfig(self.url, self.ca, SCHEDULER_TOKEN, "scheduler"))
         (self.dir / "admin.kubeconfig").write_text(kubeconfig(self.url, self.ca, ADMIN_TOKEN, "admin"))
@@ -141,7 +147,8 @@ class Cluster:
             f"--token-auth-file={d / 'tokens.csv'}", "--authorization-mode=RBAC",
             f"--service-account-key-file={d / 'sa.pub'}", f"--service-account-signing-key-file={d / 'sa.key'}",
             f"--service-account-issuer={ISSUER}", f"--api-audiences={ISSUER}",
-            f"--service-cluster-ip-range={SERVICE_RANGE}", "--profiling=false", "--v=1"])
+            f"--service-cluster-ip-range={SERVICE_RANGE}", "--profiling=false", "--v=1",
+            f"--audit-policy-file={d / 'audit-policy.yaml'}", f"--audit-log-path={self.audit_log}"])
         self._add("kube-scheduler", [
             str(self.bin / "kube-scheduler"), f"--kubeconfig={scheduler_config}",
             f"--authentication-kubeconfig={scheduler_config}", f"--authorization-kubeconfig={scheduler_config}",
@@ -228,6 +235,12 @@ class Cluster:
         path = self.dir / f"{name}.log"
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def audit(self) -> list[dict[str, Any]]:
+        """The audit events so far (the log backend writes each before the answer goes out)."""
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
 
     def api_client(self, token: str = ADMIN_TOKEN) -> ApiClient:
         """A client of the real `kubernetes` package, as the controller builds one from a kubeconfig."""

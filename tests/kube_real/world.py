@@ -116,7 +116,10 @@ class Controller:
 
     def __init__(self, api: ApiClient, namespace: str, identity: str, *, store_dir: Path | None = None,
                  backend: StoreBackend | None = None, lease_namespace: str | None = None,
-                 lease_name: str = "orch") -> None:
+                 lease_name: str = "orch", lease: LeaseSettings | None = None,
+                 watch: str | None = "") -> None:
+        """Pods go to `namespace`; GpuJobs are watched there (`watch` ""), in another namespace, or in
+        all of them (None). `lease` replaces the short test lease (4 s) with, e.g., the chart's."""
         provider = KubernetesProvider(api, KubernetesSettings(namespace=namespace, instance_types=("p3.2xlarge",),
                                                               snapshot_ttl_s=0.0))
         if backend is None:
@@ -128,9 +131,10 @@ class Controller:
         self.backend = backend
         settings = ControllerSettings(
             tick_s=0.2, watch_timeout_s=30, relist_s=300.0, health_host="127.0.0.1", health_port=0,
-            lease=LeaseSettings(name=lease_name, namespace=lease_namespace or namespace, duration_s=4,
-                                renew_deadline_s=3.0, retry_period_s=0.3))
-        self.proc = ControllerProcess(self.backend, namespace=namespace, api_client=api, identity=identity,
+            lease=lease or LeaseSettings(name=lease_name, namespace=lease_namespace or namespace, duration_s=4,
+                                         renew_deadline_s=3.0, retry_period_s=0.3))
+        watched = namespace if watch == "" else watch
+        self.proc = ControllerProcess(self.backend, namespace=watched, api_client=api, identity=identity,
                                       settings=settings)
         self.code: int | None = None
         self.crashed: BaseException | None = None
