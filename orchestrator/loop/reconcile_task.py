@@ -14,6 +14,7 @@ from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, 
 from orchestrator.checkpoint.manifest import read_manifest
 from orchestrator.core.cost import attempt_cost
 from orchestrator.core.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended, replace_on_notice
+from orchestrator.core.live import Listing, exited_ok_but_alive, keep_or_stop, read_listing, silent
 from orchestrator.core.model import (
     LOST,
     AttemptState,
@@ -53,11 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orch.reconciler")
 MAX_OFFERS_PER_TICK = 3
-# A running attempt missing from a listing this soon after it started is not yet declared lost.
-LISTING_GRACE_S = 180.0
-# An attempt whose agent has not written a heartbeat for this long is stopped and requeued (the
-# agent writes one every few seconds; this allows for a slow boot and image pull).
-HEARTBEAT_TIMEOUT_S = 1200.0
 # An offer whose spot capacity is being reclaimed is not offered again for this long after the deadline.
 RECLAIMED_AVOID_S = 300.0
 # A quota error avoids every offer of its provider and region for this long (a person must act).
@@ -137,7 +133,7 @@ class TaskWorker:
         live = self.live
         if live is not None:
             if live.provider not in obs.listed:
-                return  # this provider could not be listed this tick: decide nothing about it
+                return  # this provider could not be listed this tick: decide nothing about it (live.Listing)
             inst = obs.instances.get(live.id)
             if live.state is AttemptState.LAUNCHING:
                 if inst is None:
@@ -149,9 +145,11 @@ class TaskWorker:
                     self._started(live, inst)
                     live = self.live = self.store.attempt(live.id)
                     assert live is not None
-            if inst is None and self.now - (live.started_at or live.launched_at) < LISTING_GRACE_S:
-                return  # listings are eventually consistent: a just-launched instance may not show yet
-            if inst is None or not inst.alive:
+            listing = read_listing(listed=True, present=inst is not None, alive=inst is not None and inst.alive,
+                                   since=live.started_at or live.launched_at, now=self.now)
+            if listing is Listing.SETTLING:
+                return
+            if inst is None or listing is Listing.ENDED:
                 self._finish(live, inst)
                 self.live = None
                 self._refresh()
@@ -162,10 +160,8 @@ class TaskWorker:
             if seen.moved:
                 self._refresh()  # decide on the progress just observed, not last tick's
                 live = self.live = self.store.attempt(live.id) or live
-            if seen.exit_code == 0:
-                # The job says it is done but its instance lives on (shutdown disabled or failed):
-                # record the success, then `_finish` stops the instance (the reaper retries if that
-                # fails). Non-zero exits wait for the provider, which knows a preemption.
+            if exited_ok_but_alive(seen.exit_code):
+                # Record the success, then `_finish` stops the instance (the reaper retries if that fails).
                 self._finish(live, dataclasses.replace(inst, state=InstanceState.TERMINATED,
                                                        reason=EndReason.EXITED, exit_code=0, ended_at=self.now),
                              seen=seen)
@@ -188,20 +184,17 @@ class TaskWorker:
     # --- a live attempt ------------------------------------------------------------------------
 
     def _manage_live(self, live: AttemptView, inst: Instance, seen: Seen) -> bool:
-        """Cancel, stop or keep the live attempt; True when it was stopped and the task may relaunch."""
-        if self.job.cancel_requested_at is not None:
-            self._terminate(live, inst, Outcome.CANCELLED, (Transition.CANCEL,), "cancelled by the user")
+        """Cancel, stop or keep the live attempt (`live.keep_or_stop`); True when it was stopped and the
+        task may relaunch."""
+        since = live.started_at or live.launched_at
+        stop = keep_or_stop(number=live.number, cancel_requested=self.job.cancel_requested_at is not None,
+                            policy=lambda: choose(self._context(live)),
+                            is_silent=silent(heartbeat_at=seen.heartbeat_at, provider_progress=seen.provider_progress,
+                                             since=since, now=self.now))
+        if stop is None:
             return False
-        action = choose(self._context(live))
-        if isinstance(action, Stop):
-            self._terminate(live, inst, action.outcome, action.transitions, action.reason)
-            return action.outcome is Outcome.SWITCHED
-        if self._silent(live, seen):
-            self._terminate(live, inst, Outcome.LOST, LOST,
-                            f"attempt {live.number}: no heartbeat for {HEARTBEAT_TIMEOUT_S / 60:.0f} min; "
-                            "the instance is stopped and the task requeued")
-            return True
-        return False
+        self._terminate(live, inst, stop.outcome, stop.transitions, stop.reason)
+        return stop.outcome in (Outcome.SWITCHED, Outcome.LOST)
 
     def _still_starting(self, live: AttemptView, inst: Instance) -> bool:
         """A launched instance that has not started the job yet (a pod waiting for a node): nothing is
@@ -225,13 +218,6 @@ class TaskWorker:
         self.r.providers[live.provider].terminate(inst)
         self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason,
                                unbilled=unbilled)
-
-    def _silent(self, live: AttemptView, seen: Seen) -> bool:
-        """A live instance whose agent has not been heard from for too long (never booted, hung)."""
-        if seen.heartbeat_at is None and seen.provider_progress:
-            return False  # the provider reports progress itself (simulations): no heartbeat to miss
-        last = seen.heartbeat_at if seen.heartbeat_at is not None else (live.started_at or live.launched_at)
-        return self.now - last > HEARTBEAT_TIMEOUT_S
 
     def _finish(self, live: AttemptView, inst: Instance | None, *, seen: Seen | None = None) -> None:
         if seen is None:
