@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.cli.main import prepare
-from orchestrator.loop.reconciler import Reconciler
 from orchestrator.cli.wiring import AGENT_COMMAND
+from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
 from providers.base import Clock, SystemClock

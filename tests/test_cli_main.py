@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.main import build_parser
-from orchestrator.core.policy import policy_names
 from orchestrator.cli.wiring import known_providers, open_store
+from orchestrator.core.policy import policy_names
 from tests.loop_support import job_toml, python_command
 
 REPO = Path(__file__).resolve().parent.parent

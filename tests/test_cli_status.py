@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.main import main
+from orchestrator.cli.wiring import open_store
 from orchestrator.core.spec import JobSpec, ScheduleSpec
 from orchestrator.loop.reconciler import Reconciler
-from orchestrator.cli.wiring import open_store
 from orchestrator.store import Store
 from providers.base import Resources
 from tests.loop_support import REPO, job_toml, python_command, reconciler, run_until, submit

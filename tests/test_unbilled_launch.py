@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestrator.cli.main import prepare
+from orchestrator.cli.wiring import AGENT_COMMAND
 from orchestrator.core.cost import attempt_cost, job_cost
 from orchestrator.core.model import AttemptState, Outcome, TaskState
 from orchestrator.loop.reconciler import Reconciler
-from orchestrator.cli.wiring import AGENT_COMMAND
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
 from providers.base import EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources
