@@ -22,10 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from orchestrator.core.cost import job_cost
-from orchestrator.store.tables import EventRow, JobRow
+from orchestrator.store.held import events_of_held_jobs, held_jobs, newest_event_id
 
 if TYPE_CHECKING:
     from orchestrator.store import Store
@@ -105,9 +103,7 @@ class ControllerLog:
     @classmethod
     def starting_now(cls, store: Store, owner: str, now: Callable[[], float]) -> ControllerLog:
         """A log that starts after the newest event so far: a restarted controller does not replay history."""
-        with store.session() as s:
-            newest = s.scalar(select(func.max(EventRow.id))) or 0
-        return cls(store, owner, now, last_id=newest)
+        return cls(store, owner, now, last_id=newest_event_id(store))
 
     def after_tick(self) -> None:
         """Log what the last tick recorded. Never raises: the loop outlives a database outage, and so
@@ -119,31 +115,20 @@ class ControllerLog:
 
     def _log_new(self) -> None:
         touched: set[str] = set()
-        for e, name in self._new_events():
-            touched.add(e.job_id)
-            log.info("%s", e.message, extra={"at": e.at, "job_id": e.job_id, "job_name": name, "kind": e.kind,
-                                             "task_id": e.task_id, "attempt_id": e.attempt_id})
+        for held in events_of_held_jobs(self.store, self.owner, after_id=self.last_id):
+            e = held.event
+            touched.add(held.job_id)
+            log.info("%s", e.message, extra={"at": e.at, "job_id": held.job_id, "job_name": held.job_name,
+                                             "kind": e.kind, "task_id": e.task_id, "attempt_id": e.attempt_id})
+            self.last_id = e.id
         self._log_cost_steps(touched)
-
-    def _new_events(self) -> list[tuple[EventRow, str]]:
-        with self.store.session() as s:
-            rows = s.execute(select(EventRow, JobRow.name).join(JobRow, JobRow.id == EventRow.job_id)
-                             .where(EventRow.id > self.last_id, JobRow.lease_owner == self.owner)
-                             .order_by(EventRow.id)).all()
-        out = [(r[0], r[1]) for r in rows]
-        if out:
-            self.last_id = out[-1][0].id
-        return out
 
     def _log_cost_steps(self, touched: set[str]) -> None:
         """A `cost` line for each held job whose spend crossed a step since the last line (first sight: if any)."""
-        with self.store.session() as s:
-            jobs = s.execute(select(JobRow.id, JobRow.name, JobRow.budget_usd, JobRow.finished_at)
-                             .where(JobRow.lease_owner == self.owner)
-                             .where(JobRow.finished_at.is_(None) | JobRow.id.in_(touched))).all()
+        jobs = held_jobs(self.store, self.owner, also=touched)
         now = self.now()
-        attempts = self.store.attempts_of([j[0] for j in jobs])  # one query for every held job, not one each
-        for job_id, name, budget, finished_at in jobs:
+        attempts = self.store.attempts_of([j.id for j in jobs])  # one query for every held job, not one each
+        for job_id, name, budget, finished_at in ((j.id, j.name, j.budget_usd, j.finished_at) for j in jobs):
             spent = job_cost(attempts[job_id], now=now, remaining_usd=0.0, on_demand_only_usd=0.0).spent_usd
             step = cost_step(spent, budget)
             if step > self.steps.get(job_id, 0):
