@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.core.item_records import ItemCounts
 from orchestrator.store import Store
-from orchestrator.store.item_source import SqlItemSource
+from orchestrator.store.item_source import SqlItemSource, worker_environment
 from orchestrator.store.items import ItemStore
 from orchestrator.worker import ItemsConfigError, MemoryItemSource, is_out_of_memory, items
 from tests.test_items_store import campaign
@@ -173,3 +173,11 @@ def test_sigterm_stops_a_worker_process_and_nothing_it_held_is_lost(store: Store
     finish = subprocess.run([sys.executable, "-c", WORKER], env=env, cwd=ROOT, capture_output=True, text=True,
                             timeout=120, check=True)
     assert sorted(done_here + [int(x) for x in finish.stdout.split()]) == list(range(40))
+
+
+def test_only_local_workers_are_given_the_database_url() -> None:
+    url = "postgresql+psycopg://orch:secret@db.internal/orch"
+    assert worker_environment(url, provider="local", gpu_memory_gb=16.0) == {
+        "ORCH_ITEMS_URL": url, "ORCH_GPU_MEMORY_GB": "16"}
+    for cloud in ("aws", "gcp", "kubernetes", "sim"):
+        assert worker_environment(url, provider=cloud, gpu_memory_gb=16.0) == {}

@@ -19,6 +19,26 @@ from orchestrator.store.items import ItemStore
 from orchestrator.store.tables import JobRow
 
 DEFAULT_MAX_FAILURES = 3
+# Providers whose workers run beside the controller, where the database is already reachable. A cloud
+# instance or a pod never gets the URL: it would carry the database's password into user data or a
+# pod spec, and the database would have to accept connections from outside (docs/campaigns.md).
+DIRECT_PROVIDERS = frozenset({"local"})
+
+
+def worker_environment(url: str, *, provider: str, gpu_memory_gb: float | None = None,
+                       lease_seconds: float | None = None) -> dict[str, str]:
+    """The ORCH_ITEMS_* variables a campaign worker on `provider` gets, beside ORCH_JOB_ID and
+    ORCH_ATTEMPT_ID (which name the job and the lease owner): the database URL for local workers
+    only, and nothing for the others until a cloud `ItemSource` exists. The loop adds them to the
+    attempt's LaunchRequest.env."""
+    if provider not in DIRECT_PROVIDERS:
+        return {}
+    env = {"ORCH_ITEMS_URL": url}
+    if gpu_memory_gb is not None:
+        env["ORCH_GPU_MEMORY_GB"] = f"{gpu_memory_gb:g}"
+    if lease_seconds is not None:
+        env["ORCH_ITEMS_LEASE_SECONDS"] = f"{lease_seconds:g}"
+    return env
 
 
 class SqlItemSource:
