@@ -23,7 +23,7 @@ CACHE=${ORCH_KUBE_CACHE:-$HOME/.cache/orch-kube}
 BIN=$CACHE/bin
 GOPATH_DIR=$CACHE/gopath
 SRC=$GOPATH_DIR/src/k8s.io/kubernetes
-STAMP=$BIN/.built-$VERSION-7   # bump the suffix when the fixes below change
+STAMP=$BIN/.built-$VERSION-8   # bump the suffix when the fixes below change
 
 mode=${1:-build}
 case "$mode" in build|smoke) ;; *) echo "usage: bash .ci/kube.sh [build|smoke]" >&2; exit 2 ;; esac
@@ -99,7 +99,8 @@ if [ ! -f "$STAMP" ]; then
   # The tarball's version files say v0.0.0-master (it was cut by `git archive`); /version should say
   # what runs. Both copies (component-base's and client-go's, which /version serves) are set in place.
   sed -i -E -e "s/^(\s*gitVersion\s+(string\s+)?= )\".*\"/\1\"v$VERSION\"/" \
-    -e 's/^(\s*gitMajor string)( \/\/.*)?$/\1 = "1"/' -e 's/^(\s*gitMinor string)( \/\/.*)?$/\1 = "20"/' \
+    -e 's/^(\s*gitMajor string)( = "")?( \/\/.*)?$/\1 = "1"/' \
+    -e 's/^(\s*gitMinor string)( = "")?( \/\/.*)?$/\1 = "20"/' \
     staging/src/k8s.io/component-base/version/base.go staging/src/k8s.io/client-go/pkg/version/base.go
   for cmd in kube-apiserver kube-scheduler; do
     go build -trimpath -ldflags "-s -w" -o "$BIN/$cmd" "./cmd/$cmd"
