@@ -51,6 +51,7 @@ from providers.kubernetes.pods import (
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+_CONFLICT_RETRIES = 5  # read-modify-write rounds on a pod others write too (scheduler, kubelet)
 _OPTION_KEYS = frozenset({"preset", "spot_labels", "on_demand_labels", "node_selector", "tolerations"})
 
 
@@ -238,18 +239,30 @@ class KubernetesProvider:
         ns = self.settings.namespace
         name = instance.instance_id
         try:
-            with _translate("mark pod for termination"):
-                pod = self._plain(self._core.read_namespaced_pod(name, ns))
-                finalizers = [f for f in (pod.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
-                patch = {"metadata": {"annotations": {ANN_STOP: "true"}, "finalizers": finalizers or None,
-                                      "resourceVersion": pod["metadata"]["resourceVersion"]}}
-                self._core.patch_namespaced_pod(name, ns, patch, _content_type="application/merge-patch+json")
+            self._mark_for_termination(name, ns)
             with _translate("delete pod"):
                 self._core.delete_namespaced_pod(name, ns)
         except PermanentError as exc:
             if not _is_status(exc, 404):
                 raise
         self._snapshot = None
+
+    def _mark_for_termination(self, name: str, ns: str) -> None:
+        """Annotate the pod as stopped by orch and drop orch's finalizer, guarded by the resourceVersion
+        read. On a real cluster the scheduler and the kubelet write the pod all the time, so a stale
+        version (409) is read again and retried, as client-go's RetryOnConflict does."""
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                with _translate("mark pod for termination"):
+                    pod = self._plain(self._core.read_namespaced_pod(name, ns))
+                    finalizers = [f for f in (pod.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
+                    patch = {"metadata": {"annotations": {ANN_STOP: "true"}, "finalizers": finalizers or None,
+                                          "resourceVersion": pod["metadata"]["resourceVersion"]}}
+                    self._core.patch_namespaced_pod(name, ns, patch, _content_type="application/merge-patch+json")
+                return
+            except TransientError as exc:
+                if not _is_status(exc, 409) or attempt == _CONFLICT_RETRIES - 1:
+                    raise
 
     # --- observe ---------------------------------------------------------------------------------
 
