@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import orchestrator.store.repo as repo
+import orchestrator.store.reads as reads
 from orchestrator.core.model import AttemptState, TaskState
 from orchestrator.core.spec import parse_spec
 from orchestrator.loop import snapshot
@@ -39,13 +39,13 @@ class Rows:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.n = 0
         for name in ("task_from_row", "attempt_from_row"):
-            real = getattr(repo, name)
+            real = getattr(reads, name)
 
             def counted(row: Any, _real: Any = real) -> Any:
                 self.n += 1
                 return _real(row)
 
-            monkeypatch.setattr(repo, name, counted)
+            monkeypatch.setattr(reads, name, counted)
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_a_held_jobs_spec_is_parsed_once_not_every_tick(running: tuple[Reconcile
     r, clock, job_id = running
     parsed: list[object] = []
     real = views.spec_from_dict
-    for module in (views, repo):
+    for module in (views, reads):
         monkeypatch.setattr(module, "spec_from_dict", lambda d: parsed.append(d) or real(d))
     clock.sleep(60.0)
     r.tick()

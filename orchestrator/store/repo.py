@@ -27,22 +27,17 @@ from orchestrator.core.model import (
     TaskView,
     Transition,
 )
-from orchestrator.core.spec import JobSpec, spec_from_dict
+from orchestrator.core.spec import JobSpec
+from orchestrator.store import reads
 from orchestrator.store.items import insert_items
 from orchestrator.store.job_list import EVERY_JOB, JobFilter, count_jobs, select_jobs
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, PriceRow, TaskRow
 from orchestrator.store.views import (
-    ATTEMPT_COLUMNS,
-    JOB_COLUMNS,
-    TASK_COLUMNS,
     EventView,
     JobView,
-    attempt_from_row,
     attempt_view,
     event_view,
-    job_from_row,
     job_view,
-    task_from_row,
 )
 from providers.base import Offer
 
@@ -200,21 +195,10 @@ class Store:
 
     def jobs_by_id(self, job_ids: Collection[str], *,
                    specs: Mapping[str, JobSpec] | None = None) -> dict[str, JobView]:
-        """Several jobs by exact id, in one query per `IN_CHUNK` ids (a tick's snapshot). `specs`: specs
+        """Several jobs by exact id, in one query per `reads.IN_CHUNK` ids (a tick's snapshot). `specs`: specs
         already parsed, by job id (immutable after submit), so a tick does not parse them again."""
-        known = specs or {}
-        out: dict[str, JobView] = {}
-        with self.session() as s:
-            for chunk in _chunks(job_ids):
-                rows = s.execute(select(*JOB_COLUMNS).where(JobRow.id.in_(chunk))).all()
-                # Only the specs not parsed before are fetched and parsed (a job's first tick).
-                new = [r[0] for r in rows if r[0] not in known]
-                parsed = {i: spec_from_dict(d) for i, d in s.execute(
-                    select(JobRow.id, JobRow.spec).where(JobRow.id.in_(new)))} if new else {}
-                for r in rows:
-                    spec = known.get(r[0])
-                    out[r[0]] = job_from_row(r, parsed[r[0]] if spec is None else spec)
-        return out
+        with self.engine.connect() as conn:
+            return reads.jobs_by_id(conn, job_ids, specs or {})
 
     def job_by_ref(self, external_ref: str) -> JobView | None:
         with self.session() as s:
@@ -233,29 +217,20 @@ class Store:
     # --- tasks ---------------------------------------------------------------------------------
 
     def tasks(self, job_id: str) -> list[TaskView]:
-        with self.session() as s:
-            rows = s.execute(select(*TASK_COLUMNS).where(TaskRow.job_id == job_id).order_by(TaskRow.index))
-            return [task_from_row(r) for r in rows]
+        with self.engine.connect() as conn:
+            return reads.tasks(conn, job_id)
 
     def tasks_of(self, job_ids: Collection[str]) -> dict[str, list[TaskView]]:
-        """The tasks of several jobs in one query per `IN_CHUNK` jobs (a page of `orch status`, a tick's
+        """The tasks of several jobs in one query per `reads.IN_CHUNK` jobs (a page of `orch status`, a tick's
         snapshot), by job id."""
-        out: dict[str, list[TaskView]] = {j: [] for j in job_ids}
-        with self.session() as s:
-            for chunk in _chunks(job_ids):
-                for r in s.execute(select(*TASK_COLUMNS).where(TaskRow.job_id.in_(chunk))
-                                   .order_by(TaskRow.job_id, TaskRow.index)):
-                    out[r[1]].append(task_from_row(r))
-        return out
+        with self.engine.connect() as conn:
+            return reads.tasks_of(conn, job_ids)
 
     def task_with_attempts(self, task_id: str) -> tuple[TaskView | None, list[AttemptView]]:
         """One task and its attempts (ordered as `attempts` orders them), read together: what a tick
         re-reads after changing a task, instead of the whole job."""
-        with self.session() as s:
-            row = s.execute(select(*TASK_COLUMNS).where(TaskRow.id == task_id)).first()
-            attempts = s.execute(select(*ATTEMPT_COLUMNS).where(AttemptRow.task_id == task_id)
-                                 .order_by(AttemptRow.launched_at, AttemptRow.number))
-            return (task_from_row(row) if row else None), [attempt_from_row(a) for a in attempts]
+        with self.engine.connect() as conn:
+            return reads.task_with_attempts(conn, task_id)
 
     def transition(
         self,
@@ -425,33 +400,22 @@ class Store:
             s.execute(update(AttemptRow).where(AttemptRow.id == attempt_id).values(**values))
 
     def attempts(self, job_id: str) -> list[AttemptView]:
-        with self.session() as s:
-            rows = s.execute(
-                select(*ATTEMPT_COLUMNS)
-                .where(AttemptRow.job_id == job_id)
-                .order_by(AttemptRow.launched_at, AttemptRow.number)
-            )
-            return [attempt_from_row(r) for r in rows]
+        with self.engine.connect() as conn:
+            return reads.attempts(conn, job_id)
 
     def attempts_of(self, job_ids: Collection[str]) -> dict[str, list[AttemptView]]:
-        """The attempts of several jobs in one query per `IN_CHUNK` jobs, by job id, each list ordered
+        """The attempts of several jobs in one query per `reads.IN_CHUNK` jobs, by job id, each list ordered
         as `attempts` orders it."""
-        out: dict[str, list[AttemptView]] = {j: [] for j in job_ids}
-        with self.session() as s:
-            for chunk in _chunks(job_ids):
-                for r in s.execute(select(AttemptRow.job_id, *ATTEMPT_COLUMNS).where(AttemptRow.job_id.in_(chunk))
-                                   .order_by(AttemptRow.launched_at, AttemptRow.number)):
-                    out[r[0]].append(attempt_from_row(r[1:]))
-        return out
+        with self.engine.connect() as conn:
+            return reads.attempts_of(conn, job_ids)
 
     def live_attempt_ids(self) -> set[str]:
-        with self.session() as s:
-            return set(s.scalars(select(AttemptRow.id).where(AttemptRow.state != str(AttemptState.ENDED))))
+        with self.engine.connect() as conn:
+            return reads.live_attempt_ids(conn)
 
     def attempt(self, attempt_id: str) -> AttemptView | None:
-        with self.session() as s:
-            row = s.execute(select(*ATTEMPT_COLUMNS).where(AttemptRow.id == attempt_id)).first()
-            return attempt_from_row(row) if row else None
+        with self.engine.connect() as conn:
+            return reads.attempt(conn, attempt_id)
 
     # --- events and prices ---------------------------------------------------------------------
 
@@ -510,13 +474,3 @@ class Store:
                 )
                 for o in offers
             )
-
-
-# Ids per IN (...) list: far below SQLite's and PostgreSQL's limits on bound parameters.
-IN_CHUNK = 2000
-
-
-def _chunks(ids: Collection[str]) -> Iterator[list[str]]:
-    items = list(ids)
-    for i in range(0, len(items), IN_CHUNK):
-        yield items[i:i + IN_CHUNK]
