@@ -120,13 +120,29 @@ def _jobs(shape: str, tasks: int) -> tuple[int, int]:
 
 def measure_loop(url: str, tasks: int, shape: str, *, ticks: int = 3, stored: int = 0,
                  warmup: int = 2) -> LoopResult:
-    """Submit `tasks` running tasks (plus finished jobs up to `stored` tasks), then time `ticks` ticks."""
+    """Submit `tasks` running tasks (plus finished jobs up to `stored` tasks), then time `ticks` quiet ticks."""
+    return measure_phases(url, tasks, shape, ticks=ticks, stored=stored, warmup=warmup, phases=(QUIET,))[QUIET]
+
+
+QUIET, PROGRESS = "quiet", "progress"
+PHASES = (QUIET, PROGRESS)
+
+
+def measure_phases(url: str, tasks: int, shape: str, *, ticks: int = 3, stored: int = 0, warmup: int = 2,
+                   phases: tuple[str, ...] = PHASES) -> dict[str, LoopResult]:
+    """Both steady states of one store, measured in turn:
+
+    - `quiet`: every task running and none reporting progress yet (the sim's restart overhead has
+      not passed): nothing changes, so a tick reads and decides but writes nothing;
+    - `progress`: the clock moved past the restart overhead, so every running task reports new
+      progress on every tick, as a live job's heartbeats do: each tick writes every task.
+    """
     engine = make_engine(url)
     upgrade(engine)
     store = Store(engine)
     clock = SimClock()
     jobs, shards = _jobs(shape, tasks)
-    result = LoopResult(shape, jobs * shards, max(stored, jobs * shards), jobs)
+    results = {p: LoopResult(shape, jobs * shards, max(stored, jobs * shards), jobs) for p in phases}
     counter = QueryCounter(engine)
     try:
         with tempfile.TemporaryDirectory(prefix="orch-scale-") as tmp:
@@ -140,13 +156,18 @@ def measure_loop(url: str, tasks: int, shape: str, *, ticks: int = 3, stored: in
             for _ in range(warmup):  # the first ticks launch everything: not the steady state
                 r.tick()
                 clock.sleep(TICK_S)
-            result.setup_s = time.perf_counter() - start
-            result.alive = sum(1 for i in sim.instances() if i.alive)
-            _measure(r, clock, counter, provider, ticks, result)
+            setup = time.perf_counter() - start
+            for phase, result in results.items():
+                if phase == PROGRESS:
+                    clock.sleep(sim.overhead_s)  # work begins: from here every tick sees new progress
+                    r.tick()  # the first one also notes when each attempt became productive
+                result.setup_s = setup
+                result.alive = sum(1 for i in sim.instances() if i.alive)
+                _measure(r, clock, counter, provider, ticks, result)
     finally:
         counter.close()
         engine.dispose()
-    return result
+    return results
 
 
 def _measure(r: Reconciler, clock: SimClock, counter: QueryCounter, provider: CountingProvider, ticks: int,

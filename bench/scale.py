@@ -4,8 +4,9 @@ Every task runs on the `sim` provider (no processes, no network), so what is mea
     (a) N single-task jobs, (b) N/100 array jobs of 100 shards each, all running;
     a store of --stored tasks of which the smallest N run (the rest finished, by the loop itself);
     `orch status --limit 50` over --status-jobs jobs; `Store.submit` of one array job of --items items.
-Each loop row runs in its own process (its peak RSS is the controller's with that many tasks) on a
-fresh database, and reports the median of --ticks steady-state ticks.
+Each loop measurement runs in its own process (its peak RSS is the controller's with that many tasks)
+on a fresh database, and reports the median of --ticks steady-state ticks twice: quiet (nothing
+changes) and progress (every running task reports new progress each tick, as heartbeats do).
 
     python bench/scale.py [--tasks 100,1000] [--ticks 3] [--stored 2000] [--status-jobs 10000]
                           [--items 10000] [--postgres URL]
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._scale_cli import fill_jobs, status_env, time_array_submit, time_cli_start, time_status
 from bench._scale_counters import calls_text
-from bench._scale_loop import SHAPES, measure_loop
+from bench._scale_loop import SHAPES, measure_phases
 from bench.reconcile import _drop, _postgres_db
 
 TARGET = 10_000  # running tasks the loop must handle (issue 10)
@@ -56,23 +57,25 @@ def fresh_store(admin_url: str | None) -> Iterator[tuple[str, Path]]:
             _drop(admin_url, name)
 
 
-def one(url: str, tasks: int, shape: str, ticks: int, stored: int) -> dict[str, Any]:
-    """One loop measurement as a dict, with this process's peak RSS in MiB."""
-    r = measure_loop(url, tasks, shape, ticks=ticks, stored=stored)
-    return {"shape": r.shape, "running": r.running, "stored": r.stored, "jobs": r.jobs, "alive": r.alive,
-            "tick": r.tick, "ticks": r.tick_s, "cpu": r.cpu, "rows": r.rows_per_tick,
-            "statements": r.statements_per_tick, "updates": r.task_updates_per_tick,
-            "calls": r.calls, "setup": r.setup_s, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+def one(url: str, tasks: int, shape: str, ticks: int, stored: int) -> list[dict[str, Any]]:
+    """One store's loop measurements (quiet, then progress ticks) as dicts, with this process's peak RSS
+    in MiB (the same for both: the process that ran both phases)."""
+    results = measure_phases(url, tasks, shape, ticks=ticks, stored=stored)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return [{"shape": f"{r.shape}, {phase}", "running": r.running, "stored": r.stored, "jobs": r.jobs,
+             "alive": r.alive, "tick": r.tick, "ticks": r.tick_s, "cpu": r.cpu, "rows": r.rows_per_tick,
+             "statements": r.statements_per_tick, "updates": r.task_updates_per_tick, "calls": r.calls,
+             "setup": r.setup_s, "rss": rss} for phase, r in results.items()]
 
 
-def run_one(url: str, tasks: int, shape: str, ticks: int, stored: int = 0) -> dict[str, Any]:
+def run_one(url: str, tasks: int, shape: str, ticks: int, stored: int = 0) -> list[dict[str, Any]]:
     """`one` in a new process, so that its peak RSS is this measurement's alone."""
     arg = json.dumps([url, tasks, shape, ticks, stored])
     done = subprocess.run([sys.executable, __file__, "--one", arg], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"measuring {tasks} {shape} tasks failed:\n{done.stderr[-3000:]}")
-    row: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return row
+    rows: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return rows
 
 
 def loop_row(store: str, r: dict[str, Any]) -> str:
@@ -100,15 +103,17 @@ def measure_store(label: str, admin: str | None, args: argparse.Namespace, out: 
     for tasks in args.sizes:
         for shape in SHAPES:
             with fresh_store(admin) as (url, _):
-                r = run_one(url, tasks, shape, args.ticks)
-            out["loop"].append(loop_row(label, r))
-            largest[shape] = r
-            print(out["loop"][-1], flush=True)
+                rows = run_one(url, tasks, shape, args.ticks)
+            for r in rows:
+                out["loop"].append(loop_row(label, r))
+                largest[r["shape"]] = r
+                print(out["loop"][-1], flush=True)
     if args.stored:
         with fresh_store(admin) as (url, _):
-            r = run_one(url, min(args.sizes), "single", args.ticks, args.stored)
-        out["loop"].append(loop_row(label + ", finished jobs stored", r))
-        print(out["loop"][-1], flush=True)
+            rows = run_one(url, min(args.sizes), "single", args.ticks, args.stored)
+        for r in rows:
+            out["loop"].append(loop_row(label + ", finished jobs stored", r))
+            print(out["loop"][-1], flush=True)
     for shape, r in largest.items():
         if r["running"] < TARGET:
             t = r["tick"] * TARGET / r["running"]
@@ -148,8 +153,9 @@ def machine() -> str:
 
 def report(args: argparse.Namespace, out: dict[str, list[str]], took: float) -> None:
     print(f"\n{machine()}\nDate: {time.strftime('%Y-%m-%d')}; {took:.0f} s in all.\n")
-    print(f"Loop: median of {args.ticks} steady-state ticks (after 2 warm-up ticks that launch everything); "
-          f"peak RSS of the process that ran that row.\n")
+    print(f"Loop: median of {args.ticks} steady-state ticks (after 2 warm-up ticks that launch everything): quiet "
+          "(no task reports progress yet: nothing to write), then progress (every task reports progress each "
+          "tick); peak RSS of the process that ran both.\n")
     print("\n".join(LOOP_HEAD + out["loop"]))
     if out["extrapolated"]:
         print("\n" + "\n".join(out["extrapolated"]))

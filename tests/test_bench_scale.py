@@ -23,6 +23,15 @@ def test_a_tiny_loop_measurement_counts_running_tasks_rows_and_calls(tmp_path: P
     assert r.calls["instances"] == 1  # one list call per provider a tick
 
 
+def test_in_the_progress_phase_every_running_task_is_written_each_tick(tmp_path: Path) -> None:
+    from bench._scale_loop import PROGRESS, QUIET, measure_phases
+
+    r = measure_phases(f"sqlite:///{tmp_path / 'orch.db'}", 4, "array", ticks=2)
+    assert r[QUIET].task_updates_per_tick == 0  # nothing moves before the restart overhead has passed
+    assert r[PROGRESS].task_updates_per_tick == 4 and r[PROGRESS].alive == 4
+    assert r[PROGRESS].rows_per_tick > r[QUIET].rows_per_tick  # a changed task is read again
+
+
 def test_finished_jobs_are_stored_beside_the_running_ones(tmp_path: Path) -> None:
     r = measure_loop(f"sqlite:///{tmp_path / 'orch.db'}", 2, "single", ticks=1, stored=5)
     assert (r.running, r.stored, r.alive) == (2, 5, 2)
