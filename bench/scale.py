@@ -181,7 +181,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--items", type=int, default=10_000, help="items of the submitted array job (default 10000)")
     p.add_argument("--runs", type=int, default=3, help="runs of each status and submit timing (default 3)")
     p.add_argument("--postgres", default=os.environ.get("ORCH_TEST_POSTGRES_URL"))
-    p.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL even when a URL is set")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL even when a URL is set")
+    only.add_argument("--postgres-only", action="store_true", help="skip SQLite (run the stores side by side)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.sizes = [int(n) for n in args.tasks.split(",")]
@@ -196,7 +198,8 @@ def main() -> None:
     print(machine(), flush=True)
     start = time.perf_counter()
     out: dict[str, list[str]] = {"loop": [], "extrapolated": [], "status": [], "submit": []}
-    measure_store("SQLite (WAL)", None, args, out)
+    if not args.postgres_only:
+        measure_store("SQLite (WAL)", None, args, out)
     if args.postgres and not args.sqlite_only:
         measure_store("PostgreSQL", args.postgres, args, out)
     report(args, out, time.perf_counter() - start)
