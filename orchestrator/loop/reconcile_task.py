@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest, read_heartbeat
 from orchestrator.checkpoint.manifest import read_manifest
-from orchestrator.core.cost import attempt_cost
 from orchestrator.core.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended, replace_on_notice
 from orchestrator.core.live import Listing, exited_ok_but_alive, keep_or_stop, read_listing, silent
 from orchestrator.core.model import (
@@ -27,7 +26,8 @@ from orchestrator.core.model import (
 )
 from orchestrator.core.placement import cheapest, usable
 from orchestrator.core.policy import Situation
-from orchestrator.core.status import idle_price, measured_overhead_hours, remaining_usd, task_work_hours
+from orchestrator.core.status import idle_price, task_work_hours
+from orchestrator.core.totals import JobTotals
 from orchestrator.loop.executor import CallTimedOut
 from orchestrator.loop.snapshot import JobSnapshot
 from providers.base import (
@@ -106,8 +106,13 @@ class _Tracked:
 class TaskWorker:
     """One task's step, over the tick's snapshot of its job (see `orchestrator.loop.snapshot`)."""
 
-    def __init__(self, r: Reconciler, snap: JobSnapshot, task: TaskView, live: AttemptView | None) -> None:
+    def __init__(self, r: Reconciler, snap: JobSnapshot, task: TaskView, live: AttemptView | None,
+                 totals: JobTotals | None = None) -> None:
         self.r, self.snap, self.job, self.task, self.live = r, snap, snap.job, task, live
+        # The job's budget sums, shared by the job's steps this tick (built here for a lone step).
+        self.totals = totals if totals is not None else JobTotals.of(
+            snap.job.spec, snap.tasks, snap.attempts_of, idle=idle_price(snap.job.spec, r.job_offers(snap.job)),
+            now=r.clock.now())
         self._tracked = _Tracked(r.store)
         self.store = cast("Store", self._tracked)
 
@@ -116,14 +121,6 @@ class TaskWorker:
         """Whether this step changed the store since it last re-read its task (the snapshot must then
         read it again)."""
         return self._tracked.wrote
-
-    @property
-    def attempts(self) -> list[AttemptView]:
-        return self.snap.attempts
-
-    @property
-    def tasks(self) -> list[TaskView]:
-        return self.snap.tasks
 
     @property
     def now(self) -> float:
@@ -442,7 +439,7 @@ class TaskWorker:
         spec, task, now = self.job.spec, self.task, self.now
         offers = self._all_offers()
         work_h = task_work_hours(spec, task)
-        overhead_h = measured_overhead_hours(spec, self.attempts)
+        overhead_h = self.totals.overhead_h()
         spot = usable(offers, Market.SPOT, self.r.capacity, now)
         low_spot, low_od = cheapest(offers, Market.SPOT), cheapest(offers, Market.ON_DEMAND)
         ratio = low_od.price_per_hour / low_spot.price_per_hour if low_spot and low_od else 3.0
@@ -458,17 +455,16 @@ class TaskWorker:
             tick_h=self.r.tick_seconds / 3600.0, overhead_left_h=overhead_left,
             history=self.r.history.get(self.job.id),
         )
-        spent = sum(attempt_cost(a, now) for a in self.attempts)
-        # What the job's other tasks will still cost, by the same projection `orch status` shows.
-        others = remaining_usd(spec, self.tasks, self.attempts, idle=idle_price(spec, offers), overhead_h=overhead_h,
-                               skip=task.id)
+        # What the job has spent and what its other tasks will still cost, by the same projection
+        # `orch status` shows (`status.remaining_usd`), kept per task (`core.totals`): O(1) per step.
         return Context(spec=spec, situation=situation, live=live, offers=offers, avoid=self.r.capacity, now=now,
-                       spent_usd=spent, others_usd=others)
+                       spent_usd=self.totals.spent, others_usd=self.totals.others_usd(task.id))
 
     def _refresh(self) -> None:
         """Read this task and its attempts again (not the whole job) after changing them."""
         self.snap.refresh_task(self.r.store, self.task.id)
         self.task = self.snap.task(self.task.id) or self.task
+        self.totals.update(self.task, self.snap.attempts_of(self.task.id))
         self._tracked.wrote = False  # the snapshot holds every write so far: no second re-read after the step
 
 

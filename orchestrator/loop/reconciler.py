@@ -23,6 +23,8 @@ from orchestrator.core.model import job_state
 from orchestrator.core.placement import usable
 from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.spec import JobSpec
+from orchestrator.core.status import idle_price
+from orchestrator.core.totals import JobTotals
 from orchestrator.loop import snapshot
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.reconcile_task import TaskWorker, draining
@@ -267,8 +269,10 @@ class Reconciler:
         (budget, attempts), since a step that changed its task re-reads that task into the snapshot."""
         job = snap.job
         self._observe_spot(job)
+        totals = JobTotals.of(job.spec, snap.tasks, snap.attempts_of, idle=idle_price(job.spec, self.job_offers(job)),
+                              now=self.clock.now())
         for task in [t for t in snap.tasks if not t.state.terminal]:
-            worker = TaskWorker(self, snap, task, snap.live_attempt(task.id))
+            worker = TaskWorker(self, snap, task, snap.live_attempt(task.id), totals)
             try:
                 worker.step(obs)
             except ProviderError as exc:
@@ -276,6 +280,9 @@ class Reconciler:
             finally:
                 if worker.wrote:
                     snap.refresh_task(self.store, task.id)
+                    fresh = snap.task(task.id)
+                    if fresh is not None:
+                        totals.update(fresh, snap.attempts_of(task.id))
         states = [t.state for t in snap.tasks]
         if all(s.terminal for s in states):
             now = self.clock.now()
