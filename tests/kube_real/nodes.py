@@ -16,7 +16,6 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ class NodeSim:
         self.slow_stop: set[str] = set()  # pods that use their whole grace period (saving a checkpoint)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one writer of pod status at a time: the kubelet round or a test
 
     # --- the cloud's side ---------------------------------------------------------------------
 
@@ -102,7 +101,8 @@ class NodeSim:
                   "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": reason,
                                   "lastTransitionTime": now_iso()}],
                   "containerStatuses": [self._terminated(pod, 143, "Error")]}
-        self.core.patch_namespaced_pod_status(pod, namespace, {"status": status})
+        with self.lock:  # not in the middle of a kubelet round that read the pod as it was
+            self.core.patch_namespaced_pod_status(pod, namespace, {"status": status})
 
     # --- the kubelet's side -------------------------------------------------------------------
 
@@ -110,7 +110,8 @@ class NodeSim:
         """The job's process ends with `exit_code`."""
         status = {"phase": "Succeeded" if exit_code == 0 else "Failed",
                   "containerStatuses": [self._terminated(pod, exit_code, "Completed" if exit_code == 0 else "Error")]}
-        self.core.patch_namespaced_pod_status(pod, namespace, {"status": status})
+        with self.lock:
+            self.core.patch_namespaced_pod_status(pod, namespace, {"status": status})
 
     @staticmethod
     def _terminated(pod: str, code: int, reason: str) -> dict[str, Any]:
@@ -174,10 +175,7 @@ class NodeSim:
         if self._thread is not None:
             self._thread.join(10)
 
-    def cleanup(self, release: Callable[[str], None] | None = None) -> None:
+    def cleanup(self) -> None:
         """Remove the nodes it made (the cluster is shared by the session's tests)."""
         for node in list(self.nodes):
             self.remove_node(node)
-        if release is not None:
-            for ns in self.namespaces:
-                release(ns)
