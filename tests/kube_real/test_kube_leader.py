@@ -62,8 +62,8 @@ def test_a_graceful_stop_hands_the_lease_over_at_once(cluster: Cluster, namespac
         eventually(lambda: b.proc.elector.holder == "replica-a", what="b to see a's lease")
         a.stop()
         assert a.code == 0
-        released = lease(cluster, namespace)
-        assert not released.get("holderIdentity"), f"a released the lease on stop: {released}"
+        released = lease(cluster, namespace)  # released (no holder), or already b's: never a's
+        assert released.get("holderIdentity") in (None, "", "replica-b"), f"a released the lease: {released}"
         eventually(lambda: b.proc.elector.is_leader, what="b to take the released lease")
     finally:
         b.stop()
