@@ -110,6 +110,7 @@ class Cluster:
         self.ca = folder / "ca.crt"
         self.procs: dict[str, _Proc] = {}
         self.audit_log = folder / "audit.log"  # JSON lines: ServiceAccounts' requests and their answers
+        self._etcd_data: Path | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -190,9 +191,9 @@ class Cluster:
         """Stop the three processes this object started, in reverse order; safe to call twice."""
         for name in ("kube-scheduler", "kube-apiserver", "etcd"):
             self._end(name)
-        data = getattr(self, "_etcd_data", None)
-        if data is not None:
-            shutil.rmtree(data, ignore_errors=True)
+        if self._etcd_data is not None:
+            shutil.rmtree(self._etcd_data, ignore_errors=True)
+            self._etcd_data = None
 
     def restart_apiserver(self, down_s: float = 0.0) -> None:
         """Stop the API server (SIGTERM, as a rolling control-plane upgrade does), wait, start it again."""
