@@ -3,6 +3,7 @@
     python bench/policy.py                 # all setups, all windows (a few minutes on 2 cores)
     python bench/policy.py --quick         # one window in 8, and a smaller full-loop sample
     python bench/policy.py --write-docs    # also replace the table in docs/benchmarks.md
+    python bench/policy.py --multi         # multi-zone policies on the multi-region traces (bench/_multi.py)
 
 For each setup (the paper's Table 3: C = 48 h, D = 60 h, d = 0.2 h; then d = 0.05 and 0.5 h, D = 52
 and 70 h, and two zones together) it prints, per policy, the mean and standard deviation of the work
@@ -29,7 +30,7 @@ if str(ROOT) not in sys.path:
 
 import numpy as np
 
-from bench import _data, _heldout, _loop, _table
+from bench import _data, _heldout, _loop, _multi, _multi_data, _table
 from orchestrator.core.policy import get_policy
 from orchestrator.research import fastsim, optimum, traces
 
@@ -37,6 +38,7 @@ POLICIES = ("on-demand", "spot-only", "greedy", "uniform-progress", "auto")
 LOOP_POLICIES = ("greedy", "uniform-progress", "auto")
 DOCS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench/policy.py:start -->", "<!-- bench/policy.py:end -->"
+MULTI_START, MULTI_END = "<!-- bench/policy.py --multi:start -->", "<!-- bench/policy.py --multi:end -->"
 
 
 Job = tuple[str, ...]
@@ -101,13 +103,25 @@ def report(args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def write_docs(lines: list[str]) -> None:
+def multi_report(args: argparse.Namespace) -> list[str]:
+    """The multi-zone benchmark (`bench/_multi.py`): every job over worker processes, then the tables."""
+    _multi.warm_plans()
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+        done = dict(pool.map(_multi.evaluate, _multi.jobs(), chunksize=1))
+    elapsed = time.perf_counter() - started
+    header = [f"Command: `python bench/policy.py --multi` ({elapsed:.0f} s with {args.jobs} worker processes).", "",
+              f"Machine: {machine()}."]
+    return _multi.report(done, header)
+
+
+def write_docs(lines: list[str], start: str = START, end: str = END) -> None:
     text = DOCS.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"{DOCS}: markers {START} / {END} not found")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    DOCS.write_text(head + START + "\n" + "\n".join(lines) + "\n" + END + tail, encoding="utf-8")
+    if start not in text or end not in text:
+        raise SystemExit(f"{DOCS}: markers {start} / {end} not found")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    DOCS.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--loop-samples", type=int, default=50, help="windows for the full-loop check")
     parser.add_argument("--held-out", action="store_true", help="also test auto's model on data it was not fitted on")
+    parser.add_argument("--multi", action="store_true", help="multi-zone policies on the multi-region traces instead")
     args = parser.parse_args(argv)
+    if args.multi:
+        if not _multi_data.available():
+            print(f"multi-region traces not found under {_multi_data.data_dir()} (set {_multi_data.ENV})",
+                  file=sys.stderr)
+            return 2
+        lines = multi_report(args)
+        print("\n".join(lines))
+        if args.write_docs:
+            write_docs(lines, MULTI_START, MULTI_END)
+        return 0
     if not _data.available():
         print(f"public traces not found under {traces.traces_dir()} (set ORCH_TRACES_DIR)", file=sys.stderr)
         return 2

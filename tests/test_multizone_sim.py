@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.core.policy import get_policy
 from orchestrator.core.policy.base import Choice
-from orchestrator.core.policy.multizone import get_multi_policy, in_given_order, spread
+from orchestrator.core.policy.multizone import MIN_LOSSES, get_multi_policy, in_given_order, spread
 from orchestrator.core.policy.multizone_base import MoveCosts, MultiSituation, Placement, Zone, move_costs
 from orchestrator.research import fastsim
 from orchestrator.research.multizone_optimum import solve
@@ -108,3 +108,32 @@ def test_move_costs_from_rates() -> None:
     assert moves.egress[0][1] == pytest.approx(1.0 / 0.9701)
     assert moves.egress[2][0] == pytest.approx(4.0 / 0.9701)
     assert isinstance(moves, MoveCosts)
+
+
+def test_zone_seen_summarises_what_was_looked_at() -> None:
+    from orchestrator.core.policy.multizone_base import ZoneSeen
+
+    seen = ZoneSeen().look(True).close_tick(0.0, 0.5)
+    seen = seen.look(True).look(False).close_tick(0.5, 0.5)  # the first look of a tick counts
+    assert seen.up_run_h == 1.0 and seen.up_h == 1.0
+    seen = seen.look(False).close_tick(1.0, 0.5)
+    assert seen.up_run_h == 0 and seen.last_up_h == 0.5 and seen.last_seen_h == 1.0
+    seen = seen.look(True).close_tick(1.5, 0.5).close_tick(2.0, 0.5)  # the second tick unobserved
+    assert seen.up_run_h == 0 and seen.seen_h == 2.0 and seen.up_h == 1.5
+    assert seen.fraction(prior=0.5, weight_h=2.0) == pytest.approx((1.5 + 1.0) / 4.0)
+
+
+def test_the_default_leaves_a_flaky_zone_for_a_steady_one_elsewhere() -> None:
+    """us-east4-a is up two ticks in three, us-west1-a always: once MIN_LOSSES reclamations show it, the
+    restarts the rest of a 24-hour task can expect there cost more than FLAKY_MARGIN moves (1 USD of
+    egress and a minute), so the default moves once and stays; held in us-east4-a alone it pays far more."""
+    zones = (Zone("us-east4-a", "us-east4"), Zone("us-west1-a", "us-west1"))
+    moves = move_costs(zones)
+    avail = np.ones((2, 216), dtype=bool)
+    avail[0, 2::3] = False
+    setup = fastsim.Setup(task_h=24.0, deadline_h=36.0, overhead_h=0.2, price_ratio=3.15, gap_s=600.0)
+    mine = run(get_multi_policy("auto"), avail, setup, zones, moves)
+    alone = run(get_multi_policy("auto"), avail[:1], setup, zones[:1], move_costs(zones[:1]))
+    assert mine.moves == 1 and mine.preemptions == MIN_LOSSES and mine.deadline_met
+    assert alone.preemptions > 10
+    assert mine.cost < alone.cost - 2.0

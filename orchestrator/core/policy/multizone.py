@@ -33,10 +33,17 @@ PRIOR, PRIOR_WEIGHT_H = 0.5, 2.0
 # Hours of an unbroken availability run that count as much as a perfect share: long runs predict long
 # runs (the run lengths of the public traces are heavy-tailed), up to about a day.
 RUN_SCALE_H, RUN_CAP_H = 6.0, 24.0
-# Spot-price hours of move cost (egress + transfer time) that weigh as much as a perfect share.
+# Spot-price hours of move cost (egress + transfer time at on-demand price) that weigh as much as a
+# perfect share: an intercontinental move (4.1) must buy a much steadier zone than a continental one (1.0).
 FEE_SCALE = 4.0
+# Each other allowed zone of the same region (up to two) adds this: a later reclamation can fail over
+# there without a move.
+SIBLING_BONUS = 0.1
 # A zone that reclaimed this task within this many hours is tried after the others.
 RECENT_LOSS_H = 2.0
+# Leave a flaky home region for spot elsewhere when, after at least MIN_LOSSES reclamations there,
+# the restarts its loss rate predicts for the rest of the work cost FLAKY_MARGIN times the move.
+MIN_LOSSES, FLAKY_MARGIN = 4, 3.0
 # Idle with no spot in the checkpoint's region but spot elsewhere: wait this long for the region to
 # come back before paying a move (most outages of the public traces last one or two probes).
 WAIT_FOR_HOME_H = 1.0
@@ -100,10 +107,10 @@ def rank(m: MultiSituation, zones: list[int]) -> list[int]:
     """`zones` by how long spot there is likely to last for what the move costs (best first).
 
     Score: the zone's smoothed availability share, plus the length of its current unbroken run (a
-    long run predicts a long run), plus a little for each other allowed zone of its region (a later
-    reclamation can fail over there without a move), minus the move's egress and transfer time at
-    on-demand price; a zone that reclaimed this task in the last `RECENT_LOSS_H` goes last.
-    Ties keep the job's order.
+    long run predicts a long run), plus a little per other allowed zone of its region (a later
+    reclamation fails over there without a move), minus the move's egress and transfer time (at
+    on-demand price) over `FEE_SCALE`; a zone that reclaimed this task in the last `RECENT_LOSS_H`
+    goes last. Ties keep the job's order.
     """
     now, k = m.task.elapsed_h, m.task.price_ratio
     siblings = {z: sum(1 for o in m.zones if o.region == m.zones[z].region) - 1 for z in zones}
@@ -112,7 +119,7 @@ def rank(m: MultiSituation, zones: list[int]) -> list[int]:
         s = m.seen[z]
         recent_loss = s.lost_at_h is not None and now - s.lost_at_h <= RECENT_LOSS_H
         value = s.fraction(PRIOR, PRIOR_WEIGHT_H) + min(s.up_run_h, RUN_CAP_H) / RUN_SCALE_H
-        value += 0.1 * min(siblings[z], 2)
+        value += SIBLING_BONUS * min(siblings[z], 2)
         move = m.moves.fee(m.home, z) + m.moves.transfer(m.home, z) * k
         return recent_loss, -(value - move / FEE_SCALE)
 
@@ -133,8 +140,8 @@ def zone_auto(m: MultiSituation) -> Placement:
     if s.deadline_h is None or s.finished:
         return _spot_only(m)
     net = safety_net(s)
-    if net is Choice.SPOT:
-        return Placement(Choice.SPOT, m.zone)
+    if net is Choice.SPOT:  # a productive spot instance, kept; or d = 0, where launching is free
+        return Placement(Choice.SPOT, m.zone if m.zone is not None else rank(m, m.candidates())[0])
     if net is Choice.ON_DEMAND or (s.current is not Market.SPOT and past_point_of_no_return(s, 2)):
         return _on_demand(m)
     if s.current is Market.SPOT and m.zone is not None and m.seen[m.zone].now:
@@ -145,6 +152,8 @@ def zone_auto(m: MultiSituation) -> Placement:
     remote = [z for z in candidates if z not in local]
     choice = auto(replace(s, spot_available=bool(local)))
     if choice is Choice.SPOT:
+        if remote and _flaky_home(m, home, remote):
+            return Placement(Choice.SPOT, rank(m, remote)[0])
         return Placement(Choice.SPOT, rank(m, local)[0])
     if remote:
         if s.current is Market.ON_DEMAND:
@@ -153,6 +162,25 @@ def zone_auto(m: MultiSituation) -> Placement:
         elif choice is Choice.ON_DEMAND or _home_out_h(m, home) >= WAIT_FOR_HOME_H:
             return Placement(Choice.SPOT, rank(m, remote)[0])
     return _on_demand(m) if choice is Choice.ON_DEMAND else Placement(Choice.WAIT)
+
+
+def _flaky_home(m: MultiSituation, region: str | None, remote: list[int]) -> bool:
+    """Do the reclamations seen in the checkpoint's region predict restarts that cost more than a move?
+
+    Loss rate = reclamations of this task in the region / hours it was seen available there; the
+    rest of the work then expects `rate x work left` restarts of d plus a tick each. The cheapest
+    move elsewhere must cost less than 1/`FLAKY_MARGIN` of that, and `MIN_LOSSES` are needed first:
+    on the public traces staying put is usually right, and a few losses say little.
+    """
+    zones = [z for z in range(len(m.zones)) if m.zones[z].region == region]
+    losses = sum(m.seen[z].losses for z in zones)
+    up_h = sum(m.seen[z].up_h for z in zones)
+    if losses < MIN_LOSSES or up_h <= 0:
+        return False
+    s = m.task
+    restarts = losses / up_h * s.remaining_work_h * (s.overhead_h + s.tick_h)
+    move = min(m.moves.fee(m.home, z) + m.moves.transfer(m.home, z) * s.price_ratio for z in remote)
+    return restarts > FLAKY_MARGIN * move
 
 
 def _home_out_h(m: MultiSituation, region: str | None) -> float:

@@ -127,6 +127,7 @@ class ZoneSeen:
     last_seen_h: float | None = None
     last_up_h: float | None = None  # when last seen available
     lost_at_h: float | None = None  # when a spot instance of this task was last reclaimed here
+    losses: int = 0  # how many spot instances of this task were reclaimed here
 
     def look(self, available: bool) -> ZoneSeen:
         """Record an observation made in the current tick (the first one of the tick counts)."""
@@ -134,7 +135,7 @@ class ZoneSeen:
 
     def lost(self, at_h: float) -> ZoneSeen:
         """This task's spot instance was reclaimed here at `at_h` (which also shows the zone unavailable)."""
-        return replace(self.look(False), lost_at_h=at_h)
+        return replace(self.look(False), lost_at_h=at_h, losses=self.losses + 1)
 
     def close_tick(self, elapsed_h: float, tick_h: float) -> ZoneSeen:
         """Fold this tick's observation into the summary and start the next tick unobserved."""
@@ -144,6 +145,7 @@ class ZoneSeen:
             now=None, seen_h=self.seen_h + tick_h, up_h=self.up_h + (tick_h if self.now else 0.0),
             up_run_h=self.up_run_h + tick_h if self.now else 0.0, last_seen_h=elapsed_h,
             last_up_h=elapsed_h if self.now else self.last_up_h, lost_at_h=self.lost_at_h,
+            losses=self.losses,
         )
 
     def fraction(self, prior: float, weight_h: float) -> float:
