@@ -9,8 +9,9 @@ policy-only simulator (`orchestrator.research.fastsim`) to show that the two agr
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,12 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import StaticPool
 
 from orchestrator.core.model import AttemptState
+from orchestrator.core.policy.multizone_base import region_of
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import job_status
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.fastsim import PAPER_PRICE_RATIO
-from orchestrator.research.traces import Trace
+from orchestrator.research.traces import Trace, TraceError, load_trace
 from orchestrator.store import Store
 from orchestrator.store.engine import upgrade
 from orchestrator.store.repo import new_id
@@ -75,17 +77,50 @@ def prepare_sim_spec(spec: JobSpec, *, now: float, policy: str | None, task_hour
     return dataclasses.replace(spec, schedule=schedule, placement=placement, array=None)
 
 
+def zone_traces(folder: str | os.PathLike[str]) -> dict[str, Trace]:
+    """One trace per zone from a folder of aligned traces (`orch simulate JOB --traces DIR`).
+
+    Every `*.json` in `folder` is one zone, named by its file name up to the first `_`
+    (`us-east4-a_h100_1.json` -> `us-east4-a`, the multi-region data's naming). The traces must be
+    aligned, tick i being the same interval in every zone: same tick length and length, else a
+    `TraceError` names the first file that differs.
+    """
+    files = sorted(Path(folder).glob("*.json"))
+    if not files:
+        raise TraceError(str(folder), "holds no .json trace files")
+    out: dict[str, Trace] = {}
+    for path in files:
+        trace = load_trace(path)
+        zone = path.stem.split("_")[0]
+        if zone in out:
+            raise TraceError(str(path), f"a second trace for zone {zone!r}")
+        first = next(iter(out.values()), trace)
+        if (trace.gap_seconds, len(trace)) != (first.gap_seconds, len(first)):
+            raise TraceError(str(path), f"not aligned with the folder's first trace ({len(trace)} ticks of "
+                             f"{trace.gap_seconds:g} s, not {len(first)} of {first.gap_seconds:g} s)")
+        out[zone] = trace
+    return out
+
+
+def zone_regions(zones: Iterable[str]) -> dict[str, str]:
+    """The region of each zone, from its name (GCP `us-central1-a`, AWS `us-east-1f`)."""
+    return {z: region_of(z) for z in zones}
+
+
 def simulate_job(spec: JobSpec, traces: Mapping[str, Trace], *, policy: str | None = None, start_tick: int = 0,
                  task_hours: float | None = None, deadline_hours: float | None = None,
                  overhead_hours: float | None = None, price_ratio: float | None = None,
-                 spot_price: float = DEFAULT_SPOT_PRICE) -> SimulationResult:
+                 spot_price: float = DEFAULT_SPOT_PRICE, regions: Mapping[str, str] | None = None) -> SimulationResult:
+    """Run `spec` through the real loop on `traces` (zone -> trace); `regions` (zone -> region, e.g.
+    `zone_regions(traces)`) places the zones in their own regions instead of one simulated region."""
     clock = SimClock(SIM_EPOCH)
     now = clock.now()
     sim_spec = prepare_sim_spec(spec, now=now, policy=policy, task_hours=task_hours,
                                 deadline_hours=deadline_hours, overhead_hours=overhead_hours)
     ratio = price_ratio if price_ratio is not None else PAPER_PRICE_RATIO
     provider = SimProvider(clock, traces, spot_price=spot_price, on_demand_price=spot_price * ratio,
-                           restart_overhead_hours=sim_spec.schedule.restart_overhead_hours, start_tick=start_tick)
+                           restart_overhead_hours=sim_spec.schedule.restart_overhead_hours, start_tick=start_tick,
+                           zone_regions=regions)
     gap = min(t.gap_seconds for t in traces.values())
     horizon = now + max(len(t) - start_tick for t in traces.values()) * gap
     with tempfile.TemporaryDirectory(prefix="orch-sim-") as tmp:

@@ -82,10 +82,12 @@ class SimClock:
 class _Zone:
     """One zone's trace, indexed by simulated time, with the next outage precomputed."""
 
-    def __init__(self, name: str, trace: AvailabilityTrace, nodes: int, epoch: float, start_tick: int) -> None:
+    def __init__(self, name: str, trace: AvailabilityTrace, nodes: int, epoch: float, start_tick: int,
+                 region: str) -> None:
         if not math.isfinite(trace.gap_seconds) or trace.gap_seconds <= 0:
             raise ValueError(f"zone {name}: gap_seconds must be a finite number greater than 0")
         self.name = name
+        self.region = region
         self.gap = float(trace.gap_seconds)
         self.epoch = epoch - start_tick * self.gap  # the time at which tick 0 of the trace began
         self.up = [count >= nodes for count in trace.data]
@@ -144,7 +146,12 @@ class _Attempt:
 
 
 class SimProvider:
-    """A `Provider` over availability traces, one per zone, all in one simulated region."""
+    """A `Provider` over availability traces, one per zone.
+
+    Zones are in one simulated region (`region`) unless `zone_regions` names each zone's region: then
+    offers, launches and instances carry the zone's own region, so the loop and the multi-zone
+    policies see a multi-region placement (e.g. the aligned per-zone traces of a multi-region folder).
+    """
 
     name = "sim"
 
@@ -162,6 +169,7 @@ class SimProvider:
         nodes: int = 1,
         epoch: float | None = None,
         billing: Billing | None = None,
+        zone_regions: Mapping[str, str] | None = None,
     ) -> None:
         """`epoch` (default: the clock's now) is when tick `start_tick` of every trace begins."""
         if not traces:
@@ -182,7 +190,11 @@ class SimProvider:
         self.overhead_s = restart_overhead_hours * 3600.0
         self.billing = billing or Billing()
         start = clock.now() if epoch is None else float(epoch)
-        self.zones = {name: _Zone(name, t, nodes, start, start_tick) for name, t in traces.items()}
+        placed = zone_regions or {}
+        if set(placed) - set(traces):
+            raise ValueError(f"zone_regions names zones without a trace: {sorted(set(placed) - set(traces))}")
+        self.zones = {name: _Zone(name, t, nodes, start, start_tick, placed.get(name, region))
+                      for name, t in traces.items()}
         self.kind = _instance_kind(instance_type)
         self._attempts: dict[str, _Attempt] = {}  # by attempt id
         self._by_instance: dict[str, _Attempt] = {}
@@ -191,13 +203,13 @@ class SimProvider:
 
     def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
                options: Mapping[str, object] | None = None) -> list[Offer]:
-        if regions and self.region not in regions:
-            return []
         if not self.kind.satisfies(resources):
             return []
         now = self.clock.now()
         out: list[Offer] = []
         for zone in self.zones.values():
+            if regions and zone.region not in regions:
+                continue
             out.append(self._offer(zone, Market.SPOT, zone.spot_price(now, self.spot_price), zone.available(now)))
             out.append(self._offer(zone, Market.ON_DEMAND, self.on_demand_price, True))
         return out
@@ -209,8 +221,8 @@ class SimProvider:
             return self._view(known, now)
         offer = request.offer
         zone = self.zones.get(offer.zone or "")
-        if offer.provider != self.name or zone is None:
-            raise PermanentError(f"sim: no zone {offer.zone!r} in region {self.region}", provider=self.name,
+        if offer.provider != self.name or zone is None or offer.region != zone.region:
+            raise PermanentError(f"sim: no zone {offer.zone!r} in region {offer.region}", provider=self.name,
                                  code="unknown-zone")
         if offer.market is Market.SPOT and not zone.available(now):
             retry = max(zone.gap - ((now - zone.epoch) % zone.gap), 1.0)
@@ -260,7 +272,7 @@ class SimProvider:
     def _offer(self, zone: _Zone, market: Market, price: float, available: bool) -> Offer:
         k = self.kind
         return Offer(
-            provider=self.name, region=self.region, zone=zone.name, instance_type=k.name, market=market,
+            provider=self.name, region=zone.region, zone=zone.name, instance_type=k.name, market=market,
             price_per_hour=price, gpu=k.gpu, gpu_count=k.gpu_count, gpu_memory_gb=k.gpu_memory_gb,
             architecture=k.architecture, on_demand_price_per_hour=self.on_demand_price,
             price_source="trace" if market is Market.SPOT and zone.prices is not None else "catalog",
@@ -272,7 +284,7 @@ class SimProvider:
         at = now if ended is None else ended[0]
         r = a.request
         return Instance(
-            provider=self.name, region=self.region, zone=a.zone.name, instance_id=a.instance_id,
+            provider=self.name, region=a.zone.region, zone=a.zone.name, instance_id=a.instance_id,
             instance_type=self.kind.name, market=a.market,
             state=InstanceState.RUNNING if ended is None else InstanceState.TERMINATED,
             attempt_id=r.attempt_id, job_id=r.job_id, task_id=r.task_id, launched_at=a.launched_at,
