@@ -131,3 +131,10 @@ def windows(zs: ZoneSet, setup: Setup) -> npt.NDArray[np.bool_]:
     length = round(setup.deadline_h * 3600 / gap)
     sub = avail[list(zs.members)]
     return np.stack([sub[:, s : s + length] for s in starts(zs.cloud, setup)])
+
+
+def past(zs: ZoneSet, start: int, hours: float) -> npt.NDArray[np.bool_]:
+    """`[zone, tick]`: the set's availability over the `hours` before tick `start` (fewer at the trace's start)."""
+    _, avail, gap = folder(zs.cloud)
+    first = max(0, start - round(hours * 3600 / gap))
+    return avail[list(zs.members), first:start]

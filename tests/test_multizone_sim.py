@@ -137,3 +137,19 @@ def test_the_default_leaves_a_flaky_zone_for_a_steady_one_elsewhere() -> None:
     assert mine.moves == 1 and mine.preemptions == MIN_LOSSES and mine.deadline_met
     assert alone.preemptions > 10
     assert mine.cost < alone.cost - 2.0
+
+
+def test_memory_of_other_jobs_sends_the_first_launch_to_the_steady_zone() -> None:
+    from orchestrator.research.multizone_sim import memory
+
+    zones = ZONES[:2]  # us-east4-a, us-east4-b: one region, so only steadiness differs
+    flaky = np.ones(54, dtype=bool)
+    flaky[1::3] = False
+    avail = np.stack([flaky, np.ones(54, dtype=bool)])
+    past = np.stack([np.tile([True, False], 72), np.ones(144, dtype=bool)])  # the 24 h before submission
+    seen = memory(past, 600.0)
+    assert seen[1].up_run_h == pytest.approx(24.0) and seen[0].up_run_h == 0
+    blind = run(get_multi_policy("auto"), avail, SETUP, zones, move_costs(zones))
+    told = run(get_multi_policy("auto"), avail, SETUP, zones, move_costs(zones), seen=seen)
+    assert told.preemptions == 0 and blind.preemptions >= 1
+    assert told.cost < blind.cost

@@ -58,7 +58,8 @@ class MultiOutcome:
 class _Task:
     """Mutable state of one run, so that `run` reads as the loop above."""
 
-    def __init__(self, setup: Setup, zones: Sequence[Zone], moves: MoveCosts, probe_cost: float) -> None:
+    def __init__(self, setup: Setup, zones: Sequence[Zone], moves: MoveCosts, probe_cost: float,
+                 seen: Sequence[ZoneSeen] | None) -> None:
         self.setup, self.zones, self.moves, self.probe_cost = setup, tuple(zones), moves, probe_cost
         self.gap = setup.gap_s
         self.work_s, self.d_s = setup.task_h * 3600, setup.overhead_h * 3600
@@ -66,7 +67,7 @@ class _Task:
         self.market: Market | None = None
         self.zone: int | None = None
         self.home: int | None = None
-        self.seen = tuple(ZoneSeen() for _ in zones)
+        self.seen = tuple(seen) if seen is not None else tuple(ZoneSeen() for _ in zones)
         self.history: SpotHistory | None = SpotHistory()
         self.cost = self.egress = 0.0
         self.probes = self.launches = self.moves_made = self.preemptions = 0
@@ -168,15 +169,17 @@ class _Task:
 
 
 def run(policy: MultiPolicy, availability: npt.NDArray[np.bool_], setup: Setup, zones: Sequence[Zone],
-        moves: MoveCosts, *, probe_cost: float = 1.0 / 60.0) -> MultiOutcome:
+        moves: MoveCosts, *, probe_cost: float = 1.0 / 60.0, seen: Sequence[ZoneSeen] | None = None) -> MultiOutcome:
     """Simulate one task under `policy`; `availability` is `[zone, tick]`, aligned across zones.
 
     The task runs until its work is done or the trace ends (past its deadline it keeps going, so a
-    miss is seen, not hidden). `probe_cost` is one probe's price (default: a minute of spot).
+    miss is seen, not hidden). `probe_cost` is one probe's price (default: a minute of spot). `seen`
+    is what was known of the zones at submission (default: nothing), e.g. a controller's memory of
+    what other jobs saw (`memory`).
     """
     avail = np.asarray(availability, dtype=bool)
     columns: list[list[bool]] = avail.T.tolist()
-    task = _Task(setup, zones, moves, probe_cost)
+    task = _Task(setup, zones, moves, probe_cost, seen)
     ticks = avail.shape[1]
     for tick in range(ticks + 1):
         if tick > 0:
@@ -190,3 +193,17 @@ def run(policy: MultiPolicy, availability: npt.NDArray[np.bool_], setup: Setup, 
         task.decide(tick, policy, now)
         task.close_tick(tick)
     return task.outcome()
+
+
+def memory(past: npt.NDArray[np.bool_], gap_s: float) -> tuple[ZoneSeen, ...]:
+    """What a controller that watched every zone through `past` (`[zone, tick]`, the ticks just
+    before submission) knows at submission, with times relative to it (negative)."""
+    tick_h = gap_s / 3600
+    ticks = past.shape[1]
+    out = []
+    for row in np.asarray(past, dtype=bool).tolist():
+        s = ZoneSeen()
+        for i, up in enumerate(row):
+            s = s.look(bool(up)).close_tick((i - ticks) * tick_h, tick_h)
+        out.append(s)
+    return tuple(out)
