@@ -22,6 +22,7 @@ from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
 from providers.base import SystemClock
+from providers.kubernetes.pods import Placement
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 
 if TYPE_CHECKING:
@@ -117,11 +118,11 @@ class Controller:
     def __init__(self, api: ApiClient, namespace: str, identity: str, *, store_dir: Path | None = None,
                  backend: StoreBackend | None = None, lease_namespace: str | None = None,
                  lease_name: str = "orch", lease: LeaseSettings | None = None,
-                 watch: str | None = "") -> None:
+                 watch: str | None = "", preset: str = "karpenter") -> None:
         """Pods go to `namespace`; GpuJobs are watched there (`watch` ""), in another namespace, or in
         all of them (None). `lease` replaces the short test lease (4 s) with, e.g., the chart's."""
         provider = KubernetesProvider(api, KubernetesSettings(namespace=namespace, instance_types=("p3.2xlarge",),
-                                                              snapshot_ttl_s=0.0))
+                                                              placement=Placement(preset=preset), snapshot_ttl_s=0.0))
         if backend is None:
             assert store_dir is not None, "a controller needs a store"
             engine = make_engine(f"sqlite:///{store_dir / 'orch.db'}")
