@@ -1,8 +1,8 @@
 """The fold campaign example: workers interrupted and racing, every sequence's result exactly once.
 
 The workers are started here by hand, with the environment a local campaign worker gets
-(`worker_environment`), since the loop does not start campaign workers yet: this is the worker's half
-of the `orch submit examples/fold/campaign.toml --wait` end-to-end run.
+(`worker_environment`), to interrupt and race them at chosen moments: the worker's half. The loop's
+half, `orch submit examples/fold/campaign.toml --wait` end to end, is tests/test_campaign_loop.py.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from orchestrator.cli.errors import CliError
 
@@ -24,12 +23,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.set_defaults(func=cmd_results)
 
 
-def result_record(index: int, key: str | None, result: str | None, result_uri: str | None,
-                  done_at: float) -> dict[str, Any]:
-    return {"index": index, "key": key, "result": None if result is None else json.loads(result),
-            "result_uri": result_uri, "done_at": done_at}
-
-
 def cmd_results(args: argparse.Namespace) -> int:
     from orchestrator.cli.wiring import open_store
     from orchestrator.store.items import ItemStore
@@ -42,7 +35,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         raise CliError(f"job {job.id[:8]} is not a campaign ([array] items = ...): it has no per-item results")
     for r in ItemStore(store.engine).results(job.id):
         if args.json:
-            print(json.dumps(result_record(r.index, r.key, r.result, r.result_uri, r.done_at)))
+            print(json.dumps(r.to_record()))
         else:
             shown = r.result if r.result is not None else (r.result_uri or "")
             print(f"{r.index}\t{r.key or ''}\t{shown}")

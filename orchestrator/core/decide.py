@@ -31,8 +31,11 @@ class Verdict:
 
 
 def judge_ended(spec: JobSpec, task: TaskView, attempt: AttemptView, inst: Instance | None,
-                exit_code: int | None, *, cancel_requested: bool, interrupted: bool = False) -> Verdict:
+                exit_code: int | None, *, cancel_requested: bool, interrupted: bool = False,
+                items_left: int = 0) -> Verdict:
     """The outcome of an attempt whose instance is gone (`inst` None) or no longer alive.
+
+    `items_left`: a campaign's items not done yet (see `Transition.IDLE`).
 
     `interrupted`: the agent forwarded an interruption notice before the job ended. A job that then
     exits non-zero (143 after saving, as the SDK advises) and shuts its instance down was reclaimed,
@@ -46,6 +49,12 @@ def judge_ended(spec: JobSpec, task: TaskView, attempt: AttemptView, inst: Insta
     if exit_code is None and inst is not None:
         exit_code = inst.exit_code
     if exit_code == 0:
+        if items_left > 0 and not cancel_requested:
+            # A campaign worker stops when it finds nothing to lease, while other workers may still hold
+            # items that come back if they are reclaimed: the slot waits for them instead of ending.
+            return Verdict(Outcome.SUCCEEDED, (Transition.IDLE,),
+                           f"worker {attempt.number} found no item to lease; {items_left} not done yet, held by "
+                           "other workers: the slot waits in case they come back", 0)
         return Verdict(Outcome.SUCCEEDED, (Transition.SUCCEED,), f"attempt {attempt.number} succeeded", 0)
     verdict = _judge(spec, task, attempt, reason, exit_code, cancel_requested=cancel_requested,
                      interrupted=interrupted)

@@ -6,8 +6,10 @@ use them without SQLAlchemy; `orchestrator.store.items` is what reads and writes
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 __all__ = ["OPEN", "WAITING", "ItemCounts", "ItemResult", "ItemState", "Lease", "QuarantinedItem"]
 
@@ -65,6 +67,12 @@ class ItemResult:
     result_uri: str | None
     done_at: float
     done_by: str | None
+
+    def to_record(self) -> dict[str, Any]:
+        """One line of `orch results --json` and of a campaign's `output` file: the same record in both."""
+        result = None if self.result is None else json.loads(self.result)
+        return {"index": self.index, "key": self.key, "result": result, "result_uri": self.result_uri,
+                "done_at": self.done_at}
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,10 @@ class Transition(StrEnum):
     FAIL = "fail"
     CANCEL = "cancel"
     OVER_BUDGET = "over_budget"
+    # Campaigns: a worker that found no item to lease goes back to wait for items; a waiting worker
+    # slot whose campaign has no items left is done.
+    IDLE = "idle"
+    RETIRE = "retire"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,8 @@ TRANSITIONS: dict[Transition, TransitionRule] = {
         TransitionRule(Transition.FAIL, (*_LIVE,), TaskState.FAILED),
         TransitionRule(Transition.CANCEL, _LIVE, TaskState.CANCELLED),
         TransitionRule(Transition.OVER_BUDGET, _LIVE, TaskState.BUDGET_EXCEEDED),
+        TransitionRule(Transition.IDLE, (TaskState.LAUNCHING, TaskState.RUNNING), TaskState.PENDING),
+        TransitionRule(Transition.RETIRE, (TaskState.PENDING,), TaskState.SUCCEEDED),
     )
 }
 # The attempt ended without the job's say (reclaimed, lost): the task goes back to the queue.

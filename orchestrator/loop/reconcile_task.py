@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest, read_heartbeat
 from orchestrator.checkpoint.manifest import read_manifest
+from orchestrator.core.campaign_plan import CampaignFacts, SlotPlan, offers_for_items, plan_slot
 from orchestrator.core.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended, replace_on_notice
 from orchestrator.core.live import Listing, exited_ok_but_alive, keep_or_stop, read_listing, silent
 from orchestrator.core.model import (
@@ -30,6 +31,7 @@ from orchestrator.core.status import idle_price, task_work_hours
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop.executor import CallTimedOut
 from orchestrator.loop.snapshot import JobSnapshot
+from orchestrator.store.item_source import worker_environment
 from providers.base import (
     RESUME_NOT_BEFORE,
     CapacityError,
@@ -107,8 +109,9 @@ class TaskWorker:
     """One task's step, over the tick's snapshot of its job (see `orchestrator.loop.snapshot`)."""
 
     def __init__(self, r: Reconciler, snap: JobSnapshot, task: TaskView, live: AttemptView | None,
-                 totals: JobTotals | None = None) -> None:
+                 totals: JobTotals | None = None, campaign: CampaignFacts | None = None) -> None:
         self.r, self.snap, self.job, self.task, self.live = r, snap, snap.job, task, live
+        self.campaign = campaign  # a campaign's item counts this tick (None: not a campaign)
         # The job's budget sums, shared by the job's steps this tick (built here for a lone step).
         self.totals = totals if totals is not None else JobTotals.of(
             snap.job.spec, snap.tasks, snap.attempts_of, idle=idle_price(snap.job.spec, r.job_offers(snap.job)),
@@ -215,17 +218,20 @@ class TaskWorker:
         self.r.providers[live.provider].terminate(inst)
         self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason,
                                unbilled=unbilled)
+        self._release_items(live, failure=None)
 
     def _finish(self, live: AttemptView, inst: Instance | None, *, seen: Seen | None = None) -> None:
         if seen is None:
             seen = self._observe(live, inst) if inst is not None else Seen()
         verdict = judge_ended(self.job.spec, self.task, live, inst, seen.exit_code,
                               cancel_requested=self.job.cancel_requested_at is not None,
-                              interrupted=seen.interrupted)
+                              interrupted=seen.interrupted,
+                              items_left=self.campaign.counts.left if self.campaign is not None else 0)
         ended_at = inst.ended_at if inst is not None and inst.ended_at is not None else self.now
         self.store.end_attempt(live, verdict.outcome, self.now, task_transitions=verdict.transitions,
                                message=verdict.message, exit_code=verdict.exit_code, failures=verdict.failures,
                                ended_at=max(ended_at, live.launched_at), unbilled=verdict.unbilled)
+        self._release_items(live, failure=verdict.message if verdict.outcome is Outcome.FAILED else None)
         if inst is not None:
             # Recorded first; now let the provider release what is left (a pod's finalizer, a stopped VM).
             try:
@@ -334,6 +340,13 @@ class TaskWorker:
     # --- placing a pending task ----------------------------------------------------------------
 
     def _place(self) -> None:
+        if self.campaign is not None:
+            plan, why = plan_slot(self.campaign)
+            if plan is SlotPlan.RETIRE:
+                self.store.transition(self.task.id, Transition.RETIRE, self.now, message=f"worker slot done: {why}")
+                return
+            if plan is SlotPlan.WAIT:
+                return
         action = choose(self._context(None))
         if isinstance(action, OverBudget):
             self.store.transition(self.task.id, Transition.OVER_BUDGET, self.now, message=action.reason)
@@ -349,6 +362,8 @@ class TaskWorker:
         for offer in offers[:MAX_OFFERS_PER_TICK]:
             attempt = self.store.begin_attempt(self.task, offer, self.now)
             if self._start(attempt, offer):
+                if self.campaign is not None:
+                    self.campaign.live_workers += 1
                 return
             self._refresh()
             if self.task.state is not TaskState.PENDING:
@@ -414,7 +429,11 @@ class TaskWorker:
         # The contract variables (ids, checkpoint URI, market) come from the request's own fields:
         # `LaunchRequest.environment` adds them for every provider. These are the loop's additions.
         env.update(ORCH_CHECKPOINT_KEEP=str(spec.checkpoint.keep))
-        if task.item_start is not None and task.item_end is not None:
+        if self.campaign is not None:  # how the worker reaches the items (local workers only, see worker_environment)
+            env.update(worker_environment(self.r.store.engine.url.render_as_string(hide_password=False),
+                                          provider=offer.provider,
+                                          gpu_memory_gb=offer.gpu_memory_gb))
+        if task.item_start is not None and task.item_end is not None and self.campaign is None:
             env.update(ORCH_ITEM_START=str(task.item_start), ORCH_ITEM_END=str(task.item_end))
         # Fixed for the attempt (a relaunch with the same token sends the same request): the latest
         # deadline of the predecessors that were still draining when this attempt began.
@@ -433,7 +452,17 @@ class TaskWorker:
     # --- inputs to the pure core ---------------------------------------------------------------
 
     def _all_offers(self) -> list[Offer]:
-        return self.r.job_offers(self.job)
+        offers = self.r.job_offers(self.job)
+        return list(offers_for_items(offers, self.campaign)) if self.campaign is not None else offers
+
+    def _release_items(self, live: AttemptView, *, failure: str | None) -> None:
+        """A campaign worker's attempt ended: the items it held go back to the queue now, not when their
+        leases lapse (`failure`: it died of an error, charged to the item it was working on)."""
+        if self.campaign is None:
+            return
+        self.r.items.release_worker(live.id, now=self.now, failure=failure,
+                                    max_failures=self.job.spec.retry.max_failures)
+        self.campaign.live_workers = max(0, self.campaign.live_workers - 1)
 
     def _context(self, live: AttemptView | None) -> Context:
         spec, task, now = self.job.spec, self.task, self.now

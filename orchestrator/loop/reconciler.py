@@ -18,7 +18,9 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from functools import partial
 
-from orchestrator.checkpoint.storage import Storage, open_storage
+from orchestrator.checkpoint.storage import Storage, StorageError, open_storage
+from orchestrator.core.campaign_plan import CampaignFacts, largest_memory
+from orchestrator.core.item_records import ItemCounts
 from orchestrator.core.model import job_state
 from orchestrator.core.placement import usable
 from orchestrator.core.policy.base import SpotHistory
@@ -26,10 +28,12 @@ from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import idle_price
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop import snapshot
+from orchestrator.loop.campaign_output import write_results
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.reconcile_task import TaskWorker, draining
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.store import Store
+from orchestrator.store.items import ItemStore
 from orchestrator.store.views import JobView
 from providers.base import CapacityMemory, Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
 
@@ -72,6 +76,7 @@ class Reconciler:
     # Jobs whose share of an earlier tick is still running (a slow provider): skipped until done.
     _inflight: dict[str, Future[bool]] = field(default_factory=dict)
     _offers_lock: threading.Lock = field(default_factory=threading.Lock)
+    _items: ItemStore | None = None
     _key_locks: dict[tuple[str, Resources, tuple[str, ...], str], threading.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -95,6 +100,7 @@ class Reconciler:
         self._offers.clear()
         self._key_locks.clear()
         snapshots = snapshot.take(self.store, held, specs=self._specs)
+        campaigns = self._campaigns(snapshots, now)
         active: list[str] = []
         try:
             started: dict[str, Future[bool]] = {}
@@ -109,7 +115,7 @@ class Reconciler:
                     self.store.release_jobs(self.owner, job_ids=[job_id])  # another controller's to run
                     continue
                 started[job_id] = self._inflight[job_id] = self.executor.submit(
-                    partial(self._work_job, snap, obs, now))
+                    partial(self._work_job, snap, obs, now, campaigns.get(job_id)))
             if started and not self.executor.inline:
                 wait(started.values(), timeout=self.executor.job_budget_s)
             for job_id, future in started.items():
@@ -127,7 +133,8 @@ class Reconciler:
                 self._reap(obs)
         return active
 
-    def _work_job(self, snap: JobSnapshot, obs: Observation, claimed_at: float) -> bool:
+    def _work_job(self, snap: JobSnapshot, obs: Observation, claimed_at: float,
+                  campaign: CampaignFacts | None = None) -> bool:
         """One job's share of a tick; True while the job is unfinished. Never raises: a failure is
         logged and recorded on the job, and never stops the others or the reaper."""
         job_id = snap.job.id
@@ -135,7 +142,7 @@ class Reconciler:
             if self._lease_aging(claimed_at) and not self.store.renew_lease(
                     self.owner, job_id, self.clock.now(), self.lease_seconds):
                 return False  # another controller took it over while this tick was busy
-            return self._reconcile_job(snap, obs)
+            return self._reconcile_job(snap, obs, campaign)
         except Exception as exc:
             log.exception("reconciling job %s failed", job_id)
             self._record_failure(job_id, exc)
@@ -144,6 +151,41 @@ class Reconciler:
     def _settle(self, job_id: str, future: Future[bool]) -> None:
         """A job left running by an earlier tick has finished its share: later ticks take it again."""
         self._inflight.pop(job_id, None)
+
+    @property
+    def items(self) -> ItemStore:
+        """Campaign items, in the same database as the jobs."""
+        if self._items is None:
+            self._items = ItemStore(self.store.engine)
+        return self._items
+
+    def _campaigns(self, snapshots: Mapping[str, JobSnapshot], now: float) -> dict[str, CampaignFacts]:
+        """This tick's item counts of the held campaigns, in one query, after returning lapsed leases."""
+        ids = [j for j, s in snapshots.items() if s.job.spec.array is not None and s.job.spec.array.is_campaign]
+        if not ids:
+            return {}
+        self.items.release_expired(now)
+        counts = self.items.counts_of(ids)
+        return {j: CampaignFacts(counts.get(j, ItemCounts()), memory_needed=self.items.memory_needed(j)) for j in ids}
+
+    def _campaign_progress(self, snap: JobSnapshot, facts: CampaignFacts) -> None:
+        """Each unfinished slot carries the campaign's progress (see `core.campaign`): one figure for the
+        policy, the budget guard and `orch status` alike. Items that no GPU on offer can hold are
+        quarantined here, so that none waits for a worker that cannot exist."""
+        largest = largest_memory(self.job_offers(snap.job))
+        if facts.memory_needed is not None and largest is not None and facts.memory_needed >= largest:
+            self.items.quarantine_needing_more_than(snap.job.id, largest, now=self.clock.now())
+            facts.counts = self.items.counts(snap.job.id)
+            facts.memory_needed = self.items.memory_needed(snap.job.id)
+        now = self.clock.now()
+        for task in snap.tasks:
+            if task.state.terminal:
+                continue
+            if snap.live_attempt(task.id) is not None:
+                facts.live_workers += 1
+            if abs(task.progress_committed - facts.progress) > 1e-9:
+                self.store.update_progress(task.id, committed=facts.progress, reported=facts.progress, now=now)
+                snap.refresh_task(self.store, task.id)
 
     def _lease_aging(self, claimed_at: float) -> bool:
         """Whether this tick has run long enough that a lease taken at its start must be renewed before
@@ -264,15 +306,17 @@ class Reconciler:
         spot_now = bool(usable(self.job_offers(job), Market.SPOT, self.capacity, self.clock.now()))
         self.history[job.id] = self.history.get(job.id, SpotHistory()).observe(spot_now, self.tick_seconds / 3600.0)
 
-    def _reconcile_job(self, snap: JobSnapshot, obs: Observation) -> bool:
+    def _reconcile_job(self, snap: JobSnapshot, obs: Observation, campaign: CampaignFacts | None = None) -> bool:
         """Step every unfinished task of the job; each sees the snapshot as the steps before it left it
         (budget, attempts), since a step that changed its task re-reads that task into the snapshot."""
         job = snap.job
         self._observe_spot(job)
+        if campaign is not None:
+            self._campaign_progress(snap, campaign)
         totals = JobTotals.of(job.spec, snap.tasks, snap.attempts_of, idle=idle_price(job.spec, self.job_offers(job)),
                               now=self.clock.now())
         for task in [t for t in snap.tasks if not t.state.terminal]:
-            worker = TaskWorker(self, snap, task, snap.live_attempt(task.id), totals)
+            worker = TaskWorker(self, snap, task, snap.live_attempt(task.id), totals, campaign)
             try:
                 worker.step(obs)
             except ProviderError as exc:
@@ -285,12 +329,23 @@ class Reconciler:
                         totals.update(fresh, snap.attempts_of(task.id))
         states = [t.state for t in snap.tasks]
         if all(s.terminal for s in states):
+            if campaign is not None and job.spec.array is not None and job.spec.array.output:
+                self._write_output(job.id, job.spec.array.output)
             now = self.clock.now()
             self.store.add_event(job.id, "finished", f"job {job_state(states)}", now)
             self.store.mark_finished(job.id, now)
             self.history.pop(job.id, None)
             return False
         return True
+
+    def _write_output(self, job_id: str, uri: str) -> None:
+        try:
+            n = write_results(self.items, job_id, uri)
+        except (StorageError, OSError) as exc:
+            self.store.add_event(job_id, "output_failed", f"could not write the results to {uri}: {exc}; "
+                                 "`orch results JOB --json` has them", self.clock.now())
+            return
+        self.store.add_event(job_id, "output_written", f"{n} result(s) written to {uri}", self.clock.now())
 
     def _reap(self, obs: Observation) -> None:
         """Terminate orch-managed instances whose attempt this store has ended: no leak, no double billing.
