@@ -90,3 +90,21 @@ def test_full_loop_and_fast_path_agree_on_public_windows() -> None:
                                 overhead_hours=0.2)
             fast = run(get_policy(policy), trace.available(), Setup(task_h=48, deadline_h=60, overhead_h=0.2))
             assert full.cost_usd / 0.9731 == pytest.approx(fast.ledger_cost, rel=0.01), (name, policy)
+
+
+def test_simulate_traces_runs_a_folder_of_zones_and_refuses_a_misaligned_one(
+    tmp_path: Path, orch_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text(JOB)
+    folder = tmp_path / "zones"
+    folder.mkdir()
+    # Spot only in the second region's zone: the job must go there to run on spot.
+    for name, data in (("us-east1-b_v100_1", [0] * 60), ("europe-west4-a_v100_1", [1] * 60)):
+        (folder / f"{name}.json").write_text(json.dumps({"metadata": {"gap_seconds": 600}, "data": data}))
+    assert main(["simulate", str(job), "--traces", str(folder), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["state"] == "succeeded" and result["deadline_met"] and result["spot_hours"] > 0
+    (folder / "asia-east1-a_v100_1.json").write_text(json.dumps({"metadata": {"gap_seconds": 600}, "data": [1] * 7}))
+    assert main(["simulate", str(job), "--traces", str(folder)]) == 2
+    assert "not aligned" in capsys.readouterr().err

@@ -189,8 +189,12 @@ def _providers_help() -> str:
 def _simulate_parser(sub: argparse._SubParsersAction[OrchParser]) -> None:
     sim = sub.add_parser("simulate", help="run a job through the real loop on spot traces, at simulated time")
     sim.add_argument("file", help="the job file")
-    sim.add_argument("--trace", action="append", required=True, metavar="FILE",
-                     help="an availability trace (one per zone; repeat for several zones)")
+    traces = sim.add_mutually_exclusive_group(required=True)
+    traces.add_argument("--trace", action="append", metavar="FILE",
+                        help="an availability trace (one per zone; repeat for several zones)")
+    traces.add_argument("--traces", metavar="DIR",
+                        help="a folder of aligned per-zone traces (zone = file name up to the first '_'), each "
+                             "zone placed in its own region (../shared/data/multi-region)")
     policy = sim.add_argument("--policy", help="override the job's policy")
     sim.lazy_help(policy, _policy_help)
     sim.add_argument("--start-tick", type=bounded_int(0, 10**9), default=0,
@@ -293,7 +297,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from orchestrator.core.policy import has_policy
     from orchestrator.core.spec import load_spec
     from orchestrator.research.traces import TraceError, load_trace
-    from orchestrator.simulate import simulate_job
+    from orchestrator.simulate import simulate_job, zone_regions, zone_traces
 
     now = time.time()
     spec = load_spec(args.file, submitted_at=now, policies=has_policy)
@@ -302,8 +306,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         raise CliError(f"no policy named {args.policy!r} (known: {', '.join(policy_names())})", EXIT_USAGE)
     traces = {}
+    regions = None
     try:
-        for i, path in enumerate(args.trace):
+        if args.traces is not None:
+            traces = zone_traces(args.traces)
+            regions = zone_regions(traces)
+        for i, path in enumerate(args.trace or ()):
             zone = Path(path).stem if Path(path).stem not in traces else f"{Path(path).stem}-{i}"
             traces[zone] = load_trace(path)
     except TraceError as exc:
@@ -315,7 +323,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise CliError(f"--start-tick {args.start_tick} is outside the trace", EXIT_USAGE)
     result = simulate_job(spec, traces, policy=args.policy, start_tick=args.start_tick, task_hours=args.task_hours,
                           deadline_hours=deadline_h, overhead_hours=args.restart_overhead_hours,
-                          price_ratio=args.price_ratio)
+                          price_ratio=args.price_ratio, regions=regions)
     # allow_nan=False: `Infinity` is not JSON; a non-finite figure is a bug to see, not to print.
     print(json.dumps(result.to_dict(), allow_nan=False) if args.json else render.simulation(result))
     return 0
