@@ -51,6 +51,15 @@ def find_binaries() -> Path | None:
     return folder if all(os.access(folder / name, os.X_OK) for name in wanted) else None
 
 
+def kube_required() -> bool:
+    """Whether a missing server fails instead of skipping: ORCH_REQUIRE_KUBE=1 (.ci/run), or CI=true
+    unless ORCH_REQUIRE_KUBE=0 says otherwise."""
+    flag = os.environ.get("ORCH_REQUIRE_KUBE", "")
+    if flag:
+        return flag == "1"
+    return os.environ.get("CI", "").lower() == "true"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,23 +9,15 @@ same rule as ORCH_REQUIRE_POSTGRES in tests/conftest.py).
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.kube_real.cluster import Cluster, find_binaries
+from tests.kube_real.cluster import Cluster, find_binaries, kube_required
 from tests.kube_real.nodes import NodeSim
 from tests.kube_real.world import install_crd, new_namespace, release_namespace
-
-
-def kube_required() -> bool:
-    flag = os.environ.get("ORCH_REQUIRE_KUBE", "")
-    if flag:
-        return flag == "1"
-    return os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,7 @@ from tests.kube_real.chart import (
     requests_of,
     service_account_token,
 )
-from tests.kube_real.cluster import Cluster
-from tests.kube_real.conftest import kube_required
+from tests.kube_real.cluster import Cluster, kube_required
 from tests.kube_real.nodes import NodeSim
 from tests.kube_real.world import Controller, GpuJobs, eventually, new_namespace, release_namespace
 
