@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from orchestrator.core.model import LOST, AttemptView, Outcome, TaskView, Transition
 from orchestrator.core.placement import markets_allowed, usable
 from orchestrator.core.policy import Choice, Situation, get_policy
+from orchestrator.core.policy.multizone_base import Placement
 from orchestrator.core.spec import JobSpec
 from providers.base import EndReason, Instance, Market, NoticeKind, Offer
 
@@ -137,6 +138,12 @@ class Context:
     # Budget: what the job has spent so far, and what its other tasks' remaining work will cost.
     spent_usd: float = 0.0
     others_usd: float = 0.0
+    # A multi-zone policy's answer for this tick (`core.policy.multizone_live`): the market and, for
+    # spot, the zone. `choose` then follows it instead of asking the single-zone policy, and offers are
+    # narrowed to that zone (spot) or to the checkpoint's region (on-demand, `placement_region`).
+    placement: Placement | None = None
+    placement_zone: str | None = None
+    placement_region: str | None = None
 
 
 def _fits(ctx: Context, offer: Offer) -> bool:
@@ -170,10 +177,21 @@ def choose(ctx: Context) -> Action:
         return OverBudget(f"spent ${ctx.spent_usd:.2f} of the ${budget:.2f} budget")
     if s.finished and ctx.live is not None:
         return Wait("all work is committed; waiting for the job to exit")
-    choice = _finishing_choice(ctx) if s.finished else get_policy(ctx.spec.policy_name)(s)
+    if s.finished:
+        choice = _finishing_choice(ctx)
+    elif ctx.placement is not None:
+        choice = ctx.placement.choice
+        ctx = replace(ctx, offers=_in_placement(ctx, choice))
+    else:
+        choice = get_policy(ctx.spec.policy_name)(s)
     if ctx.live is not None:
-        if choice.market is ctx.live.market:
+        if choice.market is ctx.live.market and not _moves_zone(ctx, choice):
             return Wait(f"running on {ctx.live.market}")
+        if choice.market is ctx.live.market:
+            if not usable(ctx.offers, Market.SPOT, ctx.avoid, ctx.now):
+                return Wait(f"policy wants spot in {ctx.placement_zone} but no offer there is usable; staying")
+            return Stop(Outcome.SWITCHED, (Transition.SWITCH,),
+                        f"policy: move spot from {ctx.live.zone} to {ctx.placement_zone}, where capacity is likelier")
         if choice is Choice.WAIT:
             return Stop(Outcome.SWITCHED, (Transition.SWITCH,),
                         f"policy: leave {ctx.live.market} and wait for spot")
@@ -199,6 +217,21 @@ def choose(ctx: Context) -> Action:
             f"the remaining work ({s.remaining_work_h:.2f} h + {s.overhead_h:.2f} h overhead) at "
             f"${cheapest.price_per_hour:.4f}/h would take the job past its ${budget:.2f} budget")
     return Launch(affordable, f"policy chose {choice}")
+
+
+def _in_placement(ctx: Context, choice: Choice) -> list[Offer]:
+    """The offers that carry out a multi-zone placement: spot in its zone, on-demand in the checkpoint's
+    region (anywhere before the first launch)."""
+    if choice is Choice.SPOT:
+        return [o for o in ctx.offers if o.market is Market.SPOT and o.zone == ctx.placement_zone]
+    return [o for o in ctx.offers if o.market is not Market.SPOT
+            and (ctx.placement_region is None or o.region == ctx.placement_region)]
+
+
+def _moves_zone(ctx: Context, choice: Choice) -> bool:
+    """A multi-zone placement that keeps spot but in another zone than the live attempt's: a move."""
+    return (choice is Choice.SPOT and ctx.placement is not None and ctx.live is not None
+            and ctx.placement_zone is not None and ctx.live.zone != ctx.placement_zone)
 
 
 def replace_on_notice(ctx: Context, *, kind: NoticeKind, deadline: float | None) -> Launch | Wait:

@@ -31,6 +31,7 @@ from orchestrator.core.status import idle_price, task_work_hours
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop.executor import CallTimedOut
 from orchestrator.loop.snapshot import JobSnapshot
+from orchestrator.loop.zones import ZoneView
 from orchestrator.store.item_source import worker_environment
 from providers.base import (
     RESUME_NOT_BEFORE,
@@ -112,6 +113,7 @@ class TaskWorker:
                  totals: JobTotals | None = None, campaign: CampaignFacts | None = None) -> None:
         self.r, self.snap, self.job, self.task, self.live = r, snap, snap.job, task, live
         self.campaign = campaign  # a campaign's item counts this tick (None: not a campaign)
+        self.zones = ZoneView(r, snap, task)  # several zones: the multi-zone policy's view (loop/zones.py)
         # The job's budget sums, shared by the job's steps this tick (built here for a lone step).
         self.totals = totals if totals is not None else JobTotals.of(
             snap.job.spec, snap.tasks, snap.attempts_of, idle=idle_price(snap.job.spec, r.job_offers(snap.job)),
@@ -130,6 +132,12 @@ class TaskWorker:
         return self.r.clock.now()
 
     def step(self, obs: Observation) -> None:
+        try:
+            self._step(obs)
+        finally:
+            self.zones.close_tick()
+
+    def _step(self, obs: Observation) -> None:
         live = self.live
         if live is not None:
             if live.provider not in obs.listed:
@@ -486,8 +494,10 @@ class TaskWorker:
         )
         # What the job has spent and what its other tasks will still cost, by the same projection
         # `orch status` shows (`status.remaining_usd`), kept per task (`core.totals`): O(1) per step.
+        placement, zone, region = self.zones.placement(situation, live, offers)
         return Context(spec=spec, situation=situation, live=live, offers=offers, avoid=self.r.capacity, now=now,
-                       spent_usd=self.totals.spent, others_usd=self.totals.others_usd(task.id))
+                       spent_usd=self.totals.spent, others_usd=self.totals.others_usd(task.id),
+                       placement=placement, placement_zone=zone, placement_region=region)
 
     def _refresh(self) -> None:
         """Read this task and its attempts again (not the whole job) after changing them."""

@@ -24,6 +24,7 @@ from orchestrator.core.item_records import ItemCounts
 from orchestrator.core.model import job_state
 from orchestrator.core.placement import usable
 from orchestrator.core.policy.base import SpotHistory
+from orchestrator.core.policy.multizone_base import ZoneSeen
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import idle_price
 from orchestrator.core.totals import JobTotals
@@ -77,6 +78,10 @@ class Reconciler:
     _inflight: dict[str, Future[bool]] = field(default_factory=dict)
     _offers_lock: threading.Lock = field(default_factory=threading.Lock)
     _items: ItemStore | None = None
+    # Per task: what its multi-zone policy has seen of each zone (names, ZoneSeen per zone, "spot
+    # somewhere" history). In memory, as `history`: a restarted controller starts afresh.
+    zone_memory: dict[str, tuple[tuple[str, ...], tuple[ZoneSeen, ...], SpotHistory | None]] = field(
+        default_factory=dict)
     _key_locks: dict[tuple[str, Resources, tuple[str, ...], str], threading.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -335,6 +340,8 @@ class Reconciler:
             self.store.add_event(job.id, "finished", f"job {job_state(states)}", now)
             self.store.mark_finished(job.id, now)
             self.history.pop(job.id, None)
+            for task in snap.tasks:
+                self.zone_memory.pop(task.id, None)
             return False
         return True
 
