@@ -48,10 +48,16 @@ ITEM_SECONDS = 14.0
 
 
 def runs(workers: int) -> list[RunSpec]:
-    """The table's rows, in order: the three deadlines, then the two yardsticks."""
+    """The first table's rows, in order: the three deadlines, then the two yardsticks."""
     return [RunSpec("deadline 2 h", "auto", workers, 2.0), RunSpec("deadline 6 h", "auto", workers, 6.0),
             RunSpec("deadline 24 h", "auto", workers, 24.0), RunSpec("on-demand only", "on-demand", workers),
             RunSpec("one spot GPU", "spot", 1)]
+
+
+def scarce_runs(workers: int, few: int) -> list[RunSpec]:
+    """The second table's rows (a start where spot runs out): the three deadlines, and the 24 h one
+    again with `few` workers, the count a plan that sizes workers by the deadline would choose."""
+    return [*runs(workers)[:3], RunSpec(f"deadline 24 h, {few} workers", "auto", few, 24.0)]
 
 
 def lower_bound_usd(items: int, item_seconds: float = ITEM_SECONDS) -> float:
@@ -102,28 +108,39 @@ def machine() -> str:
 
 
 def report(args: argparse.Namespace) -> tuple[list[str], list[RunResult]]:
-    jobs = [(r, args.items, args.start_tick) for r in runs(args.workers)]
+    first = [(r, args.items, args.start_tick) for r in runs(args.workers)]
+    second = [] if args.scarce_tick < 0 else [(r, args.items, args.scarce_tick)
+                                              for r in scarce_runs(args.workers, args.few_workers)]
     started = time.perf_counter()
     if args.processes > 1:
         with multiprocessing.get_context("fork").Pool(args.processes) as pool:
-            results = pool.map(_one, jobs, chunksize=1)
+            results = pool.map(_one, first + second, chunksize=1)
     else:
-        results = [_one(j) for j in jobs]
+        results = [_one(j) for j in first + second]
     elapsed = time.perf_counter() - started
     flags = " --quick" if args.quick else ""
-    extra = "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("items", "workers", "start_tick")
+    extra = "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in DEFAULTS
                     if not args.quick and getattr(args, k) != DEFAULTS[k])
+    gpu_h = args.items * ITEM_SECONDS / 3600
     lines = [f"Command: `python bench/campaign.py{flags}{extra}` ({elapsed:.0f} s with {args.processes} "
              f"worker processes), {date.today().isoformat()}.", "",
              f"Machine: {machine()}.", "",
-             f"{args.items:,} items of {ITEM_SECONDS:g} s ({args.items * ITEM_SECONDS / 3600:.1f} GPU-hours); "
-             f"traces `{TRACE_FOLDER}` ({', '.join(ZONES)}), from tick {args.start_tick}; restart overhead "
-             f"{OVERHEAD_H} h a launch; loop tick 60 s.", "",
-             *table(results, args.items), "", *targets(results, args.items)]
+             f"{args.items:,} items of {ITEM_SECONDS:g} s ({gpu_h:.1f} GPU-hours); traces `{TRACE_FOLDER}` "
+             f"({', '.join(ZONES)}); restart overhead {OVERHEAD_H} h a launch; loop tick 60 s.", "",
+             f"#### Starting at trace tick {args.start_tick} ({_day(args.start_tick)})", "",
+             *table(results[:len(first)], args.items), "", *targets(results[:len(first)], args.items)]
+    if second:
+        lines += ["", f"#### Starting at trace tick {args.scarce_tick} ({_day(args.scarce_tick)}): spot runs out", "",
+                  *table(results[len(first):], args.items), "", *targets(results[len(first):], args.items)]
     return lines, results
 
 
-DEFAULTS = {"items": 10_000, "workers": 32, "start_tick": 0}
+def _day(tick: int) -> str:
+    return f"{tick * 32 / 3600:.1f} h into the week"
+
+
+# The second start: three of the four zones lose spot within 90 minutes, then none has any for ~8 h.
+DEFAULTS = {"items": 10_000, "workers": 32, "start_tick": 0, "scarce_tick": 11_475, "few_workers": 8}
 
 
 def write_docs(lines: list[str]) -> None:
@@ -142,11 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=DEFAULTS["workers"], help="[array] workers of the campaigns")
     parser.add_argument("--start-tick", type=int, default=DEFAULTS["start_tick"],
                         help="the trace tick (32 s each) at which every run starts")
+    parser.add_argument("--scarce-tick", type=int, default=DEFAULTS["scarce_tick"],
+                        help="the start of the second table, where spot runs out (-1: no second table)")
+    parser.add_argument("--few-workers", type=int, default=DEFAULTS["few_workers"],
+                        help="workers of the second table's extra 24 h run")
     parser.add_argument("--processes", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--write-docs", action="store_true", help=f"replace the table in {DOCS.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     if args.quick:
-        args.items, args.workers = 200, 4
+        args.items, args.workers, args.few_workers = 200, 4, 2
     if not (traces_dir() / TRACE_FOLDER).is_dir():
         print(f"public traces not found under {traces_dir()} (set ORCH_TRACES_DIR)", file=sys.stderr)
         return 2
