@@ -17,6 +17,9 @@ from orchestrator.core.policy.multizone_base import Placement
 from orchestrator.core.spec import JobSpec
 from providers.base import EndReason, Instance, Market, NoticeKind, Offer
 
+# Exit statuses of a job stopped by a signal (143 = 128 + SIGTERM, the SDK's; 137 = SIGKILL after the grace).
+CANCEL_EXIT_CODES = frozenset({130, 137, 143})
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -70,6 +73,10 @@ def _judge(spec: JobSpec, task: TaskView, attempt: AttemptView, reason: EndReaso
            *, cancel_requested: bool, interrupted: bool) -> Verdict:
     if reason is EndReason.EXITED and interrupted and not cancel_requested:
         reason = EndReason.PREEMPTED
+    if cancel_requested and reason in (EndReason.TERMINATED, EndReason.EXITED) and exit_code not in (None, 0) \
+            and exit_code in CANCEL_EXIT_CODES:
+        # Stopped because the user cancelled (SIGTERM, then the job saved and exited 143): not its failure.
+        return Verdict(Outcome.CANCELLED, (Transition.CANCEL,), f"attempt {attempt.number} ended by cancellation")
     if reason is EndReason.PREEMPTED:
         return Verdict(Outcome.PREEMPTED, LOST,
                        f"attempt {attempt.number} preempted: {attempt.market} capacity reclaimed")

@@ -74,6 +74,16 @@ def bills_from_start(provider: Provider) -> bool:
     return getattr(provider, "bills_from_start", False) is True
 
 
+def _asked_to_stop(store: Store, job_id: str, attempt_id: str) -> bool:
+    return store.has_event(job_id, "stopping", attempt_id=attempt_id)
+
+
+def stops_gracefully(provider: Provider) -> bool:
+    """Whether `provider`'s terminate only asks the instance to stop (a pod deleted with a grace period),
+    so that it is seen stopping, then gone: a cancelled attempt is ended then, not when asked."""
+    return getattr(provider, "stops_gracefully", False) is True
+
+
 def draining(attempt: AttemptView, now: float) -> bool:
     """An attempt ended on an interruption notice whose instance may still run (and save) until its deadline."""
     return attempt.outcome is Outcome.PREEMPTED and attempt.ended_at is not None and attempt.ended_at > now
@@ -155,8 +165,10 @@ class TaskWorker:
                     assert live is not None
             listing = read_listing(listed=True, present=inst is not None, alive=inst is not None and inst.alive,
                                    since=live.started_at or live.launched_at, now=self.now)
-            if listing is Listing.SETTLING:
+            if listing is Listing.SETTLING and not self._stopped_on_cancel(live):
                 return
+            if inst is not None and inst.state is InstanceState.STOPPING and self.job.cancel_requested_at is not None:
+                return  # cancelled, still saving (a pod's grace period): billed, and live until it has stopped
             if inst is None or listing is Listing.ENDED:
                 self._finish(live, inst)
                 self.live = None
@@ -204,6 +216,10 @@ class TaskWorker:
         self._terminate(live, inst, stop.outcome, stop.transitions, stop.reason)
         return stop.outcome in (Outcome.SWITCHED, Outcome.LOST)
 
+    def _stopped_on_cancel(self, live: AttemptView) -> bool:
+        """A cancelled attempt this loop asked to stop gracefully is gone once unlisted: no listing grace."""
+        return self.job.cancel_requested_at is not None and _asked_to_stop(self.r.store, self.job.id, live.id)
+
     def _still_starting(self, live: AttemptView, inst: Instance) -> bool:
         """A launched instance that has not started the job yet (a pod waiting for a node): nothing is
         billed, so it waits, unless the job was cancelled. True when there is nothing more to do."""
@@ -223,7 +239,15 @@ class TaskWorker:
     def _terminate(self, live: AttemptView, inst: Instance, outcome: Outcome,
                    transitions: tuple[Transition, ...], reason: str, *, unbilled: bool = False) -> None:
         # The instance goes first: if terminating fails, the attempt stays live and the next tick retries.
-        self.r.providers[live.provider].terminate(inst)
+        provider = self.r.providers[live.provider]
+        provider.terminate(inst)
+        if outcome is Outcome.CANCELLED and stops_gracefully(provider) and not unbilled:
+            # The instance stops in its own time (a pod's grace period, for the job to save): it runs
+            # and is billed until then, so the attempt stays live and ends when the listing shows it gone.
+            if not _asked_to_stop(self.store, self.job.id, live.id):
+                self.store.add_event(self.job.id, "stopping", f"attempt {live.number}: {reason}; its instance "
+                                     "may save until it stops", self.now, task_id=self.task.id, attempt_id=live.id)
+            return
         self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason,
                                unbilled=unbilled)
         self._release_items(live, failure=None)

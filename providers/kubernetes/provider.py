@@ -121,6 +121,9 @@ class KubernetesProvider:
     # A pod is billed from when it is bound and its job started, not from its creation: the loop keeps
     # the attempt launching (and unbilled) while the pod waits for a node or pulls its image.
     bills_from_start = True
+    # Deleting a pod gives it its grace period to save: the loop waits to see it stopped (see
+    # `reconcile_task.stops_gracefully`) before ending a cancelled attempt.
+    stops_gracefully = True
 
     def __init__(self, api_client: ApiClient, settings: KubernetesSettings | None = None, *,
                  clock: Clock | None = None) -> None:

@@ -114,10 +114,6 @@ def test_deleting_a_gpujob_cancels_it_and_its_pod_is_stopped(
     assert ctl.store.tasks(job_id)[0].state is TaskState.CANCELLED
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "defect: the loop ends an attempt in the store as soon as it asks for the pod's deletion, so the "
-    "GpuJob's finalizer goes while the pod still runs its grace period (the fake deletes at once and "
-    "cannot show it); see docs/kubernetes.md"))
 def test_a_deleted_gpujob_stays_until_its_pod_has_stopped(
     namespace: str, nodes: NodeSim, ctl: Controller, jobs: GpuJobs
 ) -> None:
