@@ -5,13 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
-from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest, read_heartbeat
-from orchestrator.checkpoint.manifest import read_manifest
+from orchestrator.checkpoint import StorageError
 from orchestrator.core.campaign_plan import CampaignFacts, SlotPlan, offers_for_items, plan_slot
 from orchestrator.core.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended, replace_on_notice
 from orchestrator.core.live import Listing, exited_ok_but_alive, keep_or_stop, read_listing, silent
@@ -31,6 +28,17 @@ from orchestrator.core.status import idle_price, task_work_hours
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop.executor import CallTimedOut
 from orchestrator.loop.snapshot import JobSnapshot
+from orchestrator.loop.task_facts import (
+    Seen,
+    Tracked,
+    asked_to_stop,
+    attempt_key,
+    bills_from_start,
+    draining,
+    read_checkpoints,
+    replaces_on_notice,
+    stops_gracefully,
+)
 from orchestrator.loop.zones import ZoneView
 from orchestrator.store.item_source import worker_environment
 from providers.base import (
@@ -45,10 +53,8 @@ from providers.base import (
     NoticeKind,
     Offer,
     PermanentError,
-    Provider,
     ProviderError,
     QuotaError,
-    offer_key,
 )
 
 if TYPE_CHECKING:
@@ -63,59 +69,6 @@ RECLAIMED_AVOID_S = 300.0
 QUOTA_AVOID_S = 600.0
 
 
-def replaces_on_notice(provider: Provider) -> bool:
-    """Whether `provider` can start a replacement that waits for its predecessor (ORCH_RESUME_NOT_BEFORE)."""
-    return getattr(provider, "replaces_on_notice", False) is True
-
-
-def bills_from_start(provider: Provider) -> bool:
-    """Whether `provider`'s instances may wait unbilled after launch (a pod pending for a node): the
-    attempt then stays launching until the instance runs, and is billed from that moment."""
-    return getattr(provider, "bills_from_start", False) is True
-
-
-def _asked_to_stop(store: Store, job_id: str, attempt_id: str) -> bool:
-    return store.has_event(job_id, "stopping", attempt_id=attempt_id)
-
-
-def stops_gracefully(provider: Provider) -> bool:
-    """Whether `provider`'s terminate only asks the instance to stop (a pod deleted with a grace period),
-    so that it is seen stopping, then gone: a cancelled attempt is ended then, not when asked."""
-    return getattr(provider, "stops_gracefully", False) is True
-
-
-def draining(attempt: AttemptView, now: float) -> bool:
-    """An attempt ended on an interruption notice whose instance may still run (and save) until its deadline."""
-    return attempt.outcome is Outcome.PREEMPTED and attempt.ended_at is not None and attempt.ended_at > now
-
-
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """What one look at a live attempt's heartbeat found (all empty when nothing could be read)."""
-
-    exit_code: int | None = None
-    moved: bool = False
-    interrupted: bool = False
-    heartbeat_at: float | None = None
-    provider_progress: bool = False
-
-
-class _Tracked:
-    """The store, noting whether a step wrote anything: only then is its task read again."""
-
-    WRITES = frozenset({"transition", "update_progress", "begin_attempt", "attempt_instance", "attempt_running",
-                        "end_attempt", "note_attempt"})
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.wrote = False
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self.WRITES:
-            self.wrote = True
-        return getattr(self._store, name)
-
-
 class TaskWorker:
     """One task's step, over the tick's snapshot of its job (see `orchestrator.loop.snapshot`)."""
 
@@ -128,7 +81,7 @@ class TaskWorker:
         self.totals = totals if totals is not None else JobTotals.of(
             snap.job.spec, snap.tasks, snap.attempts_of, idle=idle_price(snap.job.spec, r.job_offers(snap.job)),
             now=r.clock.now())
-        self._tracked = _Tracked(r.store)
+        self._tracked = Tracked(r.store)
         self.store = cast("Store", self._tracked)
 
     @property
@@ -218,7 +171,7 @@ class TaskWorker:
 
     def _stopped_on_cancel(self, live: AttemptView) -> bool:
         """A cancelled attempt this loop asked to stop gracefully is gone once unlisted: no listing grace."""
-        return self.job.cancel_requested_at is not None and _asked_to_stop(self.r.store, self.job.id, live.id)
+        return self.job.cancel_requested_at is not None and asked_to_stop(self.r.store, self.job.id, live.id)
 
     def _still_starting(self, live: AttemptView, inst: Instance) -> bool:
         """A launched instance that has not started the job yet (a pod waiting for a node): nothing is
@@ -244,7 +197,7 @@ class TaskWorker:
         if outcome is Outcome.CANCELLED and stops_gracefully(provider) and not unbilled:
             # The instance stops in its own time (a pod's grace period, for the job to save): it runs
             # and is billed until then, so the attempt stays live and ends when the listing shows it gone.
-            if not _asked_to_stop(self.store, self.job.id, live.id):
+            if not asked_to_stop(self.store, self.job.id, live.id):
                 self.store.add_event(self.job.id, "stopping", f"attempt {live.number}: {reason}; its instance "
                                      "may save until it stops", self.now, task_id=self.task.id, attempt_id=live.id)
             return
@@ -288,7 +241,7 @@ class TaskWorker:
             checkpoint_at: float | None = now
         else:
             try:
-                hb, manifest = self.r.executor.call(partial(_read_checkpoints, self.r.storage, self.task.checkpoint_uri,
+                hb, manifest = self.r.executor.call(partial(read_checkpoints, self.r.storage, self.task.checkpoint_uri,
                                                             live.number), f"checkpoint storage of task {self.task.id}")
             except (StorageError, CallTimedOut) as exc:
                 log.warning("checkpoint storage of task %s unreadable: %s", self.task.id, exc)
@@ -348,7 +301,7 @@ class TaskWorker:
             return False
         now = self.now
         if notice.kind is NoticeKind.INTERRUPTION:  # that capacity is going away: not for the successor
-            self.r.capacity.refuse(_attempt_key(live), notice.deadline + RECLAIMED_AVOID_S)
+            self.r.capacity.refuse(attempt_key(live), notice.deadline + RECLAIMED_AVOID_S)
         action = replace_on_notice(self._context(None), kind=notice.kind, deadline=notice.deadline)
         if not isinstance(action, Launch):
             return False
@@ -403,7 +356,7 @@ class TaskWorker:
 
     def _launch_again(self, attempt: AttemptView) -> None:
         """An attempt left `launching` by a dead controller: same token, so no second instance."""
-        offer = next((o for o in self._all_offers() if o.key == _attempt_key(attempt)), None)
+        offer = next((o for o in self._all_offers() if o.key == attempt_key(attempt)), None)
         if offer is None:
             self.store.end_attempt(attempt, Outcome.LAUNCH_FAILED, self.now,
                                    task_transitions=(Transition.LAUNCH_FAILED,),
@@ -531,26 +484,3 @@ class TaskWorker:
         self._tracked.wrote = False  # the snapshot holds every write so far: no second re-read after the step
 
 
-def _attempt_key(a: AttemptView) -> str:
-    return offer_key(a.provider, a.region, a.zone, a.instance_type, a.market)
-
-
-def _read_checkpoints(open_storage: Callable[[str], Storage], uri: str,
-                      attempt: int) -> tuple[Heartbeat | None, Manifest | None]:
-    """The attempt's heartbeat (None if another attempt wrote the newest) and the newest manifest."""
-    storage = open_storage(uri)
-    hb = read_heartbeat(storage)
-    if hb is not None and hb.attempt != attempt:
-        hb = None
-    return hb, _newest_manifest(storage, hb)
-
-
-def _newest_manifest(storage: Storage, hb: Heartbeat | None) -> Manifest | None:
-    """The newest checkpoint's manifest: the one the agent's heartbeat names (one read), or, before the
-    first heartbeat, found by listing the store (the agent lists it already; no need to twice a tick)."""
-    if hb is not None and hb.newest_checkpoint is not None:
-        try:
-            return read_manifest(storage, hb.newest_checkpoint)
-        except StorageError:
-            pass  # pruned or damaged since the beat: fall back to the listing
-    return newest_manifest(storage)

@@ -31,8 +31,9 @@ from orchestrator.core.totals import JobTotals
 from orchestrator.loop import snapshot
 from orchestrator.loop.campaign_output import write_results
 from orchestrator.loop.executor import Executor
-from orchestrator.loop.reconcile_task import TaskWorker, draining
+from orchestrator.loop.reconcile_task import TaskWorker
 from orchestrator.loop.snapshot import JobSnapshot
+from orchestrator.loop.task_facts import draining
 from orchestrator.store import Store
 from orchestrator.store.items import ItemStore
 from orchestrator.store.views import JobView

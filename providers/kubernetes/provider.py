@@ -122,7 +122,7 @@ class KubernetesProvider:
     # the attempt launching (and unbilled) while the pod waits for a node or pulls its image.
     bills_from_start = True
     # Deleting a pod gives it its grace period to save: the loop waits to see it stopped (see
-    # `reconcile_task.stops_gracefully`) before ending a cancelled attempt.
+    # `orchestrator.loop.task_facts.stops_gracefully`) before ending a cancelled attempt.
     stops_gracefully = True
 
     def __init__(self, api_client: ApiClient, settings: KubernetesSettings | None = None, *,
