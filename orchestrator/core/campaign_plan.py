@@ -10,6 +10,7 @@ never more than there are such items, and end once no item is left.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,6 +27,8 @@ class CampaignFacts:
     live_workers: int = 0
     # The largest GPU memory (GB) a waiting item ran out of; a worker for it needs more. None: no such item.
     memory_needed: float | None = None
+    # How many workers the deadline asks for now (`workers_wanted`); the slots beyond it wait.
+    wanted: int | None = None
 
     @property
     def progress(self) -> float:
@@ -45,10 +48,39 @@ class SlotPlan(StrEnum):
     RETIRE = "retire"  # no item left: this slot is done
 
 
+# The share of the time left that the wanted workers should need: the rest is slack for each worker's
+# policy to wait out spot outages before the safety net sends it to on-demand (the single-zone policy
+# does well with slack of about its own work, see docs/policy.md).
+WORK_SHARE_OF_TIME_LEFT = 0.5
+
+
+def workers_wanted(facts: CampaignFacts, *, slots: int, total_h: float, hours_left: float | None,
+                   overhead_h: float) -> int:
+    """Workers enough to do the items left in about half the time left: fewer workers than slots when
+    the deadline allows, because each reclamation costs every running worker a restart (32 workers
+    in one flickering zone paid 0.1 h each per reclamation in bench/campaign.py); all of them when it
+    is tight, or without a deadline (then speed is all that is asked)."""
+    if hours_left is None:
+        return slots
+    left_h = (1.0 - facts.progress) * total_h
+    usable_h = hours_left * WORK_SHARE_OF_TIME_LEFT - overhead_h
+    if usable_h <= 0.0:
+        return slots
+    return max(1, min(slots, math.ceil(left_h / usable_h)))
+
+
+def worker_work_hours(facts: CampaignFacts, *, total_h: float, slots: int) -> float:
+    """The campaign's work as one worker's share (for its policy's Situation): the whole over the workers
+    wanted, so a worker sees the work left it must carry, however many slots wait."""
+    return total_h / max(1, facts.wanted if facts.wanted is not None else slots)
+
+
 def plan_slot(facts: CampaignFacts) -> tuple[SlotPlan, str]:
     """What a waiting worker slot does this tick, and why."""
     if facts.counts.left == 0:
         return SlotPlan.RETIRE, "no item left to do"
+    if facts.wanted is not None and facts.live_workers >= facts.wanted:
+        return SlotPlan.WAIT, f"{facts.live_workers} worker(s) running, as many as the deadline asks for"
     if facts.leasable <= facts.live_workers:
         return SlotPlan.WAIT, (f"{facts.leasable} item(s) to lease and {facts.live_workers} worker(s) running: "
                                "no worker to add")

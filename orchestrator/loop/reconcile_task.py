@@ -9,7 +9,13 @@ from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from orchestrator.checkpoint import StorageError
-from orchestrator.core.campaign_plan import CampaignFacts, SlotPlan, offers_for_items, plan_slot
+from orchestrator.core.campaign_plan import (
+    CampaignFacts,
+    SlotPlan,
+    offers_for_items,
+    plan_slot,
+    worker_work_hours,
+)
 from orchestrator.core.decide import Context, Launch, OverBudget, Stop, Wait, choose, judge_ended, replace_on_notice
 from orchestrator.core.live import Listing, exited_ok_but_alive, keep_or_stop, read_listing, silent
 from orchestrator.core.model import (
@@ -452,7 +458,8 @@ class TaskWorker:
     def _context(self, live: AttemptView | None) -> Context:
         spec, task, now = self.job.spec, self.task, self.now
         offers = self._all_offers()
-        work_h = task_work_hours(spec, task)
+        work_h = (task_work_hours(spec, task) if self.campaign is None else
+                  worker_work_hours(self.campaign, total_h=spec.schedule.estimated_hours, slots=len(self.snap.tasks)))
         overhead_h = self.totals.overhead_h()
         spot = usable(offers, Market.SPOT, self.r.capacity, now)
         low_spot, low_od = cheapest(offers, Market.SPOT), cheapest(offers, Market.ON_DEMAND)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from orchestrator.checkpoint.storage import Storage, StorageError, open_storage
-from orchestrator.core.campaign_plan import CampaignFacts, largest_memory
+from orchestrator.core.campaign_plan import CampaignFacts, largest_memory, workers_wanted
 from orchestrator.core.item_records import ItemCounts
 from orchestrator.core.model import job_state
 from orchestrator.core.placement import usable
@@ -184,6 +184,11 @@ class Reconciler:
             facts.counts = self.items.counts(snap.job.id)
             facts.memory_needed = self.items.memory_needed(snap.job.id)
         now = self.clock.now()
+        job = snap.job
+        facts.wanted = workers_wanted(
+            facts, slots=len(snap.tasks), total_h=job.spec.schedule.estimated_hours,
+            hours_left=None if job.deadline_at is None else (job.deadline_at - now) / 3600.0,
+            overhead_h=job.spec.schedule.restart_overhead_hours)
         for task in snap.tasks:
             if task.state.terminal:
                 continue
