@@ -17,16 +17,15 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from orchestrator.checkpoint import interval
 from orchestrator.checkpoint.filestore import validate_key, write_atomic
+from orchestrator.checkpoint.interrupts import Interrupts
 from orchestrator.checkpoint.manifest import (
     CorruptCheckpoint,
     FileEntry,
@@ -46,7 +45,6 @@ log = logging.getLogger("orch.checkpoint")
 INTERRUPTED_EXIT_CODE = 128 + signal.SIGTERM
 
 Files = Mapping[str, bytes] | str | os.PathLike[str]
-SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class CheckpointConfigError(StorageError):
@@ -116,8 +114,7 @@ class Checkpointer:
         self._default_save_cost_s = default_save_cost_s
         self._origin_at: float | None = None
         self._last_progress: float | None = None
-        self._interrupted = threading.Event()
-        self._previous_handlers: dict[int, SignalHandler] = {}
+        self._interrupts = Interrupts()
 
     @classmethod
     def from_env(
@@ -155,36 +152,18 @@ class Checkpointer:
     @property
     def interrupted(self) -> bool:
         """True once the interruption signal arrived: save now and exit with INTERRUPTED_EXIT_CODE."""
-        return self._interrupted.is_set()
+        return self._interrupts.is_set
 
     def mark_interrupted(self) -> None:
         """For jobs that learn of an interruption another way (their own framework's hook)."""
-        self._interrupted.set()
+        self._interrupts.mark()
 
     def install_signal_handlers(self, signals: Iterable[int] = (signal.SIGTERM,)) -> None:
-        """Record the signal instead of dying of it, then call whatever handler was there before.
-
-        Only the main thread may install handlers (a Python rule); elsewhere this logs and does
-        nothing, and the job must call `mark_interrupted` itself.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            log.warning("not in the main thread: cannot install the interruption signal handler")
-            return
-        for signum in signals:
-            if signum not in self._previous_handlers:
-                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._interrupted.set()
-        previous = self._previous_handlers.get(signum)
-        if callable(previous):
-            previous(signum, frame)
+        """Record the signal instead of dying of it (`Interrupts.install`)."""
+        self._interrupts.install(signals)
 
     def restore_signal_handlers(self) -> None:
-        for signum, previous in self._previous_handlers.items():
-            if previous is not None:
-                signal.signal(signum, previous)
-        self._previous_handlers.clear()
+        self._interrupts.restore()
 
     # -- progress and timing ------------------------------------------------------------------------
 

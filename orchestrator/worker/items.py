@@ -24,14 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
-from orchestrator.checkpoint.sdk import SignalHandler, _interrupt_signals
+from orchestrator.checkpoint.interrupts import Interrupts
+from orchestrator.checkpoint.sdk import _interrupt_signals
 from orchestrator.core.item_records import Lease
 from orchestrator.worker.sources import ItemSource
 
@@ -126,12 +126,11 @@ class WorkerItems:
         self.chunk = chunk
         self.now = now
         self._external_interrupted = interrupted
-        self._interrupted = threading.Event()
+        self._interrupts = Interrupts()
         self._held: dict[int, Lease] = {}  # leased and not settled: what the renewer keeps alive
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
-        self._previous_handlers: dict[int, SignalHandler] = {}
         self.lost: set[int] = set()  # item ids whose lease lapsed and went to another worker
 
     # -- interruption (the same contract as Checkpointer) -------------------------------------------
@@ -139,24 +138,13 @@ class WorkerItems:
     @property
     def interrupted(self) -> bool:
         external = self._external_interrupted is not None and self._external_interrupted()
-        return external or self._interrupted.is_set()
+        return external or self._interrupts.is_set
 
     def mark_interrupted(self) -> None:
-        self._interrupted.set()
+        self._interrupts.mark()
 
     def install_signal_handlers(self, signals: Sequence[int]) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            log.warning("not in the main thread: cannot install the interruption signal handler")
-            return
-        for signum in signals:
-            if signum not in self._previous_handlers:
-                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._interrupted.set()
-        previous = self._previous_handlers.get(signum)
-        if callable(previous):
-            previous(signum, frame)
+        self._interrupts.install(signals)
 
     # -- iteration ----------------------------------------------------------------------------------
 
@@ -201,10 +189,7 @@ class WorkerItems:
         finally:
             with self._lock:
                 self._held.clear()
-            for signum, previous in self._previous_handlers.items():
-                if previous is not None:
-                    signal.signal(signum, previous)
-            self._previous_handlers.clear()
+            self._interrupts.restore()
             self.source.close()
 
     def __enter__(self) -> WorkerItems:
