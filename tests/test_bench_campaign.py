@@ -24,7 +24,7 @@ def test_a_tiny_campaign_is_done_exactly_once_by_the_loop_over_the_traces() -> N
     r = run_campaign(RunSpec("tiny", "auto", 4, 2.0), _traces_or_skip(), items=200)
     assert (r.state, r.items, r.lost, r.duplicates, r.refused_commits) == ("succeeded", 200, 0, 0, 0)
     assert r.deadline_met and r.finish_h is not None
-    # 0.78 h of work and 2 h left: one worker is enough for the deadline (core.campaign_plan.workers_wanted),
+    # 0.78 h of work and 2 h left: two workers are enough for the deadline (core.campaign_plan.workers_wanted),
     # so the other slots wait instead of each paying a restart on every reclamation.
     assert r.cost_usd > 0 and r.launches >= 1
 

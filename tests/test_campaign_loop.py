@@ -117,11 +117,11 @@ def test_a_finished_campaigns_output_holds_each_result_once_in_order(sqlite_stor
 
 def test_the_deadline_sizes_the_workers_and_each_carries_its_share() -> None:
     facts = _facts(queued=10_000)
-    # 38.9 h of work: 24 h left asks for 4 workers (work in half the time left), 2 h for every slot.
-    assert workers_wanted(facts, slots=32, total_h=38.9, hours_left=24.0, overhead_h=0.1) == 4
+    # 38.9 h of work: 24 h left asks for 6 workers (work in 30% of the time left), 2 h for every slot.
+    assert workers_wanted(facts, slots=32, total_h=38.9, hours_left=24.0, overhead_h=0.1) == 6
     assert workers_wanted(facts, slots=32, total_h=38.9, hours_left=2.0, overhead_h=0.1) == 32
     assert workers_wanted(facts, slots=32, total_h=38.9, hours_left=None, overhead_h=0.1) == 32  # no deadline
     assert workers_wanted(facts, slots=32, total_h=38.9, hours_left=0.1, overhead_h=0.1) == 32  # late: all
-    facts.wanted, facts.live_workers = 4, 4
-    assert plan_slot(facts)[0] is SlotPlan.WAIT  # the fifth slot waits
-    assert worker_work_hours(facts, total_h=38.9, slots=32) == 38.9 / 4
+    facts.wanted, facts.live_workers = 6, 6
+    assert plan_slot(facts)[0] is SlotPlan.WAIT  # the seventh slot waits
+    assert worker_work_hours(facts, total_h=38.9, slots=32) == 38.9 / 6

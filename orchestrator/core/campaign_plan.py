@@ -48,15 +48,16 @@ class SlotPlan(StrEnum):
     RETIRE = "retire"  # no item left: this slot is done
 
 
-# The share of the time left that the wanted workers should need: the rest is slack for each worker's
-# policy to wait out spot outages before the safety net sends it to on-demand (the single-zone policy
-# does well with slack of about its own work, see docs/policy.md).
-WORK_SHARE_OF_TIME_LEFT = 0.5
+# The share of the time left that the wanted workers should need; the rest is slack for each worker's
+# policy to wait out spot outages before the safety net sends it to on-demand. Fewer workers lose
+# less to each reclamation but stay exposed longer: bench/campaign.py measured 0.5 and 0.3 on two
+# windows of the V100 traces (docs/benchmarks.md, "Campaigns"); 0.3 had the lower mean.
+WORK_SHARE_OF_TIME_LEFT = 0.3
 
 
 def workers_wanted(facts: CampaignFacts, *, slots: int, total_h: float, hours_left: float | None,
                    overhead_h: float) -> int:
-    """Workers enough to do the items left in about half the time left: fewer workers than slots when
+    """Workers enough to do the items left in `WORK_SHARE_OF_TIME_LEFT` of the time left: fewer than slots when
     the deadline allows, because each reclamation costs every running worker a restart (32 workers
     in one flickering zone paid 0.1 h each per reclamation in bench/campaign.py); all of them when it
     is tight, or without a deadline (then speed is all that is asked)."""
