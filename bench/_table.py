@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -59,3 +60,14 @@ def summary_table(rows: Sequence[tuple[str, int, Mapping[str, Result]]]) -> list
 
 def _mean_sd(values: Floats) -> str:
     return f"{values.mean():.2f} ± {values.std():.2f}"
+
+
+def replace_between(path: Path, start: str, end: str, lines: Sequence[str]) -> None:
+    """Put `lines` between the `start` and `end` markers of `path` (docs/benchmarks.md), keeping the rest:
+    every bench that writes its table into the docs does it this way."""
+    text = path.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise SystemExit(f"{path}: markers {start} / {end} not found")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail, encoding="utf-8")

@@ -40,6 +40,7 @@ from bench._campaign_run import (
     load_traces,
     run_campaign,
 )
+from bench._table import replace_between
 from orchestrator.research.traces import traces_dir
 
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -144,12 +145,7 @@ DEFAULTS = {"items": 10_000, "workers": 32, "start_tick": 0, "scarce_tick": 11_4
 
 
 def write_docs(lines: list[str]) -> None:
-    text = DOCS.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise SystemExit(f"{DOCS}: markers {START} / {END} not found")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    DOCS.write_text(head + START + "\n" + "\n".join(lines) + "\n" + END + tail, encoding="utf-8")
+    replace_between(DOCS, START, END, lines)
 
 
 def main(argv: list[str] | None = None) -> int:

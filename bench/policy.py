@@ -116,12 +116,7 @@ def multi_report(args: argparse.Namespace) -> list[str]:
 
 
 def write_docs(lines: list[str], start: str = START, end: str = END) -> None:
-    text = DOCS.read_text(encoding="utf-8")
-    if start not in text or end not in text:
-        raise SystemExit(f"{DOCS}: markers {start} / {end} not found")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    DOCS.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail, encoding="utf-8")
+    _table.replace_between(DOCS, start, end, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
