@@ -79,13 +79,16 @@ class TaskWorker:
     """One task's step, over the tick's snapshot of its job (see `orchestrator.loop.snapshot`)."""
 
     def __init__(self, r: Reconciler, snap: JobSnapshot, task: TaskView, live: AttemptView | None,
-                 totals: JobTotals | None = None, campaign: CampaignFacts | None = None) -> None:
+                 totals: JobTotals | None = None, campaign: CampaignFacts | None = None,
+                 offers: list[Offer] | None = None) -> None:
         self.r, self.snap, self.job, self.task, self.live = r, snap, snap.job, task, live
+        # The job's offers this tick, shared by its steps (fetched here for a lone step).
+        self.job_offers = offers if offers is not None else r.job_offers(snap.job)
         self.campaign = campaign  # a campaign's item counts this tick (None: not a campaign)
         self.zones = ZoneView(r, snap, task)  # several zones: the multi-zone policy's view (loop/zones.py)
         # The job's budget sums, shared by the job's steps this tick (built here for a lone step).
         self.totals = totals if totals is not None else JobTotals.of(
-            snap.job.spec, snap.tasks, snap.attempts_of, idle=idle_price(snap.job.spec, r.job_offers(snap.job)),
+            snap.job.spec, snap.tasks, snap.attempts_of, idle=idle_price(snap.job.spec, self.job_offers),
             now=r.clock.now())
         self._tracked = Tracked(r.store)
         self.store = cast("Store", self._tracked)
@@ -443,7 +446,7 @@ class TaskWorker:
     # --- inputs to the pure core ---------------------------------------------------------------
 
     def _all_offers(self) -> list[Offer]:
-        offers = self.r.job_offers(self.job)
+        offers = self.job_offers
         return list(offers_for_items(offers, self.campaign)) if self.campaign is not None else offers
 
     def _release_items(self, live: AttemptView, *, failure: str | None) -> None:

@@ -166,19 +166,20 @@ class Reconciler:
         return self._items
 
     def _campaigns(self, snapshots: Mapping[str, JobSnapshot], now: float) -> dict[str, CampaignFacts]:
-        """This tick's item counts of the held campaigns, in one query, after returning lapsed leases."""
+        """This tick's item counts of the held campaigns (two queries for all of them), after returning
+        lapsed leases."""
         ids = [j for j, s in snapshots.items() if s.job.spec.array is not None and s.job.spec.array.is_campaign]
         if not ids:
             return {}
         self.items.release_expired(now)
-        counts = self.items.counts_of(ids)
-        return {j: CampaignFacts(counts.get(j, ItemCounts()), memory_needed=self.items.memory_needed(j)) for j in ids}
+        counts, memory = self.items.counts_of(ids), self.items.memory_needed_of(ids)
+        return {j: CampaignFacts(counts.get(j, ItemCounts()), memory_needed=memory.get(j)) for j in ids}
 
-    def _campaign_progress(self, snap: JobSnapshot, facts: CampaignFacts) -> None:
-        """Each unfinished slot carries the campaign's progress (see `core.campaign`): one figure for the
+    def _campaign_progress(self, snap: JobSnapshot, facts: CampaignFacts, offers: list[Offer]) -> None:
+        """Each unfinished slot carries the campaign's progress (see `core.campaign_plan`): one figure for the
         policy, the budget guard and `orch status` alike. Items that no GPU on offer can hold are
         quarantined here, so that none waits for a worker that cannot exist."""
-        largest = largest_memory(self.job_offers(snap.job))
+        largest = largest_memory(offers)
         if facts.memory_needed is not None and largest is not None and facts.memory_needed >= largest:
             self.items.quarantine_needing_more_than(snap.job.id, largest, now=self.clock.now())
             facts.counts = self.items.counts(snap.job.id)
@@ -313,21 +314,22 @@ class Reconciler:
                 for o in self.offers(name, spec.resources, spec.placement.regions, job.id,
                                      spec.placement.options.get(name))]
 
-    def _observe_spot(self, job: JobView) -> None:
-        spot_now = bool(usable(self.job_offers(job), Market.SPOT, self.capacity, self.clock.now()))
+    def _observe_spot(self, job: JobView, offers: list[Offer]) -> None:
+        spot_now = bool(usable(offers, Market.SPOT, self.capacity, self.clock.now()))
         self.history[job.id] = self.history.get(job.id, SpotHistory()).observe(spot_now, self.tick_seconds / 3600.0)
 
     def _reconcile_job(self, snap: JobSnapshot, obs: Observation, campaign: CampaignFacts | None = None) -> bool:
         """Step every unfinished task of the job; each sees the snapshot as the steps before it left it
         (budget, attempts), since a step that changed its task re-reads that task into the snapshot."""
         job = snap.job
-        self._observe_spot(job)
+        offers = self.job_offers(job)  # once per job and tick: every step of the job reads this list
+        self._observe_spot(job, offers)
         if campaign is not None:
-            self._campaign_progress(snap, campaign)
-        totals = JobTotals.of(job.spec, snap.tasks, snap.attempts_of, idle=idle_price(job.spec, self.job_offers(job)),
+            self._campaign_progress(snap, campaign, offers)
+        totals = JobTotals.of(job.spec, snap.tasks, snap.attempts_of, idle=idle_price(job.spec, offers),
                               now=self.clock.now())
         for task in [t for t in snap.tasks if not t.state.terminal]:
-            worker = TaskWorker(self, snap, task, snap.live_attempt(task.id), totals, campaign)
+            worker = TaskWorker(self, snap, task, snap.live_attempt(task.id), totals, campaign, offers)
             try:
                 worker.step(obs)
             except ProviderError as exc:

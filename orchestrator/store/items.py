@@ -312,10 +312,17 @@ class ItemStore:
 
     def memory_needed(self, job_id: str) -> float | None:
         """The largest GPU memory (GB) a waiting item ran out of: the next worker needs more. None: no such item."""
+        return self.memory_needed_of([job_id]).get(job_id)
+
+    def memory_needed_of(self, job_ids: Collection[str]) -> dict[str, float]:
+        """`memory_needed` of several jobs in one query (jobs with no such item are left out)."""
+        if not job_ids:
+            return {}
         with self.engine.connect() as conn:
-            value = conn.execute(select(func.max(ItemRow.oom_gpu_memory_gb)).where(
-                ItemRow.job_id == job_id, ItemRow.state.in_([s.value for s in WAITING]))).scalar()
-        return None if value is None else float(value)
+            rows = conn.execute(select(ItemRow.job_id, func.max(ItemRow.oom_gpu_memory_gb)).where(
+                ItemRow.job_id.in_(list(job_ids)), ItemRow.state.in_([s.value for s in WAITING]),
+                ItemRow.oom_gpu_memory_gb.is_not(None)).group_by(ItemRow.job_id)).all()
+        return {job_id: float(gb) for job_id, gb in rows if gb is not None}
 
     def done_since(self, job_id: str, since: float) -> int:
         """Items done at or after `since`: the recent rate that status and the plan divide by time."""
