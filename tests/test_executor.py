@@ -19,19 +19,9 @@ from orchestrator.research.traces import Trace
 from orchestrator.store import Store
 from providers.base import Instance, LaunchRequest
 from providers.sim import SimClock, SimProvider
+from tests.test_loop_lease import JOB
 
 HANG_S = 30.0  # the most a broken test waits; a passing one releases the hang at once
-JOB = """
-name = "{name}"
-command = ["true"]
-[resources]
-gpu = "V100"
-[schedule]
-estimated_hours = 10
-market = "spot"
-[placement]
-providers = ["sim"]
-"""
 
 
 class Hanging(SimProvider):
@@ -55,7 +45,7 @@ class Hanging(SimProvider):
 def world(sqlite_store: Store) -> Iterator[tuple[Store, SimClock, Hanging, list[str]]]:
     clock = SimClock()
     provider = Hanging(clock, Trace(source="always", gap_seconds=60.0, data=(1,) * 1000, prices=None))
-    jobs = [sqlite_store.submit(parse_spec(JOB.format(name=n), source="job.toml", submitted_at=clock.now()),
+    jobs = [sqlite_store.submit(parse_spec(JOB, source="job.toml", submitted_at=clock.now()),
                                 source="job.toml", now=clock.now(), checkpoint_uri=f"file:///tmp/orch-exec-{n}")
             for n in ("slow", "b", "c")]
     provider.hang_job = jobs[0]
