@@ -3,13 +3,17 @@
 The pure rules are in `orchestrator.core.policy.multizone_live` (the same calling sequence that
 `tests/test_multizone_live.py` drives and `bench/policy.py --multi` measures); this gathers the loop's
 observations for them: the task's running or just-reclaimed instance, the shared capacity memory's
-refusals, the providers' availability flags. Zones are observed once per step, however often the
-step asks the policy, and the observation is folded into the task's memory when the step ends.
+refusals, the providers' availability flags, and what every other instance of the tick's listings
+shows (`ZoneEvidence`, gathered once per tick for all tasks of all jobs). Zones are observed once per
+step, however often the step asks the policy, and the observation is folded into the task's memory
+when the step ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator.core.model import AttemptView, Outcome, TaskView
@@ -19,10 +23,69 @@ from orchestrator.core.policy.multizone_base import Placement, Zone, ZoneSeen
 from orchestrator.core.policy.multizone_live import end_tick, observe, zones_of
 from orchestrator.core.policy.multizone_live import situation as zone_situation
 from orchestrator.loop.snapshot import JobSnapshot
-from providers.base import Market, Offer
+from providers.base import EndReason, Instance, InstanceState, Market, NoticeKind, Offer, offer_key
 
 if TYPE_CHECKING:
-    from orchestrator.loop.reconciler import Reconciler
+    from orchestrator.loop.reconciler import Observation, Reconciler
+
+
+def _spot_key(inst: Instance) -> str:
+    return offer_key(inst.provider, inst.region, inst.zone, inst.instance_type, Market.SPOT)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneEvidence:
+    """What one tick's listings show of spot capacity, by offer key, for every task of every job.
+
+    A running spot instance of any job (or of another installation sharing the account) shows that
+    its instance type has spot capacity in its zone now; one reclaimed since the last tick, or under
+    an interruption notice, shows that capacity going. A task considering that zone for the same
+    instance type learns it without running there. Gathered once per tick from the tick's one
+    listing (`Reconciler.observe`), never per task; failed launches need no gathering, as they reach
+    every task at once through the shared `CapacityMemory`.
+    """
+
+    up: frozenset[str] = frozenset()
+    down: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, obs: Observation) -> ZoneEvidence:
+        """The evidence in one tick's listing. Only a RUNNING instance counts as up (a pending one may
+        still be refused); a reclaimed one counts only while its attempt is live here, i.e. in the
+        one tick that ends it (ended instances stay listed for an hour on EC2: old news)."""
+        up: set[str] = set()
+        down: set[str] = set()
+        noticed = {a for a, n in obs.notices.items() if n.kind is NoticeKind.INTERRUPTION}
+        for attempt_id, inst in obs.instances.items():
+            if inst.market is not Market.SPOT or inst.zone is None:
+                continue
+            if inst.reason is EndReason.PREEMPTED or attempt_id in noticed:
+                down.add(_spot_key(inst))
+            elif inst.state is InstanceState.RUNNING:
+                up.add(_spot_key(inst))
+        for _, inst in obs.orphans:
+            if inst.market is Market.SPOT and inst.zone is not None and inst.state is InstanceState.RUNNING:
+                up.add(_spot_key(inst))
+        return cls(frozenset(up), frozenset(down))
+
+    def zones(self, offers: Sequence[Offer]) -> tuple[set[str], set[str]]:
+        """(zones shown up, zones shown down) among `offers`' spot zones: a zone is shown so when any of
+        its spot offers' instance types is."""
+        up: set[str] = set()
+        down: set[str] = set()
+        if not (self.up or self.down):
+            return up, down
+        for o in offers:
+            if o.market is not Market.SPOT or o.zone is None:
+                continue
+            if o.key in self.up:
+                up.add(o.zone)
+            if o.key in self.down:
+                down.add(o.zone)
+        return up, down
+
+
+NO_EVIDENCE = ZoneEvidence()
 
 
 class ZoneView:
@@ -30,6 +93,12 @@ class ZoneView:
         self.r, self.snap, self.task_id = r, snap, task.id
         self._zones: tuple[Zone, ...] = ()
         self._seen: tuple[ZoneSeen, ...] | None = None
+
+    @property
+    def evidence(self) -> ZoneEvidence:
+        """The tick's `ZoneEvidence`, which the Reconciler gathers once per tick (none before it does)."""
+        found = getattr(self.r, "zone_evidence", None)
+        return found if isinstance(found, ZoneEvidence) else NO_EVIDENCE
 
     def placement(self, task: Situation, live: AttemptView | None,
                   offers: list[Offer]) -> tuple[Placement | None, str | None, str | None]:
@@ -52,9 +121,11 @@ class ZoneView:
             refused = {o.zone for o in offers if o.market is Market.SPOT and o.zone is not None
                        and self.r.capacity.avoided(o.key, now)}
             running = live.zone if live is not None and live.market is Market.SPOT else None
+            up, down = self.evidence.zones(offers)
             self._zones = zones
             self._seen = observe(zones, seen, offers, at_h=(now - job.created_at) / 3600.0, reclaimed_zone=reclaimed,
-                                 running_zone=running, capacity_errors=refused)
+                                 running_zone=running, capacity_errors=refused, up_elsewhere=up,
+                                 down_elsewhere=down)
         m = zone_situation(dataclasses.replace(task, history=history), zones, self._seen,
                            zone=live.zone if live is not None else None, home=home)
         chosen = get_multi_policy(job.spec.policy_name)(m)

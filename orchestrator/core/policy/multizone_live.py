@@ -37,11 +37,13 @@ def zones_of(offers: Sequence[Offer]) -> tuple[Zone, ...]:
 
 def observe(zones: Sequence[Zone], seen: Sequence[ZoneSeen], offers: Sequence[Offer], *,
             running_zone: str | None = None, reclaimed_zone: str | None = None, at_h: float = 0.0,
-            capacity_errors: Collection[str] = (), up_elsewhere: Collection[str] = ()) -> tuple[ZoneSeen, ...]:
+            capacity_errors: Collection[str] = (), up_elsewhere: Collection[str] = (),
+            down_elsewhere: Collection[str] = ()) -> tuple[ZoneSeen, ...]:
     """This tick's observations of each zone, first one wins: the task's reclaimed instance (down), its
     running one (up), capacity errors of this controller's launches there (the shared capacity memory:
-    down), other jobs' running spot instances there (up), and an offer's `available` flag when the
-    provider gives one (None: no signal, the zone stays unobserved this tick)."""
+    down), other jobs' spot instances reclaimed or under notice there (down: the newer news), other
+    jobs' running spot instances there (up), and an offer's `available` flag when the provider gives
+    one (None: no signal, the zone stays unobserved this tick)."""
     flags = {o.zone: o.available for o in offers if o.market is Market.SPOT and o.zone is not None}
     out = []
     for zone, s in zip(zones, seen, strict=True):
@@ -50,6 +52,8 @@ def observe(zones: Sequence[Zone], seen: Sequence[ZoneSeen], offers: Sequence[Of
         if zone.name == running_zone:
             s = s.look(True)
         if zone.name in capacity_errors:
+            s = s.look(False)
+        if zone.name in down_elsewhere:
             s = s.look(False)
         if zone.name in up_elsewhere:
             s = s.look(True)
