@@ -1,15 +1,27 @@
-"""`SqlItemSource`: a worker's `ItemSource` (orchestrator/checkpoint/items.py) straight on orch's database.
+"""How a campaign worker reaches its items: `worker_environment` (what the loop puts in an attempt's
+environment) and `SqlItemSource`, a worker's `ItemSource` (orchestrator/worker/sources.py) straight on
+orch's database.
 
-For workers that can reach the database orch itself uses: the local provider's processes, on the same
-machine as the embedded SQLite file or the PostgreSQL server. The URL comes from ORCH_ITEMS_URL; it is
-never given to a cloud instance (that would put database credentials in user data), which needs a
-transport through the checkpoint bucket instead (docs/campaigns.md).
+Two transports, chosen per provider:
+
+- **The database** (ORCH_ITEMS_URL), for workers that can reach the database orch itself uses: the
+  local provider's processes, on the same machine as the embedded SQLite file or the PostgreSQL
+  server. The URL is never given to a pod or a cloud instance (it would carry the database's
+  password into a pod spec or user data).
+- **The item service** (ORCH_ITEMS_ENDPOINT + ORCH_ITEMS_TOKEN, `orchestrator.store.item_service`),
+  for pods: a small HTTP endpoint the controller serves. Each attempt gets a token that lets it act
+  as that one worker of that one job and nothing else: an HMAC of the job and attempt ids under the
+  controller's secret (`attempt_token`), so nothing is stored per attempt and every replica that
+  shares the secret checks it the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
@@ -25,15 +37,48 @@ DEFAULT_MAX_FAILURES = 3
 DIRECT_PROVIDERS = frozenset({"local"})
 
 
+_TOKEN_CONTEXT = b"orch-items/v1"
+
+
+def attempt_token(secret: bytes, job_id: str, attempt_id: str) -> str:
+    """The bearer token of one attempt (one worker) of one job: HMAC-SHA256 under the controller's secret.
+
+    Derived, not stored: no table holds tokens, a restarted or standby controller with the same secret
+    accepts the tokens of pods already running, and a token names exactly one (job, attempt) pair.
+    """
+    msg = b"\0".join((_TOKEN_CONTEXT, job_id.encode(), attempt_id.encode()))
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ItemEndpoint:
+    """Where workers on `providers` reach the item service, and the secret their tokens are signed with.
+
+    `url` is the address as the workers see it (in a cluster, the chart's Service:
+    `http://<release>-orch-items.<namespace>.svc:8081`), not the address the service listens on.
+    """
+
+    url: str
+    secret: bytes = field(repr=False)
+    providers: frozenset[str] = frozenset({"kubernetes"})
+
+    def token(self, job_id: str, attempt_id: str) -> str:
+        return attempt_token(self.secret, job_id, attempt_id)
+
+
 def worker_environment(url: str, *, provider: str, gpu_memory_gb: float | None = None,
-                       lease_seconds: float | None = None) -> dict[str, str]:
+                       lease_seconds: float | None = None, endpoint: ItemEndpoint | None = None,
+                       job_id: str = "", attempt_id: str = "") -> dict[str, str]:
     """The ORCH_ITEMS_* variables a campaign worker on `provider` gets, beside ORCH_JOB_ID and
-    ORCH_ATTEMPT_ID (which name the job and the lease owner): the database URL for local workers
-    only, and nothing for the others until a cloud `ItemSource` exists. The loop adds them to the
-    attempt's LaunchRequest.env."""
-    if provider not in DIRECT_PROVIDERS:
+    ORCH_ATTEMPT_ID (which name the job and the lease owner): the database URL for local workers,
+    the item service's address and this attempt's token for the providers `endpoint` serves, and
+    nothing for the others. The loop adds them to the attempt's LaunchRequest.env."""
+    if provider in DIRECT_PROVIDERS:
+        env = {"ORCH_ITEMS_URL": url}
+    elif endpoint is not None and provider in endpoint.providers and job_id and attempt_id:
+        env = {"ORCH_ITEMS_ENDPOINT": endpoint.url, "ORCH_ITEMS_TOKEN": endpoint.token(job_id, attempt_id)}
+    else:
         return {}
-    env = {"ORCH_ITEMS_URL": url}
     if gpu_memory_gb is not None:
         env["ORCH_GPU_MEMORY_GB"] = f"{gpu_memory_gb:g}"
     if lease_seconds is not None:

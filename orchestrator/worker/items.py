@@ -12,10 +12,11 @@ it is not), and stops taking items once an interruption notice arrives (the agen
 `Checkpointer`), giving back the items it holds but has not started. Items that are done are never
 handed out again, so a restarted worker simply carries on with what is left.
 
-`ItemSource` (orchestrator/worker/sources.py) is the seam: today `SqlItemSource`
+`ItemSource` (orchestrator/worker/sources.py) is the seam: `SqlItemSource`
 (orchestrator/store/item_source.py) talks to orch's own database, given as ORCH_ITEMS_URL to local
-workers; a transport through the checkpoint bucket, for cloud workers that must not hold database
-credentials, can implement the same protocol. `MemoryItemSource` runs a worker by hand, without orch.
+workers; `HttpItemSource` (orchestrator/worker/http_source.py) talks to the controller's item
+service, given as ORCH_ITEMS_ENDPOINT and a per-attempt ORCH_ITEMS_TOKEN to pods, which must not
+hold database credentials. `MemoryItemSource` runs a worker by hand, without orch.
 See docs/campaigns.md.
 """
 
@@ -245,18 +246,31 @@ def items(*, source: ItemSource | None = None, chunk: int = 1, env: Mapping[str,
 
 
 def source_from_env(env: Mapping[str, str]) -> ItemSource:
-    """The `ItemSource` the environment names: ORCH_ITEMS_URL (orch's database), with ORCH_JOB_ID and
-    ORCH_ATTEMPT_ID (the worker's identity, the lease owner)."""
-    url = env.get("ORCH_ITEMS_URL")
-    if not url:
-        raise ItemsConfigError("ORCH_ITEMS_URL is not set: run this job as an orch campaign ([array] items = "
-                               "...), or pass source=MemoryItemSource.from_file(path) to run it by hand")
+    """The `ItemSource` the environment names, for the worker ORCH_JOB_ID / ORCH_ATTEMPT_ID (the lease
+    owner): ORCH_ITEMS_ENDPOINT with ORCH_ITEMS_TOKEN (the controller's item service: pods), else
+    ORCH_ITEMS_URL (orch's database: local workers)."""
+    endpoint, url = env.get("ORCH_ITEMS_ENDPOINT"), env.get("ORCH_ITEMS_URL")
+    if not endpoint and not url:
+        raise ItemsConfigError("neither ORCH_ITEMS_ENDPOINT nor ORCH_ITEMS_URL is set: run this job as an orch "
+                               "campaign ([array] items = ...), or pass source=MemoryItemSource.from_file(path) "
+                               "to run it by hand")
     job_id, owner = env.get("ORCH_JOB_ID"), env.get("ORCH_ATTEMPT_ID")
     if not job_id or not owner:
-        raise ItemsConfigError("ORCH_ITEMS_URL is set but ORCH_JOB_ID or ORCH_ATTEMPT_ID is not")
-    memory = env.get("ORCH_GPU_MEMORY_GB") or None
+        raise ItemsConfigError(f"{'ORCH_ITEMS_ENDPOINT' if endpoint else 'ORCH_ITEMS_URL'} is set but ORCH_JOB_ID "
+                               "or ORCH_ATTEMPT_ID is not")
+    memory_text = env.get("ORCH_GPU_MEMORY_GB") or None
+    memory = float(memory_text) if memory_text else None
     lease_s = float(env.get("ORCH_ITEMS_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS)
+    if endpoint:
+        token = env.get("ORCH_ITEMS_TOKEN")
+        if not token:
+            raise ItemsConfigError("ORCH_ITEMS_ENDPOINT is set but ORCH_ITEMS_TOKEN is not")
+        from orchestrator.worker.http_source import HttpItemSource
+
+        return HttpItemSource(endpoint, job_id=job_id, owner=owner, token=token, gpu_memory_gb=memory,
+                              lease_seconds=lease_s,
+                              retry_for_s=float(env.get("ORCH_ITEMS_RETRY_SECONDS") or 300.0))
+    assert url is not None
     from orchestrator.store.item_source import SqlItemSource  # SQLAlchemy only for workers that use it
 
-    return SqlItemSource(url, job_id=job_id, owner=owner, gpu_memory_gb=float(memory) if memory else None,
-                         lease_seconds=lease_s)
+    return SqlItemSource(url, job_id=job_id, owner=owner, gpu_memory_gb=memory, lease_seconds=lease_s)
