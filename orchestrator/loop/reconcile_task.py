@@ -423,10 +423,10 @@ class TaskWorker:
         # The contract variables (ids, checkpoint URI, market) come from the request's own fields:
         # `LaunchRequest.environment` adds them for every provider. These are the loop's additions.
         env.update(ORCH_CHECKPOINT_KEEP=str(spec.checkpoint.keep))
-        if self.campaign is not None:  # how the worker reaches the items (local workers only, see worker_environment)
+        if self.campaign is not None:  # how the worker reaches the items (see worker_environment)
             env.update(worker_environment(self.r.store.engine.url.render_as_string(hide_password=False),
-                                          provider=offer.provider,
-                                          gpu_memory_gb=offer.gpu_memory_gb))
+                                          provider=offer.provider, gpu_memory_gb=offer.gpu_memory_gb,
+                                          endpoint=self.r.item_endpoint, job_id=self.job.id, attempt_id=attempt.id))
         if task.item_start is not None and task.item_end is not None and self.campaign is None:
             env.update(ORCH_ITEM_START=str(task.item_start), ORCH_ITEM_END=str(task.item_end))
         # Fixed for the attempt (a relaunch with the same token sends the same request): the latest

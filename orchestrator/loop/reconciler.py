@@ -35,6 +35,7 @@ from orchestrator.loop.reconcile_task import TaskWorker
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.loop.task_facts import draining
 from orchestrator.store import Store
+from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
 from orchestrator.store.views import JobView
 from providers.base import CapacityMemory, Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
@@ -79,6 +80,8 @@ class Reconciler:
     _inflight: dict[str, Future[bool]] = field(default_factory=dict)
     _offers_lock: threading.Lock = field(default_factory=threading.Lock)
     _items: ItemStore | None = None
+    # Where campaign workers that may not hold the database URL (pods) reach the item service.
+    item_endpoint: ItemEndpoint | None = None
     # Per task: what its multi-zone policy has seen of each zone (names, ZoneSeen per zone, "spot
     # somewhere" history). In memory, as `history`: a restarted controller starts afresh.
     zone_memory: dict[str, tuple[tuple[str, ...], tuple[ZoneSeen, ...], SpotHistory | None]] = field(
