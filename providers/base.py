@@ -308,6 +308,36 @@ class ChecksOptions(Protocol):
     def check_options(self, options: Mapping[str, object], workdir: str | None) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ZoneSignal:
+    """A provider's own published reading of spot capacity in one zone, got without launching there.
+
+    `available` is what the multi-zone policy takes as this tick's observation of the zone when
+    nothing more direct (a running or reclaimed instance, a failed launch, an offer's flag) speaks for
+    it; None: the signal says nothing either way. `source` names it ("spot-placement-score",
+    "spot-price"), `detail` the figure behind it, for events and docs.
+    """
+
+    available: bool | None
+    source: str
+    detail: str = ""
+
+
+@runtime_checkable
+class SignalsZones(Protocol):
+    """Optional: providers that publish availability signals per zone (AWS spot placement scores and
+    spot prices). Must be cheap to call once per task and tick: a signal that costs an API call is
+    cached by the provider. Errors are the provider's to swallow: a signal is worth having, never
+    worth failing a tick over."""
+
+    def zone_signals(self, offers: Sequence[Offer]) -> Mapping[str, ZoneSignal]: ...
+
+
+def zone_signals(provider: object, offers: Sequence[Offer]) -> Mapping[str, ZoneSignal]:
+    """`provider`'s signals for the zones of `offers` (zone name -> signal); none where it has none."""
+    return provider.zone_signals(offers) if isinstance(provider, SignalsZones) else {}
+
+
 @runtime_checkable
 class LogSource(Protocol):
     """Optional: providers that can show an attempt's output implement this too."""

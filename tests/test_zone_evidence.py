@@ -18,7 +18,7 @@ from orchestrator.loop.zones import ZoneEvidence
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from providers.base import Market, Offer, Resources, offer_key
+from providers.base import Market, Offer, Resources, ZoneSignal, offer_key
 from providers.sim import SimClock, SimProvider
 
 GAP = 600.0
@@ -126,3 +126,21 @@ def test_evidence_is_matched_by_instance_type() -> None:
     sim = SimProvider(clock, {WEST: Trace(GAP, (1,))}, zone_regions={WEST: "us-west1"})
     assert evidence.zones(sim.offers(Resources(), [])) == (set(), set())
     assert ZoneEvidence(up=frozenset({_west_key()})).zones(sim.offers(Resources(), [])) == ({WEST}, set())
+
+
+class SignallingSim(FlaglessSim):
+    """A cloud that publishes a reading per zone (as AWS's placement scores): us-west1-a has no spot."""
+
+    def zone_signals(self, offers: Sequence[Offer]) -> dict[str, ZoneSignal]:
+        return {WEST: ZoneSignal(False, "test"), EAST: ZoneSignal(None, "test")}
+
+
+def test_a_providers_signal_is_the_zones_observation(sqlite_store: Store, tmp_path: Path) -> None:
+    clock = SimClock(START)
+    traces = {EAST: Trace(GAP, (1,) * 4), WEST: Trace(GAP, (1,) * 4)}
+    sim = SignallingSim(clock, traces, zone_regions=REGIONS)
+    r = Reconciler(sqlite_store, {"sim": sim}, clock, tick_seconds=GAP, lease_seconds=1e12)
+    mover = _job(sqlite_store, tmp_path, regions=[], market="auto", now=clock.now())
+    r.tick()
+    # Down where the provider says so; a signal of None is no observation.
+    assert _seen_by(r, sqlite_store, mover) == {EAST: (0.0, 0.0), WEST: (GAP / 3600.0, 0.0)}

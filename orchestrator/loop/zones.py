@@ -12,6 +12,7 @@ when the step ends.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,10 +24,22 @@ from orchestrator.core.policy.multizone_base import Placement, Zone, ZoneSeen
 from orchestrator.core.policy.multizone_live import end_tick, observe, zones_of
 from orchestrator.core.policy.multizone_live import situation as zone_situation
 from orchestrator.loop.snapshot import JobSnapshot
-from providers.base import EndReason, Instance, InstanceState, Market, NoticeKind, Offer, offer_key
+from providers.base import (
+    EndReason,
+    Instance,
+    InstanceState,
+    Market,
+    NoticeKind,
+    Offer,
+    ProviderError,
+    offer_key,
+    zone_signals,
+)
 
 if TYPE_CHECKING:
     from orchestrator.loop.reconciler import Observation, Reconciler
+
+log = logging.getLogger("orch.reconciler")
 
 
 def _spot_key(inst: Instance) -> str:
@@ -125,12 +138,28 @@ class ZoneView:
             self._zones = zones
             self._seen = observe(zones, seen, offers, at_h=(now - job.created_at) / 3600.0, reclaimed_zone=reclaimed,
                                  running_zone=running, capacity_errors=refused, up_elsewhere=up,
-                                 down_elsewhere=down)
+                                 down_elsewhere=down, signals=self._signals(offers))
         m = zone_situation(dataclasses.replace(task, history=history), zones, self._seen,
                            zone=live.zone if live is not None else None, home=home)
         chosen = get_multi_policy(job.spec.policy_name)(m)
         zone = zones[chosen.zone].name if chosen.zone is not None else None
         return chosen, zone, next((z.region for z in zones if z.name == home), None)
+
+    def _signals(self, offers: list[Offer]) -> dict[str, bool]:
+        """The providers' own readings of their zones (`providers.base.SignalsZones`: AWS placement
+        scores and spot prices), zone -> available, where a provider publishes one."""
+        out: dict[str, bool] = {}
+        for name in sorted({o.provider for o in offers}):
+            provider = self.r.providers.get(name)
+            if provider is None:
+                continue
+            try:
+                found = zone_signals(provider, [o for o in offers if o.provider == name])
+            except ProviderError as exc:
+                log.warning("zone signals from %s failed: %s", name, exc)
+                continue
+            out.update((zone, s.available) for zone, s in found.items() if s.available is not None)
+        return out
 
     def close_tick(self) -> None:
         """Fold this step's observations into the task's memory (once per tick)."""

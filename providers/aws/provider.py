@@ -25,6 +25,7 @@ from providers.aws.notices import Ec2Event, delete, instance_tags, parse_event, 
 from providers.aws.observe import describe_managed, spot_request_ids_to_check, spot_request_statuses, to_instance
 from providers.aws.offers import OfferCache, newest_spot_prices, region_offers, spot_history, zone_offerings
 from providers.aws.settings import AwsSettings, load_aws_settings
+from providers.aws.signals import PlacementScores, price_signals
 from providers.base import (
     CapacityError,
     CapacityMemory,
@@ -37,6 +38,7 @@ from providers.base import (
     ProviderError,
     QuotaError,
     Resources,
+    ZoneSignal,
 )
 from providers.catalog import InstanceType, load_catalog
 
@@ -59,6 +61,8 @@ class AwsProvider:
         self._lock = threading.Lock()
         self._offers = OfferCache(clock.now, settings.offer_cache_seconds)
         self._billing = load_catalog().billing_for(PROVIDER)
+        self._scores = PlacementScores(clock.now, settings.placement_score_cache_seconds,
+                                       lambda region: self.client("ec2", region), self._call)
 
     def share_capacity(self, memory: CapacityMemory) -> None:
         """Use the controller's capacity memory instead of a private one (see `CapacityMemory`)."""
@@ -124,6 +128,13 @@ class AwsProvider:
             allowed_zones=set(subnets) if subnets else None,
             billing=self._billing,
         )
+
+    def zone_signals(self, offers: Sequence[Offer]) -> dict[str, ZoneSignal]:
+        """EC2's published readings of spot capacity per zone (see `providers.aws.signals`): placement
+        scores when enabled, overruled by a spot price at on-demand (the market itself)."""
+        out = self._scores.signals(offers) if self.settings.placement_scores else {}
+        out.update(price_signals(offers))
+        return out
 
     def check_options(self, options: Mapping[str, object], workdir: str | None) -> None:
         """`[placement.options.aws]` has no keys yet: refuse any at submission rather than ignore it."""

@@ -72,6 +72,9 @@ class AwsSettings:
     capacity_retry_after_seconds: float = 300.0
     page_size: int = 500
     retry: RetrySettings = field(default_factory=RetrySettings)
+    # Ask EC2 for spot placement scores per zone (providers/aws/signals.py); EC2 limits these a day.
+    placement_scores: bool = False
+    placement_score_cache_seconds: float = 3600.0
 
     @property
     def region_names(self) -> tuple[str, ...]:
@@ -132,6 +135,8 @@ def parse_aws_settings(doc: Mapping[str, Any], *, source: str = "aws.toml") -> A
         capacity_retry_after_seconds=top.positive("capacity_retry_after_seconds", 300.0),
         page_size=page_size,
         retry=parse_retry(top.child("retry")),
+        placement_scores=top.get("placement_scores", bool, False),
+        placement_score_cache_seconds=top.positive("placement_score_cache_seconds", 3600.0),
     )
     top.finish()
     return settings

@@ -9,7 +9,7 @@ so the loop, `orch simulate` and the benchmark feed the same rule. Pure: records
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from orchestrator.core.policy.base import Choice, Situation, SpotHistory
@@ -38,12 +38,13 @@ def zones_of(offers: Sequence[Offer]) -> tuple[Zone, ...]:
 def observe(zones: Sequence[Zone], seen: Sequence[ZoneSeen], offers: Sequence[Offer], *,
             running_zone: str | None = None, reclaimed_zone: str | None = None, at_h: float = 0.0,
             capacity_errors: Collection[str] = (), up_elsewhere: Collection[str] = (),
-            down_elsewhere: Collection[str] = ()) -> tuple[ZoneSeen, ...]:
+            down_elsewhere: Collection[str] = (), signals: Mapping[str, bool] | None = None) -> tuple[ZoneSeen, ...]:
     """This tick's observations of each zone, first one wins: the task's reclaimed instance (down), its
     running one (up), capacity errors of this controller's launches there (the shared capacity memory:
     down), other jobs' spot instances reclaimed or under notice there (down: the newer news), other
-    jobs' running spot instances there (up), and an offer's `available` flag when the provider gives
-    one (None: no signal, the zone stays unobserved this tick)."""
+    jobs' running spot instances there (up), an offer's `available` flag when the provider gives one,
+    and last the provider's published reading of the zone (`signals`: AWS spot placement scores, the
+    spot price at on-demand; see `providers.base.ZoneSignal`). Nothing: the zone stays unobserved."""
     flags = {o.zone: o.available for o in offers if o.market is Market.SPOT and o.zone is not None}
     out = []
     for zone, s in zip(zones, seen, strict=True):
@@ -60,6 +61,9 @@ def observe(zones: Sequence[Zone], seen: Sequence[ZoneSeen], offers: Sequence[Of
         flag = flags.get(zone.name)
         if flag is not None:
             s = s.look(flag)
+        signal = signals.get(zone.name) if signals else None
+        if signal is not None:
+            s = s.look(signal)
         out.append(s)
     return tuple(out)
 
