@@ -71,8 +71,9 @@ def test_every_schema_key_is_accepted_by_the_job_file_parser() -> None:
     """The maximal spec uses every key of the schema, and parse_spec takes all of them."""
     used = _schema_keys({"properties": {k: _as_schema(v) for k, v in FULL_SPEC.items()}})
     schema_keys = {k for k in _schema_keys(spec_schema()) if not k.startswith("placement.options.")}
-    # The other spelling of deadline_hours, and a campaign's keys (refused in a GpuJob for now, below).
-    assert schema_keys - used == {"schedule.deadline", "array.items", "array.format", "array.output", "array.workers"}
+    # The other spelling of deadline_hours, and a campaign's keys (tests/test_k8s_campaign_spec.py).
+    assert schema_keys - used == {"schedule.deadline", "array.items", "array.format", "array.output", "array.workers",
+                                  "array.item_list", "array.items_from", "array.items_from.config_map", "array.items_from.key"}
     spec = job_spec_from_gpujob(gpujob(FULL_SPEC))
     assert spec.name == "fold-all"
     assert spec.resources == Resources(("A100", "H100"), 2, 40.0, "ampere")
@@ -82,11 +83,11 @@ def test_every_schema_key_is_accepted_by_the_job_file_parser() -> None:
     assert spec.array == ArraySpec(10000, 500)
 
 
-def test_a_campaign_gpujob_is_refused_until_campaigns_run_on_kubernetes() -> None:
+def test_a_campaign_gpujob_cannot_name_an_items_file() -> None:
     with pytest.raises(SpecError) as err:
         job_spec_from_gpujob(gpujob({"command": ["true"], "schedule": {"estimated_hours": 1},
                                      "array": {"items": "seqs.fasta", "workers": 4}}))
-    assert err.value.field == "array.items" and "orch submit" in err.value.problem
+    assert err.value.field == "array.items" and "item_list or array.items_from" in err.value.problem
 
 
 def _as_schema(value: Any) -> dict[str, Any]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.spec import JobSpec
 from orchestrator.k8s.backend import GpuJobStatus, UnknownJob
 from orchestrator.k8s.controller import GpuJobSync
@@ -27,7 +28,7 @@ class ScriptedBackend:
         self.submits: list[str] = []
         self.cancelled: list[str] = []
 
-    def submit(self, spec: JobSpec, *, external_ref: str) -> str:
+    def submit(self, spec: JobSpec, *, external_ref: str, items: Sequence[ParsedItem] = ()) -> str:
         self.submits.append(external_ref)
         job_id = f"j{len(self.submits)}"
         self.jobs[job_id] = GpuJobStatus("Pending")

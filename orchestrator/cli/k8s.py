@@ -24,7 +24,11 @@ def run_kubernetes_controller(args: argparse.Namespace) -> int:
     from orchestrator.cli.main import controller_executor
     from orchestrator.cli.wiring import build_providers, open_store
     from orchestrator.core.policy import has_policy
-    from orchestrator.k8s.config import controller_settings_from_env, provider_settings_from_env
+    from orchestrator.k8s.config import (
+        controller_settings_from_env,
+        item_service_settings_from_env,
+        provider_settings_from_env,
+    )
     from orchestrator.k8s.run import run_controller
     from orchestrator.k8s.store_backend import StoreBackend
     from orchestrator.loop.reconciler import Reconciler
@@ -39,7 +43,9 @@ def run_kubernetes_controller(args: argparse.Namespace) -> int:
     extra = [n.strip() for n in args.providers.split(",") if n.strip() and n.strip() not in ("kubernetes", "local")]
     providers.update(build_providers(extra, clock=clock))
     store = open_store()
-    reconciler = Reconciler(store, providers, clock, tick_seconds=args.tick, executor=controller_executor(args))
+    items = item_service_settings_from_env(os.environ)  # campaign pods reach their items through it
+    reconciler = Reconciler(store, providers, clock, tick_seconds=args.tick, executor=controller_executor(args),
+                            item_endpoint=items.endpoint() if items else None)
 
     def offers(spec: JobSpec, job_id: str) -> list[Offer]:
         out: list[Offer] = []
@@ -54,7 +60,7 @@ def run_kubernetes_controller(args: argparse.Namespace) -> int:
     settings = controller_settings_from_env(os.environ, health_port=args.health_port, lease_name=args.lease_name)
     try:
         return run_controller(backend, namespace=args.namespace, api_client=api, settings=settings,
-                              policies=has_policy)
+                              policies=has_policy, item_service=items.service(store) if items else None)
     finally:
         store.release_jobs(reconciler.owner)
 

@@ -9,10 +9,11 @@ scripted backend, and lets the store change without touching the controller.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.spec import JobSpec
 
 # .status.phase values, Kubernetes-style CamelCase (the store backend maps job states onto them).
@@ -20,6 +21,8 @@ TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled", "BudgetExceeded
 # Phases only the controller writes: a spec that failed validation, a resource being deleted.
 INVALID = "Invalid"
 TERMINATING = "Terminating"
+# Written by the controller before submission too: a campaign waiting for its items' ConfigMap.
+PENDING = "Pending"
 
 
 class UnknownJob(LookupError):
@@ -55,8 +58,9 @@ class GpuJobStatus:
 class JobBackend(Protocol):
     """What the controller needs from orch. Every method must be safe to call again after a crash."""
 
-    def submit(self, spec: JobSpec, *, external_ref: str) -> str:
-        """Create the job, or return the id of the one already made for `external_ref` (the uid)."""
+    def submit(self, spec: JobSpec, *, external_ref: str, items: Sequence[ParsedItem] = ()) -> str:
+        """Create the job (a campaign with its `items`, in the same transaction), or return the id of
+        the one already made for `external_ref` (the uid)."""
         ...
 
     def find(self, external_ref: str) -> str | None:

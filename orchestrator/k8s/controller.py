@@ -17,6 +17,7 @@ from typing import Any
 from orchestrator.core.spec import SpecError
 from orchestrator.k8s.backend import (
     INVALID,
+    PENDING,
     TERMINAL_PHASES,
     TERMINATING,
     GpuJobStatus,
@@ -24,7 +25,8 @@ from orchestrator.k8s.backend import (
     UnknownJob,
     render_status,
 )
-from orchestrator.k8s.convert import job_spec_from_gpujob
+from orchestrator.k8s.convert import campaign_from_gpujob, source_of
+from orchestrator.k8s.gpujob_items import ItemsNotReady
 from orchestrator.k8s.kube import FINALIZER, GpuJobClient, KubeError, key_of
 from orchestrator.k8s.metrics import Labels, Metrics
 
@@ -42,14 +44,17 @@ class Outcome:
 class GpuJobSync:
     def __init__(self, client: GpuJobClient, backend: JobBackend, metrics: Metrics,
                  policies: Callable[[str], bool] | None = None,
-                 remember: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 remember: Callable[[dict[str, Any]], None] | None = None, campaigns: bool = True) -> None:
         """`remember` receives every object this class writes, so the next pass does not read a
-        cache that the watch has not refreshed yet (and submit or announce the same thing twice)."""
+        cache that the watch has not refreshed yet (and submit or announce the same thing twice).
+        `campaigns`: whether campaign workers (pods) can reach an item service; if not, a campaign
+        GpuJob is refused as Invalid rather than run by workers that cannot get their items."""
         self.client = client
         self.backend = backend
         self.metrics = metrics
         self.policies = policies
         self.remember = remember or (lambda obj: None)
+        self.campaigns = campaigns
 
     def sync_all(self, objects: Iterable[Mapping[str, Any]]) -> None:
         """One pass over every GpuJob; one object's failure never stops the others."""
@@ -86,9 +91,9 @@ class GpuJobSync:
         generation = status.get("observedGeneration", meta.get("generation"))
         submitted = st is None
         if st is None:
-            new_id = self._submit(obj)
+            new_id, not_submitted = self._submit(obj)
             if new_id is None:
-                return Outcome(INVALID, None)
+                return Outcome(not_submitted, None)
             job_id, st = new_id, self.backend.status(new_id)
             generation = meta.get("generation")
         new = render_status(st, job_id=job_id, generation=generation)
@@ -116,16 +121,26 @@ class GpuJobSync:
             self.backend.cancel(job_id)
         return Outcome(str(status.get("phase")), None)
 
-    def _submit(self, obj: Mapping[str, Any]) -> str | None:
+    def _submit(self, obj: Mapping[str, Any]) -> tuple[str | None, str]:
+        """Submit the job (a campaign with its items, read and checked whole): its id, or None and the
+        phase written instead: Invalid (with an InvalidSpec Event), or Pending while a ConfigMap is missing."""
         meta = obj["metadata"]
         try:
-            spec = job_spec_from_gpujob(obj, policies=self.policies)
+            spec, items = campaign_from_gpujob(obj, read_config_map=self.client.config_map, policies=self.policies)
+            if items and not self.campaigns:
+                raise SpecError(source_of(obj), "array", "this controller serves no item service for campaign "
+                                "workers (set ORCH_K8S_ITEMS_URL; the Helm chart does)")
+        except ItemsNotReady as exc:
+            status = obj.get("status") or {}
+            if status.get("phase") != PENDING or status.get("message") != str(exc):
+                self.remember(self.client.patch_status(obj, {"phase": PENDING, "message": str(exc)}))
+            return None, PENDING
         except SpecError as exc:
             self.remember(self.client.patch_status(obj, {"phase": INVALID, "message": str(exc),
                                                          "observedGeneration": meta.get("generation")}))
             self._event(obj, "InvalidSpec", str(exc), warning=True)
-            return None
-        return self.backend.submit(spec, external_ref=str(meta.get("uid") or key_of(obj)))
+            return None, INVALID
+        return self.backend.submit(spec, external_ref=str(meta.get("uid") or key_of(obj)), items=items), ""
 
     def _finalize(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> Outcome:
         """Deleting: cancel, wait until no attempt is alive, then let the resource go."""

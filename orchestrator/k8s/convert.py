@@ -3,7 +3,8 @@
 The spec dict goes through `orchestrator.core.spec.parse_spec_dict`, so a GpuJob and a job file are
 accepted or refused by the same code with the same messages (the source is named
 "GpuJob <namespace>/<name>"): a second validator would drift. The reverse direction
-(`gpujob_from_toml`) serves `orch submit --kubernetes job.toml`.
+(`gpujob_from_toml`) serves `orch submit --kubernetes job.toml`. A campaign's items come from the
+resource or a ConfigMap instead of a file (`orchestrator.k8s.gpujob_items`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import datetime as dt
 import re
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
+from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.spec import JobSpec, SpecError, parse_spec, parse_spec_dict
 from orchestrator.k8s.crd import API_VERSION, KIND
+from orchestrator.k8s.gpujob_items import ConfigMapReader, GpuJobItems, read_gpujob_items, split_items_fields
 from providers.kubernetes.pods import ts
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -41,8 +45,28 @@ def job_spec_from_gpujob(
     """Validate a GpuJob's spec as a job file. `name` defaults to metadata.name.
 
     A relative deadline (`deadline_hours`) counts from metadata.creationTimestamp, so it resolves to
-    the same instant however often, and by whichever replica, the resource is read.
+    the same instant however often, and by whichever replica, the resource is read. A campaign's spec
+    counts one nominal item per worker until its items are read (`campaign_from_gpujob`).
     """
+    return _parse(obj, policies)[0]
+
+
+def campaign_from_gpujob(
+    obj: Mapping[str, Any], *, read_config_map: ConfigMapReader, policies: Callable[[str], bool] | None = None
+) -> tuple[JobSpec, list[ParsedItem]]:
+    """The spec and, for a campaign, its items (`array.item_list` or `array.items_from`, see
+    `orchestrator.k8s.gpujob_items`), read and checked whole before anything is stored: SpecError
+    naming the GpuJob, the field and the problem; ItemsNotReady while the ConfigMap is missing."""
+    spec, items = _parse(obj, policies)
+    if items is None or spec.array is None:
+        return spec, []
+    meta = obj.get("metadata") or {}
+    parsed = read_gpujob_items(source_of(obj), str(meta.get("namespace") or ""), items, read_config_map)
+    array = replace(spec.array, items=items.placeholder(str(meta.get("namespace") or "")))
+    return replace(spec, array=array.with_item_count(len(parsed))), parsed
+
+
+def _parse(obj: Mapping[str, Any], policies: Callable[[str], bool] | None) -> tuple[JobSpec, GpuJobItems | None]:
     meta = obj.get("metadata") or {}
     source = source_of(obj)
     spec = obj.get("spec")
@@ -50,14 +74,13 @@ def job_spec_from_gpujob(
         raise SpecError(source, "spec", "is required and must be an object")
     doc = dict(spec)
     doc.setdefault("name", meta.get("name", ""))
+    items = None
+    if isinstance(doc.get("array"), Mapping):
+        doc["array"], items = split_items_fields(source, _without_nulls(doc["array"]))
     created = meta.get("creationTimestamp")
     submitted_at = ts(created) or 0.0  # the API server's RFC 3339 time, as pods' are read
     parsed = parse_spec_dict(_without_nulls(doc), source=source, submitted_at=submitted_at, policies=policies)
-    if parsed.array is not None and parsed.array.is_campaign:
-        # A campaign's items are read from a file at `orch submit`; a GpuJob has no file to read yet.
-        raise SpecError(source, "array.items", "campaigns are not supported in a GpuJob yet; submit the job "
-                        "file with `orch submit` against the same database")
-    return parsed
+    return parsed, items
 
 
 def _jsonable(value: Any) -> Any:

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.core.spec import MARKETS, ArraySpec, JobSpec, ScheduleSpec
+from orchestrator.k8s.gpujob_items import MAX_INLINE_ITEMS
 from providers.base import Resources
 
 GROUP = "orch.dev"
@@ -46,12 +47,27 @@ _TOML_KEYS: dict[tuple[type, str], dict[str, Schema]] = {
                            "description": "Deadline relative to the GpuJob's creationTimestamp."},
     },
 }
+# Keys a GpuJob has and a job file has not: a campaign's items in the resource or a ConfigMap, since
+# the controller cannot read a file named on the submitting machine (orchestrator/k8s/gpujob_items.py).
+_GPUJOB_KEYS: dict[type, dict[str, Schema]] = {
+    ArraySpec: {
+        "item_list": {"type": "array", "maxItems": MAX_INLINE_ITEMS,
+                      "items": {"x-kubernetes-preserve-unknown-fields": True},
+                      "description": "A campaign's items inline: all strings (text items) or all objects "
+                                     "(JSONL items)."},
+        "items_from": {"type": "object", "required": ["config_map", "key"],
+                       "properties": {"config_map": {"type": "string"}, "key": {"type": "string"}},
+                       "description": "A campaign's items from one key of a ConfigMap in this namespace, read "
+                                      "as FASTA, text or JSONL (by format, else by the key's extension)."},
+    },
+}
 # Fields with no default in the dataclass that a GpuJob may still leave out.
 _OPTIONAL: set[tuple[type, str]] = {
     (JobSpec, "name"),  # defaults to metadata.name
     (JobSpec, "command"),  # may be left out when an image is given
     (JobSpec, "resources"),  # every resource has a default
     (ArraySpec, "shard_size"),  # defaults to count: one task
+    (ArraySpec, "count"),  # a campaign has none (its items are counted); the controller requires it otherwise
 }
 _ENUMS: dict[tuple[type, str], tuple[str, ...]] = {(ScheduleSpec, "market"): MARKETS}
 _DESCRIPTIONS: dict[tuple[type, str], str] = {
@@ -59,6 +75,7 @@ _DESCRIPTIONS: dict[tuple[type, str], str] = {
     (JobSpec, "env"): "Extra environment; ORCH_* names are set by orch and refused here.",
     (ScheduleSpec, "estimated_hours"): "Hours of work on the chosen GPU, the basis of every projection.",
     (JobSpec, "placement"): "Where attempts may run; options.kubernetes holds the pod placement preset.",
+    (ArraySpec, "items"): "job.toml only (a file on the submitting machine); a GpuJob gives item_list or items_from.",
 }
 
 
@@ -111,6 +128,7 @@ def _object_schema(cls: type) -> Schema:
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if no_default and key not in _OPTIONAL:
             required.append(f.name)
+    properties.update(_GPUJOB_KEYS.get(cls, {}))
     out: Schema = {"type": "object", "properties": properties}
     if required:
         out["required"] = required

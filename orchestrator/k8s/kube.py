@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.k8s.crd import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from orchestrator.k8s.gpujob_items import ConfigMapData
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -152,6 +153,19 @@ class GpuJobClient:
             out = self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], ops, _content_type=JSON_PATCH)
         return _as_dict(out)
+
+    def config_map(self, namespace: str, name: str) -> ConfigMapData | None:
+        """A ConfigMap's contents (a campaign GpuJob's items), or None when there is no such ConfigMap."""
+        try:
+            with translate(f"read configmap {namespace}/{name}"):
+                found = self.core.read_namespaced_config_map(name, namespace)
+        except KubeError as exc:
+            if exc.code == 404:
+                return None
+            raise
+        binary = {k: v if isinstance(v, str) else v.decode("ascii", "replace")
+                  for k, v in (found.binary_data or {}).items()}
+        return ConfigMapData(dict(found.data or {}), binary)  # binaryData as served: base64 text
 
     def event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
         """Record a Kubernetes Event on the GpuJob; a failure is logged, never raised (events are advice)."""

@@ -27,6 +27,7 @@ from orchestrator.k8s.informer import Informer
 from orchestrator.k8s.kube import GpuJobClient, default_api_client
 from orchestrator.k8s.leader import LeaderElector, LeaseSettings
 from orchestrator.k8s.metrics import HealthServer, Metrics
+from orchestrator.store.item_service import ItemService
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -55,8 +56,11 @@ class ControllerProcess:
 
     def __init__(self, backend: JobBackend, *, namespace: str | None, api_client: ApiClient,
                  identity: str, settings: ControllerSettings,
-                 policies: Callable[[str], bool] | None = None) -> None:
+                 policies: Callable[[str], bool] | None = None, item_service: ItemService | None = None) -> None:
+        """`item_service`: served by every replica, leader or not (the items are in the shared store), so
+        campaign pods keep working through a failover; without one, campaign GpuJobs are refused."""
         self.backend = backend
+        self.item_service = item_service
         self.settings = settings
         self.identity = identity
         self.metrics = Metrics()
@@ -67,7 +71,8 @@ class ControllerProcess:
                                  watch_timeout_s=settings.watch_timeout_s, relist_s=settings.relist_s)
         self.elector = LeaderElector(api_client, settings.lease, identity=identity,
                                      on_change=lambda lead: self.metrics.set("orch_leader", float(lead)))
-        self.sync = GpuJobSync(self.client, backend, self.metrics, policies, remember=self.informer.remember)
+        self.sync = GpuJobSync(self.client, backend, self.metrics, policies, remember=self.informer.remember,
+                               campaigns=item_service is not None)
         self.health = HealthServer(host=settings.health_host, port=settings.health_port, metrics=self.metrics,
                                    healthz=self._healthz, readyz=self._readyz)
         self.ticks = 0
@@ -87,6 +92,8 @@ class ControllerProcess:
 
     def start(self) -> None:
         self.health.start()
+        if self.item_service is not None:
+            self.item_service.start()
         threading.Thread(target=self.elector.run, args=(self.stop,), name="orch-elector", daemon=True).start()
 
     def run(self) -> int:
@@ -127,6 +134,8 @@ class ControllerProcess:
         self.wake.set()
         self.elector.release()
         self.health.stop()
+        if self.item_service is not None:
+            self.item_service.stop()
 
 
 def run_controller(
@@ -138,6 +147,7 @@ def run_controller(
     settings: ControllerSettings | None = None,
     policies: Callable[[str], bool] | None = None,
     install_signal_handlers: bool = True,
+    item_service: ItemService | None = None,
 ) -> int:
     """Run the GpuJob controller until SIGTERM/SIGINT (0) or a lost leadership (1). Blocks.
 
@@ -148,7 +158,8 @@ def run_controller(
     if settings.lease.namespace == "default" and os.environ.get("POD_NAMESPACE"):
         settings = replace(settings, lease=replace(settings.lease, namespace=os.environ["POD_NAMESPACE"]))
     proc = ControllerProcess(backend, namespace=namespace, api_client=api_client or default_api_client(),
-                             identity=identity or default_identity(), settings=settings, policies=policies)
+                             identity=identity or default_identity(), settings=settings, policies=policies,
+                             item_service=item_service)
     if install_signal_handlers:
         def on_signal(signum: int, frame: FrameType | None) -> None:
             log.info("signal %d: shutting down", signum)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import IntegrityError
 
+from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.model import AttemptState, AttemptView
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import JobStatus, job_status
@@ -33,7 +34,7 @@ class StoreBackend:
         self.checkpoint_root = checkpoint_root.rstrip("/")
         self._offers = offers
 
-    def submit(self, spec: JobSpec, *, external_ref: str) -> str:
+    def submit(self, spec: JobSpec, *, external_ref: str, items: Sequence[ParsedItem] = ()) -> str:
         existing = self.store.job_by_ref(external_ref)
         if existing is not None:
             return existing.id
@@ -41,7 +42,7 @@ class StoreBackend:
         try:
             self.store.submit(spec, source=f"GpuJob {external_ref}", now=self.reconciler.clock.now(), job_id=job_id,
                               checkpoint_uri=spec.checkpoint.uri or f"{self.checkpoint_root}/{job_id}",
-                              external_ref=external_ref)
+                              external_ref=external_ref, items=items)
         except IntegrityError:
             # Another replica mirrored it first (the unique external_ref): theirs is the job.
             raced = self.store.job_by_ref(external_ref)
