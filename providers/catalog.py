@@ -9,6 +9,7 @@ lives here too, because every provider offers catalog types.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -125,3 +126,17 @@ def catalog_offers(
         for zone in (rp.zones or (None,))
         for market in (Market.SPOT, Market.ON_DEMAND)
     ]
+
+
+_GCP_ZONE = re.compile(r"^(.+\d)-[a-z]$")
+_AWS_ZONE = re.compile(r"^(.+-\d+)[a-z]$")
+
+
+def region_of_zone(zone: str) -> str:
+    """The region of a zone name: GCP `us-central1-a` -> `us-central1`, AWS `us-east-1f` -> `us-east-1`;
+    a name of neither form is its own region."""
+    gcp = _GCP_ZONE.match(zone)
+    if gcp:
+        return gcp.group(1)
+    aws = _AWS_ZONE.match(zone)
+    return aws.group(1) if aws else zone

@@ -16,12 +16,18 @@ reclamations at the same moments. Three models:
   two-week trace in minutes.
 - `always`: spot is never reclaimed.
 
-Reading trace files is the only I/O here (`build_market`); the answers are computed from memory.
+A folder of aligned traces (`traces`, the format `orch simulate --traces` reads) is one `trace` per
+zone, the zone named by its file (`us-east4-a_h100_1.json` -> `us-east4-a`) and placed in the region
+its name says, so the multi-zone policy sees the folder's zones and regions (`expand_folder`).
+
+Listing the folder and reading trace files is the only I/O here (`build_market`); the answers are
+computed from memory.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import math
 import random
@@ -32,7 +38,7 @@ from pathlib import Path
 
 from providers.base import PermanentError
 from providers.bounded_read import MIB, FileRefused, display, read_bounded_text
-from providers.local.settings import MAX_GAP_SECONDS, MIN_GAP_SECONDS, LocalSettings
+from providers.local.settings import MAX_GAP_SECONDS, MAX_ZONES, MIN_GAP_SECONDS, ZONE_NAME, LocalSettings
 
 # No reclamation is scheduled further ahead than this; an attempt running longer is simply re-checked
 # at its next launch. Thirty days covers every trace in the public set.
@@ -259,8 +265,53 @@ class SpotMarket:
         return self._random[zone]
 
 
+def expand_folder(settings: LocalSettings) -> LocalSettings:
+    """`settings` with its `traces` folder made explicit: one zone per `*.json` (named by the file up to
+    its first `_`), its file as the zone's `trace`, regions from the zone names. A folder that is
+    missing, empty, holds two files for one zone, a file not named after a zone, or more than
+    `MAX_ZONES` zones is refused with a `TraceError` that names it."""
+    if settings.traces is None:
+        return settings
+    folder = Path(settings.traces)
+    source = display(folder)
+
+    def bad(problem: str) -> TraceError:
+        return TraceError(f"spot traces {source}: {problem}", provider="local", code="bad-trace")
+
+    if not folder.is_dir():
+        raise bad("is not a folder (a folder of <zone>_*.json trace files, one per zone)")
+    files = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+    if not files:
+        raise bad("holds no .json trace files")
+    pairs: dict[str, str] = {}
+    for path in files:
+        zone = path.stem.split("_")[0]
+        if not ZONE_NAME.fullmatch(zone):
+            raise bad(f"{path.name} is not named after a zone (<zone>_*.json)")
+        if zone in pairs:
+            raise bad(f"{path.name} is a second trace for zone {zone!r}")
+        pairs[zone] = str(path)
+    if len(pairs) > MAX_ZONES:
+        raise bad(f"holds {len(pairs)} zones; at most {MAX_ZONES} are allowed")
+    return dataclasses.replace(settings, traces=None, trace=tuple(sorted(pairs.items())), zones=tuple(sorted(pairs)),
+                               availability="trace", region_names="from-zones")
+
+
+def _aligned(traces: dict[str, Trace]) -> None:
+    """A folder's traces are aligned (tick i is the same interval in every zone): same tick and length."""
+    first = next(iter(traces.values()))
+    for trace in traces.values():
+        if (trace.gap_seconds, len(trace.available)) != (first.gap_seconds, len(first.available)):
+            raise TraceError(f"spot trace {trace.source}: not aligned with {first.source} ({len(trace.available)} "
+                             f"ticks of {trace.gap_seconds:g} s, not {len(first.available)} of "
+                             f"{first.gap_seconds:g} s)", provider="local", code="bad-trace")
+
+
 def build_market(settings: LocalSettings) -> SpotMarket:
-    """The market for `settings`, reading its trace files (paths must already be absolute)."""
+    """The market for `settings`, reading its trace files (paths must already be absolute); a `traces`
+    folder is expanded first (`expand_folder`), and the market's `settings` are the expanded ones."""
+    folder = settings.traces is not None
+    settings = expand_folder(settings)
     traces: dict[str, Trace] = {}
     if settings.availability == "trace":
         loaded: dict[str, Trace] = {}
@@ -270,4 +321,6 @@ def build_market(settings: LocalSettings) -> SpotMarket:
             if path not in loaded:
                 loaded[path] = load_trace(Path(path), settings.gap_seconds)
             traces[zone] = loaded[path]
+        if folder:
+            _aligned(traces)
     return SpotMarket(settings, traces)

@@ -50,14 +50,14 @@ from providers.local.records import (
     read_json,
     write_json,
 )
-from providers.local.settings import LocalSettings
+from providers.local.settings import LOCAL_REGION, LocalSettings
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 __all__ = ["LocalProvider", "LocalSettings"]
 
-REGION = "local"
+REGION = LOCAL_REGION  # where every zone is unless `region_names = "from-zones"`
 
 
 def _translated(method: Callable[P, R]) -> Callable[P, R]:
@@ -81,6 +81,12 @@ def _shown(text: str) -> str:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
+
+
+def _region(record: InstanceRecord) -> str:
+    """The region the instance's offer named (records written before regions were per zone: `local`)."""
+    region = record.offer.get("region")
+    return region if isinstance(region, str) and region else REGION
 
 
 def _attempt(record: InstanceRecord) -> Attempt:
@@ -130,8 +136,6 @@ class LocalProvider:
         its trace), so that the first launch already goes where the job may run; with neither, the
         provider's default market.
         """
-        if regions and REGION not in regions:
-            return []
         epoch, market = self._market_for_offers(job_id, options)
         settings = market.settings
         catalog = load_catalog()
@@ -143,8 +147,11 @@ class LocalProvider:
             if price is None or not itype.satisfies(resources):
                 continue
             for zone in settings.zones:
+                region = settings.region_of(zone)
+                if regions and region not in regions:
+                    continue
                 for kind in (Market.SPOT, Market.ON_DEMAND):
-                    out.append(itype.offer(provider=self.name, region=REGION, zone=zone, market=kind, price=price,
+                    out.append(itype.offer(provider=self.name, region=region, zone=zone, market=kind, price=price,
                                            billing=billing,
                                            available=market.available(zone, t) if kind is Market.SPOT else None))
         return out
@@ -176,7 +183,7 @@ class LocalProvider:
             try:
                 preview = (epoch, build_market(settings.resolved(Path.cwd())))
             except (OSError, ValueError, ProviderError):
-                always = dataclasses.replace(settings, availability="always", trace=None)
+                always = dataclasses.replace(settings, availability="always", trace=None, traces=None)
                 preview = (epoch, build_market(always))
             if len(self._previews) >= 256:  # bounded: one entry per distinct option set
                 self._previews.clear()
@@ -197,6 +204,7 @@ class LocalProvider:
         base = Path(request.workdir) if request.workdir else Path.cwd()
         settings = self.settings.with_options(request.options).resolved(base)
         market = build_market(settings)  # a bad trace fails this launch, before the market is recorded
+        settings = market.settings  # a traces folder's files, as listed now: the job's zones from here on
         stored = self._market_files.create(request.job_id, self._clock.now(), settings)
         if stored.settings != settings:  # another process recorded this job's market first: theirs holds
             market = build_market(stored.settings)
@@ -215,7 +223,7 @@ class LocalProvider:
         """Start the attempt; a second call with the same `attempt_id` returns the same instance."""
         self._walked = None
         offer = request.offer
-        if offer.provider != self.name or offer.region != REGION:
+        if offer.provider != self.name:
             raise PermanentError(f"local cannot launch offer {offer.key}", provider=self.name)
         idir = InstanceDir(self._root, instance_id_for(request.attempt_id))
         # The home-wide lock makes "is there a record?" and "create it" one step across processes.
@@ -250,6 +258,9 @@ class LocalProvider:
             # own market (its `zones`) is recorded now, and the next offers for the job come from it.
             raise CapacityError(f"local/{offer.zone} is not one of this job's zones ({', '.join(settings.zones)})",
                                 provider=self.name, code="zone-not-in-job", retry_after=1.0)
+        if offer.region != settings.region_of(offer.zone):
+            raise PermanentError(f"local cannot launch offer {offer.key}: {offer.zone} is in region "
+                                 f"{settings.region_of(offer.zone)}", provider=self.name)
         if request.workdir and not Path(request.workdir).is_dir():
             raise PermanentError(f"workdir {request.workdir} is not a directory", provider=self.name)
         now = self._clock.now()
@@ -420,7 +431,7 @@ class LocalProvider:
         else:
             state = InstanceState.RUNNING if record.pid is not None else InstanceState.PENDING
         return Instance(
-            provider=self.name, region=REGION, zone=record.zone, instance_id=record.instance_id,
+            provider=self.name, region=_region(record), zone=record.zone, instance_id=record.instance_id,
             instance_type=record.instance_type, market=Market(record.market), state=state,
             attempt_id=record.attempt_id, job_id=record.job_id, task_id=record.task_id,
             launched_at=record.launched_at, ended_at=record.ended_at, exit_code=record.exit_code,

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from providers.base import PermanentError
-from providers.catalog import load_catalog
+from providers.catalog import load_catalog, region_of_zone
 
 AVAILABILITY_MODELS = ("random", "trace", "always")
+# Where a zone is: every zone in region `local`, or in the region its name says (`us-east4-a` ->
+# `us-east4`), as a folder of multi-region traces needs for the multi-zone policy's move costs.
+REGION_NAMES = ("local", "from-zones")
+LOCAL_REGION = "local"
 OPTIONS_PREFIX = "placement.options.local"
 
 # A trace for every zone (a path), or one per zone (sorted (zone, path) pairs).
@@ -57,6 +61,10 @@ class LocalSettings:
     terminate_grace_seconds: float = 5.0
     # Ended instance folders older than this are removed; the reconciler must have seen them by then.
     gc_after_seconds: float = 3600.0
+    # A folder of aligned traces, one `<zone>_*.json` per zone (`orch simulate --traces`' format): the
+    # zones, their traces and their regions all come from it (`market.expand_folder`).
+    traces: str | None = None
+    region_names: str = "local"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -64,7 +72,11 @@ class LocalSettings:
         self._check_combination()
 
     def _check_combination(self) -> None:
-        if self.availability == "trace" and self.trace is None:
+        if self.traces is not None and self.trace is not None:
+            raise _error("traces", "and trace are both set: give a folder of traces or trace files, not both")
+        if self.traces is not None and self.availability != "trace":
+            raise _error("traces", f"is set but availability is {self.availability!r}; use availability = 'trace'")
+        if self.availability == "trace" and self.trace is None and self.traces is None:
             raise _error("trace", "is required when availability = 'trace'")
         if isinstance(self.trace, tuple) and self.availability == "trace":
             missing = [z for z in self.zones if z not in dict(self.trace)]
@@ -88,11 +100,24 @@ class LocalSettings:
                 raise PermanentError(f"{OPTIONS_PREFIX}.{_key(key)}: unknown setting; known: {known}",
                                      provider="local", code="invalid-setting")
             changes[key] = _VALIDATORS[key](f"{OPTIONS_PREFIX}.{key}", value)
-        if "trace" in changes and changes["trace"] is not None:
-            chosen = changes.setdefault("availability", "trace")
-            if chosen != "trace":
-                raise _error("trace", f"is set but availability is {chosen!r}; use availability = 'trace'")
+        for key in ("trace", "traces"):
+            if key in changes and changes[key] is not None:
+                chosen = changes.setdefault("availability", "trace")
+                if chosen != "trace":
+                    raise _error(key, f"is set but availability is {chosen!r}; use availability = 'trace'")
+        if changes.get("trace") is not None:
+            changes.setdefault("traces", None)
+        if changes.get("traces") is not None:
+            if "zones" in changes:
+                raise _error("traces", "names the zones (one per file): narrow them with [placement] regions, "
+                             "not zones")
+            changes.setdefault("trace", None)
+            changes.setdefault("region_names", "from-zones")
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def region_of(self, zone: str) -> str:
+        """The region offers and instances in `zone` carry (see `region_names`)."""
+        return region_of_zone(zone) if self.region_names == "from-zones" else LOCAL_REGION
 
     def trace_for(self, zone: str) -> str | None:
         if isinstance(self.trace, tuple):
@@ -101,6 +126,8 @@ class LocalSettings:
 
     def resolved(self, base: Path) -> LocalSettings:
         """Trace paths made absolute against `base` (the job's workdir), so they survive a restart."""
+        if self.traces is not None:
+            return dataclasses.replace(self, traces=str(base / self.traces))
         if self.trace is None:
             return self
         if isinstance(self.trace, str):
@@ -180,6 +207,17 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _region_names(label: str, value: object) -> str:
+    if value not in REGION_NAMES:
+        raise _fail(label, f"must be one of {', '.join(REGION_NAMES)}, got {_short(value)}")
+    assert isinstance(value, str)
+    return value
+
+
+def _folder(label: str, value: object) -> str | None:
+    return None if value is None else _name(label, value)
+
+
 def _zone(label: str, value: object) -> str:
     name = _name(label, value)
     if not ZONE_NAME.fullmatch(name):
@@ -226,4 +264,6 @@ _VALIDATORS: dict[str, Callable[[str, object], object]] = {
     "price_region": _name,
     "terminate_grace_seconds": _number(0.0, MAX_TERMINATE_GRACE_SECONDS),
     "gc_after_seconds": _number(0.0, MAX_GC_AFTER_SECONDS),
+    "traces": _folder,
+    "region_names": _region_names,
 }
