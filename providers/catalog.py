@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources as importlib_resources
 from typing import Any
@@ -60,10 +60,22 @@ class InstanceType:
 
 
 @dataclass(frozen=True, slots=True)
+class EgressPrices:
+    """One provider's list prices, USD per GB, for copying data from one of its regions to another."""
+
+    within_continent: float
+    between_continents: float
+    from_region: dict[str, float] = field(default_factory=dict)  # priced by the source region (AWS)
+    pairs: dict[frozenset[str], float] = field(default_factory=dict)  # either direction
+
+
+@dataclass(frozen=True, slots=True)
 class Catalog:
     types: tuple[InstanceType, ...]
     billing: dict[str, Billing]
     as_of: str
+    egress: dict[str, EgressPrices] = field(default_factory=dict)
+    continents: dict[str, str] = field(default_factory=dict)  # a region name's first part -> continent
 
     def of(self, provider: str) -> list[InstanceType]:
         return [t for t in self.types if t.provider == provider]
@@ -80,6 +92,38 @@ class Catalog:
 
     def billing_for(self, provider: str) -> Billing:
         return self.billing.get(provider, Billing())
+
+    def continent(self, region: str) -> str:
+        """A region's continent from its name's first part (`europe-west1`, `eu-west-1`: europe)."""
+        head = region.split("-")[0]
+        return self.continents.get(head, head)
+
+    def egress_usd_per_gb(self, provider: str, source: str, destination: str) -> float | None:
+        """What copying one GB from region `source` to region `destination` of `provider` costs (the
+        checkpoint's transfer on a move between regions); 0 within a region; None when the catalog has
+        no egress prices for the provider (`local`, `sim`: ask for the provider whose prices they use)."""
+        if source == destination:
+            return 0.0
+        prices = self.egress.get(provider)
+        if prices is None:
+            return None
+        pair = prices.pairs.get(frozenset((source, destination)))
+        if pair is not None:
+            return pair
+        if source in prices.from_region:
+            return prices.from_region[source]
+        same = self.continent(source) == self.continent(destination)
+        return prices.within_continent if same else prices.between_continents
+
+    def offer_egress_usd_per_gb(self, offer: Offer, destination: str) -> float | None:
+        """`egress_usd_per_gb` from the offer's region to `destination`, for the provider whose prices the
+        offer carries: its own, or for `local` and `sim` (catalog types at a real provider's prices) the
+        provider of its instance type. None: no recorded price."""
+        provider = offer.provider
+        if provider not in self.egress:
+            listed = self.find(offer.instance_type)
+            provider = listed.provider if listed is not None else provider
+        return self.egress_usd_per_gb(provider, offer.region, destination)
 
 
 def _parse(doc: dict[str, Any]) -> Catalog:
@@ -101,7 +145,17 @@ def _parse(doc: dict[str, Any]) -> Catalog:
         for t in doc["instance_types"]
     )
     billing = {p: Billing(int(b["increment_seconds"]), int(b["minimum_seconds"])) for p, b in doc["billing"].items()}
-    return Catalog(types=types, billing=billing, as_of=str(doc.get("as_of", "")))
+    egress_doc = doc.get("egress", {})
+    egress = {
+        name: EgressPrices(
+            within_continent=float(e["within_continent"]), between_continents=float(e["between_continents"]),
+            from_region={r: float(v) for r, v in e.get("from_region", {}).items()},
+            pairs={frozenset(p["regions"]): float(p["usd_per_gb"]) for p in e.get("pairs", [])},
+        )
+        for name, e in egress_doc.items() if name not in ("about", "continents")
+    }
+    return Catalog(types=types, billing=billing, as_of=str(doc.get("as_of", "")), egress=egress,
+                   continents=dict(egress_doc.get("continents", {})))
 
 
 @cache
