@@ -13,12 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestrator.core.spec import parse_spec
+from orchestrator.loop.executor import Executor, TimedProvider
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.loop.zones import ZoneEvidence
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from providers.base import Market, Offer, Resources, ZoneSignal, offer_key
+from providers.base import Market, Offer, Resources, ZoneSignal, offer_key, zone_signals
 from providers.sim import SimClock, SimProvider
 
 GAP = 600.0
@@ -144,3 +145,23 @@ def test_a_providers_signal_is_the_zones_observation(sqlite_store: Store, tmp_pa
     r.tick()
     # Down where the provider says so; a signal of None is no observation.
     assert _seen_by(r, sqlite_store, mover) == {EAST: (0.0, 0.0), WEST: (GAP / 3600.0, 0.0)}
+
+
+def test_signals_pass_through_a_controllers_timed_providers(sqlite_store: Store, tmp_path: Path) -> None:
+    """A long-running controller wraps its providers (`Executor.timed`): the optional signals still reach
+    the policy, bounded like every provider call, and a provider without them has none."""
+    clock = SimClock(START)
+    traces = {EAST: Trace(GAP, (1,) * 4), WEST: Trace(GAP, (1,) * 4)}
+    executor = Executor(workers=2)
+    try:
+        r = Reconciler(sqlite_store, {"sim": SignallingSim(clock, traces, zone_regions=REGIONS)}, clock,
+                       tick_seconds=GAP, lease_seconds=1e12, executor=executor)
+        assert isinstance(r.providers["sim"], TimedProvider)
+        assert zone_signals(r.providers["sim"], []) == {WEST: ZoneSignal(False, "test"), EAST: ZoneSignal(None, "test")}
+        plain = executor.timed({"sim": FlaglessSim(clock, traces, zone_regions=REGIONS)})["sim"]
+        assert zone_signals(plain, []) == {}
+        mover = _job(sqlite_store, tmp_path, regions=[], market="auto", now=clock.now())
+        r.tick()
+        assert _seen_by(r, sqlite_store, mover) == {EAST: (0.0, 0.0), WEST: (GAP / 3600.0, 0.0)}
+    finally:
+        executor.shutdown()

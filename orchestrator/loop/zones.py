@@ -15,6 +15,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from orchestrator.core.model import AttemptView, Outcome, TaskView
@@ -153,8 +154,9 @@ class ZoneView:
             provider = self.r.providers.get(name)
             if provider is None:
                 continue
-            try:
-                found = zone_signals(provider, [o for o in offers if o.provider == name])
+            mine = [o for o in offers if o.provider == name]
+            try:  # bounded like every provider call: a signal that hangs costs a timeout, never the tick
+                found = self.r.executor.call(partial(zone_signals, provider, mine), f"{name} zone signals")
             except ProviderError as exc:
                 log.warning("zone signals from %s failed: %s", name, exc)
                 continue
