@@ -90,11 +90,11 @@ def test_another_jobs_running_spot_instance_shows_its_zone_up(sqlite_store: Stor
 
 
 def test_without_the_evidence_nothing_is_seen(sqlite_store: Store, tmp_path: Path) -> None:
-    """The control: the same world with no evidence leaves both zones unobserved (no flags here)."""
+    """The control: the same world without the other job's instance leaves both zones unobserved (the
+    offers carry no flags here)."""
     clock, _, r = _world(sqlite_store, (1,) * 20)
-    _job(sqlite_store, tmp_path, regions=["us-west1"], market="spot", now=clock.now())
-    r.tick()
     mover = _job(sqlite_store, tmp_path, regions=[], market="auto", now=clock.now())
+    assert ZoneEvidence.of(r.observe()) == ZoneEvidence()
     r.zone_evidence = ZoneEvidence()  # type: ignore[attr-defined]
     r.tick(job_ids=[mover])
     assert _seen_by(r, sqlite_store, mover) == {EAST: (0.0, 0.0), WEST: (0.0, 0.0)}
