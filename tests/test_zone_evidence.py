@@ -19,7 +19,7 @@ from orchestrator.loop.zones import ZoneEvidence
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from providers.base import Market, Offer, Resources, ZoneSignal, offer_key, zone_signals
+from providers.base import Market, Offer, Resources, ZoneSignal, zone_signals
 from providers.sim import SimClock, SimProvider
 
 GAP = 600.0
@@ -62,8 +62,8 @@ def _world(sqlite_store: Store, west: tuple[int, ...]) -> tuple[SimClock, Flagle
     return clock, sim, r
 
 
-def _west_key() -> str:
-    return offer_key("sim", REGIONS[WEST], WEST, "p3.2xlarge", Market.SPOT)
+def _west_key() -> tuple[str, str, str, str]:
+    return "sim", REGIONS[WEST], WEST, "p3.2xlarge"
 
 
 def _seen_by(r: Reconciler, store: Store, job_id: str) -> dict[str, tuple[float, float]]:
@@ -121,7 +121,7 @@ def test_a_reclamation_shows_its_zone_down_for_one_tick(sqlite_store: Store, tmp
 
 def test_evidence_is_matched_by_instance_type() -> None:
     """A running instance of another type says nothing about this type's spot capacity there."""
-    other = offer_key("sim", "us-west1", WEST, "p3.8xlarge", Market.SPOT)
+    other = ("sim", "us-west1", WEST, "p3.8xlarge")
     evidence = ZoneEvidence(up=frozenset({other}))
     clock = SimClock(START)
     sim = SimProvider(clock, {WEST: Trace(GAP, (1,))}, zone_regions={WEST: "us-west1"})

@@ -33,7 +33,6 @@ from providers.base import (
     NoticeKind,
     Offer,
     ProviderError,
-    offer_key,
     zone_signals,
 )
 
@@ -43,8 +42,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("orch.reconciler")
 
 
-def _spot_key(inst: Instance) -> str:
-    return offer_key(inst.provider, inst.region, inst.zone, inst.instance_type, Market.SPOT)
+# What evidence is about: a spot instance type in a zone (an offer key's parts, without building the
+# key's string for every offer of every task).
+Where = tuple[str, str, str | None, str]
+
+
+def _where(inst: Instance | Offer) -> Where:
+    return inst.provider, inst.region, inst.zone, inst.instance_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,27 +63,27 @@ class ZoneEvidence:
     every task at once through the shared `CapacityMemory`.
     """
 
-    up: frozenset[str] = frozenset()
-    down: frozenset[str] = frozenset()
+    up: frozenset[Where] = frozenset()
+    down: frozenset[Where] = frozenset()
 
     @classmethod
     def of(cls, obs: Observation) -> ZoneEvidence:
         """The evidence in one tick's listing. Only a RUNNING instance counts as up (a pending one may
         still be refused); a reclaimed one counts only while its attempt is live here, i.e. in the
         one tick that ends it (ended instances stay listed for an hour on EC2: old news)."""
-        up: set[str] = set()
-        down: set[str] = set()
+        up: set[Where] = set()
+        down: set[Where] = set()
         noticed = {a for a, n in obs.notices.items() if n.kind is NoticeKind.INTERRUPTION}
         for attempt_id, inst in obs.instances.items():
             if inst.market is not Market.SPOT or inst.zone is None:
                 continue
             if inst.reason is EndReason.PREEMPTED or attempt_id in noticed:
-                down.add(_spot_key(inst))
+                down.add(_where(inst))
             elif inst.state is InstanceState.RUNNING:
-                up.add(_spot_key(inst))
+                up.add(_where(inst))
         for _, inst in obs.orphans:
             if inst.market is Market.SPOT and inst.zone is not None and inst.state is InstanceState.RUNNING:
-                up.add(_spot_key(inst))
+                up.add(_where(inst))
         return cls(frozenset(up), frozenset(down))
 
     def zones(self, offers: Sequence[Offer]) -> tuple[set[str], set[str]]:
@@ -92,9 +96,10 @@ class ZoneEvidence:
         for o in offers:
             if o.market is not Market.SPOT or o.zone is None:
                 continue
-            if o.key in self.up:
+            where = _where(o)
+            if where in self.up:
                 up.add(o.zone)
-            if o.key in self.down:
+            if where in self.down:
                 down.add(o.zone)
         return up, down
 
