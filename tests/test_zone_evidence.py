@@ -165,3 +165,14 @@ def test_signals_pass_through_a_controllers_timed_providers(sqlite_store: Store,
         assert _seen_by(r, sqlite_store, mover) == {EAST: (0.0, 0.0), WEST: (GAP / 3600.0, 0.0)}
     finally:
         executor.shutdown()
+
+
+def test_another_jobs_failed_launch_shows_its_zone_down(sqlite_store: Store, tmp_path: Path) -> None:
+    """Failed launches need no gathering: the shared capacity memory carries them to every task at once."""
+    clock, _, r = _world(sqlite_store, (0,) * 20)
+    pinned = _job(sqlite_store, tmp_path, regions=["us-west1"], market="spot", now=clock.now())
+    r.tick(job_ids=[pinned])
+    assert [a.unbilled for a in sqlite_store.attempts(pinned)] == [True]  # refused: no spot in us-west1-a
+    mover = _job(sqlite_store, tmp_path, regions=[], market="auto", now=clock.now())
+    r.tick(job_ids=[mover])
+    assert _seen_by(r, sqlite_store, mover)[WEST] == (GAP / 3600.0, 0.0)
