@@ -138,8 +138,14 @@ def read_gpujob_items(source: str, namespace: str, items: GpuJobItems,
     """The items, parsed as an items file would be; SpecError on any problem, ItemsNotReady while the
     ConfigMap is missing."""
     if items.inline is not None:
-        text = "\n".join(e if isinstance(e, str) else json.dumps(e, allow_nan=False) for e in items.inline)
-        return _parse(source, items, text, f"{source} {ITEM_LIST}")
+        lines = []
+        for i, e in enumerate(items.inline):
+            try:
+                lines.append(e if isinstance(e, str) else json.dumps(e, allow_nan=False))
+            except ValueError:  # NaN or Infinity: not JSON, and every reader of the results would choke
+                raise SpecError(source, f"{items.field}[{i}]", "holds NaN or Infinity, which JSON does not allow") \
+                    from None
+        return _parse(source, items, "\n".join(lines), f"{source} {ITEM_LIST}")
     assert items.config_map is not None and items.key is not None
     where = f"ConfigMap {namespace}/{items.config_map}"
     found = read_config_map(namespace, items.config_map)
