@@ -37,3 +37,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "orch.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{- define "orch.itemsSecretName" -}}
+{{- default (printf "%s-items" (include "orch.fullname" .)) .Values.items.existingSecret -}}
+{{- end -}}
