@@ -168,6 +168,11 @@ class TaskView:
     item_end: int | None
 
 
+def clamp_progress(fraction: float) -> float:
+    """Progress as stored: a fraction of the work, within [0, 1] whatever a job reports."""
+    return min(1.0, max(0.0, fraction))
+
+
 def job_state(states: list[TaskState]) -> str:
     """A job's state, derived from its tasks' (never stored, so it cannot disagree with them)."""
     if not states:

@@ -31,6 +31,7 @@ from orchestrator.core.spec import JobSpec
 from orchestrator.store import reads
 from orchestrator.store.items import insert_items
 from orchestrator.store.job_list import EVERY_JOB, JobFilter, count_jobs, select_jobs
+from orchestrator.store.observations import ATTEMPT_NOTES, progress_values, write_observations
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, PriceRow, TaskRow
 from orchestrator.store.views import (
     EventView,
@@ -278,14 +279,15 @@ class Store:
         )
 
     def update_progress(self, task_id: str, *, committed: float | None, reported: float | None, now: float) -> None:
-        values: dict[str, Any] = {}
-        if committed is not None:
-            values["progress_committed"] = min(1.0, max(0.0, committed))
-        if reported is not None:
-            values["progress_reported"] = min(1.0, max(0.0, reported))
+        values = progress_values(committed, reported)
         if values:
             with self.session() as s:
                 s.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
+
+    def record_observations(self, progress: Mapping[str, Mapping[str, float]],
+                            notes: Mapping[str, Mapping[str, float]]) -> None:
+        """A tick's progress (task id -> `progress_values`) and attempt notes, in one transaction."""
+        write_observations(self.engine, progress, notes)
 
     # --- attempts ------------------------------------------------------------------------------
 
@@ -393,9 +395,8 @@ class Store:
 
     def note_attempt(self, attempt_id: str, **values: Any) -> None:
         """Observations about a live attempt (progress, newest checkpoint time); not state changes."""
-        allowed = {"productive_at", "progress_end", "last_checkpoint_at"}
-        if set(values) - allowed:
-            raise ValueError(f"not an observation: {sorted(set(values) - allowed)}")
+        if set(values) - ATTEMPT_NOTES:
+            raise ValueError(f"not an observation: {sorted(set(values) - ATTEMPT_NOTES)}")
         with self.session() as s:
             s.execute(update(AttemptRow).where(AttemptRow.id == attempt_id).values(**values))
 

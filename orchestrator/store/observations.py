@@ -1,0 +1,58 @@
+"""A tick's observations of running work, written together in one transaction.
+
+Progress and an attempt's notes (when it became productive, its newest checkpoint) are not state
+changes: nothing is guarded by them and a lost one is observed again on the next tick. Written one
+transaction each, a tick where 10,000 tasks report progress spent ~14 s committing (two commits per
+task, each a WAL fsync on SQLite, a round trip on PostgreSQL). The loop holds them for the tick
+(`orchestrator.loop.pending`) and hands them here: one transaction, one executemany per set of
+columns. A task's state change never waits behind them: the loop writes a task's held observations
+first whenever it changes that task's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import Connection, Engine, bindparam, update
+
+from orchestrator.core.model import clamp_progress
+from orchestrator.store.tables import AttemptRow, TaskRow
+
+# Notes an attempt may receive (observations, not state changes); anything else is refused.
+ATTEMPT_NOTES = frozenset({"productive_at", "progress_end", "last_checkpoint_at"})
+
+
+def progress_values(committed: float | None, reported: float | None) -> dict[str, float]:
+    """The task columns one progress observation sets (clamped to [0, 1]; None leaves a column)."""
+    values: dict[str, float] = {}
+    if committed is not None:
+        values["progress_committed"] = clamp_progress(committed)
+    if reported is not None:
+        values["progress_reported"] = clamp_progress(reported)
+    return values
+
+
+def write_observations(engine: Engine, progress: Mapping[str, Mapping[str, float]],
+                       notes: Mapping[str, Mapping[str, float]]) -> None:
+    """`progress`: task id -> task columns (`progress_values`); `notes`: attempt id -> attempt columns."""
+    if not progress and not notes:
+        return
+    with engine.begin() as conn:
+        _update_many(conn, TaskRow, progress)
+        _update_many(conn, AttemptRow, notes)
+
+
+def _update_many(conn: Connection, row: type[TaskRow] | type[AttemptRow],
+                 values_by_id: Mapping[str, Mapping[str, float]]) -> None:
+    """One executemany per distinct set of columns (a bound parameter cannot say "leave this column")."""
+    groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for row_id, values in values_by_id.items():
+        if row is AttemptRow and set(values) - ATTEMPT_NOTES:
+            raise ValueError(f"not an observation: {sorted(set(values) - ATTEMPT_NOTES)}")
+        columns = tuple(sorted(values))
+        if columns:
+            groups.setdefault(columns, []).append({"b_id": row_id, **{f"b_{c}": v for c, v in values.items()}})
+    for columns, params in groups.items():
+        statement = (update(row).where(row.id == bindparam("b_id"))
+                     .values({c: bindparam(f"b_{c}") for c in columns}))
+        conn.execute(statement, params)
