@@ -7,16 +7,17 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from orchestrator.core.items_input import ParsedItem
+from orchestrator.core.items_input import ParsedItem, format_for, load_items
 from orchestrator.core.spec import JobSpec, SpecError
 from orchestrator.k8s.config import ConfigError, item_service_settings_from_env
 from orchestrator.k8s.controller import GpuJobSync
-from orchestrator.k8s.convert import campaign_from_gpujob
+from orchestrator.k8s.convert import campaign_from_gpujob, gpujob_from_toml
 from orchestrator.k8s.gpujob_items import MAX_INLINE_ITEMS, ConfigMapData, ItemsNotReady
 from orchestrator.k8s.kube import GpuJobClient
 from orchestrator.k8s.metrics import Metrics
@@ -166,3 +167,30 @@ def test_item_service_settings() -> None:
                       ({"ORCH_K8S_ITEMS_URL": "http://x", "ORCH_K8S_ITEMS_SECRET": "short"}, "ORCH_K8S_ITEMS_SECRET")]:
         with pytest.raises(ConfigError, match=name):
             item_service_settings_from_env(bad)
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("seqs.fasta", FASTA),
+    ("lines.txt", "one\n\n  two  \nthree\r\n"),
+    ("docs.jsonl", '{"id": "x", "v": [1, 2]}\n{"v": "no id"}\n'),
+])
+def test_orch_submit_kubernetes_carries_the_items_file_inline_as_the_same_items(
+        tmp_path: Path, name: str, text: str) -> None:
+    (tmp_path / name).write_text(text)
+    job = tmp_path / "campaign.toml"
+    job.write_text(f'name = "c"\ncommand = ["python", "w.py"]\n[schedule]\nestimated_hours = 1\n'
+                   f'[array]\nitems = "{name}"\nworkers = 2\n')
+    manifest = gpujob_from_toml(job.read_text(), source=str(job), namespace="lab")
+    assert "items" not in manifest["spec"]["array"] and manifest["spec"]["array"]["workers"] == 2
+    manifest["metadata"]["creationTimestamp"] = "2026-11-01T12:00:00Z"
+    _, items = campaign_from_gpujob(json.loads(json.dumps(manifest)), read_config_map=maps())
+    assert items == load_items(str(tmp_path / name), format_for(name))
+
+
+def test_orch_submit_kubernetes_refuses_a_campaign_too_large_to_carry(tmp_path: Path) -> None:
+    (tmp_path / "many.txt").write_text("".join(f"line {i}\n" for i in range(MAX_INLINE_ITEMS + 1)))
+    job = tmp_path / "campaign.toml"
+    job.write_text('name = "c"\ncommand = ["w"]\n[schedule]\nestimated_hours = 1\n[array]\nitems = "many.txt"\n')
+    with pytest.raises(SpecError) as err:
+        gpujob_from_toml(job.read_text(), source=str(job), namespace="lab")
+    assert err.value.field == "array.items" and "ConfigMap" in err.value.problem

@@ -10,6 +10,7 @@ resource or a ConfigMap instead of a file (`orchestrator.k8s.gpujob_items`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -17,9 +18,15 @@ from dataclasses import replace
 from typing import Any
 
 from orchestrator.core.items_input import ParsedItem
-from orchestrator.core.spec import JobSpec, SpecError, parse_spec, parse_spec_dict
+from orchestrator.core.spec import JobSpec, SpecError, load_items_of, parse_spec, parse_spec_dict
 from orchestrator.k8s.crd import API_VERSION, KIND
-from orchestrator.k8s.gpujob_items import ConfigMapReader, GpuJobItems, read_gpujob_items, split_items_fields
+from orchestrator.k8s.gpujob_items import (
+    MAX_INLINE_ITEMS,
+    ConfigMapReader,
+    GpuJobItems,
+    read_gpujob_items,
+    split_items_fields,
+)
 from providers.kubernetes.pods import ts
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -102,13 +109,33 @@ def gpujob_from_toml(text: str, *, source: str, namespace: str, name: str | None
     """A GpuJob manifest from a job file, for `orch submit --kubernetes job.toml`.
 
     The file is validated first (with the submission time taken as now, as the controller will take
-    the resource's creation time); a single `gpu = "A100"` becomes the list the CRD wants.
+    the resource's creation time); a single `gpu = "A100"` becomes the list the CRD wants. A
+    campaign's items file (`source` is the job file's path) is read here and goes into the resource
+    as `array.item_list`: text lines as strings, FASTA records and JSON lines as objects, which the
+    controller reads back into the very same items.
     """
-    parse_spec(text, source=source, submitted_at=dt.datetime.now(dt.UTC).timestamp())
+    spec = parse_spec(text, source=source, submitted_at=dt.datetime.now(dt.UTC).timestamp())
     doc = _jsonable(tomllib.loads(text))
     resources = doc.get("resources")
     if isinstance(resources, dict) and isinstance(resources.get("gpu"), str):
         resources["gpu"] = [resources["gpu"]]
+    if spec.array is not None and spec.array.is_campaign:
+        doc["array"] = _inline_items(spec, doc["array"], source)
     job_name = name or _DNS_LABEL.sub("-", str(doc.get("name", "job")).lower()).strip("-")[:63] or "job"
     return {"apiVersion": API_VERSION, "kind": KIND,
             "metadata": {"name": job_name, "namespace": namespace}, "spec": doc}
+
+
+# What a GpuJob may carry inline: the API server refuses an object over about 1.5 MiB.
+MAX_INLINE_BYTES = 1024 * 1024
+
+
+def _inline_items(spec: JobSpec, array: Mapping[str, Any], source: str) -> dict[str, Any]:
+    _, items = load_items_of(spec, source)
+    entries = [json.loads(it.payload) for it in items]
+    size = sum(len(it.payload) for it in items)
+    if len(entries) > MAX_INLINE_ITEMS or size > MAX_INLINE_BYTES:
+        raise SpecError(source, "array.items", f"{len(entries):,} items ({size:,} bytes) are too many to carry in a "
+                        f"GpuJob (at most {MAX_INLINE_ITEMS:,} items and {MAX_INLINE_BYTES:,} bytes); put the file in "
+                        "a ConfigMap and give array.items_from")
+    return {**{k: v for k, v in array.items() if k not in ("items", "format")}, "item_list": entries}
