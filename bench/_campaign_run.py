@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench._campaign_workers import CampaignWorkers
+from orchestrator.core.model import AttemptView
 from orchestrator.core.spec import load_items_of, parse_spec
 from orchestrator.core.status import job_status
 from orchestrator.loop.reconciler import Reconciler
@@ -62,6 +63,11 @@ class RunResult:
     refused_commits: int  # second commits the store refused (none expected here: a stopped worker commits nothing)
     ticks: int
     wall_s: float = 0.0
+    # Where the billed hours beyond the items' work went (`waste`): launch to first item (restart
+    # overhead), items in hand when a worker was reclaimed, and a worker alive with nothing in hand.
+    overhead_h: float = 0.0
+    lost_h: float = 0.0
+    idle_h: float = 0.0
 
     @property
     def deadline_met(self) -> bool | None:
@@ -135,10 +141,34 @@ def _result(run: RunSpec, store: Store, workers: CampaignWorkers, job_id: str, s
                     tasks=store.tasks(job_id), attempts=attempts, offers=[], now=max(end, start))
     cost = st.cost
     finished = counts.left == 0 and last_done is not None
+    overhead_h, lost_h, idle_h = waste(attempts, workers, end)
     return RunResult(
         run=run, items=counts.total, state=st.state, cost_usd=cost.spent_usd, spot_hours=cost.spot_hours,
         on_demand_hours=cost.on_demand_hours, finish_h=(last_done - start) / 3600.0 if finished and last_done else None,
         launches=sum(1 for a in attempts if not a.unbilled), preemptions=cost.preemptions,
         lost=counts.total - counts.done, redone=sum(1 for n in workers.starts.values() if n > 1),
         duplicates=sum(1 for n in workers.commits.values() if n > 1) + (len(listed) - len(set(listed))),
-        refused_commits=workers.refused_commits, ticks=ticks, wall_s=wall_s)
+        refused_commits=workers.refused_commits, ticks=ticks, wall_s=wall_s, overhead_h=overhead_h, lost_h=lost_h,
+        idle_h=idle_h)
+
+
+def waste(attempts: Sequence[AttemptView], workers: CampaignWorkers, end: float) -> tuple[float, float, float]:
+    """Billed worker hours that did no item, split three ways (hours): from launch to the first item
+    started (the restart overhead, all of a life shorter than it), the item in hand when a worker's
+    instance ended (redone by another), and the rest of each life with no item in hand (waiting
+    for the last items, or idle until the loop noticed the exit)."""
+    overhead = lost = idle = 0.0
+    for a in attempts:
+        w = workers.workers.get(a.id)
+        if a.unbilled or w is None:
+            continue
+        stop = a.ended_at if a.ended_at is not None else end
+        life = max(0.0, stop - a.launched_at)
+        first = w.first_item_at if w.first_item_at is not None else stop
+        head = min(life, max(0.0, first - a.launched_at))
+        in_hand = max(0.0, stop - (w.held_until - workers.item_seconds)) if w.held is not None else 0.0
+        items = workers.done_by.get(a.id, 0) * workers.item_seconds
+        overhead += head
+        lost += in_hand
+        idle += max(0.0, life - head - in_hand - items)
+    return overhead / 3600.0, lost / 3600.0, idle / 3600.0

@@ -48,6 +48,7 @@ class _Worker:
     held: Lease | None = None  # the item in hand (started, not finished)
     held_until: float = 0.0  # when the item in hand will be finished
     exited_at: float | None = None  # found nothing to lease and exited 0
+    first_item_at: float | None = None  # when it started its first item: launch to here is its overhead
     stopped: bool = False  # its instance ended (reclaimed, terminated) or it exited: no more work
 
 
@@ -64,6 +65,7 @@ class CampaignWorkers:
         self.starts: Counter[int] = Counter()  # item index -> times a worker started it
         self.commits: Counter[int] = Counter()  # item index -> commits accepted (must never pass 1)
         self.refused_commits = 0  # commits the store refused: the item already had its result
+        self.done_by: Counter[str] = Counter()  # attempt id -> items it committed
         self._progress: dict[str, float] = {}  # job -> items settled / total, after the last `work`
 
     # --- Provider protocol (what the loop calls) ------------------------------------------------
@@ -129,6 +131,7 @@ class CampaignWorkers:
             if self.items.complete(w.job_id, w.attempt_id, w.held, now=now, result='"ok"',
                                    work_seconds=self.item_seconds):
                 self.commits[w.held.index] += 1
+                self.done_by[w.attempt_id] += 1
             else:
                 self.refused_commits += 1
             w.held = None
@@ -142,6 +145,8 @@ class CampaignWorkers:
             if self.items.start(w.job_id, w.attempt_id, got[0], now=now):
                 break
         w.held, w.held_until, w.at = got[0], now + self.item_seconds, now
+        if w.first_item_at is None:
+            w.first_item_at = now
         self.starts[got[0].index] += 1
         return w.held_until
 

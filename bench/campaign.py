@@ -74,17 +74,18 @@ def _one(job: tuple[RunSpec, int, int]) -> RunResult:
 
 def table(results: list[RunResult], items: int) -> list[str]:
     bound = lower_bound_usd(items)
-    head = ("| run | market | workers | cost | x lower bound | finish | spot h | on-demand h | launches | "
-            "preemptions | items lost | items redone | duplicates | deadline met |")
+    head = ("| run | market | workers | cost | x lower bound | finish | spot h | on-demand h | overhead h | "
+            "in hand h | idle h | launches | preemptions | items lost | items redone | duplicates | deadline met |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         finish = "not finished" if r.finish_h is None else f"{r.finish_h:.2f} h"
         met = {None: "(none)", True: "yes", False: "**no**"}[r.deadline_met]
         lines.append(f"| {r.run.label} | {r.run.market} | {r.run.workers} | ${r.cost_usd:,.2f} | "
                      f"{r.cost_usd / bound:.3f} | {finish} | {r.spot_hours:.1f} | {r.on_demand_hours:.1f} | "
+                     f"{r.overhead_h:.1f} | {r.lost_h:.2f} | {r.idle_h:.1f} | "
                      f"{r.launches} | {r.preemptions} | {r.lost} | {r.redone} | {r.duplicates} | {met} |")
     lines.append(f"| all-spot lower bound | spot | - | ${bound:,.2f} | 1.000 | - | "
-                 f"{items * ITEM_SECONDS / 3600:.1f} | 0.0 | - | - | - | - | - | - |")
+                 f"{items * ITEM_SECONDS / 3600:.1f} | 0.0 | 0.0 | 0.00 | 0.0 | - | - | - | - | - | - |")
     return lines
 
 

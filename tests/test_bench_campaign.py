@@ -45,3 +45,15 @@ def _reclaimed_mid_work(traces: dict[str, Trace]) -> int:
         if up and all(all(z[i:i + 14]) and not all(z[i + 14:i + 30]) for z in up):
             return i
     pytest.skip("no such moment in the traces")
+
+
+def test_workers_with_time_to_spare_wait_for_spot_to_settle_instead_of_chasing_blips() -> None:
+    """Five hours into the stretch where spot runs out (trace tick 11,475 + 5 h), zones come back for
+    minutes at a time. 1,000 items with a 24 h deadline: launching into each blip (the rule before
+    core.campaign_zones) cost 1.216 x the all-spot bound with 9 launches, 8 of them reclaimed; waiting
+    for a zone to stay up 2.5 restart overheads cost 1.056 x with 3 launches (measured 2026-12-02)."""
+    r = run_campaign(RunSpec("settle", "auto", 8, 24.0), _traces_or_skip(), items=1000, start_tick=12_037)
+    assert (r.state, r.lost, r.duplicates, r.refused_commits) == ("succeeded", 0, 0, 0)
+    assert r.deadline_met and r.on_demand_hours == 0.0
+    bound = 1000 * 14.0 / 3600.0 * 0.918
+    assert r.cost_usd / bound <= 1.10 and r.launches <= 5, (r.cost_usd / bound, r.launches, r.preemptions)

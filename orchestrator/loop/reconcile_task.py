@@ -357,7 +357,7 @@ class TaskWorker:
             attempt = self.store.begin_attempt(self.task, offer, self.now)
             if self._start(attempt, offer):
                 if self.campaign is not None:
-                    self.campaign.live_workers += 1
+                    self.campaign.add_worker(offer.market, offer.zone)
                 return
             self._refresh()
             if self.task.state is not TaskState.PENDING:
@@ -456,7 +456,7 @@ class TaskWorker:
             return
         self.r.items.release_worker(live.id, now=self.now, failure=failure,
                                     max_failures=self.job.spec.retry.max_failures)
-        self.campaign.live_workers = max(0, self.campaign.live_workers - 1)
+        self.campaign.remove_worker(live.market, live.zone)
 
     def _context(self, live: AttemptView | None) -> Context:
         spec, task, now = self.job.spec, self.task, self.now

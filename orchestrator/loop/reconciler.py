@@ -33,7 +33,7 @@ from orchestrator.loop.campaign_output import write_results
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.reconcile_task import TaskWorker
 from orchestrator.loop.snapshot import JobSnapshot
-from orchestrator.loop.task_facts import draining
+from orchestrator.loop.task_facts import CampaignMemory, draining, observe_campaign
 from orchestrator.store import Store
 from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
@@ -87,6 +87,8 @@ class Reconciler:
     zone_memory: dict[str, tuple[tuple[str, ...], tuple[ZoneSeen, ...], SpotHistory | None]] = field(
         default_factory=dict)
     _key_locks: dict[tuple[str, Resources, tuple[str, ...], str], threading.Lock] = field(default_factory=dict)
+    # Per campaign: its zones' spot ages and its rate per GPU type (`task_facts.observe_campaign`).
+    campaign_memory: dict[str, CampaignMemory] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.providers = self.executor.timed(self.providers)
@@ -189,6 +191,11 @@ class Reconciler:
             facts.memory_needed = self.items.memory_needed(snap.job.id)
         now = self.clock.now()
         job = snap.job
+        self.campaign_memory[job.id] = observe_campaign(
+            self.campaign_memory.get(job.id), facts, job_id=job.id, estimate_h=job.spec.schedule.estimated_hours,
+            overhead_h=job.spec.schedule.restart_overhead_hours, slots=len(snap.tasks),
+            attempts=[a for t in snap.tasks for a in snap.attempts_of(t.id)], offers=offers, items=self.items,
+            avoid=self.capacity, now=now)
         facts.wanted = workers_wanted(
             facts, slots=len(snap.tasks), total_h=job.spec.schedule.estimated_hours,
             hours_left=None if job.deadline_at is None else (job.deadline_at - now) / 3600.0,
@@ -196,8 +203,9 @@ class Reconciler:
         for task in snap.tasks:
             if task.state.terminal:
                 continue
-            if snap.live_attempt(task.id) is not None:
-                facts.live_workers += 1
+            live = snap.live_attempt(task.id)
+            if live is not None:
+                facts.add_worker(live.market, live.zone)
             if abs(task.progress_committed - facts.progress) > 1e-9:
                 self.store.update_progress(task.id, committed=facts.progress, reported=facts.progress, now=now)
                 snap.refresh_task(self.store, task.id)
@@ -351,6 +359,7 @@ class Reconciler:
             self.store.add_event(job.id, "finished", f"job {job_state(states)}", now)
             self.store.mark_finished(job.id, now)
             self.history.pop(job.id, None)
+            self.campaign_memory.pop(job.id, None)
             for task in snap.tasks:
                 self.zone_memory.pop(task.id, None)
             return False
