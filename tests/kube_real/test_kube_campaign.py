@@ -37,6 +37,7 @@ from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
 from providers.base import SystemClock
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
+from tests.kube_fake import KubeFake
 from tests.kube_real.chart import (
     apply_rbac,
     delete_cluster_scoped,
@@ -217,3 +218,40 @@ def test_a_campaign_gpujob_runs_on_real_scheduled_pods_as_the_charts_service_acc
     seen = requests_of(cluster.audit(), user)
     assert any("configmaps/squares" in r for r in seen), "the controller read the items' ConfigMap"
     assert denials(cluster.audit(), user) == []
+
+
+def campaign_calls(api: Any, ns: str) -> list[tuple[str, Any]]:
+    """The calls a campaign adds (a ConfigMap read, missing and present, data and binaryData; a GpuJob
+    whose item_list holds nested objects), and what orch reads of each answer."""
+    from kubernetes import client
+
+    from orchestrator.k8s.kube import GpuJobClient
+
+    reader = GpuJobClient(api, ns, component="parity", identity="parity")
+    out: list[tuple[str, Any]] = [("missing configmap", reader.config_map(ns, "nope"))]
+    client.CoreV1Api(api).create_namespaced_config_map(ns, {"metadata": {"name": "items"}, "data": {"a.txt": "x\ny\n"},
+                                                            "binaryData": {"b.txt": "eg=="}})
+    found = reader.config_map(ns, "items")
+    out.append(("configmap", None if found is None else (dict(found.data), dict(found.binary_data))))
+    entries = [{"id": "a", "nested": {"x": [1, 2.5, None], "s": "t"}}, {"id": 7, "empty": {}}]
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GpuJob", "metadata": {"name": "inline", "namespace": ns},
+            "spec": {"command": ["x"], "schedule": {"estimated_hours": 1},
+                     "array": {"workers": 2, "item_list": entries}}}
+    custom = client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+    stored = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "inline")
+    out.append(("item_list kept whole", stored["spec"]["array"]["item_list"] == entries))
+    return out
+
+
+def test_the_fake_and_the_real_server_agree_on_a_campaigns_calls(cluster: Cluster, namespace: str) -> None:
+    from kubernetes import client
+
+    fake = KubeFake().start()
+    try:
+        mocked = campaign_calls(client.ApiClient(client.Configuration(host=fake.url)), namespace)
+    finally:
+        fake.stop()
+    real = campaign_calls(cluster.api_client(), namespace)
+    assert real == mocked
+    assert real[0] == ("missing configmap", None) and real[-1] == ("item_list kept whole", True)
