@@ -65,6 +65,12 @@ def test_inline_strings_are_text_items_and_objects_jsonl_items() -> None:
                                                               ("7", {"id": 7, "seq": "GG"})]
 
 
+def test_nulls_inside_inline_items_are_the_items_own_data() -> None:
+    _, items = campaign_from_gpujob(gpujob({"workers": None, "item_list": [{"id": "a", "v": [1, None], "w": None}]}),
+                                    read_config_map=maps())
+    assert json.loads(items[0].payload) == {"id": "a", "v": [1, None], "w": None}
+
+
 def test_a_configmap_key_is_read_as_a_file_of_its_format() -> None:
     data = ConfigMapData({"seqs.fasta": FASTA}, {"seqs.txt": base64.b64encode(b"one\ntwo\n").decode()})
     array = {"workers": 4, "items_from": {"config_map": "seqs", "key": "seqs.fasta"}}

@@ -21,6 +21,7 @@ from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.spec import JobSpec, SpecError, load_items_of, parse_spec, parse_spec_dict
 from orchestrator.k8s.crd import API_VERSION, KIND
 from orchestrator.k8s.gpujob_items import (
+    ITEM_LIST,
     MAX_INLINE_ITEMS,
     ConfigMapReader,
     GpuJobItems,
@@ -83,7 +84,11 @@ def _parse(obj: Mapping[str, Any], policies: Callable[[str], bool] | None) -> tu
     doc.setdefault("name", meta.get("name", ""))
     items = None
     if isinstance(doc.get("array"), Mapping):
-        doc["array"], items = split_items_fields(source, _without_nulls(doc["array"]))
+        # Nulls mean defaults in the settings, but inside an item they are the item's own data.
+        array = doc["array"]
+        inline = {ITEM_LIST: array[ITEM_LIST]} if array.get(ITEM_LIST) is not None else {}
+        settings = _without_nulls({k: v for k, v in array.items() if k != ITEM_LIST})
+        doc["array"], items = split_items_fields(source, {**settings, **inline})
     created = meta.get("creationTimestamp")
     submitted_at = ts(created) or 0.0  # the API server's RFC 3339 time, as pods' are read
     parsed = parse_spec_dict(_without_nulls(doc), source=source, submitted_at=submitted_at, policies=policies)
