@@ -32,8 +32,8 @@ from typing import Any
 from orchestrator.core.items_input import FORMATS, ItemsError, ParsedItem, format_for, parse_items
 from orchestrator.core.spec import SpecError
 
-__all__ = ["ITEMS_FROM", "ITEM_LIST", "MAX_INLINE_ITEMS", "ConfigMapData", "GpuJobItems", "ItemsNotReady", "read_gpujob_items",
-           "split_items_fields"]
+__all__ = ["ITEMS_FROM", "ITEM_LIST", "MAX_INLINE_ITEMS", "ConfigMapData", "GpuJobItems", "ItemsNotReady",
+           "read_gpujob_items", "split_items_fields"]
 
 MAX_INLINE_ITEMS = 10_000
 ITEM_LIST, ITEMS_FROM = "item_list", "items_from"
