@@ -33,6 +33,7 @@ from orchestrator.core.policy import Situation
 from orchestrator.core.status import idle_price, task_work_hours
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop.executor import CallTimedOut
+from orchestrator.loop.pending import FlushFirst, with_notes, with_progress
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.loop.task_facts import (
     Seen,
@@ -47,6 +48,7 @@ from orchestrator.loop.task_facts import (
 )
 from orchestrator.loop.zones import ZoneView
 from orchestrator.store.item_source import worker_environment
+from orchestrator.store.observations import progress_values
 from providers.base import (
     RESUME_NOT_BEFORE,
     CapacityError,
@@ -90,7 +92,8 @@ class TaskWorker:
         self.totals = totals if totals is not None else JobTotals.of(
             snap.job.spec, snap.tasks, snap.attempts_of, idle=idle_price(snap.job.spec, self.job_offers),
             now=r.clock.now())
-        self._tracked = Tracked(r.store)
+        # Observations wait for the tick's end (`loop.pending`); any other write sends this task's first.
+        self._tracked = Tracked(cast("Store", FlushFirst(r.store, r.pending, task.id)))
         self.store = cast("Store", self._tracked)
 
     @property
@@ -141,7 +144,7 @@ class TaskWorker:
             seen = self._observe(live, inst)
             if seen.moved:
                 self._refresh()  # decide on the progress just observed, not last tick's
-                live = self.live = self.store.attempt(live.id) or live
+                live = self.live = self.snap.attempt(self.task.id, live.id) or live
             if exited_ok_but_alive(seen.exit_code):
                 # Record the success, then `_finish` stops the instance (the reaper retries if that fails).
                 self._finish(live, dataclasses.replace(inst, state=InstanceState.TERMINATED,
@@ -267,7 +270,9 @@ class TaskWorker:
         moved = (committed is not None and committed != task.progress_committed) or (
             reported is not None and reported != task.progress_reported)
         if moved:
-            self.store.update_progress(task.id, committed=committed, reported=reported, now=now)
+            values = progress_values(committed, reported)
+            self.r.pending.progress(task.id, values)  # written at the tick's end (`loop.pending`)
+            self.snap.apply_task(with_progress(task, values))
         notes: dict[str, float] = {}
         seen = max(x for x in (own_committed, reported, 0.0) if x is not None)
         if live.productive_at is None and seen > live.progress_start:
@@ -280,7 +285,8 @@ class TaskWorker:
         if committed is not None and committed != live.progress_end:
             notes["progress_end"] = committed
         if notes:
-            self.store.note_attempt(live.id, **notes)
+            self.r.pending.note(task.id, live.id, notes)
+            self.snap.apply_attempt(with_notes(live, notes))
         return Seen(exit_code=hb.exit_code if hb is not None else None, moved=moved or bool(notes),
                     interrupted=bool(hb is not None and hb.interrupted),
                     heartbeat_at=hb.at if hb is not None else None, provider_progress=inst.progress is not None)
@@ -487,10 +493,10 @@ class TaskWorker:
                        placement=placement, placement_zone=zone, placement_region=region)
 
     def _refresh(self) -> None:
-        """Read this task and its attempts again (not the whole job) after changing them."""
-        self.snap.refresh_task(self.r.store, self.task.id)
+        """Take this task and its attempts from the snapshot, re-reading them first (not the whole job)
+        if this step wrote to the store; observations held in memory are already in the snapshot."""
+        if self._tracked.wrote:
+            self.r.reread_task(self.snap, self.task.id)
+            self._tracked.wrote = False  # the snapshot holds every write so far: no second re-read after the step
         self.task = self.snap.task(self.task.id) or self.task
         self.totals.update(self.task, self.snap.attempts_of(self.task.id))
-        self._tracked.wrote = False  # the snapshot holds every write so far: no second re-read after the step
-
-

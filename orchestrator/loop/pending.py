@@ -1,0 +1,83 @@
+"""A tick's observations, held in memory and written in one transaction (`store.observations`).
+
+A step that sees new progress applies it to the tick's snapshot at once (the decision that follows
+reads it there) and leaves the row write here. Before a step changes its task's state, the task's
+held observations are written first (`FlushFirst`), so a transition never lands before the
+progress it was decided on, and a later progress write can never overwrite a state change's row.
+Whatever is left is written when the tick ends; a controller that dies first loses only
+observations, which the next tick makes again from the same heartbeats and listings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.core.model import AttemptView, TaskView
+from orchestrator.loop.task_facts import Tracked
+from orchestrator.store import Store
+
+
+class PendingWrites:
+    """Progress by task and notes by attempt, from every job's step (the executor's pool: locked)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._progress: dict[str, dict[str, float]] = {}
+        self._notes: dict[str, dict[str, dict[str, float]]] = {}  # task id -> attempt id -> columns
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._progress) + sum(len(n) for n in self._notes.values())
+
+    def progress(self, task_id: str, values: Mapping[str, float]) -> None:
+        with self._lock:
+            self._progress.setdefault(task_id, {}).update(values)
+
+    def note(self, task_id: str, attempt_id: str, values: Mapping[str, float]) -> None:
+        with self._lock:
+            self._notes.setdefault(task_id, {}).setdefault(attempt_id, {}).update(values)
+
+    def flush(self, store: Store, *, task_id: str | None = None) -> None:
+        """Write what is held (only `task_id`'s, if given) and forget it."""
+        with self._lock:
+            if task_id is None:
+                progress, by_task = self._progress, self._notes
+                self._progress, self._notes = {}, {}
+            else:
+                progress = {task_id: self._progress.pop(task_id)} if task_id in self._progress else {}
+                by_task = {task_id: self._notes.pop(task_id)} if task_id in self._notes else {}
+        if progress or by_task:
+            store.record_observations(progress, {a: v for notes in by_task.values() for a, v in notes.items()})
+
+
+class FlushFirst:
+    """The store as one task's step uses it: any write writes the task's held observations first."""
+
+    def __init__(self, store: Store, pending: PendingWrites, task_id: str) -> None:
+        self._store, self._pending, self._task_id = store, pending, task_id
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name not in Tracked.WRITES:
+            return attr
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            self._pending.flush(self._store, task_id=self._task_id)
+            return attr(*args, **kwargs)
+        return write
+
+
+def with_progress(task: TaskView, values: Mapping[str, float]) -> TaskView:
+    """The task as the snapshot holds it once `values` (`store.observations.progress_values`) are written."""
+    return dataclasses.replace(task, progress_committed=values.get("progress_committed", task.progress_committed),
+                               progress_reported=values.get("progress_reported", task.progress_reported))
+
+
+def with_notes(attempt: AttemptView, notes: Mapping[str, float]) -> AttemptView:
+    """The attempt as the snapshot holds it once `notes` are written."""
+    return dataclasses.replace(attempt, productive_at=notes.get("productive_at", attempt.productive_at),
+                               progress_end=notes.get("progress_end", attempt.progress_end),
+                               last_checkpoint_at=notes.get("last_checkpoint_at", attempt.last_checkpoint_at))
