@@ -38,7 +38,7 @@ def test_upgrade_downgrade_upgrade(bare_engine: Engine) -> None:
     assert _tables(bare_engine) == set()
     upgrade(bare_engine)
     assert _tables(bare_engine) == TABLES
-    assert current_revision(bare_engine) == head_revision(bare_engine) == "0003"
+    assert current_revision(bare_engine) == head_revision(bare_engine) == "0004"
     downgrade(bare_engine, "base")
     assert _tables(bare_engine) == set()
     assert current_revision(bare_engine) is None

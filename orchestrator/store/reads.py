@@ -105,5 +105,16 @@ def jobs_by_id(conn: Connection, job_ids: Collection[str], known: Mapping[str, J
     return out
 
 
+_LIVE_AMONG = _LIVE_ATTEMPT_IDS.where(AttemptRow.id.in_(_IDS))
+
+
+def live_among(conn: Connection, attempt_ids: Collection[str]) -> set[str]:
+    """Which of `attempt_ids` are live: the instances a tick lists that its snapshot does not explain."""
+    out: set[str] = set()
+    for chunk in chunks(attempt_ids):
+        out.update(conn.execute(_LIVE_AMONG, {"ids": chunk}).scalars())
+    return out
+
+
 def live_attempt_ids(conn: Connection) -> set[str]:
     return set(conn.execute(_LIVE_ATTEMPT_IDS).scalars())

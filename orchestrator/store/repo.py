@@ -52,6 +52,17 @@ def _count(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
+def _bump(session: Session, job_id: str) -> None:
+    """Move the job's version with a change to it, its tasks or attempts, in the change's own transaction
+    (a loop that read version v has seen every change up to v; migrations/versions/0004)."""
+    session.execute(update(JobRow).where(JobRow.id == job_id).values(version=JobRow.version + 1))
+
+
+def _bump_of_attempt(session: Session, attempt_id: str) -> None:
+    session.execute(update(JobRow).where(JobRow.id == select(AttemptRow.job_id).where(
+        AttemptRow.id == attempt_id).scalar_subquery()).values(version=JobRow.version + 1))
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -134,7 +145,7 @@ class Store:
                 s.execute(
                     update(JobRow)
                     .where(JobRow.id == job_id, JobRow.cancel_requested_at.is_(None))
-                    .values(cancel_requested_at=now)
+                    .values(cancel_requested_at=now, version=JobRow.version + 1)
                 )
             )
             if n:
@@ -153,6 +164,12 @@ class Store:
         A lease, not a row lock, so it works the same on SQLite and PostgreSQL and survives a
         controller that dies holding it (the lease simply expires).
         """
+        return list(self.claim(owner, now, lease_seconds, job_ids=job_ids))
+
+    def claim(self, owner: str, now: float, lease_seconds: float, *,
+              job_ids: Collection[str] | None = None) -> dict[str, int]:
+        """As `claim_jobs`, with each held job's version (oldest job first): the loop reads again only
+        the jobs whose version moved since it last read them."""
         scope = [JobRow.finished_at.is_(None)]
         if job_ids is not None:
             scope.append(JobRow.id.in_(list(job_ids)))
@@ -163,8 +180,9 @@ class Store:
                                    JobRow.lease_expires_at < now))
                 .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
             )
-            rows = s.scalars(select(JobRow.id).where(*scope, JobRow.lease_owner == owner).order_by(JobRow.created_at))
-            return list(rows)
+            rows = s.execute(select(JobRow.id, JobRow.version).where(*scope, JobRow.lease_owner == owner)
+                             .order_by(JobRow.created_at))
+            return {job_id: int(version) for job_id, version in rows}
 
     def renew_lease(self, owner: str, job_id: str, now: float, lease_seconds: float) -> bool:
         """Extend this owner's lease on one job right before acting on it; False if it was lost.
@@ -267,6 +285,7 @@ class Store:
             )
         job_id = session.scalar(select(TaskRow.job_id).where(TaskRow.id == task_id))
         assert job_id is not None
+        _bump(session, job_id)
         session.add(
             EventRow(
                 job_id=job_id,
@@ -283,6 +302,8 @@ class Store:
         if values:
             with self.session() as s:
                 s.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
+                s.execute(update(JobRow).where(JobRow.id == select(TaskRow.job_id).where(
+                    TaskRow.id == task_id).scalar_subquery()).values(version=JobRow.version + 1))
 
     def record_observations(self, progress: Mapping[str, Mapping[str, float]],
                             notes: Mapping[str, Mapping[str, float]]) -> None:
@@ -326,6 +347,7 @@ class Store:
             s.execute(update(AttemptRow)
                       .where(AttemptRow.id == attempt.id, AttemptRow.state == str(AttemptState.LAUNCHING))
                       .values(instance_id=instance_id))
+            _bump_of_attempt(s, attempt.id)
 
     def attempt_running(self, attempt: AttemptView, instance_id: str, now: float, *,
                         started_at: float | None = None) -> None:
@@ -381,6 +403,8 @@ class Store:
             )
             if n != 1:
                 raise IllegalTransition(f"attempt {attempt.id} has already ended")
+            if not task_transitions:
+                _bump_of_attempt(s, attempt.id)  # the transitions below bump it otherwise
             extra: dict[str, Any] = {} if failures is None else {"failures": failures}
             for i, name in enumerate(task_transitions):
                 self.transition(
@@ -399,6 +423,7 @@ class Store:
             raise ValueError(f"not an observation: {sorted(set(values) - ATTEMPT_NOTES)}")
         with self.session() as s:
             s.execute(update(AttemptRow).where(AttemptRow.id == attempt_id).values(**values))
+            _bump_of_attempt(s, attempt_id)
 
     def attempts(self, job_id: str) -> list[AttemptView]:
         with self.engine.connect() as conn:
@@ -413,6 +438,10 @@ class Store:
     def live_attempt_ids(self) -> set[str]:
         with self.engine.connect() as conn:
             return reads.live_attempt_ids(conn)
+
+    def live_among(self, attempt_ids: Collection[str]) -> set[str]:
+        with self.engine.connect() as conn:
+            return reads.live_among(conn, attempt_ids)
 
     def attempt(self, attempt_id: str) -> AttemptView | None:
         with self.engine.connect() as conn:

@@ -36,6 +36,9 @@ class JobRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float, index=True)
+    # Bumped with every state change of the job, its tasks or attempts (not with progress): a loop
+    # that saw this version knows the job as it is (see migrations/versions/0004).
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # `orch status` pages the newest jobs first: an index in that order reads one page, not every job.
     __table_args__ = (Index("ix_jobs_created", "created_at", "id"),)
