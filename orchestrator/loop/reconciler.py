@@ -25,18 +25,20 @@ from orchestrator.core.model import job_state
 from orchestrator.core.placement import usable
 from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.policy.multizone_base import ZoneSeen
-from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import idle_price
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop import snapshot
 from orchestrator.loop.campaign_output import write_results
 from orchestrator.loop.executor import Executor
+from orchestrator.loop.pending import PendingWrites, with_progress
 from orchestrator.loop.reconcile_task import TaskWorker
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.loop.task_facts import CampaignMemory, draining, observe_campaign
+from orchestrator.loop.zones import ZoneEvidence
 from orchestrator.store import Store
 from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
+from orchestrator.store.observations import progress_values
 from orchestrator.store.views import JobView
 from providers.base import CapacityMemory, Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
 
@@ -52,6 +54,7 @@ class Observation:
     listed: set[str] = field(default_factory=set)
     notices: dict[str, Notice] = field(default_factory=dict)  # by attempt id
     orphans: list[tuple[str, Instance]] = field(default_factory=list)
+    seen: list[tuple[str, Instance]] = field(default_factory=list)  # every instance listed, by provider
 
 
 @dataclass
@@ -71,8 +74,8 @@ class Reconciler:
     # a restarted controller starts afresh, as a user without a zone history would).
     history: dict[str, SpotHistory] = field(default_factory=dict)
     _recorded: dict[str, tuple[float, bool | None, float]] = field(default_factory=dict)
-    # Parsed specs of the jobs held last tick (see `snapshot.take`).
-    _specs: dict[str, JobSpec] = field(default_factory=dict)
+    # The held jobs' tasks and attempts, kept from tick to tick and read again where they changed.
+    snapshots: snapshot.Snapshots = field(default_factory=snapshot.Snapshots)
     # Runs each job's share of a tick and bounds every provider call (inline unless a controller asks
     # for a pool, see `orchestrator.loop.executor`).
     executor: Executor = field(default_factory=Executor)
@@ -87,8 +90,12 @@ class Reconciler:
     zone_memory: dict[str, tuple[tuple[str, ...], tuple[ZoneSeen, ...], SpotHistory | None]] = field(
         default_factory=dict)
     _key_locks: dict[tuple[str, Resources, tuple[str, ...], str], threading.Lock] = field(default_factory=dict)
+    # What this tick's listing shows of each zone (other jobs' instances running or reclaimed there).
+    zone_evidence: ZoneEvidence = field(default_factory=ZoneEvidence)
     # Per campaign: its zones' spot ages and its rate per GPU type (`task_facts.observe_campaign`).
     campaign_memory: dict[str, CampaignMemory] = field(default_factory=dict)
+    # Progress and attempt notes observed this tick, written together when it ends (`loop.pending`).
+    pending: PendingWrites = field(default_factory=PendingWrites)
 
     def __post_init__(self) -> None:
         self.providers = self.executor.timed(self.providers)
@@ -106,11 +113,19 @@ class Reconciler:
         """
         now = self.clock.now()
         self.capacity.forget_before(now)
-        held = self.store.claim_jobs(self.owner, now, self.lease_seconds, job_ids=job_ids)
-        obs = self.observe()
+        versions = self.store.claim(self.owner, now, self.lease_seconds, job_ids=job_ids)
+        held = list(versions)
+        listed = self.observe()
         self._offers.clear()
         self._key_locks.clear()
-        snapshots = snapshot.take(self.store, held, specs=self._specs)
+        if job_ids is None:
+            self.snapshots.forget(self._inflight)  # still working on an earlier tick: read afresh once done
+            snapshots = self.snapshots.take(self.store, versions)
+        else:  # a pass over a few jobs (`orch cancel`): read them afresh, and again at the next full tick
+            snapshots = snapshot.take(self.store, held)
+            self.snapshots.forget(held)
+        obs = self._match(listed, snapshots)
+        self.zone_evidence = ZoneEvidence.of(obs)  # what this tick's listing shows of every zone
         campaigns = self._campaigns(snapshots, now)
         active: list[str] = []
         try:
@@ -140,9 +155,19 @@ class Reconciler:
                 if future.result():
                     active.append(job_id)
         finally:
+            self._flush_observations()
             if reap:
                 self._reap(obs)
         return active
+
+    def _flush_observations(self) -> None:
+        """Write the tick's held progress and notes (`loop.pending`) in one transaction. A failure loses
+        only observations, which the next tick makes again."""
+        try:
+            self.pending.flush(self.store)
+        except Exception:
+            log.exception("writing this tick's progress failed; the next tick observes it again")
+            self.snapshots.forget()  # the snapshots hold progress the store does not: read them afresh
 
     def _work_job(self, snap: JobSnapshot, obs: Observation, claimed_at: float,
                   campaign: CampaignFacts | None = None) -> bool:
@@ -207,8 +232,9 @@ class Reconciler:
             if live is not None:
                 facts.add_worker(live.market, live.zone)
             if abs(task.progress_committed - facts.progress) > 1e-9:
-                self.store.update_progress(task.id, committed=facts.progress, reported=facts.progress, now=now)
-                snap.refresh_task(self.store, task.id)
+                values = progress_values(facts.progress, facts.progress)
+                self.pending.progress(task.id, values)  # written with the tick's other observations
+                snap.apply_task(with_progress(task, values))
 
     def _lease_aging(self, claimed_at: float) -> bool:
         """Whether this tick has run long enough that a lease taken at its start must be renewed before
@@ -249,8 +275,8 @@ class Reconciler:
     # --- observe -------------------------------------------------------------------------------
 
     def observe(self) -> Observation:
+        """List every provider once; `_match` then tells the instances' attempts from orphans."""
         obs = Observation()
-        listed: list[tuple[str, list[Instance]]] = []
 
         def listing(provider: Provider) -> tuple[list[Instance], list[Notice]]:
             return provider.instances(), provider.notices()
@@ -265,19 +291,29 @@ class Reconciler:
                 log.warning("listing %s failed this tick: %s", name, exc)
                 continue
             obs.listed.add(name)
-            listed.append((name, instances))
+            obs.seen.extend((name, inst) for inst in instances)
             for n in notices:
                 if n.attempt_id:
                     obs.notices[n.attempt_id] = n
-        # Live attempts are read after the listings: an attempt row is committed before its launch,
-        # so an instance another process launches meanwhile can never look like an orphan here.
-        live = self.store.live_attempt_ids()
-        for name, instances in listed:
-            for inst in instances:
-                if inst.attempt_id is not None and inst.attempt_id in live:
-                    obs.instances[inst.attempt_id] = inst
-                elif inst.alive:
-                    obs.orphans.append((name, inst))
+        return obs
+
+    def _match(self, obs: Observation, snapshots: Mapping[str, JobSnapshot]) -> Observation:
+        """Each listed instance to its live attempt, or to the orphans.
+
+        The held jobs' live attempts are in their snapshots, read (or known unchanged) after the
+        listing; the store is asked only about instances they do not explain (other controllers'
+        jobs, orphans). An attempt row is committed before its launch, so an instance another process
+        launches meanwhile can never look like an orphan here.
+        """
+        live = {a.id for snap in snapshots.values() for t in snap.tasks for a in snap.attempts_of(t.id) if a.live}
+        unknown = [i.attempt_id for _, i in obs.seen if i.attempt_id is not None and i.attempt_id not in live]
+        if unknown:
+            live |= self.store.live_among(unknown)
+        for name, inst in obs.seen:
+            if inst.attempt_id is not None and inst.attempt_id in live:
+                obs.instances[inst.attempt_id] = inst
+            elif inst.alive:
+                obs.orphans.append((name, inst))
         return obs
 
     def offers(self, provider: str, resources: Resources, regions: tuple[str, ...], job_id: str,
@@ -347,7 +383,7 @@ class Reconciler:
                 self.store.add_event(job.id, "provider_error", str(exc), self.clock.now(), task_id=task.id)
             finally:
                 if worker.wrote:
-                    snap.refresh_task(self.store, task.id)
+                    self.reread_task(snap, task.id)
                     fresh = snap.task(task.id)
                     if fresh is not None:
                         totals.update(fresh, snap.attempts_of(task.id))
@@ -364,6 +400,12 @@ class Reconciler:
                 self.zone_memory.pop(task.id, None)
             return False
         return True
+
+    def reread_task(self, snap: JobSnapshot, task_id: str) -> None:
+        """Read one task and its attempts again after a step wrote them, its held observations written first
+        (or the read would take back what the snapshot already holds)."""
+        self.pending.flush(self.store, task_id=task_id)
+        snap.refresh_task(self.store, task_id)
 
     def _write_output(self, job_id: str, uri: str) -> None:
         try:

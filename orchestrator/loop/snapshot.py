@@ -9,7 +9,7 @@ the step: an array job of n shards cost n x (its tasks + its attempts) rows per 
 
 from __future__ import annotations
 
-from collections.abc import Collection, MutableMapping
+from collections.abc import Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 from orchestrator.core.model import AttemptState, AttemptView, TaskView
@@ -54,6 +54,20 @@ class JobSnapshot:
     def live_attempt(self, task_id: str) -> AttemptView | None:
         return next((a for a in self.attempts_of(task_id) if a.state is not AttemptState.ENDED), None)
 
+    def attempt(self, task_id: str, attempt_id: str) -> AttemptView | None:
+        return next((a for a in self.attempts_of(task_id) if a.id == attempt_id), None)
+
+    def apply_task(self, task: TaskView) -> None:
+        """Hold a task as this tick changed it in memory (its observed progress, written at the tick's end)."""
+        self._tasks[task.id] = task
+        self._task_list = None
+
+    def apply_attempt(self, attempt: AttemptView) -> None:
+        """Hold an attempt as this tick noted it in memory (see `apply_task`)."""
+        attempts = self._attempts.get(attempt.task_id, [])
+        self._attempts[attempt.task_id] = [attempt if a.id == attempt.id else a for a in attempts]
+        self._flat = None
+
     def refresh_task(self, store: Store, task_id: str) -> None:
         """Re-read one task and its attempts after this tick changed them (two small queries)."""
         task, attempts = store.task_with_attempts(task_id)
@@ -72,10 +86,17 @@ def take(store: Store, job_ids: Collection[str], *,
     parsing every held job's spec again was the largest part of a steady tick. It is updated in place
     to hold exactly the jobs read now.
     """
-    jobs = store.jobs_by_id(job_ids, specs=specs)
+    out = _read(store, job_ids, specs if specs is not None else {})
     if specs is not None:
         specs.clear()
-        specs.update((job_id, job.spec) for job_id, job in jobs.items())
+        specs.update((job_id, snap.job.spec) for job_id, snap in out.items())
+    return out
+
+
+def _read(store: Store, job_ids: Collection[str], specs: Mapping[str, JobSpec]) -> dict[str, JobSnapshot]:
+    if not job_ids:
+        return {}
+    jobs = store.jobs_by_id(job_ids, specs=specs)
     tasks = store.tasks_of(list(jobs))
     attempts = store.attempts_of(list(jobs))
     out: dict[str, JobSnapshot] = {}
@@ -86,3 +107,39 @@ def take(store: Store, job_ids: Collection[str], *,
             by_task.setdefault(a.task_id, []).append(a)
         out[job_id] = JobSnapshot(job, {t.id: t for t in job_tasks}, by_task)
     return out
+
+
+@dataclass
+class Snapshots:
+    """The held jobs' snapshots, kept from tick to tick: a job is read again only when its version moved.
+
+    Every state change of a job, its tasks or attempts bumps the job's version in its own transaction
+    (`store.repo`), whoever makes it: this loop, another controller, `orch cancel`. Progress and
+    attempt notes do not: this loop writes them (`loop.pending`) after applying them to the snapshot
+    it keeps. A job this loop did not hold last tick is always read (another controller may have
+    written its progress meanwhile). So a quiet tick reads no task or attempt rows, and a busy one
+    reads the jobs that changed, with every change of theirs.
+    """
+
+    _held: dict[str, tuple[int, JobSnapshot]] = field(default_factory=dict)
+    # Parsed specs of the held jobs (a job's spec never changes after submit).
+    specs: dict[str, JobSpec] = field(default_factory=dict)
+    read_last: int = 0  # jobs read by the last `take` (the rest were kept)
+
+    def take(self, store: Store, versions: Mapping[str, int]) -> dict[str, JobSnapshot]:
+        """The jobs of `versions` (id -> version as claimed this tick), read again where it moved."""
+        kept = {j: snap for j, (v, snap) in self._held.items() if versions.get(j) == v}
+        fresh = _read(store, [j for j in versions if j not in kept], self.specs)
+        self.read_last = len(fresh)
+        out = {**kept, **fresh}
+        self._held = {j: (versions[j], snap) for j, snap in out.items()}
+        self.specs = {j: snap.job.spec for j, snap in out.items()}
+        return out
+
+    def forget(self, job_ids: Collection[str] | None = None) -> None:
+        """Read these jobs (all, if None) afresh at their next tick: their snapshot may not match the store
+        (a tick left them working, or the write of their observations failed)."""
+        if job_ids is None:
+            self._held.clear()
+        for job_id in job_ids or ():
+            self._held.pop(job_id, None)

@@ -116,8 +116,7 @@ class ZoneView:
     @property
     def evidence(self) -> ZoneEvidence:
         """The tick's `ZoneEvidence`, which the Reconciler gathers once per tick (none before it does)."""
-        found = getattr(self.r, "zone_evidence", None)
-        return found if isinstance(found, ZoneEvidence) else NO_EVIDENCE
+        return self.r.zone_evidence
 
     def placement(self, task: Situation, live: AttemptView | None,
                   offers: list[Offer]) -> tuple[Placement | None, str | None, str | None]:
