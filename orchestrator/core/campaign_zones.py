@@ -20,9 +20,10 @@ The rest is the policy's, unchanged: the offers of held-back zones are shown to 
 it waits, or goes on-demand when its safety net says the deadline needs it. When the deadline is
 tight (every slot wanted) or absent, nothing is held back: then speed is what is asked.
 
-Measured by `bench/campaign.py` (docs/benchmarks.md, "Campaigns"); 2.5 overheads was chosen on an
-offline replay of the same model over 48 start times of the V100 week and held up on 38 start times
-of the other AWS trace week (aws-04-19), where it also lowered the mean and the worst case.
+Measured by `bench/campaign.py` (docs/benchmarks.md, "Campaigns"). 2.5 overheads was chosen on a
+replay of the same model over 46 start times of the V100 week (`python -m bench._campaign_replay`:
+mean 1.068 -> 1.050 x the all-spot bound, worst 1.205 -> 1.113) and held on 38 start times of the
+other AWS week, aws-04-19 (mean 1.041 -> 1.034, worst 1.164 -> 1.090).
 """
 
 from __future__ import annotations
