@@ -269,11 +269,15 @@ class CapacityMemory(Mapping[str, float]):
     def __init__(self) -> None:
         self._until: dict[str, float] = {}
         self._lock = threading.Lock()
+        # Moves whenever an entry is added, lengthened or dropped: what was derived from the memory at
+        # one generation (a tick's usable offers, cached per offer list) holds until it moves.
+        self.generation = 0
 
     def refuse(self, key: str, until: float) -> None:
         with self._lock:
             if until > self._until.get(key, 0.0):
                 self._until[key] = until
+                self.generation += 1
 
     def refuse_all(self, keys: Sequence[str], until: float) -> None:
         for key in keys:
@@ -285,7 +289,10 @@ class CapacityMemory(Mapping[str, float]):
     def forget_before(self, now: float) -> None:
         """Drop what has expired, so a long-lived controller's memory stays the size of what matters."""
         with self._lock:
-            self._until = {k: u for k, u in self._until.items() if u > now}
+            kept = {k: u for k, u in self._until.items() if u > now}
+            if len(kept) != len(self._until):
+                self._until = kept
+                self.generation += 1
 
     def __getitem__(self, key: str) -> float:
         return self._until[key]

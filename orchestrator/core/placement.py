@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
+from orchestrator.core.policy.multizone_base import Zone
+from orchestrator.core.policy.multizone_live import zones_of
 from orchestrator.core.spec import JobSpec, SpecError
 from providers.base import Market, Offer
 
@@ -16,6 +19,30 @@ def usable(offers: Iterable[Offer], market: Market, avoid: Mapping[str, float], 
 
 def cheapest(offers: Iterable[Offer], market: Market) -> Offer | None:
     return min((o for o in offers if o.market is market), key=lambda o: o.price_per_hour, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class OfferSummary:
+    """What every step of every job with the same offers derives from them at one moment: worked out
+    once per offer list and capacity memory state in a tick, not once per task (10,000 tasks asked
+    for the same three figures 10,000 times)."""
+
+    spot: list[Offer]  # usable spot offers, cheapest first (`usable`)
+    low_spot: Offer | None  # the cheapest spot offer, usable or not
+    low_on_demand: Offer | None
+    zones: tuple[Zone, ...] = ()  # the zones with a spot offer (`multizone_live.zones_of`)
+
+    @property
+    def price_ratio(self) -> float:
+        """On-demand over spot price, the policy's measure of what waiting for spot saves (3 without both)."""
+        if self.low_spot is None or self.low_on_demand is None:
+            return 3.0
+        return self.low_on_demand.price_per_hour / self.low_spot.price_per_hour
+
+
+def summarize(offers: Sequence[Offer], avoid: Mapping[str, float], now: float) -> OfferSummary:
+    return OfferSummary(usable(offers, Market.SPOT, avoid, now), cheapest(offers, Market.SPOT),
+                        cheapest(offers, Market.ON_DEMAND), zones_of(offers))
 
 
 def markets_allowed(spec: JobSpec) -> tuple[Market, ...]:

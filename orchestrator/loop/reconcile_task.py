@@ -28,7 +28,6 @@ from orchestrator.core.model import (
     TaskView,
     Transition,
 )
-from orchestrator.core.placement import cheapest, usable
 from orchestrator.core.policy import Situation
 from orchestrator.core.status import idle_price, task_work_hours
 from orchestrator.core.totals import JobTotals
@@ -470,9 +469,7 @@ class TaskWorker:
         work_h = (task_work_hours(spec, task) if self.campaign is None else
                   worker_work_hours(self.campaign, total_h=spec.schedule.estimated_hours, slots=len(self.snap.tasks)))
         overhead_h = self.totals.overhead_h()
-        spot = usable(offers, Market.SPOT, self.r.capacity, now)
-        low_spot, low_od = cheapest(offers, Market.SPOT), cheapest(offers, Market.ON_DEMAND)
-        ratio = low_od.price_per_hour / low_spot.price_per_hour if low_spot and low_od else 3.0
+        summary = self.r.offer_summary(offers)  # once per offer list and tick, not per task
         running_spot = live is not None and live.market is Market.SPOT
         overhead_left = 0.0
         if live is not None and live.productive_at is None:
@@ -480,8 +477,9 @@ class TaskWorker:
         situation = Situation(
             elapsed_h=(now - self.job.created_at) / 3600.0,
             deadline_h=None if self.job.deadline_at is None else (self.job.deadline_at - self.job.created_at) / 3600.0,
-            work_h=work_h, done_h=task.progress_committed * work_h, overhead_h=overhead_h, price_ratio=ratio,
-            current=live.market if live is not None else None, spot_available=bool(spot) or running_spot,
+            work_h=work_h, done_h=task.progress_committed * work_h, overhead_h=overhead_h,
+            price_ratio=summary.price_ratio,
+            current=live.market if live is not None else None, spot_available=bool(summary.spot) or running_spot,
             tick_h=self.r.tick_seconds / 3600.0, overhead_left_h=overhead_left,
             history=self.r.history.get(self.job.id),
         )

@@ -22,7 +22,7 @@ from orchestrator.checkpoint.storage import Storage, StorageError, open_storage
 from orchestrator.core.campaign_plan import CampaignFacts, largest_memory, workers_wanted
 from orchestrator.core.item_records import ItemCounts
 from orchestrator.core.model import job_state
-from orchestrator.core.placement import usable
+from orchestrator.core.placement import OfferSummary, summarize
 from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.policy.multizone_base import ZoneSeen
 from orchestrator.core.status import idle_price
@@ -40,7 +40,7 @@ from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
 from orchestrator.store.observations import progress_values
 from orchestrator.store.views import JobView
-from providers.base import CapacityMemory, Clock, Instance, Market, Notice, Offer, Provider, ProviderError, Resources
+from providers.base import CapacityMemory, Clock, Instance, Notice, Offer, Provider, ProviderError, Resources
 
 log = logging.getLogger("orch.reconciler")
 PRICE_RECORD_S = 600.0
@@ -82,6 +82,10 @@ class Reconciler:
     # Jobs whose share of an earlier tick is still running (a slow provider): skipped until done.
     _inflight: dict[str, Future[bool]] = field(default_factory=dict)
     _offers_lock: threading.Lock = field(default_factory=threading.Lock)
+    # This tick's offer list per set of offer keys, and what is derived from each (`offer_summary`).
+    _job_offers: dict[tuple[tuple[str, Resources, tuple[str, ...], str], ...], list[Offer]] = field(
+        default_factory=dict)
+    _summaries: dict[tuple[int, int], tuple[list[Offer], OfferSummary]] = field(default_factory=dict)
     _items: ItemStore | None = None
     # Where campaign workers that may not hold the database URL (pods) reach the item service.
     item_endpoint: ItemEndpoint | None = None
@@ -117,6 +121,8 @@ class Reconciler:
         held = list(versions)
         listed = self.observe()
         self._offers.clear()
+        self._job_offers.clear()
+        self._summaries.clear()
         self._key_locks.clear()
         if job_ids is None:
             self.snapshots.forget(self._inflight)  # still working on an earlier tick: read afresh once done
@@ -324,8 +330,7 @@ class Reconciler:
         by the job's `options`) is asked once per job; every other provider once for all the jobs
         that want the same resources where it is, so 1,000 jobs cost one call, not 1,000.
         """
-        per_job = getattr(self.providers[provider], "offers_per_job", False) is True
-        key = (provider, resources, regions, job_id if per_job else "")
+        key = self._offers_key(provider, resources, regions, job_id)
         # One lock per key, so that job workers wanting the same offers make one call between them,
         # while a slow provider (bounded by the executor's call timeout) holds up only its own key.
         with self._offers_lock:
@@ -341,6 +346,11 @@ class Reconciler:
                 self._record_prices(found)
             return self._offers[key]
 
+    def _offers_key(self, provider: str, resources: Resources, regions: tuple[str, ...],
+                    job_id: str) -> tuple[str, Resources, tuple[str, ...], str]:
+        per_job = getattr(self.providers[provider], "offers_per_job", False) is True
+        return (provider, resources, regions, job_id if per_job else "")
+
     def _record_prices(self, offers: list[Offer]) -> None:
         """Record an offer's price and availability when they change, and at least every ten minutes."""
         now = self.clock.now()
@@ -355,14 +365,30 @@ class Reconciler:
     # --- per job -------------------------------------------------------------------------------
 
     def job_offers(self, job: JobView) -> list[Offer]:
-        """Every offer of the job's providers this tick (each fetched once, see `offers`)."""
+        """Every offer of the job's providers this tick (each fetched once, see `offers`); jobs that want
+        the same offers get the same list, so what is derived from it is derived once (`offer_summary`)."""
         spec = job.spec
-        return [o for name in spec.placement.providers if name in self.providers
-                for o in self.offers(name, spec.resources, spec.placement.regions, job.id,
-                                     spec.placement.options.get(name))]
+        names = [name for name in spec.placement.providers if name in self.providers]
+        key = tuple(self._offers_key(name, spec.resources, spec.placement.regions, job.id) for name in names)
+        found = self._job_offers.get(key)
+        if found is None:
+            found = [o for name in names for o in self.offers(name, spec.resources, spec.placement.regions, job.id,
+                                                               spec.placement.options.get(name))]
+            found = self._job_offers.setdefault(key, found)
+        return found
+
+    def offer_summary(self, offers: list[Offer]) -> OfferSummary:
+        """`placement.summarize` of one of this tick's offer lists, kept for the tick while the capacity memory
+        stays as it was."""
+        key = (id(offers), self.capacity.generation)
+        found = self._summaries.get(key)
+        if found is None:
+            # The list is kept with its summary: while it lives, no other list can have its id.
+            found = self._summaries[key] = (offers, summarize(offers, self.capacity, self.clock.now()))
+        return found[1]
 
     def _observe_spot(self, job: JobView, offers: list[Offer]) -> None:
-        spot_now = bool(usable(offers, Market.SPOT, self.capacity, self.clock.now()))
+        spot_now = bool(self.offer_summary(offers).spot)
         self.history[job.id] = self.history.get(job.id, SpotHistory()).observe(spot_now, self.tick_seconds / 3600.0)
 
     def _reconcile_job(self, snap: JobSnapshot, obs: Observation, campaign: CampaignFacts | None = None) -> bool:

@@ -22,7 +22,7 @@ from orchestrator.core.model import AttemptView, Outcome, TaskView
 from orchestrator.core.policy import Situation
 from orchestrator.core.policy.multizone import get_multi_policy, multi_policy_names
 from orchestrator.core.policy.multizone_base import Placement, Zone, ZoneSeen
-from orchestrator.core.policy.multizone_live import end_tick, observe, zones_of
+from orchestrator.core.policy.multizone_live import end_tick, observe
 from orchestrator.core.policy.multizone_live import situation as zone_situation
 from orchestrator.loop.snapshot import JobSnapshot
 from providers.base import (
@@ -123,10 +123,11 @@ class ZoneView:
         """The multi-zone policy's (placement, its zone, the checkpoint's region) when the job may run spot
         in several zones and its policy has a multi-zone form (`multi_policy_names`); all None otherwise,
         and the single-zone policy decides as before."""
-        job, now = self.snap.job, self.r.clock.now()
-        zones = zones_of(offers)
+        zones = self.r.offer_summary(offers).zones  # once per offer list and tick
+        job = self.snap.job
         if len(zones) < 2 or job.spec.policy_name not in multi_policy_names():
             return None, None, None
+        now = self.r.clock.now()
         mine = self.snap.attempts_of(self.task_id)
         home = mine[-1].zone if mine else None  # where the newest attempt ran: the checkpoint's zone
         names, seen, history = self.r.zone_memory.get(self.task_id, ((), (), None))
