@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
 from orchestrator.store import SchemaError, make_engine
-from orchestrator.store.engine import current_revision, downgrade, ensure_schema, head_revision, upgrade
+from orchestrator.store.engine import SCHEMA_HEAD, current_revision, downgrade, ensure_schema, head_revision, upgrade
 from orchestrator.store.tables import Base
 
 TABLES = {"jobs", "tasks", "attempts", "events", "observed_prices", "campaign_items"}
@@ -38,7 +38,7 @@ def test_upgrade_downgrade_upgrade(bare_engine: Engine) -> None:
     assert _tables(bare_engine) == set()
     upgrade(bare_engine)
     assert _tables(bare_engine) == TABLES
-    assert current_revision(bare_engine) == head_revision(bare_engine) == "0004"
+    assert current_revision(bare_engine) == head_revision(bare_engine) == SCHEMA_HEAD == "0004"
     downgrade(bare_engine, "base")
     assert _tables(bare_engine) == set()
     assert current_revision(bare_engine) is None
