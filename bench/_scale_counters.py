@@ -24,29 +24,35 @@ class _CountingCursor:
     whatever SQLAlchemy's result fetches (fetchone, fetchmany, fetchall) passes through here.
     """
 
-    def __init__(self, cursor: Any, counter: QueryCounter) -> None:
+    def __init__(self, cursor: Any, counter: QueryCounter, of_tasks: bool = False) -> None:
         self._cursor = cursor
         self._counter = counter
+        self._of_tasks = of_tasks  # a read of task or attempt rows (the snapshot's), counted apart too
+
+    def _add(self, n: int) -> None:
+        self._counter.rows += n
+        if self._of_tasks:
+            self._counter.task_rows += n
 
     def fetchone(self) -> Any:
         row = self._cursor.fetchone()
         if row is not None:
-            self._counter.rows += 1
+            self._add(1)
         return row
 
     def fetchmany(self, *args: Any) -> list[Any]:
         rows = list(self._cursor.fetchmany(*args))
-        self._counter.rows += len(rows)
+        self._add(len(rows))
         return rows
 
     def fetchall(self) -> list[Any]:
         rows = list(self._cursor.fetchall())
-        self._counter.rows += len(rows)
+        self._add(len(rows))
         return rows
 
     def __iter__(self) -> Iterator[Any]:
         for row in self._cursor:
-            self._counter.rows += 1
+            self._add(1)
             yield row
 
     def __getattr__(self, name: str) -> Any:
@@ -68,6 +74,7 @@ class QueryCounter:
         self.engine = engine
         self.statements = 0
         self.rows = 0
+        self.task_rows = 0  # of `rows`, those read from tasks or attempts (the rest: jobs' leases, prices)
         self.task_updates = 0  # task rows written (UPDATE tasks ...): the work that changed this tick
         self._on = False
         event.listen(engine, "after_cursor_execute", self._after)
@@ -79,11 +86,12 @@ class QueryCounter:
         if statement.lstrip()[:12].upper() == "UPDATE TASKS" and cursor.rowcount > 0:
             self.task_updates += cursor.rowcount
         if context is not None and cursor.description is not None:
-            context.cursor = _CountingCursor(cursor, self)
+            of_tasks = " FROM tasks" in statement or " FROM attempts" in statement
+            context.cursor = _CountingCursor(cursor, self, of_tasks)
 
     @contextmanager
     def watching(self) -> Iterator[QueryCounter]:
-        self.statements = self.rows = self.task_updates = 0
+        self.statements = self.rows = self.task_rows = self.task_updates = 0
         self._on = True
         try:
             yield self

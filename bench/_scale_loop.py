@@ -49,6 +49,7 @@ class LoopResult:
     tick_s: list[float] = field(default_factory=list)
     cpu_s: list[float] = field(default_factory=list)  # the tick's CPU time in this process (load-proof)
     rows: list[int] = field(default_factory=list)
+    task_rows: list[int] = field(default_factory=list)  # of `rows`, task and attempt rows
     statements: list[int] = field(default_factory=list)
     task_updates: list[int] = field(default_factory=list)
     calls: dict[str, float] = field(default_factory=dict)
@@ -66,6 +67,10 @@ class LoopResult:
     @property
     def rows_per_tick(self) -> float:
         return statistics.median(self.rows)
+
+    @property
+    def task_rows_per_tick(self) -> float:
+        return statistics.median(self.task_rows)
 
     @property
     def statements_per_tick(self) -> float:
@@ -182,6 +187,7 @@ def _measure(r: Reconciler, clock: SimClock, counter: QueryCounter, provider: Co
             result.tick_s.append(time.perf_counter() - start)
             result.cpu_s.append(time.process_time() - cpu_start)
         result.rows.append(counter.rows)
+        result.task_rows.append(counter.task_rows)
         result.statements.append(counter.statements)
         result.task_updates.append(counter.task_updates)
         calls.update(provider.calls)
