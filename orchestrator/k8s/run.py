@@ -27,10 +27,11 @@ from orchestrator.k8s.informer import Informer
 from orchestrator.k8s.kube import GpuJobClient, default_api_client
 from orchestrator.k8s.leader import LeaderElector, LeaseSettings
 from orchestrator.k8s.metrics import HealthServer, Metrics
-from orchestrator.store.item_service import ItemService
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
+
+    from orchestrator.store.item_service import ItemService
 
 log = logging.getLogger(__name__)
 
