@@ -21,7 +21,9 @@ import numpy.typing as npt
 from bench import _multi_data as md
 from orchestrator.core.policy import get_policy
 from orchestrator.core.policy.auto import _DEFAULT
+from orchestrator.core.policy.base import Situation
 from orchestrator.core.policy.multizone import get_multi_policy
+from orchestrator.core.policy.multizone_plan import VALUES
 from orchestrator.core.policy.planner import grid_for
 from orchestrator.research import fastsim, multizone_optimum, multizone_sim
 
@@ -58,11 +60,15 @@ def jobs() -> list[Job]:
 
 
 def warm_plans() -> None:
-    """Solve `auto`'s plans for every setup in this process, so forked workers share them."""
+    """Solve `auto`'s plans and the default's value plans for every setup in this process, so forked
+    workers share them."""
     for cloud in (md.GCP, md.AWS):
         for _, s in md.setups(cloud):
             assert s.deadline_h is not None
             _DEFAULT.plan_for(grid_for(s.deadline_h, s.task_h, s.overhead_h, s.price_ratio))
+            VALUES.for_situation(Situation(elapsed_h=0.0, deadline_h=s.deadline_h, work_h=s.task_h, done_h=0.0,
+                                           overhead_h=s.overhead_h, price_ratio=s.price_ratio, current=None,
+                                           spot_available=True, tick_h=s.gap_s / 3600))
 
 
 def evaluate(job: Job) -> tuple[Job, Cells]:

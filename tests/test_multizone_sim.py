@@ -124,9 +124,10 @@ def test_zone_seen_summarises_what_was_looked_at() -> None:
 
 
 def test_the_default_leaves_a_flaky_zone_for_a_steady_one_elsewhere() -> None:
-    """us-east4-a is up two ticks in three, us-west1-a always: once MIN_LOSSES reclamations show it, the
-    restarts the rest of a 24-hour task can expect there cost more than FLAKY_MARGIN moves (1 USD of
-    egress and a minute), so the default moves once and stays; held in us-east4-a alone it pays far more."""
+    """us-east4-a is up two ticks in three, us-west1-a always: at the first reclamation the plan's
+    expected cost of waiting out the outage (slack spent now, on-demand later) is above the move's (1 USD
+    of egress and a minute), and at the latest once MIN_LOSSES reclamations show it, the flaky-region exit
+    would move; the default moves once and stays; held in us-east4-a alone it pays far more."""
     zones = (Zone("us-east4-a", "us-east4"), Zone("us-west1-a", "us-west1"))
     moves = move_costs(zones)
     avail = np.ones((2, 216), dtype=bool)
@@ -134,7 +135,7 @@ def test_the_default_leaves_a_flaky_zone_for_a_steady_one_elsewhere() -> None:
     setup = fastsim.Setup(task_h=24.0, deadline_h=36.0, overhead_h=0.2, price_ratio=3.15, gap_s=600.0)
     mine = run(get_multi_policy("auto"), avail, setup, zones, moves)
     alone = run(get_multi_policy("auto"), avail[:1], setup, zones[:1], move_costs(zones[:1]))
-    assert mine.moves == 1 and mine.preemptions == MIN_LOSSES and mine.deadline_met
+    assert mine.moves == 1 and 1 <= mine.preemptions <= MIN_LOSSES and mine.deadline_met
     assert alone.preemptions > 10
     assert mine.cost < alone.cost - 2.0
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from orchestrator.core.policy.auto import auto
+from orchestrator.core.policy.auto import MIN_PLANNED_STEPS, auto
 from orchestrator.core.policy.base import Choice, Policy
+from orchestrator.core.policy.market_model import STEP_H
 from orchestrator.core.policy.multizone_base import MultiPolicy, MultiSituation, Placement
+from orchestrator.core.policy.multizone_plan import VALUES, zone_cell
 from orchestrator.core.policy.simple import past_point_of_no_return, safety_net, uniform_progress
 from providers.base import Market
 
@@ -44,8 +46,9 @@ RECENT_LOSS_H = 2.0
 # Leave a flaky home region for spot elsewhere when, after at least MIN_LOSSES reclamations there,
 # the restarts its loss rate predicts for the rest of the work cost FLAKY_MARGIN times the move.
 MIN_LOSSES, FLAKY_MARGIN = 4, 3.0
-# Idle with no spot in the checkpoint's region but spot elsewhere: wait this long for the region to
-# come back before paying a move (most outages of the public traces last one or two probes).
+# Idle with no spot in the checkpoint's region but spot elsewhere, for a task too short for the plan
+# (`auto.MIN_PLANNED_STEPS`): wait this long for the region to come back before paying a move (most
+# outages of the public traces last one or two probes). Longer tasks weigh the move (`_move_pays`).
 WAIT_FOR_HOME_H = 1.0
 
 
@@ -132,9 +135,9 @@ def zone_auto(m: MultiSituation) -> Placement:
     Market: the safety net and the 2d rule on "spot somewhere"; a productive spot instance is kept;
     otherwise `auto`'s planned choice on spot *in the checkpoint's region*, where a launch costs d
     only. Zone: spot in the best zone of that region if the plan takes spot; if the plan would wait
-    or go on-demand while spot is up in another region, move there instead of starting on-demand,
-    and instead of waiting once the home region has been out for `WAIT_FOR_HOME_H`. Leaving a
-    productive on-demand instance for spot elsewhere follows the plan on "spot somewhere".
+    or go on-demand while spot is up in another region, move there when the move's fee plus the
+    plan's expected cost from there is below the plan's expected cost of staying (`_move_pays`).
+    Leaving a productive on-demand instance for spot elsewhere follows the plan on "spot somewhere".
     """
     s = m.task
     if s.deadline_h is None or s.finished:
@@ -159,9 +162,32 @@ def zone_auto(m: MultiSituation) -> Placement:
         if s.current is Market.ON_DEMAND:
             if auto(s) is Choice.SPOT:
                 return Placement(Choice.SPOT, rank(m, remote)[0])
-        elif choice is Choice.ON_DEMAND or _home_out_h(m, home) >= WAIT_FOR_HOME_H:
+        elif s.deadline_h < MIN_PLANNED_STEPS * STEP_H or s.work_h < STEP_H:  # below the plan's resolution
+            if choice is Choice.ON_DEMAND or _home_out_h(m, home) >= WAIT_FOR_HOME_H:
+                return Placement(Choice.SPOT, rank(m, remote)[0])
+        elif _move_pays(m, home, rank(m, remote)[0]):
             return Placement(Choice.SPOT, rank(m, remote)[0])
     return _on_demand(m) if choice is Choice.ON_DEMAND else Placement(Choice.WAIT)
+
+
+def _move_pays(m: MultiSituation, home: str | None, z: int) -> bool:
+    """Idle with no spot in the checkpoint's region: is moving to zone `z` cheaper than staying?
+
+    A one-step lookahead on the plan's expected costs (`multizone_plan`): staying costs what the plan
+    expects from idle in the home region's outage (its age: since the region was last seen up); the
+    move costs its egress fee plus what the plan expects from launching spot in `z`, with the copy's
+    transfer time taken from the slack and `z` as seen (the age of its run if watched, else a fresh
+    one; its smoothed share as its recent availability). The waits of slack are so priced by what
+    they cost later on on-demand, instead of by a fixed patience.
+    """
+    s = m.task
+    plan = VALUES.for_situation(s)
+    recent = s.history.recent_available if s.history is not None else None
+    _, stay = plan.idle(s, zone_cell(False, _home_out_h(m, home), recent))
+    seen = m.seen[z]
+    run_h = seen.up_run_h + s.tick_h if seen.now else s.tick_h
+    act, go = plan.idle(s, zone_cell(True, run_h, seen.fraction(PRIOR, PRIOR_WEIGHT_H)), m.moves.transfer(m.home, z))
+    return act is Choice.SPOT and go + m.moves.fee(m.home, z) < stay
 
 
 def _flaky_home(m: MultiSituation, region: str | None, remote: list[int]) -> bool:
