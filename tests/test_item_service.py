@@ -243,3 +243,19 @@ def test_the_worker_side_bound_on_a_result_is_the_stores() -> None:
     from orchestrator.worker.http_source import MAX_RESULT_CHARS
 
     assert MAX_RESULT_CHARS == MAX_RESULT_BYTES
+
+
+def test_a_store_that_cannot_be_reached_is_a_503_the_worker_retries() -> None:
+    from orchestrator.store import make_engine
+
+    down = Store(make_engine("postgresql://orch@127.0.0.1:1/orch"))  # nothing listens on port 1
+    svc = ItemService(down, secret=SECRET, host="127.0.0.1", port=0).start()
+    try:
+        began = time.monotonic()
+        with pytest.raises(ItemServiceError) as caught:
+            source(svc, "job", "attempt", retry_for_s=1.0).lease(1)
+        assert caught.value.status == 503 and "gave up" in str(caught.value)
+        assert time.monotonic() - began >= 0.25, "it backed off twice before giving up"
+    finally:
+        svc.stop()
+        down.engine.dispose()

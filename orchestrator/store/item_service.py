@@ -37,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from orchestrator.core.model import AttemptState
 from orchestrator.store.item_source import attempt_token
@@ -51,6 +52,7 @@ MAX_BODY_BYTES = 8 * MAX_RESULT_BYTES  # a 1 MiB result, JSON-escaped, fits; not
 MAX_CHUNK = 1000  # items per lease call
 MAX_IDS = 10_000  # item ids per renew or release call
 MAX_TEXT = 4096  # a reason or a result URI
+READ_TIMEOUT_S = 60.0  # per socket read of a request
 LEASE_SECONDS = (1.0, 3600.0)
 _PATH = re.compile(r"^/v1/jobs/([A-Za-z0-9_.-]{1,128})/workers/([A-Za-z0-9_.-]{1,128})/([a-z]+)$")
 
@@ -226,6 +228,7 @@ def _handler(service: ItemService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "orch-items"
+        timeout = READ_TIMEOUT_S  # a client that sends nothing does not hold a thread for ever
 
         def _answer(self, status: int, body: Mapping[str, Any]) -> None:
             data = json.dumps(body).encode()
@@ -243,8 +246,11 @@ def _handler(service: ItemService) -> type[BaseHTTPRequestHandler]:
                 self._answer(200, self._serve())
             except RequestError as exc:
                 self._answer(exc.status, {"error": str(exc)})
-            except (OperationalError, DBAPIError) as exc:
-                log.warning("item service: the store failed: %s", " ".join(str(exc.orig or exc).split())[:300])
+            except (TimeoutError, ConnectionError):  # the client stopped sending or went away: no answer
+                self.close_connection = True
+            except (OperationalError, DBAPIError, PoolTimeout) as exc:  # the worker retries a 503
+                orig = exc.orig if isinstance(exc, DBAPIError) else exc
+                log.warning("item service: the store failed: %s", " ".join(str(orig).split())[:300])
                 self._answer(503, {"error": "the store is unavailable; retry"})
             except Exception:  # a bug: logged here, a plain 500 to the worker
                 log.exception("item service request failed")
