@@ -175,16 +175,18 @@ def controller(kube: KubeFake, store: Store, tmp_path: Path) -> Iterator[Control
                             item_endpoint=ItemEndpoint(f"http://127.0.0.1:{service.port}", SECRET))
     backend = StoreBackend(store, reconciler, checkpoint_root=(tmp_path / "ckpt").as_uri())
     settings = ControllerSettings(tick_s=0.05, watch_timeout_s=2, relist_s=60.0, health_host="127.0.0.1",
-                                  health_port=0, lease=LeaseSettings(name="orch", namespace=NS, duration_s=2,
-                                                                     renew_deadline_s=1.5, retry_period_s=0.1))
+                                  health_port=0, lease=LeaseSettings(name="orch", namespace=NS, duration_s=15,
+                                                                     renew_deadline_s=10.0, retry_period_s=0.2))
     proc = ControllerProcess(backend, namespace=NS, api_client=api, identity="replica-a", settings=settings,
                              item_service=service)
     proc.start()
-    thread = threading.Thread(target=proc.run, daemon=True)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(proc.run()), daemon=True)
     thread.start()
     yield proc
     proc.shutdown()
     thread.join(10)
+    assert codes == [0], "the controller lost its lease (a loaded machine) or crashed"
 
 
 def test_a_campaign_gpujob_runs_on_pods_over_http_with_a_reclaimed_pod(
