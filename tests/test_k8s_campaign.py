@@ -227,6 +227,7 @@ def test_a_campaign_gpujob_runs_on_pods_over_http_with_a_reclaimed_pod(
     assert all(json.loads(r.result or "null") == {"square": r.index ** 2} for r in results)
     assert [r.key for r in results] == [f"n{i}" for i in range(N)]
     st = status(kube, "squares")
+    assert (st["itemsTotal"], st["itemsDone"], st["itemsQuarantined"], st["progressFraction"]) == (N, N, 0, 1.0), st
     assert st["preemptions"] >= 1 and st["attempts"] >= 4, st
     # Each pod had the item service's address and a token of its own, and never the database.
     tokens = {env["ORCH_ITEMS_TOKEN"] for env in kubelet.envs.values()}

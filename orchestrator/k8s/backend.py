@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from orchestrator.core.item_records import ItemCounts
 from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.spec import JobSpec
 
@@ -49,6 +50,7 @@ class GpuJobStatus:
     message: str = ""
     price_source: str = "catalog"
     cost_by_market: Mapping[str, float] = field(default_factory=dict)
+    items: ItemCounts | None = None  # a campaign's items per state
 
     @property
     def terminal(self) -> bool:
@@ -111,6 +113,9 @@ def render_status(st: GpuJobStatus, *, job_id: str, generation: int | None) -> d
         out["costUsd"] = round(st.cost_usd, 6)
     if st.projected_usd is not None:
         out["projectedUsd"] = round(st.projected_usd, 6)
+    if st.items is not None:
+        out.update(itemsTotal=st.items.total, itemsDone=st.items.done, itemsFailed=st.items.failed,
+                   itemsQuarantined=st.items.quarantined)
     if generation is not None:
         out["observedGeneration"] = generation
     return out

@@ -154,7 +154,8 @@ def status_schema() -> Schema:
         "string": ("phase", "market", "message", "jobId", "progress", "cost", "projected", "deadline",
                    "priceSource"),
         "number": ("progressFraction", "costUsd", "projectedUsd"),
-        "integer": ("preemptions", "attempts", "liveAttempts", "observedGeneration"),
+        "integer": ("preemptions", "attempts", "liveAttempts", "observedGeneration", "itemsTotal", "itemsDone",
+                    "itemsFailed", "itemsQuarantined"),
     }
     props = {name: {"type": kind} for kind, names in kinds.items() for name in names}
     return {"type": "object", "properties": props}

@@ -17,7 +17,9 @@ from orchestrator.core.status import JobStatus, job_status
 from orchestrator.k8s.backend import GpuJobStatus, UnknownJob
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
+from orchestrator.store.items import ItemStore
 from orchestrator.store.repo import new_id
+from orchestrator.store.views import JobView
 from providers.base import Market, Offer
 
 # A job whose live attempts all wait for capacity (a pod without a node, an image being pulled).
@@ -33,6 +35,7 @@ class StoreBackend:
         self.reconciler = reconciler
         self.checkpoint_root = checkpoint_root.rstrip("/")
         self._offers = offers
+        self.items = ItemStore(store.engine)
 
     def submit(self, spec: JobSpec, *, external_ref: str, items: Sequence[ParsedItem] = ()) -> str:
         existing = self.store.job_by_ref(external_ref)
@@ -62,16 +65,21 @@ class StoreBackend:
         self.reconciler.tick()
 
     def job_status(self, job_id: str) -> JobStatus:
+        return self._read(job_id)[1]
+
+    def _read(self, job_id: str) -> tuple[JobView, JobStatus]:
         job = self.store.job(job_id)
         if job is None or job.id != job_id:
             raise UnknownJob(job_id)
         offers = self._offers(job.spec, job.id) if self._offers and job.finished_at is None else []
-        return job_status(job_id=job.id, name=job.name, spec=job.spec, created_at=job.created_at,
-                          deadline_at=job.deadline_at, tasks=self.store.tasks(job.id),
-                          attempts=self.store.attempts(job.id), offers=offers, now=self.reconciler.clock.now())
+        return job, job_status(job_id=job.id, name=job.name, spec=job.spec, created_at=job.created_at,
+                               deadline_at=job.deadline_at, tasks=self.store.tasks(job.id),
+                               attempts=self.store.attempts(job.id), offers=offers, now=self.reconciler.clock.now())
 
     def status(self, job_id: str) -> GpuJobStatus:
-        st = self.job_status(job_id)
+        job, st = self._read(job_id)
+        # A campaign's progress is its items settled (done or quarantined), not its worker slots'.
+        items = self.items.counts(job_id) if job.spec.array is not None and job.spec.array.is_campaign else None
         last = self.store.last_event(job_id)
         cost = st.cost
         priced = st.price_known
@@ -81,7 +89,7 @@ class StoreBackend:
         return GpuJobStatus(
             phase=phase,
             market=st.market,
-            progress=st.progress,
+            progress=(items.done + items.quarantined) / items.total if items and items.total else st.progress,
             cost_usd=cost.spent_usd if priced else None,
             projected_usd=cost.projected_usd if priced else None,
             preemptions=cost.preemptions,
@@ -91,6 +99,7 @@ class StoreBackend:
             message=last.message if last is not None else "",
             price_source="catalog" if priced else "unknown",
             cost_by_market={str(Market.SPOT): cost.spot_usd, str(Market.ON_DEMAND): cost.on_demand_usd},
+            items=items,
         )
 
     @staticmethod

@@ -212,6 +212,7 @@ def test_a_campaign_gpujob_runs_on_real_scheduled_pods_as_the_charts_service_acc
     noted = [int(line.split()[0]) for line in wins.read_text().splitlines()]
     assert len(noted) == len(set(noted)), "an item was committed twice"
     st = jobs.status("squares")
+    assert (st["itemsTotal"], st["itemsDone"], st["itemsQuarantined"], st["progressFraction"]) == (N, N, 0, 1.0), st
     assert st["preemptions"] >= 1 and st["attempts"] >= 3, st
     assert len({env["ORCH_ITEMS_TOKEN"] for env in runtime.envs.values()}) == len(runtime.envs) >= 3
     assert all("ORCH_ITEMS_URL" not in env for env in runtime.envs.values())
