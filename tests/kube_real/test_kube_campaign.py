@@ -256,3 +256,25 @@ def test_the_fake_and_the_real_server_agree_on_a_campaigns_calls(cluster: Cluste
     real = campaign_calls(cluster.api_client(), namespace)
     assert real == mocked
     assert real[0] == ("missing configmap", None) and real[-1] == ("item_list kept whole", True)
+
+
+def test_the_charts_item_service_objects_pass_the_servers_validation(
+        cluster: Cluster, namespace: str, helm: Path) -> None:
+    """kubernetes-validate is not always at hand; the API server's own validation (a dry-run create) is
+    the stricter check of the Secret, the Service and the Deployment's env and ports."""
+    from kubernetes import utils
+
+    docs = {d["kind"]: d for d in render(helm, namespace, {}) if d["kind"] in ("Secret", "Service", "Deployment")
+            and d["metadata"]["name"].endswith(("-items", "orch"))}
+    assert set(docs) == {"Secret", "Service", "Deployment"}
+    secret, service, deployment = docs["Secret"], docs["Service"], docs["Deployment"]
+    assert len(secret["data"]["secret"]) >= 64  # 48 random characters, base64
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert service["spec"]["ports"] == [{"name": "items", "port": 8081, "targetPort": "items", "protocol": "TCP"}]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ORCH_K8S_ITEMS_URL"]["value"] == f"http://orch-items.{namespace}.svc:8081"
+    assert env["ORCH_K8S_ITEMS_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "orch-items", "key": "secret"}
+    assert {"name": "items", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    for doc in docs.values():
+        utils.create_from_dict(cluster.api_client(), doc, dry_run="All")
