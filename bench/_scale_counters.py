@@ -86,7 +86,8 @@ class QueryCounter:
         if statement.lstrip()[:12].upper() == "UPDATE TASKS" and cursor.rowcount > 0:
             self.task_updates += cursor.rowcount
         if context is not None and cursor.description is not None:
-            of_tasks = " FROM tasks" in statement or " FROM attempts" in statement
+            upper = statement.upper()
+            of_tasks = " FROM TASKS" in upper or " FROM ATTEMPTS" in upper
             context.cursor = _CountingCursor(cursor, self, of_tasks)
 
     @contextmanager

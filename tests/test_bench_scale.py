@@ -17,7 +17,9 @@ def test_a_tiny_loop_measurement_counts_running_tasks_rows_and_calls(tmp_path: P
     r = measure_loop(f"sqlite:///{tmp_path / 'orch.db'}", 5, shape, ticks=1)
     assert (r.running, r.alive, r.jobs) == (5, 5, 5 if shape == "single" else 1)
     assert len(r.tick_s) == 1 and r.tick > 0
-    assert r.rows_per_tick >= 5  # at least the running tasks are read
+    # A quiet tick reads the held jobs' versions (the lease claim) and no task or attempt row: the
+    # snapshots are kept from the warm-up ticks (orchestrator/loop/snapshot.py).
+    assert r.rows_per_tick == r.jobs and r.task_rows_per_tick == 0
     assert r.statements_per_tick >= 1
     assert r.task_updates_per_tick >= 0  # counted (what it counts: the query counter's test below)
     assert r.calls["instances"] == 1  # one list call per provider a tick
@@ -29,7 +31,10 @@ def test_in_the_progress_phase_every_running_task_is_written_each_tick(tmp_path:
     r = measure_phases(f"sqlite:///{tmp_path / 'orch.db'}", 4, "array", ticks=2)
     assert r[QUIET].task_updates_per_tick == 0  # nothing moves before the restart overhead has passed
     assert r[PROGRESS].task_updates_per_tick == 4 and r[PROGRESS].alive == 4
-    assert r[PROGRESS].rows_per_tick > r[QUIET].rows_per_tick  # a changed task is read again
+    # Progress moves no job's version: the loop applied it to its snapshot, so nothing is read again,
+    # and the tick's observations are one transaction (the claim, then two executemany updates).
+    assert r[PROGRESS].task_rows_per_tick == r[QUIET].task_rows_per_tick == 0
+    assert r[PROGRESS].statements_per_tick <= r[QUIET].statements_per_tick + 2
 
 
 def test_finished_jobs_are_stored_beside_the_running_ones(tmp_path: Path) -> None:
@@ -47,7 +52,8 @@ def test_the_query_counter_counts_statements_and_returned_rows(tmp_path: Path) -
             conn.execute(text("create table tasks (x integer)"))
             conn.execute(text("insert into tasks values (1), (2), (3)"))
             conn.execute(text("update tasks set x = 0 where x > 1"))
-    assert (counter.statements, counter.rows, counter.task_updates) == (4, 3, 2)
+            assert conn.execute(text("select x from tasks")).all() == [(1,), (0,), (0,)]
+    assert (counter.statements, counter.rows, counter.task_updates, counter.task_rows) == (5, 6, 2, 3)
     counter.close()
     engine.dispose()
 

@@ -119,7 +119,7 @@ class Reconciler:
         self.capacity.forget_before(now)
         versions = self.store.claim(self.owner, now, self.lease_seconds, job_ids=job_ids)
         held = list(versions)
-        listed = self.observe()
+        listed = self._list()
         self._offers.clear()
         self._job_offers.clear()
         self._summaries.clear()
@@ -226,7 +226,7 @@ class Reconciler:
             self.campaign_memory.get(job.id), facts, job_id=job.id, estimate_h=job.spec.schedule.estimated_hours,
             overhead_h=job.spec.schedule.restart_overhead_hours, slots=len(snap.tasks),
             attempts=[a for t in snap.tasks for a in snap.attempts_of(t.id)], offers=offers, items=self.items,
-            avoid=self.capacity, now=now)
+            avoid=self.capacity, now=now, deadline_at=job.deadline_at)
         facts.wanted = workers_wanted(
             facts, slots=len(snap.tasks), total_h=job.spec.schedule.estimated_hours,
             hours_left=None if job.deadline_at is None else (job.deadline_at - now) / 3600.0,
@@ -281,6 +281,11 @@ class Reconciler:
     # --- observe -------------------------------------------------------------------------------
 
     def observe(self) -> Observation:
+        """What the providers show now, each instance matched to its live attempt (asking the store) or
+        to the orphans; a tick does the same in two steps around its snapshots (`_list`, `_match`)."""
+        return self._match(self._list(), {})
+
+    def _list(self) -> Observation:
         """List every provider once; `_match` then tells the instances' attempts from orphans."""
         obs = Observation()
 
