@@ -20,6 +20,7 @@ from orchestrator.core.campaign_plan import (
     offers_for_items,
     rates_by_gpu,
     seconds_per_item,
+    time_to_spare,
     worker_work_hours,
     workers_wanted,
 )
@@ -87,15 +88,14 @@ def test_new_workers_go_to_settled_zones_not_refused_and_least_occupied() -> Non
         ("a1", Market.SPOT, True), ("d1", Market.SPOT, False), ("a1", Market.ON_DEMAND, None)]
 
 
-def _campaign(ages: ZoneAges, *, wanted: int, slots: int = 32, now: float = 1.0 * H) -> CampaignFacts:
-    return CampaignFacts(ItemCounts(queued=10_000), wanted=wanted, slots=slots, zones=ages, settle_h=SETTLE_H,
-                         now=now)
+def _campaign(ages: ZoneAges, *, spare: bool = True, now: float = 1.0 * H) -> CampaignFacts:
+    return CampaignFacts(ItemCounts(queued=10_000), spare=spare, zones=ages, settle_h=SETTLE_H, now=now)
 
 
 def test_with_time_to_spare_a_zone_that_just_came_back_is_shown_unavailable_and_workers_spread() -> None:
     ages = ZoneAges({"a1": 0.0, "b1": 0.0, "c1": 0.95 * H}, frozenset({"a1", "b1", "c1"}))
     offers = [_offer("a1", True), _offer("b1", True), _offer("c1", True), _offer("a1", None, Market.ON_DEMAND)]
-    facts = _campaign(ages, wanted=6)
+    facts = _campaign(ages)
     assert facts.holds_back
 
     def spot_up() -> set[str | None]:
@@ -117,9 +117,19 @@ def test_with_time_to_spare_a_zone_that_just_came_back_is_shown_unavailable_and_
 def test_a_tight_deadline_or_none_holds_nothing_back() -> None:
     ages = ZoneAges({"a1": 0.95 * H}, frozenset({"a1"}))
     offers = [_offer("a1", True)]
-    for facts in (_campaign(ages, wanted=32), dataclasses.replace(_campaign(ages, wanted=6), zones=None)):
+    for facts in (_campaign(ages, spare=False), dataclasses.replace(_campaign(ages), zones=None)):
         assert not facts.holds_back
         assert offers_for_items(offers, facts) == tuple(offers)
+    # 38.9 h of work: 32 slots need 1.3 h of 24 (spare), of 2 (not: more than half); no deadline: speed.
+    facts = CampaignFacts(ItemCounts(queued=10_000))
+    spare = {h: time_to_spare(facts, slots=32, total_h=38.9, hours_left=h, overhead_h=0.1) for h in (24.0, 2.0, None)}
+    assert spare == {24.0: True, 2.0: False, None: False}
+    # Few slots are not a tight deadline: 8 slots that want all 8 with 14 h left still have time to spare
+    # (that campaign chased every blip where spot runs out when "fewer wanted than slots" decided).
+    late = CampaignFacts(ItemCounts(queued=9_300, done=700))
+    assert workers_wanted(late, slots=8, total_h=38.9, hours_left=14.0, overhead_h=0.1) == 8
+    assert time_to_spare(late, slots=8, total_h=38.9, hours_left=14.0, overhead_h=0.1)
+    assert not time_to_spare(late, slots=8, total_h=38.9, hours_left=8.0, overhead_h=0.1)
 
 
 def test_the_rate_per_gpu_type_sizes_the_workers() -> None:
@@ -164,10 +174,11 @@ def test_the_loop_reads_the_rate_per_gpu_type_from_the_store_and_the_reclaimed_z
     offers = [_offer("a1", True, gpu="V100", price=0.9), _offer("b1", True, gpu="A100", price=1.5)]
     facts = CampaignFacts(items.counts(job_id))
     memory = observe_campaign(None, facts, job_id=job_id, estimate_h=40 * 20.0 / H, overhead_h=0.1, slots=8,
-                              attempts=attempts, offers=offers, items=items, avoid={}, now=600.0)
+                              attempts=attempts, offers=offers, items=items, avoid={}, now=600.0,
+                              deadline_at=600.0 + 24 * H)
     assert memory.rates == {"V100": (10, 300.0), "A100": (10, 100.0)}
     assert facts.hours_per_item is not None  # the cheapest spot offer is a V100: its rate, blended
     assert math.isclose(facts.hours_per_item * H, (20.0 * 20 + 300.0) / 30)
     assert facts.zones is not None and facts.zones.age_h("a1", 600.0) == 0.0  # it reclaimed "v": settle again
     assert facts.zones.age_h("b1", 600.0) == math.inf
-    assert (facts.settle_h, facts.slots) == (0.25, 8)
+    assert facts.settle_h == 0.25 and facts.spare and facts.holds_back

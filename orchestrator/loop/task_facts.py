@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest, read_heartbeat
 from orchestrator.checkpoint.manifest import read_manifest
-from orchestrator.core.campaign_plan import CampaignFacts, gpu_of_new_worker, rates_by_gpu, seconds_per_item
+from orchestrator.core.campaign_plan import (
+    CampaignFacts,
+    gpu_of_new_worker,
+    rates_by_gpu,
+    seconds_per_item,
+    time_to_spare,
+)
 from orchestrator.core.campaign_zones import SETTLE_OVERHEADS, ZoneAges, observe_zones
 from orchestrator.core.model import AttemptView, Outcome
 from providers.base import Market, Offer, Provider, offer_key
@@ -119,11 +125,13 @@ class CampaignMemory:
 
 def observe_campaign(memory: CampaignMemory | None, facts: CampaignFacts, *, job_id: str, estimate_h: float,
                      overhead_h: float, slots: int, attempts: Iterable[AttemptView], offers: list[Offer],
-                     items: ItemStore, avoid: Mapping[str, float], now: float) -> CampaignMemory:
+                     items: ItemStore, avoid: Mapping[str, float], now: float,
+                     deadline_at: float | None = None) -> CampaignMemory:
     """Fill this tick's campaign facts that need more than the item counts, and return the memory to keep.
 
     - zones: fold the job's offers and its workers' reclamations into the zone ages
-      (`core.campaign_zones`); a zone must stay up `SETTLE_OVERHEADS` overheads before a new worker goes.
+      (`core.campaign_zones`); a zone must stay up `SETTLE_OVERHEADS` overheads before a new worker goes,
+      while the deadline leaves time to spare (`core.campaign_plan.time_to_spare`).
     - rate: the items done per GPU type (re-read every `RATE_READ_S`), as work hours per item on the GPU
       a new worker would get (`core.campaign_plan.seconds_per_item`).
     Live workers are not counted here: the caller adds each one (`CampaignFacts.add_worker`)."""
@@ -144,6 +152,7 @@ def observe_campaign(memory: CampaignMemory | None, facts: CampaignFacts, *, job
     if rates and total:
         facts.hours_per_item = seconds_per_item(rates, gpu_of_new_worker(offers),
                                                 estimate_s=estimate_h * 3600.0 / total) / 3600.0
-    facts.zones, facts.settle_h, facts.now, facts.avoid, facts.slots = (
-        zones, SETTLE_OVERHEADS * overhead_h, now, avoid, slots)
+    facts.zones, facts.settle_h, facts.now, facts.avoid = zones, SETTLE_OVERHEADS * overhead_h, now, avoid
+    facts.spare = time_to_spare(facts, slots=slots, total_h=estimate_h, overhead_h=overhead_h,
+                                hours_left=None if deadline_at is None else (deadline_at - now) / 3600.0)
     return CampaignMemory(zones, rates, rates_at)
