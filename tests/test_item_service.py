@@ -259,3 +259,19 @@ def test_a_store_that_cannot_be_reached_is_a_503_the_worker_retries() -> None:
     finally:
         svc.stop()
         down.engine.dispose()
+
+
+def test_giving_items_back_to_a_service_that_is_gone_is_quick_and_quiet(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.worker import http_source
+
+    monkeypatch.setattr(http_source, "RELEASE_RETRY_S", 1.0)
+    job, attempts = campaign(store, 3, workers=1)
+    svc = ItemService(store, secret=SECRET, host="127.0.0.1", port=0).start()
+    src = source(svc, job, attempts[0], retry_for_s=300.0)
+    held = src.lease(2)
+    svc.stop()
+    began = time.monotonic()
+    src.release(held)  # a notice while the controller restarts: no error, the leases will lapse instead
+    assert time.monotonic() - began < 5.0, "a release waits RELEASE_RETRY_S, not the 300 s of a commit"
+    assert ItemStore(store.engine).counts(job).leased == 2

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import random
 import time
 import urllib.error
@@ -33,7 +34,10 @@ from orchestrator.core.item_records import Lease
 
 __all__ = ["HttpItemSource", "ItemServiceError"]
 
+log = logging.getLogger("orch.items")
+
 RETRY_STATUSES = frozenset({502, 503, 504})
+RELEASE_RETRY_S = 10.0
 # The store's bound on one result (orchestrator.store.items.MAX_RESULT_BYTES, which this side may not
 # import; a test holds the two equal): a larger one is refused here, before it is sent.
 MAX_RESULT_CHARS = 1024 * 1024
@@ -105,17 +109,27 @@ class HttpItemSource:
         return None if state is None else str(state)
 
     def release(self, leases: Collection[Lease]) -> None:
-        if leases:
-            self._call("release", {"item_ids": [x.item_id for x in leases]})
+        """Best effort, and quick: it runs as the worker stops (often on a notice, within a grace
+        period), and items not given back return anyway when their leases lapse."""
+        if not leases:
+            return
+        try:
+            self._call("release", {"item_ids": [x.item_id for x in leases]},
+                       retry_for_s=min(self.retry_for_s, RELEASE_RETRY_S))
+        except ItemServiceError as exc:
+            if exc.status not in RETRY_STATUSES and exc.status != 0:
+                raise
+            log.warning("could not give back %d item(s); they return when their leases lapse: %s", len(leases), exc)
 
     def close(self) -> None:
         pass
 
     # --- the transport -------------------------------------------------------------------------------
 
-    def _call(self, op: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def _call(self, op: str, body: Mapping[str, Any], *, retry_for_s: float | None = None) -> dict[str, Any]:
         data = json.dumps(body, allow_nan=False).encode()
-        deadline = self._monotonic() + self.retry_for_s
+        retry_for_s = self.retry_for_s if retry_for_s is None else retry_for_s
+        deadline = self._monotonic() + retry_for_s
         delay = 0.2
         while True:
             try:
@@ -124,8 +138,7 @@ class HttpItemSource:
                 if exc.status not in RETRY_STATUSES and exc.status != 0:
                     raise
                 if self._monotonic() + delay > deadline:
-                    raise ItemServiceError(f"{op}: gave up after {self.retry_for_s:g} s: {exc}", status=exc.status) \
-                        from exc
+                    raise ItemServiceError(f"{op}: gave up after {retry_for_s:g} s: {exc}", status=exc.status) from exc
             self._sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 5.0)
 
