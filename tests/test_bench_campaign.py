@@ -1,8 +1,9 @@
 """bench/campaign.py at a tiny size: the real loop finishes the campaign with every item done exactly once.
 
-No timing and no cost target is asserted (the full table is docs/benchmarks.md's); what must hold at
-any size is the bookkeeping: 0 items lost, 0 duplicated, each result listed once, a reclaimed worker's
-item redone rather than dropped.
+No timing is asserted, and no cost target but one small case of the zone rule (the full table is
+docs/benchmarks.md's); what must hold at any size is the bookkeeping: 0 items lost, 0 duplicated, each
+result listed once, a reclaimed worker's item redone rather than dropped, and the billed hours equal to
+the items' work plus the three kinds of waste the table shows.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def test_reclaimed_workers_leave_their_item_to_be_redone_not_lost() -> None:
     r = run_campaign(RunSpec("spot", "spot", 3, None), traces, items=150, start_tick=_reclaimed_mid_work(traces))
     assert r.preemptions >= 1 and r.redone >= 1  # the item in hand was started again by another worker
     assert (r.state, r.lost, r.duplicates, r.refused_commits) == ("succeeded", 0, 0, 0)
+    # Every billed hour is an item's work, a launch overhead, an item in hand at a reclamation, or idle.
+    assert r.lost_h > 0 and r.overhead_h >= 0.1
+    billed = r.spot_hours + r.on_demand_hours
+    assert abs(billed - (150 * 14.0 / 3600 + r.overhead_h + r.lost_h + r.idle_h)) < 1e-6, r
 
 
 def _reclaimed_mid_work(traces: dict[str, Trace]) -> int:
