@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState
-from providers.base import Billing, Market
+from orchestrator.core.spec import JobSpec
+from providers.base import Billing, Market, Offer
 
 
 def attempt_seconds(a: AttemptView, now: float) -> float:
@@ -117,3 +118,10 @@ def job_cost(attempts: Sequence[AttemptView], *, now: float, remaining_usd: floa
         spot_hours=sum(attempt_seconds(a, now) for a in billed if a.market is Market.SPOT) / 3600.0,
         on_demand_hours=sum(attempt_seconds(a, now) for a in billed if a.market is Market.ON_DEMAND) / 3600.0,
     )
+
+
+def idle_price_of(spec: JobSpec, cheapest_spot: Offer | None, cheapest_on_demand: Offer | None) -> float | None:
+    """The price an unplaced task is expected to run at (`status.idle_price`), from the cheapest spot and
+    on-demand offers: spot, or on-demand for an on-demand job or when no spot is offered."""
+    offer = cheapest_on_demand if spec.schedule.market == "on-demand" or cheapest_spot is None else cheapest_spot
+    return offer.price_per_hour if offer is not None else None

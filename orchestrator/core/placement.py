@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from orchestrator.core.cost import idle_price_of
 from orchestrator.core.policy.multizone_base import Zone
 from orchestrator.core.policy.multizone_live import zones_of
 from orchestrator.core.spec import JobSpec, SpecError
@@ -31,6 +32,10 @@ class OfferSummary:
     low_spot: Offer | None  # the cheapest spot offer, usable or not
     low_on_demand: Offer | None
     zones: tuple[Zone, ...] = ()  # the zones with a spot offer (`multizone_live.zones_of`)
+
+    def idle_price(self, spec: JobSpec) -> float | None:
+        """`status.idle_price` from the cheapest offers already found (the same rule, not a second one)."""
+        return idle_price_of(spec, self.low_spot, self.low_on_demand)
 
     @property
     def price_ratio(self) -> float:

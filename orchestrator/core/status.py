@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.core.cost import JobCost, job_cost
+from orchestrator.core.cost import JobCost, idle_price_of, job_cost
 from orchestrator.core.model import AttemptState, AttemptView, TaskView, job_state
 from orchestrator.core.spec import JobSpec
 from providers.base import Market, Offer
@@ -70,9 +70,9 @@ def _attempt_dict(a: AttemptView) -> dict[str, Any]:
 def idle_price(spec: JobSpec, offers: Sequence[Offer]) -> float | None:
     """The price an unplaced task is expected to run at: the cheapest spot offer, or on-demand for an
     on-demand job (or when no spot is offered)."""
-    spot = min((o.price_per_hour for o in offers if o.market is Market.SPOT), default=None)
-    on_demand = min((o.price_per_hour for o in offers if o.market is Market.ON_DEMAND), default=None)
-    return on_demand if spec.schedule.market == "on-demand" or spot is None else spot
+    spot = min((o for o in offers if o.market is Market.SPOT), key=lambda o: o.price_per_hour, default=None)
+    on_demand = min((o for o in offers if o.market is Market.ON_DEMAND), key=lambda o: o.price_per_hour, default=None)
+    return idle_price_of(spec, spot, on_demand)
 
 
 def remaining_usd(spec: JobSpec, tasks: Sequence[TaskView], attempts: Sequence[AttemptView], *,
