@@ -25,11 +25,11 @@ from orchestrator.core.model import job_state
 from orchestrator.core.placement import OfferSummary, summarize
 from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.policy.multizone_base import ZoneSeen
-from orchestrator.core.status import idle_price
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop import snapshot
 from orchestrator.loop.campaign_output import write_results
 from orchestrator.loop.executor import Executor
+from orchestrator.loop.heap import Heap
 from orchestrator.loop.pending import PendingWrites, with_progress
 from orchestrator.loop.reconcile_task import TaskWorker
 from orchestrator.loop.snapshot import JobSnapshot
@@ -98,6 +98,8 @@ class Reconciler:
     zone_evidence: ZoneEvidence = field(default_factory=ZoneEvidence)
     # Per campaign: its zones' spot ages and its rate per GPU type (`task_facts.observe_campaign`).
     campaign_memory: dict[str, CampaignMemory] = field(default_factory=dict)
+    # The collector kept off the snapshots and other state that outlive a tick (`loop.heap`).
+    heap: Heap = field(default_factory=Heap)
     # Progress and attempt notes observed this tick, written together when it ends (`loop.pending`).
     pending: PendingWrites = field(default_factory=PendingWrites)
 
@@ -164,6 +166,7 @@ class Reconciler:
             self._flush_observations()
             if reap:
                 self._reap(obs)
+            self.heap.after_tick()
         return active
 
     def _flush_observations(self) -> None:
@@ -404,8 +407,8 @@ class Reconciler:
         self._observe_spot(job, offers)
         if campaign is not None:
             self._campaign_progress(snap, campaign, offers)
-        totals = JobTotals.of(job.spec, snap.tasks, snap.attempts_of, idle=idle_price(job.spec, offers),
-                              now=self.clock.now())
+        idle = self.offer_summary(offers).idle_price(job.spec)
+        totals = JobTotals.of(job.spec, snap.tasks, snap.attempts_of, idle=idle, now=self.clock.now())
         for task in [t for t in snap.tasks if not t.state.terminal]:
             worker = TaskWorker(self, snap, task, snap.live_attempt(task.id), totals, campaign, offers)
             try:
