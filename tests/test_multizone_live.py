@@ -48,7 +48,9 @@ def _live(avail: npt.NDArray[np.bool_]) -> tuple[int, int, float]:
                 return launches, preemptions, (inst.ended_at or 0.0) / 3600
             if inst.reason is EndReason.PREEMPTED:
                 reclaimed, live, preemptions = inst.zone, None, preemptions + 1
-        seen = observe(zones, seen, offers, running_zone=None if live is None else live.zone,
+        # Only a running *spot* instance shows its zone's spot capacity (as loop/zones.py passes it).
+        running = live.zone if live is not None and live.market is Market.SPOT else None
+        seen = observe(zones, seen, offers, running_zone=running,
                        reclaimed_zone=reclaimed, at_h=tick * GAP / 3600)
         failed: set[str] = set()
         while True:
