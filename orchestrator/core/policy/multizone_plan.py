@@ -8,7 +8,8 @@ the same decision process and keeps, beside the actions, the expected cost from 
 (`ValuePlan.idle`, spot-price hours). A zone is then valued as if the task stayed there for good
 (the single-zone continuation), which is what a one-step lookahead over "stay" needs: a move is made
 when the fee plus the expected cost of launching there is below the expected cost of staying idle or
-on on-demand at home.
+on on-demand at home, by a margin (`multizone.MOVE_MARGIN`) that stands in for staying's option to
+move later.
 
 The values are the planner's own (same model, grid, net and 2d rule), so the lookahead agrees with
 `auto` wherever it does not move. Memory: a float32 per (step, slack unit, cell), four times the
