@@ -73,7 +73,8 @@ def test_every_schema_key_is_accepted_by_the_job_file_parser() -> None:
     schema_keys = {k for k in _schema_keys(spec_schema()) if not k.startswith("placement.options.")}
     # The other spelling of deadline_hours, and a campaign's keys (tests/test_k8s_campaign_spec.py).
     assert schema_keys - used == {"schedule.deadline", "array.items", "array.format", "array.output", "array.workers",
-                                  "array.item_list", "array.items_from", "array.items_from.config_map", "array.items_from.key"}
+                                  "array.item_list", "array.items_from", "array.items_from.config_map",
+                                  "array.items_from.key"}
     spec = job_spec_from_gpujob(gpujob(FULL_SPEC))
     assert spec.name == "fold-all"
     assert spec.resources == Resources(("A100", "H100"), 2, 40.0, "ampere")
