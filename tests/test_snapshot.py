@@ -115,8 +115,8 @@ def test_the_snapshot_matches_the_store_after_a_refresh(running: tuple[Reconcile
     assert snap.tasks == sqlite_store.tasks(job_id) and snap.attempts == sqlite_store.attempts(job_id)
     (first, *_) = snap.tasks
     live = next(a for a in snap.attempts if a.task_id == first.id and a.state is AttemptState.RUNNING)
-    sqlite_store.update_progress(first.id, committed=0.5, reported=0.5, now=clock.now())
-    sqlite_store.note_attempt(live.id, last_checkpoint_at=clock.now())
+    sqlite_store.record_observations({first.id: {"progress_committed": 0.5, "progress_reported": 0.5}},
+                                     {live.id: {"last_checkpoint_at": clock.now()}})
     assert snap.task(first.id) != sqlite_store.tasks(job_id)[0]
     snap.refresh_task(sqlite_store, first.id)
     assert snap.tasks == sqlite_store.tasks(job_id) and snap.attempts == sqlite_store.attempts(job_id)

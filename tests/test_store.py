@@ -15,6 +15,7 @@ from orchestrator.core.model import AttemptState, IllegalTransition, Outcome, Ta
 from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
+from orchestrator.store.observations import progress_values
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, TaskRow
 from providers.base import Billing, Market, Offer, Resources
 
@@ -96,7 +97,7 @@ def test_attempt_lifecycle_is_guarded(store: Store) -> None:
     assert (attempt.number, attempt.state, attempt.market, attempt.price_per_hour) == (
         0, AttemptState.LAUNCHING, Market.SPOT, 0.9)
     assert store.tasks(job_id)[0].state is TaskState.LAUNCHING
-    assert store.live_attempt_ids() == {attempt.id}
+    assert store.live_among([attempt.id, 'no-such-attempt']) == {attempt.id}
 
     # A second launch of a launching task is refused, and leaves no attempt row behind.
     with pytest.raises(IllegalTransition):
@@ -117,7 +118,7 @@ def test_attempt_lifecycle_is_guarded(store: Store) -> None:
     assert ended is not None and (ended.state, ended.outcome, ended.ended_at) == (
         AttemptState.ENDED, Outcome.PREEMPTED, 8.5)
     assert store.tasks(job_id)[0].state is TaskState.PENDING
-    assert store.live_attempt_ids() == set()
+    assert store.live_among([attempt.id]) == set()
     events = store.events(job_id)
     with pytest.raises(IllegalTransition, match="already ended"):
         store.end_attempt(attempt, Outcome.SUCCEEDED, 10.0, task_transitions=("succeed",), message="twice")
@@ -148,13 +149,14 @@ def test_end_attempt_with_an_illegal_task_move_changes_nothing(store: Store) -> 
 def test_observations_are_not_state_changes(store: Store) -> None:
     job_id = store.submit(spec(), source="a.toml", now=0.0, checkpoint_uri=CK)
     attempt = store.begin_attempt(store.tasks(job_id)[0], offer(), 1.0)
-    store.note_attempt(attempt.id, productive_at=2.0, last_checkpoint_at=3.0, progress_end=0.25)
+    store.record_observations({}, {attempt.id: {"productive_at": 2.0, "last_checkpoint_at": 3.0,
+                                                "progress_end": 0.25}})
     noted = store.attempt(attempt.id)
     assert noted is not None and (noted.productive_at, noted.last_checkpoint_at, noted.progress_end) == (
         2.0, 3.0, 0.25)
     with pytest.raises(ValueError, match="not an observation"):
-        store.note_attempt(attempt.id, state="ended")
-    store.update_progress(attempt.task_id, committed=1.5, reported=-1.0, now=4.0)
+        store.record_observations({}, {attempt.id: {"state": 1.0}})
+    store.record_observations({attempt.task_id: progress_values(1.5, -1.0)}, {})
     (task,) = store.tasks(job_id)
     assert (task.progress_committed, task.progress_reported) == (1.0, 0.0)
 

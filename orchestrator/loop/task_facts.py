@@ -71,8 +71,8 @@ class Seen:
 class Tracked:
     """The store, noting whether a step wrote anything: only then is its task read again."""
 
-    WRITES = frozenset({"transition", "update_progress", "begin_attempt", "attempt_instance", "attempt_running",
-                        "end_attempt", "note_attempt"})
+    # The state changes a step makes (its observations go through `loop.pending` instead).
+    WRITES = frozenset({"transition", "begin_attempt", "attempt_instance", "attempt_running", "end_attempt"})
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -126,7 +126,7 @@ class CampaignMemory:
 def observe_campaign(memory: CampaignMemory | None, facts: CampaignFacts, *, job_id: str, estimate_h: float,
                      overhead_h: float, slots: int, attempts: Iterable[AttemptView], offers: list[Offer],
                      items: ItemStore, avoid: Mapping[str, float], now: float,
-                     deadline_at: float | None = None) -> CampaignMemory:
+                     hours_left: float | None = None) -> CampaignMemory:
     """Fill this tick's campaign facts that need more than the item counts, and return the memory to keep.
 
     - zones: fold the job's offers and its workers' reclamations into the zone ages
@@ -153,6 +153,5 @@ def observe_campaign(memory: CampaignMemory | None, facts: CampaignFacts, *, job
         facts.hours_per_item = seconds_per_item(rates, gpu_of_new_worker(offers),
                                                 estimate_s=estimate_h * 3600.0 / total) / 3600.0
     facts.zones, facts.settle_h, facts.now, facts.avoid = zones, SETTLE_OVERHEADS * overhead_h, now, avoid
-    facts.spare = time_to_spare(facts, slots=slots, total_h=estimate_h, overhead_h=overhead_h,
-                                hours_left=None if deadline_at is None else (deadline_at - now) / 3600.0)
+    facts.spare = time_to_spare(facts, slots=slots, total_h=estimate_h, overhead_h=overhead_h, hours_left=hours_left)
     return CampaignMemory(zones, rates, rates_at)

@@ -43,10 +43,9 @@ _ATTEMPTS_OF_JOBS = (select(AttemptRow.job_id, *ATTEMPT_COLUMNS).where(AttemptRo
                      .order_by(*_ATTEMPT_ORDER))
 _JOBS = select(*JOB_COLUMNS).where(JobRow.id.in_(_IDS))
 _SPECS = select(JobRow.id, JobRow.spec).where(JobRow.id.in_(_IDS))
-# `state IN (the live states)`, not `!= ended`: the state index then reads only live attempts, not
-# every attempt ever stored (a store of 100,000 finished ones).
-_LIVE_ATTEMPT_IDS = select(AttemptRow.id).where(
-    AttemptRow.state.in_([str(a) for a in AttemptState if a is not AttemptState.ENDED]))
+# Of the attempt ids asked about (by primary key), those in a live state.
+_LIVE_AMONG = select(AttemptRow.id).where(
+    AttemptRow.state.in_([str(a) for a in AttemptState if a is not AttemptState.ENDED]), AttemptRow.id.in_(_IDS))
 
 
 def chunks(ids: Collection[str]) -> Iterator[list[str]]:
@@ -105,16 +104,9 @@ def jobs_by_id(conn: Connection, job_ids: Collection[str], known: Mapping[str, J
     return out
 
 
-_LIVE_AMONG = _LIVE_ATTEMPT_IDS.where(AttemptRow.id.in_(_IDS))
-
-
 def live_among(conn: Connection, attempt_ids: Collection[str]) -> set[str]:
     """Which of `attempt_ids` are live: the instances a tick lists that its snapshot does not explain."""
     out: set[str] = set()
     for chunk in chunks(attempt_ids):
         out.update(conn.execute(_LIVE_AMONG, {"ids": chunk}).scalars())
     return out
-
-
-def live_attempt_ids(conn: Connection) -> set[str]:
-    return set(conn.execute(_LIVE_ATTEMPT_IDS).scalars())

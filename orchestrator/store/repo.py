@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, func, or_, select, update
+from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.core.items_input import ParsedItem
@@ -31,7 +31,8 @@ from orchestrator.core.spec import JobSpec
 from orchestrator.store import reads
 from orchestrator.store.items import insert_items
 from orchestrator.store.job_list import EVERY_JOB, JobFilter, count_jobs, select_jobs
-from orchestrator.store.observations import ATTEMPT_NOTES, progress_values, write_observations
+from orchestrator.store.leases import JobLeases
+from orchestrator.store.observations import write_observations
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, PriceRow, TaskRow
 from orchestrator.store.views import (
     EventView,
@@ -67,7 +68,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-class Store:
+class Store(JobLeases):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
@@ -155,51 +156,6 @@ class Store:
     def mark_finished(self, job_id: str, now: float) -> None:
         with self.session() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.finished_at.is_(None)).values(finished_at=now))
-
-    def claim_jobs(self, owner: str, now: float, lease_seconds: float, *,
-                   job_ids: Collection[str] | None = None) -> list[str]:
-        """Renew or take the lease of every unfinished job that is free (of `job_ids` only, if
-        given); return the ones held.
-
-        A lease, not a row lock, so it works the same on SQLite and PostgreSQL and survives a
-        controller that dies holding it (the lease simply expires).
-        """
-        return list(self.claim(owner, now, lease_seconds, job_ids=job_ids))
-
-    def claim(self, owner: str, now: float, lease_seconds: float, *,
-              job_ids: Collection[str] | None = None) -> dict[str, int]:
-        """As `claim_jobs`, with each held job's version (oldest job first): the loop reads again only
-        the jobs whose version moved since it last read them."""
-        scope = [JobRow.finished_at.is_(None)]
-        if job_ids is not None:
-            scope.append(JobRow.id.in_(list(job_ids)))
-        with self.session() as s:
-            s.execute(
-                update(JobRow)
-                .where(*scope, or_(JobRow.lease_owner.is_(None), JobRow.lease_owner == owner,
-                                   JobRow.lease_expires_at < now))
-                .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
-            )
-            rows = s.execute(select(JobRow.id, JobRow.version).where(*scope, JobRow.lease_owner == owner)
-                             .order_by(JobRow.created_at))
-            return {job_id: int(version) for job_id, version in rows}
-
-    def renew_lease(self, owner: str, job_id: str, now: float, lease_seconds: float) -> bool:
-        """Extend this owner's lease on one job right before acting on it; False if it was lost.
-
-        A tick can outlast a lease (a slow provider); checking per job keeps two controllers from
-        ever working the same job at once.
-        """
-        with self.session() as s:
-            return _count(s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == owner)
-                                    .values(lease_expires_at=now + lease_seconds))) == 1
-
-    def release_jobs(self, owner: str, *, job_ids: Collection[str] | None = None) -> None:
-        with self.session() as s:
-            q = update(JobRow).where(JobRow.lease_owner == owner)
-            if job_ids is not None:
-                q = q.where(JobRow.id.in_(list(job_ids)))
-            s.execute(q.values(lease_owner=None, lease_expires_at=None))
 
     def job(self, job_id: str) -> JobView | None:
         """A job by id, or by a unique id prefix (as typed at the CLI); `AmbiguousJob` if several match."""
@@ -296,14 +252,6 @@ class Store:
                 message=message or f"task -> {t.target}",
             )
         )
-
-    def update_progress(self, task_id: str, *, committed: float | None, reported: float | None, now: float) -> None:
-        values = progress_values(committed, reported)
-        if values:
-            with self.session() as s:
-                s.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
-                s.execute(update(JobRow).where(JobRow.id == select(TaskRow.job_id).where(
-                    TaskRow.id == task_id).scalar_subquery()).values(version=JobRow.version + 1))
 
     def record_observations(self, progress: Mapping[str, Mapping[str, float]],
                             notes: Mapping[str, Mapping[str, float]]) -> None:
@@ -417,14 +365,6 @@ class Store:
                     **(extra if i == 0 else {}),
                 )
 
-    def note_attempt(self, attempt_id: str, **values: Any) -> None:
-        """Observations about a live attempt (progress, newest checkpoint time); not state changes."""
-        if set(values) - ATTEMPT_NOTES:
-            raise ValueError(f"not an observation: {sorted(set(values) - ATTEMPT_NOTES)}")
-        with self.session() as s:
-            s.execute(update(AttemptRow).where(AttemptRow.id == attempt_id).values(**values))
-            _bump_of_attempt(s, attempt_id)
-
     def attempts(self, job_id: str) -> list[AttemptView]:
         with self.engine.connect() as conn:
             return reads.attempts(conn, job_id)
@@ -434,10 +374,6 @@ class Store:
         as `attempts` orders it."""
         with self.engine.connect() as conn:
             return reads.attempts_of(conn, job_ids)
-
-    def live_attempt_ids(self) -> set[str]:
-        with self.engine.connect() as conn:
-            return reads.live_attempt_ids(conn)
 
     def live_among(self, attempt_ids: Collection[str]) -> set[str]:
         with self.engine.connect() as conn:
