@@ -175,7 +175,7 @@ def test_the_loop_reads_the_rate_per_gpu_type_from_the_store_and_the_reclaimed_z
     facts = CampaignFacts(items.counts(job_id))
     memory = observe_campaign(None, facts, job_id=job_id, estimate_h=40 * 20.0 / H, overhead_h=0.1, slots=8,
                               attempts=attempts, offers=offers, items=items, avoid={}, now=600.0,
-                              deadline_at=600.0 + 24 * H)
+                              hours_left=24.0)  # a deadline 24 h away
     assert memory.rates == {"V100": (10, 300.0), "A100": (10, 100.0)}
     assert facts.hours_per_item is not None  # the cheapest spot offer is a V100: its rate, blended
     assert math.isclose(facts.hours_per_item * H, (20.0 * 20 + 300.0) / 30)

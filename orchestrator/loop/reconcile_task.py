@@ -29,7 +29,7 @@ from orchestrator.core.model import (
     Transition,
 )
 from orchestrator.core.policy import Situation
-from orchestrator.core.status import idle_price, task_work_hours
+from orchestrator.core.status import task_work_hours
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop.executor import CallTimedOut
 from orchestrator.loop.pending import FlushFirst, with_notes, with_progress
@@ -88,9 +88,9 @@ class TaskWorker:
         self.campaign = campaign  # a campaign's item counts this tick (None: not a campaign)
         self.zones = ZoneView(r, snap, task)  # several zones: the multi-zone policy's view (loop/zones.py)
         # The job's budget sums, shared by the job's steps this tick (built here for a lone step).
+        idle = r.offer_summary(self.job_offers).idle_price(snap.job.spec)
         self.totals = totals if totals is not None else JobTotals.of(
-            snap.job.spec, snap.tasks, snap.attempts_of, idle=idle_price(snap.job.spec, self.job_offers),
-            now=r.clock.now())
+            snap.job.spec, snap.tasks, snap.attempts_of, idle=idle, now=r.clock.now())
         # Observations wait for the tick's end (`loop.pending`); any other write sends this task's first.
         self._tracked = Tracked(cast("Store", FlushFirst(r.store, r.pending, task.id)))
         self.store = cast("Store", self._tracked)

@@ -225,15 +225,14 @@ class Reconciler:
             facts.memory_needed = self.items.memory_needed(snap.job.id)
         now = self.clock.now()
         job = snap.job
+        hours_left = None if job.deadline_at is None else (job.deadline_at - now) / 3600.0
         self.campaign_memory[job.id] = observe_campaign(
             self.campaign_memory.get(job.id), facts, job_id=job.id, estimate_h=job.spec.schedule.estimated_hours,
             overhead_h=job.spec.schedule.restart_overhead_hours, slots=len(snap.tasks),
             attempts=[a for t in snap.tasks for a in snap.attempts_of(t.id)], offers=offers, items=self.items,
-            avoid=self.capacity, now=now, deadline_at=job.deadline_at)
-        facts.wanted = workers_wanted(
-            facts, slots=len(snap.tasks), total_h=job.spec.schedule.estimated_hours,
-            hours_left=None if job.deadline_at is None else (job.deadline_at - now) / 3600.0,
-            overhead_h=job.spec.schedule.restart_overhead_hours)
+            avoid=self.capacity, now=now, hours_left=hours_left)
+        facts.wanted = workers_wanted(facts, slots=len(snap.tasks), total_h=job.spec.schedule.estimated_hours,
+                                      hours_left=hours_left, overhead_h=job.spec.schedule.restart_overhead_hours)
         for task in snap.tasks:
             if task.state.terminal:
                 continue

@@ -9,7 +9,7 @@ the step: an array job of n shards cost n x (its tasks + its attempts) rows per 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, MutableMapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from orchestrator.core.model import AttemptState, AttemptView, TaskView
@@ -78,19 +78,10 @@ class JobSnapshot:
         self._flat = self._task_list = None
 
 
-def take(store: Store, job_ids: Collection[str], *,
-         specs: MutableMapping[str, JobSpec] | None = None) -> dict[str, JobSnapshot]:
-    """The jobs `job_ids` with their tasks and attempts: three queries per 2,000 jobs, whatever their size.
-
-    `specs` carries parsed job specs from tick to tick (a job's spec never changes after submit):
-    parsing every held job's spec again was the largest part of a steady tick. It is updated in place
-    to hold exactly the jobs read now.
-    """
-    out = _read(store, job_ids, specs if specs is not None else {})
-    if specs is not None:
-        specs.clear()
-        specs.update((job_id, snap.job.spec) for job_id, snap in out.items())
-    return out
+def take(store: Store, job_ids: Collection[str]) -> dict[str, JobSnapshot]:
+    """The jobs `job_ids` with their tasks and attempts, read now: three queries per 2,000 jobs, whatever
+    their size (a pass over a few jobs, a lone step; a controller keeps them with `Snapshots`)."""
+    return _read(store, job_ids, {})
 
 
 def _read(store: Store, job_ids: Collection[str], specs: Mapping[str, JobSpec]) -> dict[str, JobSnapshot]:
