@@ -3,9 +3,10 @@
 A controller keeps every held job's snapshot from tick to tick (`loop.snapshot.Snapshots`): at 10,000
 running tasks, a few hundred thousand objects that live for hours. CPython's collector still walks
 them: each tick promotes its own short-lived work (futures, contexts) into the oldest generation, and
-once that has grown by a quarter, a full collection scans the whole heap. Measured on a 3,000-job
-tick: 64 collections, one of them full, 0.24 s of a 0.31 s tick (tests/test_heap.py has the
-mechanism, bench/scale.py the effect).
+once that has grown by a quarter, a full collection scans the whole heap. Watched with `gc.callbacks`
+on one 3,000-job tick of bench/scale.py's steady state (a one-off look, not a repository command), one
+full collection took most of the tick; with the freeze below, the figures in docs/benchmarks.md
+("After the loop rebuild") include the collector's remaining work.
 
 So after each tick, what survived it is frozen (`gc.freeze`: moved out of the collector's sight,
 still freed by reference counting as usual), and a tick's collections only look at what that tick
