@@ -116,13 +116,17 @@ class _Solver:
     def __init__(self, model: MarketModel, grid: Grid) -> None:
         self.g = grid
         # The model moves in steps of STEP_H; a longer planning step is several of them.
-        per_step = np.linalg.matrix_power(model.transitions(), round(grid.step_s / (STEP_H * 3600)))
+        per_step = self._power(model.transitions(), round(grid.step_s / (STEP_H * 3600)))
         self.pt = per_step.T.astype(np.float32)
         self.avail = available_cells()
         self.owed = grid.owed
         self.slack = np.arange(grid.max_slack + 1)
         step_h = grid.step_s / 3600
         self.price = (np.float32(0.0), np.float32(grid.price_ratio * step_h), np.float32(step_h))
+
+    @staticmethod
+    def _power(p: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float64]:
+        return np.linalg.matrix_power(p, k)
 
     def run(self) -> npt.NDArray[np.int8]:
         g, no = self.g, len(self.owed)
