@@ -19,9 +19,10 @@ from orchestrator.research import multizone_optimum, multizone_sim
 pytestmark = pytest.mark.skipif(not md.available(), reason="multi-region traces not found")
 
 GROUPS = ((md.AWS, "2 regions"), (md.GCP, "2 regions"), (md.GCP, "3 zones"))
-# Measured when the move rule became the plan's lookahead with MOVE_MARGIN = 3 (pooled gap 0.0279;
-# without the margin 0.0305; the fixed one-hour patience before it: 0.0339 on the same windows).
-MAX_GAP = 0.031
+# Pooled gap 0.0267 since the plan is asked about the home region with that region's own run and share
+# (`multizone._home_history`; chosen on early windows) and the lookahead reads its own coarse table;
+# 0.0279 before that, 0.0305 without the move margin, 0.0339 with the fixed one-hour patience.
+MAX_GAP = 0.0275
 
 
 def _group(cloud: str, kind: str) -> dict[str, list[float]]:
