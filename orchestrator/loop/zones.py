@@ -12,6 +12,7 @@ when the step ends.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from orchestrator.core.model import AttemptView, Outcome, TaskView
 from orchestrator.core.policy import Situation
 from orchestrator.core.policy.multizone import get_multi_policy, multi_policy_names
-from orchestrator.core.policy.multizone_base import Placement, Zone, ZoneSeen
+from orchestrator.core.policy.multizone_base import MoveCosts, Placement, Rates, Zone, ZoneSeen, move_costs
 from orchestrator.core.policy.multizone_live import end_tick, observe
 from orchestrator.core.policy.multizone_live import situation as zone_situation
 from orchestrator.loop.snapshot import JobSnapshot
@@ -35,6 +36,7 @@ from providers.base import (
     ProviderError,
     zone_signals,
 )
+from providers.catalog import Catalog, load_catalog
 
 if TYPE_CHECKING:
     from orchestrator.loop.reconciler import Observation, Reconciler
@@ -107,6 +109,39 @@ class ZoneEvidence:
 NO_EVIDENCE = ZoneEvidence()
 
 
+def priced_moves(zones: tuple[Zone, ...], offers: Sequence[Offer], catalog: Catalog | None = None) -> MoveCosts:
+    """What a move between the task's zones costs, with the egress fee at the catalog's list price per GB
+    from the checkpoint's region to the launch's (`Catalog.offer_egress_usd_per_gb`: the provider's own
+    price, or for `local` and `sim` offers the price of their instance type's provider; 0 within a
+    region), in spot-price hours of the cheapest spot offer (the unit of the policy's price ratio).
+
+    The job has no checkpoint size estimate yet, so the checkpoint is `Rates`' 50 GB (SkyNomad's), and the
+    transfer time is `Rates`' bandwidth between regions. Kept per (zones, source offers, spot price):
+    the same few lists come back every tick."""
+    sources: dict[str, Offer] = {}
+    for o in sorted((o for o in offers if o.market is Market.SPOT), key=lambda o: o.price_per_hour):
+        sources.setdefault(o.region, o)
+    low = min((o.price_per_hour for o in sources.values()), default=0.0)
+    key = tuple(sorted(sources.values(), key=lambda o: o.region))
+    return _listed_moves(zones, key, low) if catalog is None else _moves(zones, key, low, catalog)
+
+
+@functools.lru_cache(maxsize=256)
+def _listed_moves(zones: tuple[Zone, ...], sources: tuple[Offer, ...], spot_usd_per_h: float) -> MoveCosts:
+    return _moves(zones, sources, spot_usd_per_h, load_catalog())
+
+
+def _moves(zones: tuple[Zone, ...], sources: tuple[Offer, ...], spot_usd_per_h: float, catalog: Catalog) -> MoveCosts:
+    by_region = {o.region: o for o in sources}
+
+    def usd_per_gb(a: Zone, b: Zone) -> float | None:
+        source = by_region.get(a.region)
+        return None if source is None else catalog.offer_egress_usd_per_gb(source, b.region)
+
+    rates = Rates(spot_usd_per_h=spot_usd_per_h) if spot_usd_per_h > 0 else Rates()
+    return move_costs(zones, rates, usd_per_gb)
+
+
 class ZoneView:
     def __init__(self, r: Reconciler, snap: JobSnapshot, task: TaskView) -> None:
         self.r, self.snap, self.task_id = r, snap, task.id
@@ -146,7 +181,7 @@ class ZoneView:
                                  running_zone=running, capacity_errors=refused, up_elsewhere=up,
                                  down_elsewhere=down, signals=self._signals(offers))
         m = zone_situation(dataclasses.replace(task, history=history), zones, self._seen,
-                           zone=live.zone if live is not None else None, home=home)
+                           zone=live.zone if live is not None else None, home=home, moves=priced_moves(zones, offers))
         chosen = get_multi_policy(job.spec.policy_name)(m)
         zone = zones[chosen.zone].name if chosen.zone is not None else None
         return chosen, zone, next((z.region for z in zones if z.name == home), None)

@@ -88,8 +88,14 @@ def region_of(zone: str) -> str:
     return aws.group(1) if aws else zone
 
 
-def move_costs(zones: Sequence[Zone], rates: Rates = Rates()) -> MoveCosts:
-    """Transfer time and egress between every pair of zones, from `rates` (continent = name prefix)."""
+# USD per GB to copy a checkpoint from the first zone's region to the second's (the live loop reads the
+# provider's list price from the catalog); None: no recorded price, the `Rates` figure applies.
+EgressPrice = Callable[[Zone, Zone], float | None]
+
+
+def move_costs(zones: Sequence[Zone], rates: Rates = Rates(), usd_per_gb: EgressPrice | None = None) -> MoveCosts:
+    """Transfer time and egress between every pair of zones, from `rates` (continent = name prefix);
+    the egress fee at `usd_per_gb`'s price per GB where it has one."""
     transfer: list[tuple[float, ...]] = []
     egress: list[tuple[float, ...]] = []
     for a in zones:
@@ -104,7 +110,10 @@ def move_costs(zones: Sequence[Zone], rates: Rates = Rates()) -> MoveCosts:
             seconds = rates.checkpoint_gb * 8.0 / gbps
             seconds = math.ceil(seconds / rates.round_s - 1e-9) * rates.round_s
             t_row.append(seconds / 3600.0)
-            usd = rates.checkpoint_gb * (rates.continent_usd_per_gb if same else rates.intercontinental_usd_per_gb)
+            listed = usd_per_gb(a, b) if usd_per_gb is not None else None
+            if listed is None:
+                listed = rates.continent_usd_per_gb if same else rates.intercontinental_usd_per_gb
+            usd = rates.checkpoint_gb * listed
             e_row.append(usd / rates.spot_usd_per_h)
         transfer.append(tuple(t_row))
         egress.append(tuple(e_row))
