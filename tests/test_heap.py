@@ -54,3 +54,33 @@ def test_zero_leaves_the_interpreters_collector_alone() -> None:
     gc.unfreeze()
     Heap(full_every=0).after_tick()
     assert gc.get_freeze_count() == 0
+
+
+def test_the_collector_is_off_during_a_tick_and_a_cycle_the_tick_made_is_freed_when_it_ends() -> None:
+    heap = Heap(full_every=100)
+    assert gc.isenabled()
+    with heap.during():
+        assert not gc.isenabled()
+        node = Node()
+        gone = weakref.ref(node)
+        del node
+        for _ in range(10_000):  # allocations that would trigger collections with the collector on
+            Node().me = None
+        assert gone() is not None, "nothing collects while the tick runs"
+    assert gc.isenabled()
+    assert gone() is None, "the young collection at the tick's end freed it"
+
+
+def test_a_caller_that_turned_the_collector_off_keeps_it_off() -> None:
+    gc.disable()
+    try:
+        with Heap(full_every=100).during():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_zero_does_not_turn_the_collector_off_for_a_tick() -> None:
+    with Heap(full_every=0).during():
+        assert gc.isenabled()

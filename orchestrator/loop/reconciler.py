@@ -117,6 +117,10 @@ class Reconciler:
         controller holds); `reap` False leaves other installations' and other jobs' instances alone.
         One job's failure is logged and recorded on it, and never stops the others or the reaper.
         """
+        with self.heap.during():
+            return self._tick(job_ids, reap)
+
+    def _tick(self, job_ids: Collection[str] | None, reap: bool) -> list[str]:
         now = self.clock.now()
         self.capacity.forget_before(now)
         versions = self.store.claim(self.owner, now, self.lease_seconds, job_ids=job_ids)
@@ -166,7 +170,6 @@ class Reconciler:
             self._flush_observations()
             if reap:
                 self._reap(obs)
-            self.heap.after_tick()
         return active
 
     def _flush_observations(self) -> None:
