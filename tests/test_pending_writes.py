@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import event
 
-from orchestrator.core.model import AttemptState, TaskState, Transition
+from orchestrator.core.model import AttemptState, AttemptView, TaskState, TaskView, Transition
 from orchestrator.core.spec import parse_spec
 from orchestrator.loop import snapshot
-from orchestrator.loop.pending import FlushFirst, PendingWrites
+from orchestrator.loop.pending import FlushFirst, PendingWrites, with_notes, with_progress
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
 from orchestrator.store.observations import progress_values
+from providers.base import Market
 from providers.sim import SimClock, SimProvider
 
 JOBS = 12
@@ -117,3 +119,17 @@ def test_progress_is_clamped_and_an_attempt_takes_observations_only(sqlite_store
     assert (stored.progress_committed, stored.progress_reported) == (1.0, 0.0)
     with pytest.raises(ValueError, match="not an observation"):
         sqlite_store.record_observations({}, {"a1": {"state": 1.0}})
+
+
+def test_a_view_with_observations_differs_from_its_original_in_those_fields_only() -> None:
+    task = TaskView("t", "j", 3, TaskState.RUNNING, 1, 0.25, 0.5, "file:///c", 30, 40)
+    attempt = AttemptView("a", "t", 2, "sim", "r", "z", "p3", Market.SPOT, 0.9, 3.06, 1, 60, AttemptState.RUNNING,
+                          None, "i-1", 10.0, 12.0, None, None, 0.25, None, None, productive_at=None,
+                          unbilled=False, price_source="api")
+    values = progress_values(0.6, 0.75)
+    assert with_progress(task, values) == dataclasses.replace(task, progress_committed=0.6, progress_reported=0.75)
+    assert with_progress(task, progress_values(None, 0.7)) == dataclasses.replace(task, progress_reported=0.7)
+    notes = {"productive_at": 50.0, "progress_end": 0.6, "last_checkpoint_at": 70.0}
+    assert with_notes(attempt, notes) == dataclasses.replace(attempt, **notes)  # type: ignore[arg-type]
+    assert with_notes(attempt, {"progress_end": 0.3}) == dataclasses.replace(attempt, progress_end=0.3)
+    assert with_notes(attempt, {}) == attempt

@@ -28,15 +28,22 @@ class _Share:
     overhead_n: int = 0
 
 
+_ZERO = _Share()
+
+
 @dataclass
 class JobTotals:
-    """`spent`, `overhead_h()` and `others_usd(task)` of one job at one moment (`now`, `idle`)."""
+    """`spent`, `overhead_h()` and `others_usd(task)` of one job at one moment (`now`, `idle`).
+
+    Shares are worked out when a sum is next read, not at `update`: a step updates its task when the
+    tick begins and again after it observed progress, and only the second is ever read."""
 
     spec: JobSpec
     idle: float | None
     now: float
     _shares: dict[str, _Share] = field(default_factory=dict)
     _sum: _Share = field(default_factory=_Share)
+    _due: dict[str, tuple[TaskView, Sequence[AttemptView]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, spec: JobSpec, tasks: Iterable[TaskView], attempts_of: Callable[[str], Sequence[AttemptView]], *,
@@ -47,37 +54,58 @@ class JobTotals:
         return totals
 
     def _share(self, task: TaskView, attempts: Sequence[AttemptView]) -> _Share:
-        seen = [(a.productive_at - a.launched_at) / 3600.0 for a in attempts if a.productive_at is not None]
-        spent = sum(attempt_cost(a, self.now) for a in attempts)
+        spent = overhead_h = 0.0
+        overhead_n = 0
+        live_price: float | None = None
+        for a in attempts:
+            spent += attempt_cost(a, self.now)
+            if a.productive_at is not None:
+                overhead_h += (a.productive_at - a.launched_at) / 3600.0
+                overhead_n += 1
+            if a.state is not AttemptState.ENDED:
+                live_price = a.price_per_hour
         if task.state.terminal:
-            return _Share(spent=spent, overhead_h=sum(seen), overhead_n=len(seen))
-        live = [a.price_per_hour for a in attempts if a.state is not AttemptState.ENDED]
-        price = live[-1] if live else (self.idle if self.idle is not None else 0.0)
+            return _Share(spent=spent, overhead_h=overhead_h, overhead_n=overhead_n)
+        price = live_price if live_price is not None else (self.idle if self.idle is not None else 0.0)
         left_h = (1.0 - task.progress_committed) * task_work_hours(self.spec, task)
-        return _Share(spent, left_h * price, price, sum(seen), len(seen))
+        return _Share(spent, left_h * price, price, overhead_h, overhead_n)
 
     def update(self, task: TaskView, attempts: Sequence[AttemptView]) -> None:
-        """Replace `task`'s share (after a step changed it, or to add it)."""
-        new = self._share(task, attempts)
-        old = self._shares.get(task.id, _Share())
-        self._shares[task.id] = new
+        """Replace `task`'s share (after a step changed it, or to add it), as of these records."""
+        self._due[task.id] = (task, attempts)
+
+    def _settle(self) -> None:
+        if not self._due:
+            return
+        due, self._due = self._due, {}
         s = self._sum
-        self._sum = _Share(s.spent + new.spent - old.spent, s.left_work_usd + new.left_work_usd - old.left_work_usd,
-                           s.price + new.price - old.price, s.overhead_h + new.overhead_h - old.overhead_h,
-                           s.overhead_n + new.overhead_n - old.overhead_n)
+        spent, left, price, over_h, over_n = s.spent, s.left_work_usd, s.price, s.overhead_h, s.overhead_n
+        for task_id, (task, attempts) in due.items():
+            new = self._share(task, attempts)
+            old = self._shares.get(task_id, _ZERO)
+            self._shares[task_id] = new
+            spent += new.spent - old.spent
+            left += new.left_work_usd - old.left_work_usd
+            price += new.price - old.price
+            over_h += new.overhead_h - old.overhead_h
+            over_n += new.overhead_n - old.overhead_n
+        self._sum = _Share(spent, left, price, over_h, over_n)
 
     @property
     def spent(self) -> float:
+        self._settle()
         return self._sum.spent
 
     def overhead_h(self) -> float:
         """As `status.measured_overhead_hours`: the job's measured mean, else the spec's guess."""
+        self._settle()
         n = self._sum.overhead_n
         return self._sum.overhead_h / n if n else self.spec.schedule.restart_overhead_hours
 
     def others_usd(self, skip: str) -> float:
         """As `status.remaining_usd(..., skip=skip)`: what the job's other unfinished tasks will cost."""
-        mine = self._shares.get(skip, _Share())
+        self._settle()
+        mine = self._shares.get(skip, _ZERO)
         left = self._sum.left_work_usd - mine.left_work_usd
         prices = self._sum.price - mine.price
         return max(0.0, left + self.overhead_h() * prices)

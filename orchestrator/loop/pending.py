@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any
 
 from orchestrator.core.model import AttemptView, TaskView
 from orchestrator.loop.task_facts import Tracked
 from orchestrator.store import Store
+from orchestrator.store.observations import ATTEMPT_NOTES
 
 
 class PendingWrites:
@@ -70,14 +72,27 @@ class FlushFirst:
         return write
 
 
+# A view copied with a few fields changed, made positionally: `dataclasses.replace` (a dict of every
+# field, then keyword init) was ~4.5 us a copy, twice per task in a tick where every task reports progress.
+_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(TaskView))
+_ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(AttemptView))
+_task_values, _attempt_values = attrgetter(*_TASK_FIELDS), attrgetter(*_ATTEMPT_FIELDS)
+_TASK_AT = {name: i for i, name in enumerate(_TASK_FIELDS)}
+_ATTEMPT_AT = {name: i for i, name in enumerate(_ATTEMPT_FIELDS)}
+_TASK_PROGRESS = frozenset({"progress_committed", "progress_reported"})
+
+
 def with_progress(task: TaskView, values: Mapping[str, float]) -> TaskView:
     """The task as the snapshot holds it once `values` (`store.observations.progress_values`) are written."""
-    return dataclasses.replace(task, progress_committed=values.get("progress_committed", task.progress_committed),
-                               progress_reported=values.get("progress_reported", task.progress_reported))
+    fields: list[Any] = list(_task_values(task))
+    for name in _TASK_PROGRESS.intersection(values):
+        fields[_TASK_AT[name]] = values[name]
+    return TaskView(*fields)
 
 
 def with_notes(attempt: AttemptView, notes: Mapping[str, float]) -> AttemptView:
     """The attempt as the snapshot holds it once `notes` are written."""
-    return dataclasses.replace(attempt, productive_at=notes.get("productive_at", attempt.productive_at),
-                               progress_end=notes.get("progress_end", attempt.progress_end),
-                               last_checkpoint_at=notes.get("last_checkpoint_at", attempt.last_checkpoint_at))
+    fields: list[Any] = list(_attempt_values(attempt))
+    for name in ATTEMPT_NOTES.intersection(notes):
+        fields[_ATTEMPT_AT[name]] = notes[name]
+    return AttemptView(*fields)
