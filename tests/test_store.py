@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.core.model import AttemptState, IllegalTransition, Outcome, TaskState, TaskView
+from orchestrator.core.model import AttemptState, IllegalTransition, Outcome, TaskState, TaskView, Transition
 from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
@@ -159,6 +159,33 @@ def test_observations_are_not_state_changes(store: Store) -> None:
     store.record_observations({attempt.task_id: progress_values(1.5, -1.0)}, {})
     (task,) = store.tasks(job_id)
     assert (task.progress_committed, task.progress_reported) == (1.0, 0.0)
+
+
+def test_a_ticks_observations_of_many_rows_land_on_their_own_rows_only(store: Store) -> None:
+    # Several rows per set of columns, two sets per table: one statement per set (PostgreSQL: joined to
+    # arrays of values), and a row the tick did not observe keeps what it had.
+    job_id = store.submit(spec(ArraySpec(count=5, shard_size=1)), source="a.toml", now=0.0, checkpoint_uri=CK)
+    tasks = store.tasks(job_id)
+    attempts = [store.begin_attempt(t, offer(), 1.0) for t in tasks[:4]]
+    store.record_observations(
+        {tasks[0].id: progress_values(0.1, 0.2), tasks[1].id: progress_values(0.3, 0.4),
+         tasks[2].id: progress_values(None, 0.5), tasks[3].id: progress_values(None, 0.6)},
+        {attempts[0].id: {"progress_end": 0.1}, attempts[1].id: {"progress_end": 0.3},
+         attempts[2].id: {"productive_at": 5.0, "last_checkpoint_at": 6.0}})
+    by_index = {t.index: (t.progress_committed, t.progress_reported) for t in store.tasks(job_id)}
+    assert by_index == {0: (0.1, 0.2), 1: (0.3, 0.4), 2: (0.0, 0.5), 3: (0.0, 0.6), 4: (0.0, 0.0)}
+    noted = [store.attempt(a.id) for a in attempts]
+    assert [(a.progress_end, a.productive_at, a.last_checkpoint_at) for a in noted if a is not None] == [
+        (0.1, None, None), (0.3, None, None), (None, 5.0, 6.0), (None, None, None)]
+
+
+def test_a_launch_event_names_its_attempt_number_and_offer(store: Store) -> None:
+    job_id = store.submit(spec(), source="a.toml", now=0.0, checkpoint_uri=CK)
+    first = store.begin_attempt(store.tasks(job_id)[0], offer(), 1.0)
+    store.end_attempt(first, Outcome.LAUNCH_FAILED, 2.0, task_transitions=(Transition.LAUNCH_FAILED,), message="no")
+    store.begin_attempt(store.tasks(job_id)[0], offer(), 3.0, message="relaunch after a reclaim")
+    launches = [e.message for e in store.events(job_id) if e.kind == "launch"]
+    assert launches == ["launching attempt 0 on spot p3.2xlarge in us-east-1a at $0.9000/h", "relaunch after a reclaim"]
 
 
 # --- leases ------------------------------------------------------------------------------------
