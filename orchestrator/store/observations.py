@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import Connection, Engine, bindparam, update
+from sqlalchemy import Connection, Engine, bindparam, text, update
 
 from orchestrator.core.model import clamp_progress
 from orchestrator.store.tables import AttemptRow, TaskRow
@@ -53,6 +53,23 @@ def _update_many(conn: Connection, row: type[TaskRow] | type[AttemptRow],
         if columns:
             groups.setdefault(columns, []).append({"b_id": row_id, **{f"b_{c}": v for c, v in values.items()}})
     for columns, params in groups.items():
+        if conn.dialect.name == "postgresql":
+            _update_from_arrays(conn, row, columns, params)
+            continue
         statement = (update(row).where(row.id == bindparam("b_id"))
                      .values({c: bindparam(f"b_{c}") for c in columns}))
         conn.execute(statement, params)
+
+
+def _update_from_arrays(conn: Connection, row: type[TaskRow] | type[AttemptRow], columns: tuple[str, ...],
+                        params: list[dict[str, object]]) -> None:
+    """PostgreSQL: one statement joining the rows to arrays of their new values (`unnest`), instead of
+    one UPDATE per row. Pipelined, 20,000 single-row updates still cost the server a statement each.
+    The names are this module's own (`ATTEMPT_NOTES`, `progress_values`), never input."""
+    table = row.__tablename__
+    sets = ", ".join(f"{c} = v.{c}" for c in columns)
+    arrays = ", ".join(f"CAST(:{c} AS double precision[])" for c in columns)
+    statement = text(f"UPDATE {table} SET {sets} FROM unnest(CAST(:ids AS varchar[]), {arrays}) "
+                     f"AS v(id, {', '.join(columns)}) WHERE {table}.id = v.id")
+    conn.execute(statement, {"ids": [p["b_id"] for p in params],
+                             **{c: [p[f"b_{c}"] for p in params] for c in columns}})
