@@ -6,6 +6,8 @@ hung call could not return first (it would fail by timing out the hang, never by
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -119,3 +121,29 @@ def test_a_timed_out_call_is_a_transient_error_and_names_what_hung() -> None:
     executor.shutdown()
     with pytest.raises(ValueError):
         Executor(workers=-1)
+
+
+def test_a_call_still_hanging_does_not_keep_the_process_from_exiting() -> None:
+    # A child process abandons a call that never returns, then ends: concurrent.futures' pools would
+    # join that thread at exit and the child would hang with it; the executor's daemon pools do not.
+    script = (
+        "import threading\n"
+        "from orchestrator.loop.executor import CallTimedOut, Executor\n"
+        "ex = Executor(workers=1, call_timeout_s=0.05)\n"
+        "try:\n"
+        "    ex.call(threading.Event().wait, 'a call that never answers')\n"
+        "except CallTimedOut:\n"
+        "    print('abandoned', flush=True)\n"
+        "ex.shutdown()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=HANG_S)
+    assert (done.returncode, done.stdout.strip()) == (0, "abandoned"), done.stderr
+
+
+def test_a_shut_down_executor_finishes_what_was_queued_and_starts_new_pools_when_used_again() -> None:
+    ex = Executor(workers=1)
+    futures = [ex.submit(lambda i=i: i * i) for i in range(5)]  # type: ignore[misc]
+    ex.shutdown()
+    assert [f.result(timeout=HANG_S) for f in futures] == [0, 1, 4, 9, 16]
+    assert ex.call(lambda: "again", "a call after shutdown") == "again"
+    ex.shutdown()

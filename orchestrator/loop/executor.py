@@ -9,15 +9,20 @@ is skipped by the ticks that follow until it has. A call that times out raises `
 idempotent (a launch carries the attempt's token; terminate and list are idempotent) the next tick
 simply repeats it, even if the abandoned call completes meanwhile.
 
+The pools' threads are daemon threads (`DaemonPool`): `concurrent.futures` joins its pools' threads
+when the interpreter exits, so one abandoned call still hanging kept `orch run` from exiting after
+Ctrl-C until the cloud answered. Abandoning such a call at exit is as safe as abandoning it mid-run.
+
 `workers=0` runs everything inline, in the caller's thread and order: simulations and tests that
 replay a tick step by step stay deterministic, and a one-shot command (`orch cancel`) needs no pool.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,14 +36,44 @@ class CallTimedOut(TransientError):
     """A provider call that did not answer in time. It may still finish; repeating it is safe."""
 
 
+class DaemonPool:
+    """A fixed set of daemon threads running submitted calls in order; `shutdown` lets them finish what
+    was queued and stop, and the process may exit while one still hangs."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._queue.put((fn, future))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the waiter, as concurrent.futures does
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+
 @dataclass
 class Executor:
     workers: int = 0
     call_timeout_s: float = 60.0
     # How long a tick waits for its jobs before leaving the slow ones to finish in the background.
     job_budget_s: float = 30.0
-    _jobs: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
-    _calls: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _jobs: DaemonPool | None = field(default=None, init=False, repr=False)
+    _calls: DaemonPool | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,14 +84,14 @@ class Executor:
     def inline(self) -> bool:
         return self.workers == 0
 
-    def _pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+    def _pools(self) -> tuple[DaemonPool, DaemonPool]:
         with self._lock:
             if self._jobs is None or self._calls is None:
                 # Separate pools: a job worker waits on its calls, so sharing one pool could deadlock
                 # once every worker waits on a call that has no thread left to run on. Calls get twice
                 # the workers, so that a few hung calls leave room for the rest.
-                self._jobs = ThreadPoolExecutor(self.workers, thread_name_prefix="orch-job")
-                self._calls = ThreadPoolExecutor(2 * self.workers, thread_name_prefix="orch-call")
+                self._jobs = DaemonPool(self.workers, "orch-job")
+                self._calls = DaemonPool(2 * self.workers, "orch-call")
             return self._jobs, self._calls
 
     def call(self, fn: Callable[[], T], what: str) -> T:
@@ -88,11 +123,12 @@ class Executor:
         return {name: TimedProvider(p, self) for name, p in providers.items()}
 
     def shutdown(self) -> None:
-        """Stop the pools without waiting for abandoned calls (they are daemon-like: the process may exit)."""
+        """Let the pools' threads stop once their queued work is done, without waiting for them (an
+        abandoned call may still hang); a later call starts new pools."""
         with self._lock:
             for pool in (self._jobs, self._calls):
                 if pool is not None:
-                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool.shutdown()
             self._jobs = self._calls = None
 
 

@@ -267,6 +267,13 @@ class Reconciler:
         A tick that fails as a whole (the database unreachable) is logged and retried after the
         usual pause: a controller outlives a database failover.
         """
+        try:
+            self._run(job_id, should_stop, max_ticks, on_tick)
+        finally:
+            self.executor.shutdown()  # its threads stop; one still in a hung call does not hold the exit
+
+    def _run(self, job_id: str | None, should_stop: Callable[[], bool], max_ticks: int | None,
+             on_tick: Callable[[], None] | None) -> None:
         ticks = 0
         while not should_stop():
             try:
