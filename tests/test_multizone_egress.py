@@ -14,15 +14,14 @@ import pytest
 
 from orchestrator.core.policy.multizone_base import MultiPolicy, MultiSituation, Placement, Rates
 from orchestrator.core.policy.multizone_live import zones_of
-from orchestrator.core.spec import parse_spec
 from orchestrator.loop import zones as loop_zones
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
-from orchestrator.store.repo import new_id
 from providers.base import Market, Offer
 from providers.catalog import load_catalog
 from providers.sim import SimClock, SimProvider
+from tests.test_zone_evidence import _job
 
 GB = Rates().checkpoint_gb
 
@@ -77,20 +76,10 @@ def test_the_loops_policy_sees_the_priced_moves(sqlite_store: Store, tmp_path: P
     clock = SimClock(1_700_000_000.0)
     sim = SimProvider(clock, {z: Trace(GAP, (1,) * 10) for z in ZONES}, zone_regions=ZONES)
     r = Reconciler(sqlite_store, {"sim": sim}, clock, tick_seconds=GAP, lease_seconds=1e12)
-    text = """
-name = "z"
-command = ["true"]
-[resources]
-gpu = "V100"
-[schedule]
-estimated_hours = 20
-deadline_hours = 60
-market = "auto"
-[placement]
-providers = ["sim"]
-"""
-    spec = parse_spec(text, source="z", submitted_at=clock.now())
-    sqlite_store.submit(spec, source="z", now=clock.now(), job_id=new_id(), checkpoint_uri=tmp_path.as_uri())
+    job_id = _job(sqlite_store, tmp_path, regions=["us-east-1", "us-east-2"], market="auto", now=clock.now())
+    job = sqlite_store.job(job_id)
+    assert job is not None
+    spec = job.spec
     r.tick()
     assert seen
     m = seen[0]
