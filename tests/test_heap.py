@@ -56,31 +56,39 @@ def test_zero_leaves_the_interpreters_collector_alone() -> None:
     assert gc.get_freeze_count() == 0
 
 
-def test_the_collector_is_off_during_a_tick_and_a_cycle_the_tick_made_is_freed_when_it_ends() -> None:
+def test_during_a_tick_the_oldest_generation_is_never_collected_and_the_young_ones_still_are() -> None:
     heap = Heap(full_every=100)
-    assert gc.isenabled()
-    with heap.during():
-        assert not gc.isenabled()
-        node = Node()
-        gone = weakref.ref(node)
-        del node
-        for _ in range(10_000):  # allocations that would trigger collections with the collector on
-            Node().me = None
-        assert gone() is not None, "nothing collects while the tick runs"
-    assert gc.isenabled()
-    assert gone() is None, "the young collection at the tick's end freed it"
+    before = gc.get_threshold()
+    full: list[int] = []
 
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
 
-def test_a_caller_that_turned_the_collector_off_keeps_it_off() -> None:
-    gc.disable()
+    gc.callbacks.append(watch)
     try:
-        with Heap(full_every=100).during():
-            pass
-        assert not gc.isenabled()
+        with heap.during():
+            assert gc.get_threshold()[:2] == before[:2] and gc.get_threshold()[2] > 1_000_000
+            node = Node()
+            gone = weakref.ref(node)
+            del node
+            kept = [[] for _ in range(300_000)]  # survivors enough to trigger full collections otherwise
+            assert gone() is None, "a young collection freed the tick's cycle while it ran"
+            del kept
+        assert full == [], "no full collection inside the tick"
     finally:
-        gc.enable()
+        gc.callbacks.remove(watch)
+    assert gc.get_threshold() == before
 
 
-def test_zero_does_not_turn_the_collector_off_for_a_tick() -> None:
+def test_a_tick_that_raises_still_puts_the_thresholds_back() -> None:
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), Heap(full_every=100).during():
+        raise RuntimeError("the tick failed")
+    assert gc.get_threshold() == before
+
+
+def test_zero_leaves_the_thresholds_alone_for_a_tick() -> None:
+    before = gc.get_threshold()
     with Heap(full_every=0).during():
-        assert gc.isenabled()
+        assert gc.get_threshold() == before
