@@ -156,6 +156,9 @@ def test_observations_are_not_state_changes(store: Store) -> None:
         2.0, 3.0, 0.25)
     with pytest.raises(ValueError, match="not an observation"):
         store.record_observations({}, {attempt.id: {"state": 1.0}})
+    with pytest.raises(ValueError, match="not an observation"):  # a task's too: its names go into SQL text
+        store.record_observations({attempt.task_id: {"failures": 1.0}}, {})
+    assert store.tasks(job_id)[0].failures == 0
     store.record_observations({attempt.task_id: progress_values(1.5, -1.0)}, {})
     (task,) = store.tasks(job_id)
     assert (task.progress_committed, task.progress_reported) == (1.0, 0.0)

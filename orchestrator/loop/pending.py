@@ -19,7 +19,7 @@ from typing import Any
 from orchestrator.core.model import AttemptView, TaskView
 from orchestrator.loop.task_facts import Tracked
 from orchestrator.store import Store
-from orchestrator.store.observations import ATTEMPT_NOTES
+from orchestrator.store.observations import ATTEMPT_NOTES, TASK_PROGRESS
 
 
 class PendingWrites:
@@ -79,13 +79,12 @@ _ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(AttemptView))
 _task_values, _attempt_values = attrgetter(*_TASK_FIELDS), attrgetter(*_ATTEMPT_FIELDS)
 _TASK_AT = {name: i for i, name in enumerate(_TASK_FIELDS)}
 _ATTEMPT_AT = {name: i for i, name in enumerate(_ATTEMPT_FIELDS)}
-_TASK_PROGRESS = frozenset({"progress_committed", "progress_reported"})
 
 
 def with_progress(task: TaskView, values: Mapping[str, float]) -> TaskView:
     """The task as the snapshot holds it once `values` (`store.observations.progress_values`) are written."""
     fields: list[Any] = list(_task_values(task))
-    for name in _TASK_PROGRESS.intersection(values):
+    for name in TASK_PROGRESS.intersection(values):
         fields[_TASK_AT[name]] = values[name]
     return TaskView(*fields)
 

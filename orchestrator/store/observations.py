@@ -18,7 +18,9 @@ from sqlalchemy import Connection, Engine, bindparam, text, update
 from orchestrator.core.model import clamp_progress
 from orchestrator.store.tables import AttemptRow, TaskRow
 
-# Notes an attempt may receive (observations, not state changes); anything else is refused.
+# The columns an observation may set (not state changes); anything else is refused, which also keeps
+# every name `_update_from_arrays` writes into its SQL text one of these.
+TASK_PROGRESS = frozenset({"progress_committed", "progress_reported"})
 ATTEMPT_NOTES = frozenset({"productive_at", "progress_end", "last_checkpoint_at"})
 
 
@@ -46,9 +48,10 @@ def _update_many(conn: Connection, row: type[TaskRow] | type[AttemptRow],
                  values_by_id: Mapping[str, Mapping[str, float]]) -> None:
     """One executemany per distinct set of columns (a bound parameter cannot say "leave this column")."""
     groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    allowed = ATTEMPT_NOTES if row is AttemptRow else TASK_PROGRESS
     for row_id, values in values_by_id.items():
-        if row is AttemptRow and set(values) - ATTEMPT_NOTES:
-            raise ValueError(f"not an observation: {sorted(set(values) - ATTEMPT_NOTES)}")
+        if set(values) - allowed:
+            raise ValueError(f"not an observation: {sorted(set(values) - allowed)}")
         columns = tuple(sorted(values))
         if columns:
             groups.setdefault(columns, []).append({"b_id": row_id, **{f"b_{c}": v for c, v in values.items()}})
@@ -65,7 +68,7 @@ def _update_from_arrays(conn: Connection, row: type[TaskRow] | type[AttemptRow],
                         params: list[dict[str, object]]) -> None:
     """PostgreSQL: one statement joining the rows to arrays of their new values (`unnest`), instead of
     one UPDATE per row. Pipelined, 20,000 single-row updates still cost the server a statement each.
-    The names are this module's own (`ATTEMPT_NOTES`, `progress_values`), never input."""
+    The names are checked against `TASK_PROGRESS` / `ATTEMPT_NOTES` first (`_update_many`), never input."""
     table = row.__tablename__
     sets = ", ".join(f"{c} = v.{c}" for c in columns)
     arrays = ", ".join(f"CAST(:{c} AS double precision[])" for c in columns)
