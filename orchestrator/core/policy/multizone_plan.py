@@ -18,7 +18,7 @@ availability model raised to that power; at most `MAX_VALUE_STEPS` steps, longer
 deadlines) and a slack unit that represents d where it can (at most `MAX_VALUE_SLACK` units), and
 reads values between grid points by bilinear interpolation in (time left, slack). Values are stored
 as float16 (a 48 h deadline's costs are under 100 spot-hours: steps of 0.06 at most) beside int8
-actions: at most ~13 MB per shape, 0.05-0.3 s of CPU (`python bench/plan.py`), where the full
+actions: at most ~13 MB per shape, 0.01-0.36 s (`python bench/lookahead.py`), where the full
 grid took 33-87 MB and seconds. The product with the transition matrix is an `einsum`, not a
 BLAS call: on a loaded 2-core machine a multi-threaded BLAS waits for a second core on every call
 (the full-grid solve took 4-17 s there, 1 s with one BLAS thread). Pure: numpy only.
