@@ -128,12 +128,14 @@ class TaskWorker:
                     live = self.live = self.store.attempt(live.id)
                     assert live is not None
             listing = read_listing(listed=True, present=inst is not None, alive=inst is not None and inst.alive,
-                                   since=live.started_at or live.launched_at, now=self.now)
+                                   since=self.r.seen_since(live.id, live.started_at or live.launched_at), now=self.now)
             if listing is Listing.SETTLING and not self._stopped_on_cancel(live):
                 return
             if inst is not None and inst.state is InstanceState.STOPPING and self.job.cancel_requested_at is not None:
                 return  # cancelled, still saving (a pod's grace period): billed, and live until it has stopped
             if inst is None or listing is Listing.ENDED:
+                if inst is None and not self._stop_unlisted(live):
+                    return  # it may still run: not given up before the stop was asked for
                 self._finish(live, inst)
                 self.live = None
                 self._refresh()
@@ -197,7 +199,8 @@ class TaskWorker:
     def _started(self, attempt: AttemptView, inst: Instance) -> None:
         """Record the attempt as running. A provider that bills from the start is billed from now (the
         instance was seen running by this tick); others from the launch request, as they bill."""
-        started_at = None if bills_from_start(self.r.providers[attempt.provider]) else attempt.launched_at
+        started_at = None if bills_from_start(self.r.providers[attempt.provider]) else (
+            inst.launched_at if inst.launched_at is not None else attempt.launched_at)  # the cloud's launch time
         self.store.attempt_running(attempt, inst.instance_id, self.now, started_at=started_at)
 
     def _terminate(self, live: AttemptView, inst: Instance, outcome: Outcome,
@@ -215,6 +218,22 @@ class TaskWorker:
         self.store.end_attempt(live, outcome, self.now, task_transitions=transitions, message=reason,
                                unbilled=unbilled)
         self._release_items(live, failure=None)
+
+    def _stop_unlisted(self, live: AttemptView) -> bool:
+        """An instance missing from the listing past its grace is stopped by id before its attempt is given
+        up: a listing can lag, and one still running beside its replacement would do the work twice and
+        bill unseen. True when the stop was asked (or there is nothing to stop)."""
+        if live.instance_id is None:
+            return True
+        ghost = Instance(provider=live.provider, region=live.region, zone=live.zone, instance_id=live.instance_id,
+                         instance_type=live.instance_type, market=live.market, state=InstanceState.RUNNING,
+                         attempt_id=live.id, job_id=self.job.id, task_id=self.task.id)
+        try:
+            self.r.providers[live.provider].terminate(ghost)
+        except ProviderError as exc:
+            log.warning("stopping unlisted instance %s failed: %s", live.instance_id, exc)
+            return False
+        return True
 
     def _finish(self, live: AttemptView, inst: Instance | None, *, seen: Seen | None = None) -> None:
         if seen is None:

@@ -30,6 +30,7 @@ from orchestrator.loop import snapshot
 from orchestrator.loop.campaign_output import write_results
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.heap import Heap
+from orchestrator.loop.ledger import reaped, settle_ends
 from orchestrator.loop.pending import PendingWrites, with_progress
 from orchestrator.loop.reconcile_task import TaskWorker
 from orchestrator.loop.snapshot import JobSnapshot
@@ -102,8 +103,13 @@ class Reconciler:
     heap: Heap = field(default_factory=Heap)
     # Progress and attempt notes observed this tick, written together when it ends (`loop.pending`).
     pending: PendingWrites = field(default_factory=PendingWrites)
+    # When each live attempt's instance was last listed: a listing that misses it is believed only after
+    # the grace has passed since then (a controller that just started gives every attempt a full grace).
+    last_seen: dict[str, float] = field(default_factory=dict)
+    born: float = float("nan")
 
     def __post_init__(self) -> None:
+        self.born = self.clock.now()
         self.providers = self.executor.timed(self.providers)
         for provider in self.providers.values():
             share = getattr(provider, "share_capacity", None)
@@ -137,6 +143,7 @@ class Reconciler:
             snapshots = snapshot.take(self.store, held)
             self.snapshots.forget(held)
         obs = self._match(listed, snapshots)
+        self._settle_ends(obs, snapshots, now)
         self.zone_evidence = ZoneEvidence.of(obs)  # what this tick's listing shows of every zone
         campaigns = self._campaigns(snapshots, now)
         active: list[str] = []
@@ -320,6 +327,21 @@ class Reconciler:
                     obs.notices[n.attempt_id] = n
         return obs
 
+    def _settle_ends(self, obs: Observation, snapshots: dict[str, JobSnapshot], now: float) -> None:
+        """Ended attempts of the held jobs billed to the cloud's end (`loop.ledger`); a job whose attempt
+        moved is read again."""
+        if all(inst.alive for _, inst in obs.seen):
+            return
+        by_id = {a.id: (job_id, a) for job_id, snap in snapshots.items() for t in snap.tasks
+                 for a in snap.attempts_of(t.id) if not a.live}
+        moved = settle_ends(self.store, (i for _, i in obs.seen), {k: a for k, (_, a) in by_id.items()}, now)
+        for job_id in {by_id[a][0] for a in moved}:
+            snapshots[job_id] = snapshot.take(self.store, [job_id])[job_id]
+
+    def seen_since(self, attempt_id: str, started: float) -> float:
+        """Since when a live attempt's instance may be missing from the listing (`live.read_listing`)."""
+        return max(started, self.last_seen.get(attempt_id, self.born))
+
     def _match(self, obs: Observation, snapshots: Mapping[str, JobSnapshot]) -> Observation:
         """Each listed instance to its live attempt, or to the orphans.
 
@@ -332,9 +354,13 @@ class Reconciler:
         unknown = [i.attempt_id for _, i in obs.seen if i.attempt_id is not None and i.attempt_id not in live]
         if unknown:
             live |= self.store.live_among(unknown)
+        now = self.clock.now()
+        if len(self.last_seen) > 2 * len(live) + 1000:
+            self.last_seen = {k: v for k, v in self.last_seen.items() if k in live}
         for name, inst in obs.seen:
             if inst.attempt_id is not None and inst.attempt_id in live:
                 obs.instances[inst.attempt_id] = inst
+                self.last_seen[inst.attempt_id] = now
             elif inst.alive:
                 obs.orphans.append((name, inst))
         return obs
@@ -478,6 +504,7 @@ class Reconciler:
                 log.warning("could not terminate orphan %s: %s", inst.instance_id, exc)
                 continue
             log.info("terminated orphan instance %s (attempt %s)", inst.instance_id, inst.attempt_id)
+            reaped(self.store, attempt, now)
             if inst.job_id and self.store.job(inst.job_id):
                 self.store.add_event(inst.job_id, "orphan_terminated",
                                      f"terminated {inst.instance_id}: no live attempt owns it",

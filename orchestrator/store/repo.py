@@ -365,6 +365,25 @@ class Store(JobLeases):
                     **(extra if i == 0 else {}),
                 )
 
+    def settle_end(self, attempt: AttemptView, ended_at: float, now: float, *, why: str) -> bool:
+        """Move an ended attempt's end to the moment the cloud reports (one row, its event beside it): the
+        ledger bills what the cloud bills. An attempt ended on a notice was recorded at the notice's
+        deadline, one declared lost at the tick that missed it; the listing tells the real end later."""
+        ended_at = max(ended_at, attempt.launched_at)
+        with self.session() as s:
+            n = _count(s.execute(update(AttemptRow).where(
+                AttemptRow.id == attempt.id, AttemptRow.state == str(AttemptState.ENDED),
+                AttemptRow.unbilled.is_(False), AttemptRow.ended_at != ended_at).values(ended_at=ended_at)))
+            if n != 1:
+                return False
+            job_id = s.execute(select(AttemptRow.job_id).where(AttemptRow.id == attempt.id)).scalar_one()
+            _bump(s, job_id)
+            moved = ended_at - (attempt.ended_at if attempt.ended_at is not None else ended_at)
+            s.add(EventRow(job_id=job_id, task_id=attempt.task_id, attempt_id=attempt.id, at=now, kind="billed_end",
+                           message=f"attempt {attempt.number} ended at the cloud's time ({moved:+.0f} s): {why}",
+                           data={"ended_at": ended_at, "moved_s": moved}))
+            return True
+
     def attempts(self, job_id: str) -> list[AttemptView]:
         with self.engine.connect() as conn:
             return reads.attempts(conn, job_id)

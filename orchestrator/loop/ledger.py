@@ -1,0 +1,48 @@
+"""The ledger follows the cloud's bill: an ended attempt's end is moved to the moment its provider
+reports the instance gone.
+
+The loop ends some attempts before the cloud has said when their instance stopped: one replaced on an
+interruption notice is ended at the notice's deadline (the cloud may reclaim it earlier, and bills
+only to then), one missing from the listing past its grace is ended as lost at that tick (it may
+still run, and be reaped later). The listing tells the truth afterwards: a terminated instance
+carries the time it ended. `settle_ends` applies it, so that what orch records is what the cloud
+charges, for every kind of stop (design.md: "an attempt ends when the provider's listing shows its
+instance gone, at the time the cloud reports").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+
+from orchestrator.core.model import AttemptView
+from orchestrator.store import Store
+from providers.base import Instance
+
+log = logging.getLogger("orch.reconciler")
+SETTLE_TOLERANCE_S = 0.5  # below this an end is already the cloud's (float round trips)
+
+
+def settle_ends(store: Store, listed: Iterable[Instance], attempts: Mapping[str, AttemptView], now: float) -> list[str]:
+    """Correct the ended attempts among `attempts` (by id) whose listed instance ended at another time;
+    returns the ids corrected (their jobs' snapshots must be read again)."""
+    moved = []
+    for inst in listed:
+        if inst.alive or inst.ended_at is None or inst.attempt_id is None:
+            continue
+        a = attempts.get(inst.attempt_id)
+        if a is None or a.live or a.unbilled or a.ended_at is None:
+            continue
+        if abs(a.ended_at - max(inst.ended_at, a.launched_at)) <= SETTLE_TOLERANCE_S:
+            continue
+        why = "its instance was reclaimed before the notice's deadline" if inst.ended_at < a.ended_at \
+            else "its instance ran on after the attempt was given up"
+        if store.settle_end(a, inst.ended_at, now, why=why):
+            moved.append(a.id)
+    return moved
+
+
+def reaped(store: Store, attempt: AttemptView, now: float) -> None:
+    """An instance whose attempt had ended ran on until the reaper terminated it now: billed to now."""
+    if attempt.ended_at is not None and attempt.ended_at < now - SETTLE_TOLERANCE_S and not attempt.unbilled:
+        store.settle_end(attempt, now, now, why="its instance ran on until the reaper stopped it")
