@@ -35,7 +35,7 @@ from bench._dst_scenario import Scenario, draw_scenario
 from bench._dst_world import World
 from orchestrator.core.spec import load_items_of, parse_spec
 from orchestrator.loop.reconciler import Reconciler
-from orchestrator.store import Store, repo
+from orchestrator.store import Store, make_engine, repo
 from orchestrator.store.engine import upgrade
 from orchestrator.store.items import ItemStore
 from providers.sim import SimClock
@@ -111,7 +111,7 @@ def _engine(url: str | None) -> Engine:
         engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", lambda conn, _rec: conn.execute("PRAGMA foreign_keys=ON"))
         return engine
-    return create_engine(url)
+    return make_engine(url)
 
 
 def run_seed(seed: int, *, faults: Sequence[Fault] | None = None, url: str | None = None) -> Outcome:
@@ -172,7 +172,7 @@ def _run(scenario: Scenario, out: Outcome, engine: Engine, folder: Path, seed: i
             elif f.kind == "duplicate_notices":
                 world.duplicate_notices = True
             elif f.kind == "corrupt_ckpt" and world.storages:
-                world.corrupt(sorted(world.storages)[f.arg % len(world.storages)])
+                world.corrupt(sorted(world.storages)[f.arg % len(world.storages)], missing=f.arg % 2 == 1)
             elif f.kind == "storage_down" and world.storages:
                 world.storages[sorted(world.storages)[f.arg % len(world.storages)]].fail_reads = True
             elif f.kind == "second_controller":

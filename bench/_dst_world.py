@@ -433,8 +433,9 @@ class World:
         if self.p_corrupt and inst.rng.random() < self.p_corrupt:
             self.corrupt(inst.request.checkpoint_uri, m.seq)
 
-    def corrupt(self, uri: str, seq: int | None = None) -> None:
-        """Damage a checkpoint's data (the newest when `seq` is None): the SDK must skip it on load."""
+    def corrupt(self, uri: str, seq: int | None = None, *, missing: bool = False) -> None:
+        """Damage a checkpoint's data, or lose it (`missing`), the newest when `seq` is None: the SDK must
+        skip it on load and resume from the one before."""
         storage = self.storage(uri)
         _, complete = scan(storage)
         if not complete:
@@ -442,7 +443,10 @@ class World:
         seq = complete[-1] if seq is None else seq
         keys = [k for k in storage.objects if k.startswith(checkpoint_prefix(seq)) and not k.endswith(MANIFEST_NAME)]
         for k in keys:
-            storage.objects[k] = b"damaged"
+            if missing:
+                del storage.objects[k]
+            else:
+                storage.objects[k] = b"damaged"
         if keys:
             self._damaged.setdefault(uri, set()).add(seq)
 

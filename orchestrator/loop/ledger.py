@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-from orchestrator.core.model import AttemptView
+from orchestrator.core.model import AttemptView, Outcome
 from orchestrator.store import Store
 from providers.base import Instance
 
@@ -24,20 +24,25 @@ SETTLE_TOLERANCE_S = 0.5  # below this an end is already the cloud's (float roun
 
 
 def settle_ends(store: Store, listed: Iterable[Instance], attempts: Mapping[str, AttemptView], now: float) -> list[str]:
-    """Correct the ended attempts among `attempts` (by id) whose listed instance ended at another time;
-    returns the ids corrected (their jobs' snapshots must be read again)."""
+    """Bring forward the end of each attempt among `attempts` (by id) that was ended on a notice, when its
+    listed instance ended before the deadline it was recorded at; returns the ids moved (their jobs'
+    snapshots must be read again).
+
+    Only that guess is corrected here, and only earlier: every other end is the cloud's already (read
+    from the listing by `_finish`) or the moment orch stopped the instance, and a provider whose end
+    time is approximate (a pod without a finish time reads as "now") must never stretch a bill. An
+    instance that ran on after its attempt was given up is billed to its stop by `reaped`.
+    """
     moved = []
     for inst in listed:
         if inst.alive or inst.ended_at is None or inst.attempt_id is None:
             continue
         a = attempts.get(inst.attempt_id)
-        if a is None or a.live or a.unbilled or a.ended_at is None:
+        if a is None or a.live or a.unbilled or a.ended_at is None or a.outcome is not Outcome.PREEMPTED:
             continue
-        if abs(a.ended_at - max(inst.ended_at, a.launched_at)) <= SETTLE_TOLERANCE_S:
+        if max(inst.ended_at, a.launched_at) >= a.ended_at - SETTLE_TOLERANCE_S:
             continue
-        why = "its instance was reclaimed before the notice's deadline" if inst.ended_at < a.ended_at \
-            else "its instance ran on after the attempt was given up"
-        if store.settle_end(a, inst.ended_at, now, why=why):
+        if store.settle_end(a, inst.ended_at, now, why="its instance was reclaimed before the notice's deadline"):
             moved.append(a.id)
     return moved
 
