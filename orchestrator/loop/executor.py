@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -72,8 +73,11 @@ class Executor:
     call_timeout_s: float = 60.0
     # How long a tick waits for its jobs before leaving the slow ones to finish in the background.
     job_budget_s: float = 30.0
+    # Threads for a tick's independent reads (checkpoint storage, `gather`), in every mode.
+    read_threads: int = 16
     _jobs: DaemonPool | None = field(default=None, init=False, repr=False)
     _calls: DaemonPool | None = field(default=None, init=False, repr=False)
+    _reads: DaemonPool | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +109,28 @@ class Executor:
             raise CallTimedOut(f"{what}: no answer within {self.call_timeout_s:.0f} s; the call may still "
                                "finish, and the next tick repeats it (each call is idempotent)") from None
 
+    def gather(self, fns: Sequence[Callable[[], T]]) -> list[T | Exception]:
+        """Independent reads, run at once on their own pool (also when inline: reads change nothing, so
+        their order cannot change a result), each waited for at most `call_timeout_s` from the start;
+        an error, or a timeout (`CallTimedOut`), is returned in the read's place."""
+        if len(fns) <= 1 or self.read_threads <= 1:
+            return [_outcome(fn) for fn in fns]
+        with self._lock:
+            if self._reads is None:
+                self._reads = DaemonPool(self.read_threads, "orch-read")
+            pool = self._reads
+        futures = [pool.submit(fn) for fn in fns]
+        give_up = time.monotonic() + self.call_timeout_s
+        out: list[T | Exception] = []
+        for future in futures:
+            try:
+                out.append(future.result(timeout=max(0.0, give_up - time.monotonic())))
+            except FutureTimeout:
+                out.append(CallTimedOut(f"no answer within {self.call_timeout_s:.0f} s"))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         """Run one job's share of a tick on the pool (inline: now, returning a finished future)."""
         if self.inline:
@@ -126,10 +152,17 @@ class Executor:
         """Let the pools' threads stop once their queued work is done, without waiting for them (an
         abandoned call may still hang); a later call starts new pools."""
         with self._lock:
-            for pool in (self._jobs, self._calls):
+            for pool in (self._jobs, self._calls, self._reads):
                 if pool is not None:
                     pool.shutdown()
-            self._jobs = self._calls = None
+            self._jobs = self._calls = self._reads = None
+
+
+def _outcome(fn: Callable[[], T]) -> T | Exception:
+    try:
+        return fn()
+    except Exception as exc:
+        return exc
 
 
 class TimedProvider:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from functools import partial
 from typing import TYPE_CHECKING, cast
 
-from orchestrator.checkpoint import StorageError
 from orchestrator.core.campaign_plan import (
     CampaignFacts,
     SlotPlan,
@@ -41,7 +39,6 @@ from orchestrator.loop.task_facts import (
     attempt_key,
     bills_from_start,
     draining,
-    read_checkpoints,
     replaces_on_notice,
     stops_gracefully,
 )
@@ -270,12 +267,17 @@ class TaskWorker:
             own_committed = committed
             checkpoint_at: float | None = now
         else:
-            try:
-                hb, manifest = self.r.executor.call(partial(read_checkpoints, self.r.storage, self.task.checkpoint_uri,
-                                                            live.number), f"checkpoint storage of task {self.task.id}")
-            except (StorageError, CallTimedOut) as exc:
-                log.warning("checkpoint storage of task %s unreadable: %s", self.task.id, exc)
-                return Seen()
+            # Read before the steps, within the tick's budget (`loop.progress_reads`); a task not read
+            # this tick is stepped on its last heartbeat, and nothing is observed as moved.
+            got = self.r.progress.of(live.id)
+            if got is None:
+                return Seen()  # never read, or the read failed: nothing observed
+            read, fresh = got
+            hb, manifest = read.heartbeat, read.manifest
+            if not fresh:
+                return Seen(exit_code=hb.exit_code if hb is not None else None,
+                            interrupted=bool(hb is not None and hb.interrupted),
+                            heartbeat_at=hb.at if hb is not None else None)
             reported = hb.progress if hb is not None else None
             committed = manifest.progress if manifest is not None else None
             # A predecessor's final save (written during its notice window, after this attempt was

@@ -21,7 +21,7 @@ from functools import partial
 from orchestrator.checkpoint.storage import Storage, StorageError, open_storage
 from orchestrator.core.campaign_plan import CampaignFacts, largest_memory, workers_wanted
 from orchestrator.core.item_records import ItemCounts
-from orchestrator.core.model import job_state
+from orchestrator.core.model import AttemptState, job_state
 from orchestrator.core.placement import OfferSummary, summarize
 from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.policy.multizone_base import ZoneSeen
@@ -32,6 +32,7 @@ from orchestrator.loop.executor import Executor
 from orchestrator.loop.heap import Heap
 from orchestrator.loop.ledger import reaped, settle_ends
 from orchestrator.loop.pending import PendingWrites, with_progress
+from orchestrator.loop.progress_reads import ProgressReads, Want
 from orchestrator.loop.reconcile_task import TaskWorker
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.loop.task_facts import CampaignMemory, draining, observe_campaign
@@ -107,6 +108,8 @@ class Reconciler:
     # the grace has passed since then (a controller that just started gives every attempt a full grace).
     last_seen: dict[str, float] = field(default_factory=dict)
     born: float = float("nan")
+    # Heartbeats and manifests read from checkpoint storage within a per-tick budget (`loop.progress_reads`).
+    progress: ProgressReads = field(default_factory=ProgressReads)
 
     def __post_init__(self) -> None:
         self.born = self.clock.now()
@@ -144,6 +147,7 @@ class Reconciler:
             self.snapshots.forget(held)
         obs = self._match(listed, snapshots)
         self._settle_ends(obs, snapshots, now)
+        self._read_progress(obs, snapshots, now)
         self.zone_evidence = ZoneEvidence.of(obs)  # what this tick's listing shows of every zone
         campaigns = self._campaigns(snapshots, now)
         active: list[str] = []
@@ -337,6 +341,21 @@ class Reconciler:
         moved = settle_ends(self.store, (i for _, i in obs.seen), {k: a for k, (_, a) in by_id.items()}, now)
         for job_id in {by_id[a][0] for a in moved}:
             snapshots[job_id] = snapshot.take(self.store, [job_id])[job_id]
+
+    def _read_progress(self, obs: Observation, snapshots: Mapping[str, JobSnapshot], now: float) -> None:
+        """This tick's share of the running attempts' heartbeats and manifests, read at once before any
+        step (those whose provider reports progress itself need none)."""
+        wanted = []
+        for job_id, snap in snapshots.items():
+            if job_id in self._inflight:
+                continue
+            for t in snap.tasks:
+                a = snap.live_attempt(t.id)
+                inst = obs.instances.get(a.id) if a is not None else None
+                if a is None or inst is None or inst.progress is not None or a.state is not AttemptState.RUNNING:
+                    continue
+                wanted.append(Want(a.id, t.id, t.checkpoint_uri, a.number, ended=not inst.alive))
+        self.progress.refresh(self.executor, self.storage, wanted, now)
 
     def seen_since(self, attempt_id: str, started: float) -> float:
         """Since when a live attempt's instance may be missing from the listing (`live.read_listing`)."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest, read_heartbeat
+from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest
 from orchestrator.checkpoint.manifest import read_manifest
 from orchestrator.core.campaign_plan import (
     CampaignFacts,
@@ -86,16 +86,6 @@ class Tracked:
 
 def attempt_key(a: AttemptView) -> str:
     return offer_key(a.provider, a.region, a.zone, a.instance_type, a.market)
-
-
-def read_checkpoints(open_storage: Callable[[str], Storage], uri: str,
-                      attempt: int) -> tuple[Heartbeat | None, Manifest | None]:
-    """The attempt's heartbeat (None if another attempt wrote the newest) and the newest manifest."""
-    storage = open_storage(uri)
-    hb = read_heartbeat(storage)
-    if hb is not None and hb.attempt != attempt:
-        hb = None
-    return hb, newest_manifest_of(storage, hb)
 
 
 def newest_manifest_of(storage: Storage, hb: Heartbeat | None) -> Manifest | None:
