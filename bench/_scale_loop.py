@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench._scale_counters import CountingProvider, QueryCounter
 from bench._scale_fill import clone_jobs
+from bench._scale_storage import Agents
 from orchestrator.core.spec import parse_spec
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.traces import Trace
@@ -87,8 +88,8 @@ def _always() -> Trace:
 
 def _submit(store: Store, clock: SimClock, toml: str, count: int, ckpt: str) -> None:
     spec = parse_spec(toml, source="scale", submitted_at=clock.now())
-    for _ in range(count):
-        store.submit(spec, source="scale", now=clock.now(), checkpoint_uri=ckpt)
+    for i in range(count):  # each job its own prefix: the heartbeats phase reads each task's own objects
+        store.submit(spec, source="scale", now=clock.now(), checkpoint_uri=f"{ckpt}/{i}")
 
 
 def _finish(store: Store, clock: SimClock, count: int, ckpt: str, max_ticks: int = 8) -> None:
@@ -129,8 +130,8 @@ def measure_loop(url: str, tasks: int, shape: str, *, ticks: int = 3, stored: in
     return measure_phases(url, tasks, shape, ticks=ticks, stored=stored, warmup=warmup, phases=(QUIET,))[QUIET]
 
 
-QUIET, PROGRESS = "quiet", "progress"
-PHASES = (QUIET, PROGRESS)
+QUIET, PROGRESS, HEARTBEATS = "quiet", "progress", "heartbeats"
+PHASES = (QUIET, PROGRESS, HEARTBEATS)
 
 
 def measure_phases(url: str, tasks: int, shape: str, *, ticks: int = 3, stored: int = 0, warmup: int = 2,
@@ -140,7 +141,10 @@ def measure_phases(url: str, tasks: int, shape: str, *, ticks: int = 3, stored: 
     - `quiet`: every task running and none reporting progress yet (the sim's restart overhead has
       not passed): nothing changes, so a tick reads and decides but writes nothing;
     - `progress`: the clock moved past the restart overhead, so every running task reports new
-      progress on every tick, as a live job's heartbeats do: each tick writes every task.
+      progress on every tick, as a live job's heartbeats do: each tick writes every task;
+    - `heartbeats`: progress the production way: the provider reports none, every task's agent writes
+      a heartbeat each tick and a checkpoint every ten, and the loop reads them from checkpoint storage
+      whose every GET takes `bench._scale_storage.LATENCY_S` (`loop.progress_reads`: a budget a tick).
     """
     engine = make_engine(url)
     upgrade(engine)
@@ -157,7 +161,8 @@ def measure_phases(url: str, tasks: int, shape: str, *, ticks: int = 3, stored: 
             _submit(store, clock, job_toml(hours=_HOURS, shards=shards), jobs, ckpt)
             sim = SimProvider(clock, {"a": _always()}, epoch=clock.now())
             provider = CountingProvider(sim)
-            r = Reconciler(store, {"sim": provider}, clock, tick_seconds=TICK_S)
+            agents = Agents(store)
+            r = Reconciler(store, {"sim": provider}, clock, tick_seconds=TICK_S, storage=agents.storage)
             for _ in range(warmup):  # the first ticks launch everything: not the steady state
                 r.tick()
                 clock.sleep(TICK_S)
@@ -166,9 +171,12 @@ def measure_phases(url: str, tasks: int, shape: str, *, ticks: int = 3, stored: 
                 if phase == PROGRESS:
                     clock.sleep(sim.overhead_s)  # work begins: from here every tick sees new progress
                     r.tick()  # the first one also notes when each attempt became productive
+                if phase == HEARTBEATS:
+                    provider.strip_progress = True  # from here the loop reads heartbeats and manifests
+                    agents.follow()
                 result.setup_s = setup
                 result.alive = sum(1 for i in sim.instances() if i.alive)
-                _measure(r, clock, counter, provider, ticks, result)
+                _measure(r, clock, counter, provider, ticks, result, agents if phase == HEARTBEATS else None)
     finally:
         counter.close()
         engine.dispose()
@@ -176,11 +184,14 @@ def measure_phases(url: str, tasks: int, shape: str, *, ticks: int = 3, stored: 
 
 
 def _measure(r: Reconciler, clock: SimClock, counter: QueryCounter, provider: CountingProvider, ticks: int,
-             result: LoopResult) -> None:
+             result: LoopResult, agents: Agents | None = None) -> None:
     calls: Counter[str] = Counter()
     for _ in range(ticks):
         clock.sleep(TICK_S)
         provider.calls.clear()
+        if agents is not None:
+            agents.beat(clock.now())
+            agents.counter.gets = 0
         with counter.watching():
             start, cpu_start = time.perf_counter(), time.process_time()
             r.tick()
@@ -191,4 +202,6 @@ def _measure(r: Reconciler, clock: SimClock, counter: QueryCounter, provider: Co
         result.statements.append(counter.statements)
         result.task_updates.append(counter.task_updates)
         calls.update(provider.calls)
+        if agents is not None:
+            calls["storage GET"] += agents.counter.gets
     result.calls = {m: n / ticks for m, n in calls.items()}

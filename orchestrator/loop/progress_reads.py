@@ -31,7 +31,7 @@ from orchestrator.loop.executor import Executor
 from orchestrator.loop.task_facts import newest_manifest_of
 
 log = logging.getLogger("orch.reconciler")
-PER_TICK = 500
+PER_TICK = 256
 INTERVAL_S = 60.0
 
 
