@@ -59,6 +59,7 @@ class CampaignWorkers:
 
     def __init__(self, sim: SimProvider, items: ItemStore, *, item_seconds: float) -> None:
         self.sim = sim
+        self.abilities = sim.abilities
         self.items = items
         self.item_seconds = float(item_seconds)
         self.workers: dict[str, _Worker] = {}

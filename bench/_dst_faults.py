@@ -105,7 +105,7 @@ class FaultyProvider:
         self.inner = inner
         self.seams = seams
         self.name = inner.name
-        self.replaces_on_notice = getattr(inner, "replaces_on_notice", False)
+        self.abilities = inner.abilities
 
     def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
                options: Mapping[str, object] | None = None) -> list[Offer]:

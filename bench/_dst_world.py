@@ -36,6 +36,7 @@ from orchestrator.core.item_records import Lease
 from orchestrator.store.items import ItemStore
 from providers.base import (
     RESUME_NOT_BEFORE,
+    Abilities,
     Billing,
     CapacityError,
     EndReason,
@@ -168,8 +169,8 @@ class World:
     """The simulated cloud: zones, instances, storage and the job side, advanced by `advance(now)`."""
 
     name = "sim"
-    # Abilities, as AWS has them: a replacement may start while its predecessor drains its notice.
-    replaces_on_notice = True
+    # As AWS: a replacement may start while its predecessor drains its notice.
+    abilities = Abilities(replaces_on_notice=True)
 
     def __init__(self, clock: Callable[[], float], zones: Sequence[ZoneSpec], *, seed: int, items: ItemStore,
                  ckpt_every_s: float, save_s: float, item_seconds: Mapping[str, float],

@@ -2,8 +2,8 @@
 
     python -m bench.dst --seeds 1000            # a table of violations per invariant
     python -m bench.dst --seeds 50 --json       # {"runs", "violations", "failing_seeds"}
-    python -m bench.dst --seed 17 --trace       # replay one seed, tick by tick
-    python -m bench.dst --seed 17 --shrink      # the shortest prefix of its faults that still fails
+    python -m bench.dst --seed 17 --trace       # replay one seed, tick by tick; a failing one is shrunk to
+                                                # the shortest prefix of its faults that still fails
     python -m bench.dst --seeds 50 --postgres URL   # the same on PostgreSQL (a fresh database per run)
 
 It re-executes itself with PYTHONHASHSEED=0, so that a seed replays the same trace in any process.
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, help="run one seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--trace", action="store_true", help="with --seed: print the trace, one line a tick")
-    p.add_argument("--shrink", action="store_true", help="with --seed: the shortest failing prefix of its faults")
+    p.add_argument("--no-shrink", action="store_true", help="with --seed: do not look for the shortest failing prefix")
     p.add_argument("--postgres", metavar="URL", help="run on this PostgreSQL database instead of SQLite in memory")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)
@@ -51,10 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --seeds N or --seed S")
     started = time.perf_counter()
     outcomes = []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         if args.postgres:
             _reset_postgres(args.postgres)
         outcomes.append(run_seed(seed, url=args.postgres))
+        if len(seeds) > 1 and (i + 1) % 50 == 0:
+            print(f"{i + 1} of {len(seeds)} seeds, {sum(o.failed for o in outcomes)} failing, "
+                  f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started
     if args.json:
         print(json.dumps(summarize(outcomes)))
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, messages in o.violations.items():
             for m in messages[:5]:
                 print(f"  {name}: {m}")
-        if args.shrink and o.failed:
+        if o.failed and not args.no_shrink:
             prefix = shortest_failing_prefix(o.seed, o.faults, url=args.postgres)
             print(f"shortest failing prefix: {len(prefix)} of {len(o.faults)} faults")
             for f in prefix:
@@ -88,6 +91,10 @@ def _table(outcomes: list[Outcome], wall: float) -> None:
     faults = sum(len(o.injected) for o in outcomes)
     print(f"\n{len(outcomes)} seeds, {ticks} ticks, {faults} faults injected, {wall:.1f} s "
           f"({1000 * wall / max(1, ticks):.1f} ms a tick); failing seeds: {s['failing_seeds'][:20]}")
+    failing = s["failing_seeds"]
+    assert isinstance(failing, list)
+    for seed in failing[:5]:
+        print(f"replay: python -m bench.dst --seed {seed} --trace")
 
 
 def _reset_postgres(url: str) -> None:

@@ -223,6 +223,34 @@ class Notice:
     deadline: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Abilities:
+    """What a provider can do beyond the protocol's five calls: the loop asks this record, never the type.
+
+    Every provider declares one (`abilities = Abilities(...)`); the conformance suite checks each.
+    """
+
+    # A replacement may start while its predecessor drains an interruption notice: the provider holds
+    # the new job back until ORCH_RESUME_NOT_BEFORE (AWS does, in the user data).
+    replaces_on_notice: bool = False
+    # A launched instance may wait unbilled (a pod pending for a node): its attempt stays launching, and
+    # is billed from the moment it is seen running.
+    bills_from_start: bool = False
+    # `terminate` only asks (a pod's grace period): the instance is seen stopping, then gone, and a
+    # cancelled attempt ends then, not when asked.
+    stops_gracefully: bool = False
+    # Offers depend on the job (the local provider's simulated market is configured per job).
+    offers_per_job: bool = False
+
+
+@runtime_checkable
+class SharesCapacity(Protocol):
+    """Optional: adapters that fall back between zones themselves take the controller's capacity memory,
+    so that the loop and the adapter never disagree about where capacity was refused."""
+
+    def share_capacity(self, memory: CapacityMemory) -> None: ...
+
+
 @runtime_checkable
 class Provider(Protocol):
     """A place that runs attempts. Every method may raise only the errors below.
@@ -233,6 +261,7 @@ class Provider(Protocol):
     """
 
     name: str
+    abilities: Abilities
 
     def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
                options: Mapping[str, object] | None = None) -> list[Offer]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from providers.base import (
+    Abilities,
     Billing,
     CapacityError,
     EndReason,
@@ -154,6 +155,7 @@ class SimProvider:
     """
 
     name = "sim"
+    abilities = Abilities()
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from providers.base import (
+    Abilities,
     EndReason,
     Instance,
     LaunchRequest,
@@ -74,6 +75,31 @@ def satisfies(offer: Offer, r: Resources) -> bool:
     if r.min_gpu_memory_gb is not None and offer.gpu_memory_gb < r.min_gpu_memory_gb:
         return False
     return r.min_architecture is None or architecture_rank(offer.architecture) >= architecture_rank(r.min_architecture)
+
+
+# What each provider says it can do (`providers.base.Abilities`): the loop reads only this record.
+ABILITIES = {
+    "aws": Abilities(replaces_on_notice=True),
+    "kubernetes": Abilities(bills_from_start=True, stops_gracefully=True),
+    "local": Abilities(offers_per_job=True),
+    "gcp": Abilities(),
+    "sim": Abilities(),
+}
+
+
+def test_declares_its_abilities_in_one_typed_record(world: World) -> None:
+    assert type(world.provider.abilities) is Abilities
+    assert world.provider.abilities == ABILITIES[world.name]
+
+
+def test_an_instance_that_does_not_stop_gracefully_is_gone_once_terminated(world: World) -> None:
+    """`stops_gracefully` False promises the loop that a terminated instance is no longer alive in the
+    next listing (the attempt ends when asked); True, that it is seen stopping, then gone."""
+    inst = world.provider.launch(request_for(world, "conf-att-stop"))
+    world.provider.terminate(inst)
+    after = listed(world, inst.instance_id)
+    if not world.provider.abilities.stops_gracefully:
+        assert not any(i.alive for i in after), after
 
 
 # --- offers ----------------------------------------------------------------------------------------

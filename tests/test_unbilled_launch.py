@@ -15,7 +15,7 @@ from orchestrator.core.model import AttemptState, Outcome, TaskState
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from providers.base import EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources
+from providers.base import Abilities, EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources
 from providers.local.provider import LocalProvider
 from tests.http_fake import ManualClock
 from tests.loop_support import job_toml, python_command, reconciler, submit
@@ -57,6 +57,7 @@ class NeverStarts:
     """A provider whose instances always end before starting the job (boot failure, capacity at boot)."""
 
     name = "local"
+    abilities = Abilities()
 
     def __init__(self, local: LocalProvider, clock: ManualClock) -> None:
         self.local, self.clock = local, clock

@@ -168,13 +168,14 @@ def _outcome(fn: Callable[[], T]) -> T | Exception:
 class TimedProvider:
     """A provider whose protocol calls are bounded by the executor's timeout.
 
-    Everything else (capability flags such as `replaces_on_notice`, `share_capacity`, settings) passes
+    Everything else (its `abilities`, `share_capacity`, settings) passes
     through unchanged, so the loop cannot tell the wrapper from the provider except by its patience.
     """
 
     def __init__(self, inner: Provider, executor: Executor) -> None:
         self._inner, self._executor = inner, executor
         self.name = inner.name
+        self.abilities = inner.abilities
 
     def offers(self, resources: Resources, regions: Sequence[str], *, job_id: str | None = None,
                options: Mapping[str, object] | None = None) -> list[Offer]:

@@ -37,10 +37,7 @@ from orchestrator.loop.task_facts import (
     Tracked,
     asked_to_stop,
     attempt_key,
-    bills_from_start,
     draining,
-    replaces_on_notice,
-    stops_gracefully,
 )
 from orchestrator.loop.zones import ZoneView
 from orchestrator.store.item_source import worker_environment
@@ -120,7 +117,7 @@ class TaskWorker:
                     return
                 if self._still_starting(live, inst):
                     return
-                if inst.alive or not bills_from_start(self.r.providers[live.provider]):
+                if inst.alive or not self.r.providers[live.provider].abilities.bills_from_start:
                     self._started(live, inst)
                     live = self.live = self.store.attempt(live.id)
                     assert live is not None
@@ -186,7 +183,7 @@ class TaskWorker:
     def _still_starting(self, live: AttemptView, inst: Instance) -> bool:
         """A launched instance that has not started the job yet (a pod waiting for a node): nothing is
         billed, so it waits, unless the job was cancelled. True when there is nothing more to do."""
-        if inst.state is not InstanceState.PENDING or not bills_from_start(self.r.providers[live.provider]):
+        if inst.state is not InstanceState.PENDING or not self.r.providers[live.provider].abilities.bills_from_start:
             return False
         if self.job.cancel_requested_at is not None:
             self._terminate(live, inst, Outcome.CANCELLED, (Transition.CANCEL,),
@@ -196,7 +193,7 @@ class TaskWorker:
     def _started(self, attempt: AttemptView, inst: Instance) -> None:
         """Record the attempt as running. A provider that bills from the start is billed from now (the
         instance was seen running by this tick); others from the launch request, as they bill."""
-        started_at = None if bills_from_start(self.r.providers[attempt.provider]) else (
+        started_at = None if self.r.providers[attempt.provider].abilities.bills_from_start else (
             inst.launched_at if inst.launched_at is not None else attempt.launched_at)  # the cloud's launch time
         self.store.attempt_running(attempt, inst.instance_id, self.now, started_at=started_at)
 
@@ -205,7 +202,7 @@ class TaskWorker:
         # The instance goes first: if terminating fails, the attempt stays live and the next tick retries.
         provider = self.r.providers[live.provider]
         provider.terminate(inst)
-        if outcome is Outcome.CANCELLED and stops_gracefully(provider) and not unbilled:
+        if outcome is Outcome.CANCELLED and provider.abilities.stops_gracefully and not unbilled:
             # The instance stops in its own time (a pod's grace period, for the job to save): it runs
             # and is billed until then, so the attempt stays live and ends when the listing shows it gone.
             if not asked_to_stop(self.store, self.job.id, live.id):
@@ -332,7 +329,7 @@ class TaskWorker:
         # only what the core cannot see: the attempt, the provider's ability, a pending cancel.
         if (notice.deadline is None or self.job.cancel_requested_at is not None
                 or live.state is not AttemptState.RUNNING or live.market is not Market.SPOT
-                or not replaces_on_notice(self.r.providers[live.provider])):
+                or not self.r.providers[live.provider].abilities.replaces_on_notice):
             return False
         now = self.now
         if notice.kind is NoticeKind.INTERRUPTION:  # that capacity is going away: not for the successor
@@ -340,7 +337,7 @@ class TaskWorker:
         action = replace_on_notice(self._context(None), kind=notice.kind, deadline=notice.deadline)
         if not isinstance(action, Launch):
             return False
-        offers = tuple(o for o in action.offers if replaces_on_notice(self.r.providers[o.provider]))
+        offers = tuple(o for o in action.offers if self.r.providers[o.provider].abilities.replaces_on_notice)
         if not offers:
             return False
         try:
@@ -378,7 +375,7 @@ class TaskWorker:
     def _launch(self, offers: tuple[Offer, ...]) -> None:
         if any(draining(a, self.now) for a in self.snap.attempts_of(self.task.id)):
             # A predecessor may still be saving: only a provider that can hold the job back may start now.
-            offers = tuple(o for o in offers if replaces_on_notice(self.r.providers[o.provider]))
+            offers = tuple(o for o in offers if self.r.providers[o.provider].abilities.replaces_on_notice)
         for offer in offers[:MAX_OFFERS_PER_TICK]:
             attempt = self.store.begin_attempt(self.task, offer, self.now)
             if self._start(attempt, offer):
@@ -435,7 +432,7 @@ class TaskWorker:
                                    message=f"launch on {where} failed: {reason}", unbilled=True)
             return False
         try:
-            if inst.state is InstanceState.PENDING and bills_from_start(provider):
+            if inst.state is InstanceState.PENDING and provider.abilities.bills_from_start:
                 self.store.attempt_instance(attempt, inst.instance_id)  # running (and billed) once started
             else:
                 self._started(attempt, inst)

@@ -42,7 +42,17 @@ from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
 from orchestrator.store.observations import progress_values
 from orchestrator.store.views import JobView
-from providers.base import CapacityMemory, Clock, Instance, Notice, Offer, Provider, ProviderError, Resources
+from providers.base import (
+    CapacityMemory,
+    Clock,
+    Instance,
+    Notice,
+    Offer,
+    Provider,
+    ProviderError,
+    Resources,
+    SharesCapacity,
+)
 
 log = logging.getLogger("orch.reconciler")
 PRICE_RECORD_S = 600.0
@@ -115,9 +125,8 @@ class Reconciler:
         self.born = self.clock.now()
         self.providers = self.executor.timed(self.providers)
         for provider in self.providers.values():
-            share = getattr(provider, "share_capacity", None)
-            if callable(share):
-                share(self.capacity)
+            if isinstance(provider, SharesCapacity):
+                provider.share_capacity(self.capacity)
 
     def tick(self, *, job_ids: Collection[str] | None = None, reap: bool = True) -> list[str]:
         """One pass over the jobs this controller holds; returns the ids of jobs still unfinished.
@@ -410,7 +419,7 @@ class Reconciler:
 
     def _offers_key(self, provider: str, resources: Resources, regions: tuple[str, ...],
                     job_id: str) -> tuple[str, Resources, tuple[str, ...], str]:
-        per_job = getattr(self.providers[provider], "offers_per_job", False) is True
+        per_job = self.providers[provider].abilities.offers_per_job
         return (provider, resources, regions, job_id if per_job else "")
 
     def _record_prices(self, offers: list[Offer]) -> None:

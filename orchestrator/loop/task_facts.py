@@ -20,7 +20,7 @@ from orchestrator.core.campaign_plan import (
 )
 from orchestrator.core.campaign_zones import SETTLE_OVERHEADS, ZoneAges, observe_zones
 from orchestrator.core.model import AttemptView, Outcome
-from providers.base import Market, Offer, Provider, offer_key
+from providers.base import Market, Offer, offer_key
 
 if TYPE_CHECKING:
     from orchestrator.store import Store
@@ -29,27 +29,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("orch.reconciler")
 
 
-def replaces_on_notice(provider: Provider) -> bool:
-    """Whether `provider` can start a replacement that waits for its predecessor (ORCH_RESUME_NOT_BEFORE)."""
-    return getattr(provider, "replaces_on_notice", False) is True
-
-
-def bills_from_start(provider: Provider) -> bool:
-    """Whether `provider`'s instances may wait unbilled after launch (a pod pending for a node): the
-    attempt then stays launching until the instance runs, and is billed from that moment."""
-    return getattr(provider, "bills_from_start", False) is True
-
-
 def asked_to_stop(store: Store, job_id: str, attempt_id: str) -> bool:
     """Whether the loop asked this attempt's instance to stop gracefully (its `stopping` event): the one
     record that survives a controller restart, so a successor knows not to wait out the listing grace."""
     return store.has_event(job_id, "stopping", attempt_id=attempt_id)
-
-
-def stops_gracefully(provider: Provider) -> bool:
-    """Whether `provider`'s terminate only asks the instance to stop (a pod deleted with a grace period),
-    so that it is seen stopping, then gone: a cancelled attempt is ended then, not when asked."""
-    return getattr(provider, "stops_gracefully", False) is True
 
 
 def draining(attempt: AttemptView, now: float) -> bool:

@@ -27,6 +27,7 @@ from providers.aws.offers import OfferCache, newest_spot_prices, region_offers, 
 from providers.aws.settings import AwsSettings, load_aws_settings
 from providers.aws.signals import PlacementScores, price_signals
 from providers.base import (
+    Abilities,
     CapacityError,
     CapacityMemory,
     Clock,
@@ -51,7 +52,7 @@ class AwsProvider:
     name = PROVIDER
     # A replacement launched on an interruption notice boots at once and starts its job only after
     # ORCH_RESUME_NOT_BEFORE (the old instance's deadline): see `aws_launch.user_data`.
-    replaces_on_notice = True
+    abilities = Abilities(replaces_on_notice=True)
 
     def __init__(self, clock: Clock, settings: AwsSettings, *, client_factory: ClientFactory | None = None) -> None:
         self.clock = clock

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as gexc
 
 from providers.base import (
+    Abilities,
     CapacityError,
     CapacityMemory,
     Clock,
@@ -57,6 +58,7 @@ FORGET_GONE_SECONDS = 600.0
 
 class GcpProvider:
     name = PROVIDER
+    abilities = Abilities()
 
     def __init__(
         self,

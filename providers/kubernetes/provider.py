@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from providers.base import (
+    Abilities,
     Billing,
     Clock,
     Instance,
@@ -119,11 +120,10 @@ def _is_status(exc: BaseException, code: int) -> bool:
 class KubernetesProvider:
     name = PROVIDER
     # A pod is billed from when it is bound and its job started, not from its creation: the loop keeps
-    # the attempt launching (and unbilled) while the pod waits for a node or pulls its image.
-    bills_from_start = True
-    # Deleting a pod gives it its grace period to save: the loop waits to see it stopped (see
-    # `orchestrator.loop.task_facts.stops_gracefully`) before ending a cancelled attempt.
-    stops_gracefully = True
+    # the attempt launching (and unbilled) while the pod waits for a node or pulls its image. Deleting a
+    # pod gives it its grace period to save: the loop waits to see it stopped before ending a cancelled
+    # attempt.
+    abilities = Abilities(bills_from_start=True, stops_gracefully=True)
 
     def __init__(self, api_client: ApiClient, settings: KubernetesSettings | None = None, *,
                  clock: Clock | None = None) -> None:

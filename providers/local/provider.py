@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
 from providers.base import (
+    Abilities,
     CapacityError,
     Clock,
     EndReason,
@@ -103,7 +104,7 @@ class LocalProvider:
     name = "local"
 
     # Each job has its own simulated market (its options, its recorded epoch): offers are per job.
-    offers_per_job = True
+    abilities = Abilities(offers_per_job=True)
 
     def __init__(self, home: Path, clock: Clock, *, agent_command: Sequence[str],
                  settings: LocalSettings | None = None) -> None:
