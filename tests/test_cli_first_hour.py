@@ -109,6 +109,13 @@ def test_orch_run_runs_a_submitted_job_here_and_a_file_in_one_command(
     code, _, err = run(capsys, "run", job_id[:8])
     assert code == 1 and "already finished" in err
 
+    code, out, _ = run(capsys, "submit", str(_quick(tmp_path)))
+    held = out.split()[2]
+    store.claim_jobs("orch-elsewhere", time.time(), 60.0, job_ids=[held])
+    code, _, err = run(capsys, "run", held)  # before: one tick, then "pending" and exit 1
+    assert code == 1 and "controller orch-elsewhere is running job" in err
+    store.release_jobs("orch-elsewhere")
+
     code, out, _ = run(capsys, "run", str(_quick(tmp_path)), "--tick", "0.2", "-o", "json")
     final = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and final["state"] == "succeeded"

@@ -321,6 +321,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = resolve(store, args.job)
     if job.finished_at is not None:
         raise CliError(f"job {job.id[:8]} has already finished (`orch status {job.id[:8]}`)")
+    owner = store.job_leases([job.id], time.time()).get(job.id)
+    if owner is not None:  # this loop could not claim it: it would stop at once, the job unfinished
+        raise CliError(f"controller {owner} is running job {job.id[:8]}; follow it with "
+                       f"`orch status {job.id[:8]} --watch` or `orch logs {job.id[:8]} -f`")
     return wait(store, job.id, job.spec, tick=args.tick, quiet=args.output == "json")
 
 

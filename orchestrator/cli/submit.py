@@ -79,8 +79,10 @@ class Estimate:
         return self.price_per_hour * self.hours
 
     def to_dict(self) -> dict[str, Any]:
+        from orchestrator.core.cost import money
+
         return {"instance_type": self.instance_type, "price_per_hour": self.price_per_hour, "hours": self.hours,
-                "cost_usd": round(self.cost_usd, 4)}
+                "cost_usd": money(self.cost_usd)}
 
 
 def estimate(spec: JobSpec, offers: Sequence[Offer]) -> dict[str, Estimate]:
