@@ -4,8 +4,8 @@ Generated, not written by hand, so a new command or flag completes the day it is
 that every command of the parser is in the script). The script is static: completing a word runs no
 Python (a job id is not completed: that would query the store on every Tab).
 
-    source <(orch completion bash)              # bash, for this shell
-    orch completion zsh > "${fpath[1]}/_orch"   # zsh, for good
+    source <(orch completion bash)   # in ~/.bashrc
+    source <(orch completion zsh)    # in ~/.zshrc, after compinit
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ positive_int = bounded_int(1, 10**9)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    st = sub.add_parser("status", aliases=["ls"], help="jobs with state, progress and live cost (`ls`: the same)",
+    st = sub.add_parser("status", aliases=["ls"], help="jobs with state, progress and live cost",
                         description="Without JOB: the newest jobs as a table (newest first). With JOB: that job "
                                     "in detail, with its attempts.")
     st.add_argument("job", nargs="?", metavar="JOB", help="a job id, or any unique prefix of one")
