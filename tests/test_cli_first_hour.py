@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from orchestrator.cli import render
 from orchestrator.cli.main import build_parser, main
@@ -30,6 +31,7 @@ from orchestrator.cli.wiring import open_store
 from orchestrator.core.cost import JobCost, job_cost, money, usd_text
 from orchestrator.core.spec import JobSpec, ScheduleSpec
 from orchestrator.store import Store
+from orchestrator.store.tables import JobRow
 from providers.base import Resources
 from tests.loop_support import REPO, job_toml, python_command
 
@@ -97,6 +99,13 @@ def test_submit_and_status_say_whether_a_controller_holds_the_job(
     # `orch cancel`'s brief pass over one job is not a controller.
     store.claim_jobs("cancel-123", time.time(), 30.0, job_ids=[held])
     assert store.live_controllers(time.time()) == {}
+    # A job that finished under a controller keeps its lease until that controller stops: not "held".
+    assert run(capsys, "cancel", new)[0] == 0
+    with store.session() as s:
+        s.execute(update(JobRow).where(JobRow.id == new).values(lease_owner="orch-x", lease_expires_at=now + 60))
+    _, one, _ = run(capsys, "status", new, "--json")
+    _, listed, _ = run(capsys, "ls", "--json")
+    assert json.loads(one)["controller"] is None and json.loads(listed)[0]["controller"] is None
 
 
 def test_orch_run_runs_a_submitted_job_here_and_a_file_in_one_command(
@@ -251,18 +260,20 @@ def test_events_follow_and_logs_tail_since_attempt(
     out, err = follow.communicate(timeout=30)
     assert follow.returncode == 0, err  # ended with the job, by itself
     kinds = [line.split()[2] for line in out.splitlines()]
-    assert kinds[0] == "submitted" and "finished" in kinds
+    assert kinds[0] == "submitted" and kinds[-1] == "finished", out  # before the fix, `finished` could be missed
     assert len(out.splitlines()) == len(set(out.splitlines()))  # each event once
 
     code, out, _ = run(capsys, "logs", job_id, "--tail", "2")
     whole = run(capsys, "logs", job_id)[1].splitlines()
-    assert code == 0 and out.splitlines() == [whole[0], *whole[-2:]] and "line 4" in whole[-2:]
+    assert code == 0 and out.splitlines() == [whole[0], *whole[-2:]], (out, whole)
+    assert len(whole) >= 1 + 5 and "line 4" in whole
     code, out, _ = run(capsys, "logs", job_id, "--attempt", "0")
     assert [ln for ln in out.splitlines() if ln.startswith("line")] == [f"line {i}" for i in range(5)]
     code, _, err = run(capsys, "logs", job_id, "--attempt", "7")
     assert code == 1 and "no attempt 7 (attempts: 0)" in err
     time.sleep(1.2)
     assert run(capsys, "logs", job_id, "--since", "1s")[1] == ""  # the only attempt ended before that
+    assert run(capsys, "logs", job_id, "--since", "1s", "--attempt", "0")[:2] == (0, "")  # it exists: no error
     assert "line 4" in run(capsys, "logs", job_id, "--since", "1h")[1]
     bad = orch("logs", job_id, "--since", "soon")
     assert bad.returncode == 2 and "--since" in bad.stderr and "90s" in bad.stderr

@@ -150,8 +150,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     def attempts() -> list[AttemptView]:
         return chosen(store.attempts(job.id), number=args.attempt, since_s=args.since, now=time.time())
 
-    if args.attempt is not None and not args.follow and not attempts():
-        numbers = sorted({a.number for a in store.attempts(job.id)})
+    numbers = sorted({a.number for a in store.attempts(job.id)})
+    if args.attempt is not None and not args.follow and args.attempt not in numbers:
         raise CliError(f"job {job.id[:8]} has no attempt {args.attempt} "
                        f"(attempts: {', '.join(map(str, numbers)) or 'none yet'})")
     if not args.follow:

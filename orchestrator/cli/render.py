@@ -36,9 +36,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int |
     columns are dropped in order, then `elastic` columns are cut (ending in "…") down to
     `ELASTIC_FLOOR`, then the `last_resort` columns are dropped whole (and `elastic` ones cut
     further): a figure, money above all, is never cut in half (a clipped `$1,234.56` reads as
-    `$1,23…` or, worse, `$1`). Only a terminal too narrow for the
-    columns that are never dropped gets its lines clipped. `paint` colours a column's cells (after
-    padding, so the escape codes do not count against the width)."""
+    `$1,23…` or, worse, `$1`). Only a terminal too narrow for the columns that are never dropped
+    gets its lines clipped. `paint` colours a column's cells (after padding, so the escape codes do
+    not count against the width)."""
     cols = list(range(len(headers)))
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 

@@ -183,7 +183,7 @@ def _one(store: Store, status: JobStatus, args: argparse.Namespace) -> str:
     campaign = campaign_now(store, status)
     unfinished = status.state not in FINISHED_STATES
     if args.output == "json":
-        owner = store.job_leases([status.job_id], now).get(status.job_id)
+        owner = store.job_leases([status.job_id], now).get(status.job_id) if unfinished else None
         return json.dumps({**status.to_dict(), "controller": owner,
                            **({"campaign": campaign.to_dict()} if campaign else {})}, allow_nan=False)
     width = None if args.output == "wide" else terminal_width()
@@ -207,7 +207,8 @@ def _show_list(store: Store, args: argparse.Namespace, *, clear: bool) -> None:
     statuses = statuses_now(store, jobs)
     now = time.time()
     if args.output == "json":
-        owners = store.job_leases([s.job_id for s in statuses], now)
+        # A finished job's lease lingers until its controller stops or the lease runs out: not "held".
+        owners = store.job_leases([s.job_id for s in statuses if s.state not in FINISHED_STATES], now)
         text = json.dumps([{**s.to_dict(), "controller": owners.get(s.job_id)} for s in statuses], allow_nan=False)
     elif statuses:
         text = render.status_rows(statuses, terminal_width(), created={j.id: j.created_at for j in jobs}, now=now,
@@ -234,9 +235,10 @@ def event_dict(e: EventView) -> dict[str, Any]:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    """The job's events; with -f, new ones as they are recorded until the job ends (its end state is read
-    before the events, so the last read has everything). `-o json` prints one list, or with -f one
-    object per line (a followed list would never end)."""
+    """The job's events; with -f, new ones as they are recorded until the job has finished: the loop
+    records the `finished` event, then marks the job finished, so reading that mark before the events
+    makes the last read hold every event. `-o json` prints one list, or with -f one object per line
+    (a followed list would never end)."""
     from orchestrator.cli.wiring import open_store
     from orchestrator.core.model import job_state
 
@@ -247,13 +249,12 @@ def cmd_events(args: argparse.Namespace) -> int:
         return 0
     seen = 0
     while True:
-        tasks = store.tasks(job.id)
-        ended = not args.follow or (all(t.state.terminal for t in tasks)
-                                    and not any(a.live for a in store.attempts(job.id)))
+        current = store.job(job.id)
+        ended = not args.follow or (current is not None and current.finished_at is not None)
         for e in store.events(job.id, after_id=seen):
             seen = e.id
             print(json.dumps(event_dict(e)) if args.output == "json"
                   else f"{render.when(e.at, args.utc)}  {e.kind:<18} {e.message}", flush=args.follow)
         if ended:
-            return 0 if not args.follow or job_state([t.state for t in tasks]) == "succeeded" else 1
+            return 0 if not args.follow or job_state([t.state for t in store.tasks(job.id)]) == "succeeded" else 1
         time.sleep(cli_logs.POLL_S)
