@@ -140,7 +140,8 @@ def test_submit_without_wait_says_a_controller_must_run(tmp_path: Path, orch_hom
     job = job_toml(tmp_path, command=python_command("pass"))
     out = orch("submit", str(job))
     assert out.returncode == 0
-    assert "orch controller" in out.stderr and "--wait" in out.stderr
+    assert "no controller is running" in out.stderr
+    assert "orch controller" in out.stderr and "`orch run " in out.stderr  # or run it here, in one command
     assert len(out.stderr.splitlines()) <= 2
     # --json keeps stdout one JSON object; the hint goes to stderr all the same.
     out = orch("submit", str(job), "--json")
@@ -216,8 +217,8 @@ def test_policy_and_providers_help_list_the_registered_names() -> None:
     (("stauts",), "orch: unknown command 'stauts'; did you mean 'status'?"),
     (("sumbit", "job.toml"), "orch: unknown command 'sumbit'; did you mean 'submit'?"),
     (("db", "upgrad"), "orch db: unknown command 'upgrad'; did you mean 'upgrade'?"),
-    (("frobnicate",), "orch: unknown command 'frobnicate' (commands: submit, status, logs, events, results, "
-                      "cancel, controller, db, simulate, aws, agent)"),
+    (("frobnicate",), "orch: unknown command 'frobnicate' (commands: submit, status, ls, logs, events, results, "
+                      "cancel, run, controller, db, simulate, aws, agent, completion)"),
 ])
 def test_a_mistyped_command_gets_a_suggestion(argv: tuple[str, ...], line: str) -> None:
     out = orch(*argv)

@@ -142,9 +142,11 @@ def test_bad_options_get_one_line_and_exit_2(orch_home: Path, argv: list[str], n
 def test_the_table_shows_savings_as_projected_while_unfinished_and_none_when_stopped(store: Store) -> None:
     pending, cancelled = _bulk(store, 2)
     assert main(["cancel", cancelled]) == 0
-    rows = {line.split()[0]: line for line in orch("status").stdout.splitlines()[1:]}
-    assert rows[pending[:8]].split()[-2].startswith("~$")  # SAVED, projected
-    assert rows[cancelled[:8]].split()[-2] == "-"
+    header, *lines = orch("status").stdout.splitlines()
+    column = header.split().index("SAVED")
+    rows = {line.split()[0]: line.split() for line in lines}
+    assert rows[pending[:8]][column].startswith("~$")  # SAVED, projected
+    assert rows[cancelled[:8]][column] == "-"
     shown = {s["job_id"]: s["cost"] for s in json.loads(orch("status", "--json").stdout)}
     assert shown[pending]["saved_usd"] is None and shown[pending]["projected_saved_usd"] > 0
     assert shown[cancelled]["saved_usd"] is None and shown[cancelled]["projected_saved_usd"] is None

@@ -111,3 +111,19 @@ def version() -> str:
         from orchestrator import __version__
 
         return __version__
+
+
+def output_flags(p: argparse.ArgumentParser, formats: Sequence[str] = ("table", "wide", "json")) -> None:
+    """`-o FORMAT` as kubectl has it, and `--json` as the short form of `-o json` (one JSON shape per
+    command, whichever flag asked for it). Sets `args.output`."""
+    g = p.add_mutually_exclusive_group()
+    shown = {"table": "a table fitted to the terminal (default)",
+             "wide": "every column, whatever the terminal's width",
+             "json": "machine-readable (docs/cli.md)"}
+    g.add_argument("-o", "--output", choices=formats, default="table", metavar="FORMAT",
+                   help="; ".join(f"{f}: {shown.get(f, f)}" for f in formats))
+    g.add_argument("--json", dest="output", action="store_const", const="json", help="the same as -o json")
+
+
+def utc_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--utc", action="store_true", help="show times in UTC (default: local time, with its zone)")

@@ -9,11 +9,14 @@ has ended and every attempt's last output has been printed.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from orchestrator.cli.args import bounded_int
 from orchestrator.cli.errors import CliError
 
 if TYPE_CHECKING:
@@ -32,7 +35,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lg.add_argument("job", metavar="JOB", help="a job id, or any unique prefix of one")
     lg.add_argument("-f", "--follow", action="store_true",
                     help="keep printing new output until the job ends (exit 0 if it succeeded, else 1) or Ctrl-C")
+    lg.add_argument("--tail", type=bounded_int(0, 10**9), metavar="N",
+                    help="start with the last N lines of each attempt shown (default: all of them)")
+    lg.add_argument("--since", type=duration, metavar="DURATION",
+                    help="only attempts running or ended in the last DURATION (`90s`, `10m`, `2h`, `1d`): lines "
+                         "carry no time of their own, so whole attempts are chosen")
+    lg.add_argument("--attempt", type=bounded_int(0, 10**9), metavar="K",
+                    help="only attempt K (the `#` of `orch status JOB`; of every task, for an array job)")
     lg.set_defaults(func=cmd_logs)
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(text: str) -> float:
+    """An argparse type: `90s`, `10m`, `2h`, `1d` (or plain seconds) as seconds, finite and above 0."""
+    t = text.strip().lower()
+    unit = _UNITS.get(t[-1:])
+    number = t[:-1] if unit is not None else t
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 10m, 2h or 1d, got {text!r}")
+    return seconds
 
 
 def header(a: AttemptView) -> str:
@@ -60,6 +87,7 @@ class Follower:
     shown: dict[str, int] = field(default_factory=dict)  # characters printed, by attempt id
     closed: set[str] = field(default_factory=set)  # attempts printed to their end
     last: str | None = None  # the attempt whose output was printed last
+    tail: int | None = None  # each attempt starts with its last `tail` lines (None: all)
 
     def poll(self, attempts: list[AttemptView], *, final: bool) -> None:
         """Print new output. Whole lines only while an attempt runs (a half-written line, or a
@@ -78,8 +106,11 @@ class Follower:
             new = text[self.shown.get(a.id, 0):]
             if not ended:
                 new = new[: new.rfind("\n") + 1]
+            advanced = len(new)
+            if a.id not in self.shown and self.tail is not None:
+                new = last_lines(new, self.tail)
             self._print(a, new, first=a.id not in self.shown)
-            self.shown[a.id] = self.shown.get(a.id, 0) + len(new)
+            self.shown[a.id] = self.shown.get(a.id, 0) + advanced
             if ended:
                 self.closed.add(a.id)
 
@@ -92,31 +123,52 @@ class Follower:
         sys.stdout.flush()
 
 
+def last_lines(text: str, n: int) -> str:
+    """The last `n` lines of `text` (a last line without its newline counts as one)."""
+    if n == 0:
+        return ""
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[-n:])
+
+
+def chosen(attempts: list[AttemptView], *, number: int | None, since_s: float | None,
+           now: float) -> list[AttemptView]:
+    """The attempts `--attempt` and `--since` choose (both: those that pass both)."""
+    return [a for a in attempts if (number is None or a.number == number)
+            and (since_s is None or a.ended_at is None or a.ended_at >= now - since_s)]
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
-    """Print every attempt's output; with -f, keep printing until the job ends."""
+    """Print the chosen attempts' output; with -f, keep printing until the job ends."""
+    from orchestrator.cli.jobs import resolve
     from orchestrator.cli.wiring import build_providers, open_store
 
     store = open_store()
-    job = store.job(args.job)
-    if job is None:
-        raise CliError(f"no job {args.job!r}")
-    follower = Follower(job.id, build_providers(job.spec.placement.providers))
+    job = resolve(store, args.job)
+    follower = Follower(job.id, build_providers(job.spec.placement.providers), tail=args.tail)
+
+    def attempts() -> list[AttemptView]:
+        return chosen(store.attempts(job.id), number=args.attempt, since_s=args.since, now=time.time())
+
+    numbers = sorted({a.number for a in store.attempts(job.id)})
+    if args.attempt is not None and not args.follow and args.attempt not in numbers:
+        raise CliError(f"job {job.id[:8]} has no attempt {args.attempt} "
+                       f"(attempts: {', '.join(map(str, numbers)) or 'none yet'})")
     if not args.follow:
-        follower.poll(store.attempts(job.id), final=True)
+        follower.poll(attempts(), final=True)
         return 0
-    return follow(store, job, follower)
+    return follow(store, job, follower, attempts)
 
 
-def follow(store: Store, job: JobView, follower: Follower) -> int:
+def follow(store: Store, job: JobView, follower: Follower, attempts: Callable[[], list[AttemptView]]) -> int:
     """Poll until the job has ended; the ended state is read before the logs, so the last poll has
     everything the attempts wrote."""
     from orchestrator.core.model import job_state
 
     while True:
         tasks = store.tasks(job.id)
-        attempts = store.attempts(job.id)
-        ended = all(t.state.terminal for t in tasks) and not any(a.live for a in attempts)
-        follower.poll(attempts, final=ended)
+        ended = all(t.state.terminal for t in tasks) and not any(a.live for a in store.attempts(job.id))
+        follower.poll(attempts(), final=ended)
         if ended:
             return 0 if job_state([t.state for t in tasks]) == "succeeded" else 1
         time.sleep(POLL_S)

@@ -12,19 +12,21 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from orchestrator.cli import completion
 from orchestrator.cli import results as cli_results
 from orchestrator.cli import status as cli_status
-from orchestrator.cli.args import OrchParser, VersionAction, bounded_int, finite_float
+from orchestrator.cli.args import OrchParser, VersionAction, bounded_int, finite_float, output_flags
 from orchestrator.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError
 from orchestrator.cli.submit import cmd_submit, prepare, run_loop
 from orchestrator.core.spec import MAX_HOURS, MAX_RESTART_OVERHEAD_HOURS
 
 if TYPE_CHECKING:
     from orchestrator.loop.executor import Executor
+    from orchestrator.store import Store
 
 __all__ = ["build_parser", "main", "prepare"]
 
@@ -124,7 +126,7 @@ def build_parser() -> OrchParser:
     s = sub.add_parser("submit", help="validate and submit a job.toml")
     s.add_argument("file", help="the job file (docs/job-spec.md)")
     s.add_argument("--wait", action="store_true", help="run the loop in this process until the job ends")
-    s.add_argument("--json", action="store_true", help="print the job id and estimate as one JSON object")
+    output_flags(s, ("table", "json"))
     s.add_argument("--tick", type=TICK, default=2.0, help="seconds between reconcile ticks with --wait (default 2)")
     s.set_defaults(func=cmd_submit)
 
@@ -132,9 +134,8 @@ def build_parser() -> OrchParser:
     cli_status.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     cli_results.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
 
-    c = sub.add_parser("cancel", help="cancel a job: its processes or instances are stopped")
-    c.add_argument("job", help="job id, or any unique prefix of it")
-    c.set_defaults(func=cmd_cancel)
+    _cancel_parser(sub)
+    _run_parser(sub)
 
     _controller_parser(sub, s)
 
@@ -153,7 +154,29 @@ def build_parser() -> OrchParser:
     notices.set_defaults(func=cmd_aws_setup_notices)
 
     sub.add_parser("agent", help="run beside a job on its instance: orch agent [options] -- CMD ...")
+    completion.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub), p)
     return p
+
+
+def _cancel_parser(sub: argparse._SubParsersAction[OrchParser]) -> None:
+    c = sub.add_parser("cancel", help="cancel jobs: their processes or instances are stopped",
+                       description="Cancel one job, several, or every unfinished one (--all). More than one asks "
+                                   "for a confirmation first, unless --yes.")
+    c.add_argument("job", nargs="*", metavar="JOB", help="job ids, or any unique prefixes of them")
+    c.add_argument("--all", action="store_true", help="every unfinished job")
+    c.add_argument("--yes", "-y", action="store_true", help="do not ask for a confirmation")
+    c.set_defaults(func=cmd_cancel)
+
+
+def _run_parser(sub: argparse._SubParsersAction[OrchParser]) -> None:
+    r = sub.add_parser("run", help="run a job in this terminal until it ends: a submitted JOB, or a job FILE",
+                       description="The reconcile loop in this process, for one job, printing its events, then "
+                                   "its status (exit 0 if it succeeded, else 1). With a job file, it is submitted "
+                                   "first: `orch run job.toml` is `orch submit job.toml --wait`.")
+    r.add_argument("job", metavar="JOB|FILE", help="a submitted job's id (or a unique prefix), or a job.toml to submit")
+    r.add_argument("--tick", type=TICK, default=2.0, help="seconds between reconcile ticks (default 2)")
+    output_flags(r, ("table", "json"))
+    r.set_defaults(func=cmd_run)
 
 
 def _controller_parser(sub: argparse._SubParsersAction[OrchParser], submit: OrchParser) -> None:
@@ -217,18 +240,56 @@ def _policy_help() -> str:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from orchestrator.cli.wiring import build_providers, open_store
+    """Cancel the named jobs (or every unfinished one): each is checked before any is cancelled, and more
+    than one needs a yes (at a terminal) or --yes."""
+    from orchestrator.cli.jobs import resolve_many
+    from orchestrator.cli.wiring import open_store
+    from orchestrator.store.job_list import JobFilter
+
+    if bool(args.job) == bool(args.all):
+        raise CliError("name the jobs to cancel, or --all (not both)", EXIT_USAGE)
+    store = open_store()
+    if args.all:
+        jobs = store.jobs(JobFilter(states=("pending", "running", "preempted")))
+        if not jobs:
+            print("no unfinished jobs")
+            return 0
+    else:
+        jobs = resolve_many(store, args.job)
+    if len(jobs) > 1 and not args.yes and not confirm(f"cancel {len(jobs)} jobs ({_some(j.id[:8] for j in jobs)})?"):
+        print("nothing cancelled", file=sys.stderr)
+        return 1
+    for job in jobs:
+        cancel_one(store, job.id)
+    return 0
+
+
+def _some(ids: Iterable[str], n: int = 5) -> str:
+    shown = list(ids)
+    return ", ".join(shown[:n]) + (f" and {len(shown) - n} more" if len(shown) > n else "")
+
+
+def confirm(question: str) -> bool:
+    """Ask at a terminal; refuse where nobody can answer (a script must say --yes)."""
+    if not sys.stdin.isatty():
+        raise CliError(f"{question.rstrip('?')}: add --yes to confirm (stdin is not a terminal)", EXIT_USAGE)
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def cancel_one(store: Store, job_id: str) -> None:
+    from orchestrator.cli.wiring import build_providers
     from orchestrator.core.model import job_state
     from orchestrator.loop.reconciler import Reconciler
     from providers.base import SystemClock
 
-    store = open_store()
-    job = store.job(args.job)
-    if job is None:
-        raise CliError(f"no job {args.job!r}")
+    job = store.job(job_id)
+    assert job is not None  # resolved by the caller; jobs are never deleted
     if job.finished_at is not None:
         print(f"job {job.id} has already finished")
-        return 0
+        return
     store.request_cancel(job.id, time.time())
     # Act now rather than at the controller's next tick: stop what runs, then settle the rows. Only
     # this job, and only if no running controller holds it (that one will act on its next tick).
@@ -244,7 +305,27 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         print(f"cancelled job {job.id}")
     else:
         print(f"cancellation of job {job.id} requested; the controller running it stops it on its next tick")
-    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`orch run FILE`: submit, then run; `orch run JOB`: run a job already submitted, in this process."""
+    from orchestrator.cli.jobs import resolve
+    from orchestrator.cli.submit import wait
+    from orchestrator.cli.wiring import open_store
+
+    if Path(args.job).is_file():
+        ns = argparse.Namespace(file=args.job, wait=True, output=args.output, tick=args.tick, kubernetes=False,
+                                namespace=None)
+        return cmd_submit(ns)
+    store = open_store()
+    job = resolve(store, args.job)
+    if job.finished_at is not None:
+        raise CliError(f"job {job.id[:8]} has already finished (`orch status {job.id[:8]}`)")
+    owner = store.job_leases([job.id], time.time()).get(job.id)
+    if owner is not None:  # this loop could not claim it: it would stop at once, the job unfinished
+        raise CliError(f"controller {owner} is running job {job.id[:8]}; follow it with "
+                       f"`orch status {job.id[:8]} --watch` or `orch logs {job.id[:8]} -f`")
+    return wait(store, job.id, job.spec, tick=args.tick, quiet=args.output == "json")
 
 
 def cmd_controller(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from orchestrator.cli.args import output_flags
 from orchestrator.cli.errors import CliError
 
 
@@ -18,23 +19,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="The results committed so far by a campaign's workers ([array] items), one "
                                    "per item, in item order.")
     r.add_argument("job", metavar="JOB", help="a job id, or any unique prefix of one")
-    r.add_argument("--json", action="store_true",
-                   help='one JSON object per line: {"index", "key", "result", "result_uri", "done_at"}')
+    output_flags(r, ("table", "json"))
     r.set_defaults(func=cmd_results)
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    from orchestrator.cli.jobs import resolve
     from orchestrator.cli.wiring import open_store
     from orchestrator.store.items import ItemStore
 
     store = open_store()
-    job = store.job(args.job)
-    if job is None:
-        raise CliError(f"no job {args.job!r}")
+    job = resolve(store, args.job)
     if job.spec.array is None or not job.spec.array.is_campaign:
         raise CliError(f"job {job.id[:8]} is not a campaign ([array] items = ...): it has no per-item results")
     for r in ItemStore(store.engine).results(job.id):
-        if args.json:
+        if args.output == "json":
             print(json.dumps(r.to_record()))
         else:
             shown = r.result if r.result is not None else (r.result_uri or "")

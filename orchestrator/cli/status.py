@@ -15,9 +15,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.cli import jobs as cli_jobs
 from orchestrator.cli import logs as cli_logs
 from orchestrator.cli import render
-from orchestrator.cli.args import bounded_int, finite_float
+from orchestrator.cli.args import bounded_int, finite_float, output_flags, utc_flag
 from orchestrator.cli.errors import EXIT_USAGE, CliError
 from orchestrator.core.job_states import FINISHED_STATES, JOB_STATES
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from orchestrator.core.campaign import CampaignStatus
     from orchestrator.core.status import JobStatus
     from orchestrator.store import Store
-    from orchestrator.store.views import JobView
+    from orchestrator.store.views import EventView, JobView
     from providers.base import Offer
 
 DEFAULT_LIMIT = 50
@@ -36,20 +37,21 @@ positive_int = bounded_int(1, 10**9)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    st = sub.add_parser("status", help="jobs with state, progress and live cost",
+    st = sub.add_parser("status", aliases=["ls"], help="jobs with state, progress and live cost",
                         description="Without JOB: the newest jobs as a table (newest first). With JOB: that job "
                                     "in detail, with its attempts.")
     st.add_argument("job", nargs="?", metavar="JOB", help="a job id, or any unique prefix of one")
-    st.add_argument("--watch", action="store_true",
+    st.add_argument("--watch", "-w", action="store_true",
                     help="refresh in place; with JOB, stop when the job ends (exit 0 if it succeeded, else 1)")
     st.add_argument("--interval", type=interval, default=2.0, metavar="S",
                     help=f"seconds between refreshes with --watch ({MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g}; "
                          "default 2)")
-    st.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
+    output_flags(st)
+    utc_flag(st)
     pages = st.add_mutually_exclusive_group()
     pages.add_argument("--limit", type=positive_int, metavar="N",
                        help=f"list at most N jobs (default {DEFAULT_LIMIT}); a cut list is said on stderr")
-    pages.add_argument("--all", action="store_true", help="list every job")
+    pages.add_argument("--all", "-A", action="store_true", help="list every job")
     st.add_argument("--state", type=states, action="extend", metavar="STATE[,STATE]",
                     help=f"list only jobs in these states (repeatable): {', '.join(JOB_STATES)}")
     st.add_argument("--name", metavar="PATTERN",
@@ -61,7 +63,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     ev = sub.add_parser("events", help="a job's event history")
     ev.add_argument("job", metavar="JOB", help="a job id, or any unique prefix of one")
-    ev.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
+    ev.add_argument("-f", "--follow", action="store_true",
+                    help="keep printing new events until the job ends (exit 0 if it succeeded, else 1) or Ctrl-C")
+    output_flags(ev, ("table", "json"))
+    utc_flag(ev)
     ev.set_defaults(func=cmd_events)
 
 
@@ -124,10 +129,7 @@ def statuses_now(store: Store, jobs: Sequence[JobView]) -> list[JobStatus]:
 
 
 def job_status_now(store: Store, job_ref: str) -> JobStatus:
-    job = store.job(job_ref)
-    if job is None:
-        raise CliError(f"no job {job_ref!r}")
-    return statuses_now(store, [job])[0]
+    return statuses_now(store, [cli_jobs.resolve(store, job_ref)])[0]
 
 
 def campaign_now(store: Store, status: JobStatus, *, listed: int = 20) -> CampaignStatus | None:
@@ -160,18 +162,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise CliError("--state, --name, --limit and --all choose jobs for the list; not with a JOB",
                        code=EXIT_USAGE)
     store = open_store()
-    clear = args.watch and not args.json and sys.stdout.isatty()
+    as_json = args.output == "json"
+    clear = args.watch and not as_json and sys.stdout.isatty()
     while True:
         if args.job:
             status = job_status_now(store, args.job)
-            campaign = campaign_now(store, status)
-            if args.json:
-                text = json.dumps({**status.to_dict(), **({"campaign": campaign.to_dict()} if campaign else {})})
-            else:
-                text = render.status_detail(status, terminal_width())
-                if campaign is not None:
-                    text += "\n" + render.campaign_detail(campaign, terminal_width())
-            _show(text, clear=clear)
+            _show(_one(store, status, args), clear=clear)
             if args.watch and status.state in FINISHED_STATES:
                 return 0 if status.state == "succeeded" else 1
         else:
@@ -181,19 +177,42 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
+def _one(store: Store, status: JobStatus, args: argparse.Namespace) -> str:
+    """One job as JSON (with `controller`: the owner of its live lease, or null) or as its detail."""
+    now = time.time()
+    campaign = campaign_now(store, status)
+    unfinished = status.state not in FINISHED_STATES
+    if args.output == "json":
+        owner = store.job_leases([status.job_id], now).get(status.job_id) if unfinished else None
+        return json.dumps({**status.to_dict(), "controller": owner,
+                           **({"campaign": campaign.to_dict()} if campaign else {})}, allow_nan=False)
+    width = None if args.output == "wide" else terminal_width()
+    text = render.status_detail(status, width, utc=args.utc, colour=render.use_colour(),
+                                controller=cli_jobs.controller_line(store, status.job_id, unfinished, now))
+    if campaign is not None:
+        text += "\n" + render.campaign_detail(campaign, width, utc=args.utc)
+    return text
+
+
 def _show_list(store: Store, args: argparse.Namespace, *, clear: bool) -> None:
-    """A page of jobs, filtered and cut by the store; a cut list says so on stderr (JSON stays valid)."""
+    """A page of jobs, filtered and cut by the store; a cut list says so on stderr (JSON stays valid), and
+    so do pending jobs that no controller will run."""
     from orchestrator.store.job_list import JobFilter
 
     where = JobFilter(states=tuple(args.state or ()), name=args.name)
     limit = None if args.all else (args.limit or DEFAULT_LIMIT)
     jobs = store.jobs(where, limit=None if limit is None else limit + 1)
     cut = limit is not None and len(jobs) > limit
-    statuses = statuses_now(store, jobs[:limit])
-    if args.json:
-        text = json.dumps([s.to_dict() for s in statuses])
+    jobs = jobs[:limit]
+    statuses = statuses_now(store, jobs)
+    now = time.time()
+    if args.output == "json":
+        # A finished job's lease lingers until its controller stops or the lease runs out: not "held".
+        owners = store.job_leases([s.job_id for s in statuses if s.state not in FINISHED_STATES], now)
+        text = json.dumps([{**s.to_dict(), "controller": owners.get(s.job_id)} for s in statuses], allow_nan=False)
     elif statuses:
-        text = render.status_rows(statuses, terminal_width())
+        text = render.status_rows(statuses, terminal_width(), created={j.id: j.created_at for j in jobs}, now=now,
+                                  wide=args.output == "wide", colour=render.use_colour(), utc=args.utc)
     else:
         text = "no jobs match" if where.states or where.name is not None else "no jobs"
     _show(text, clear=clear)
@@ -201,24 +220,41 @@ def _show_list(store: Store, args: argparse.Namespace, *, clear: bool) -> None:
         total = store.count_jobs(where)
         print(f"showing {len(statuses):,} of {total:,} jobs; --all or --limit N for more", file=sys.stderr,
               flush=True)
+    if args.output != "json" and not args.watch:  # for a person; a script reads `controller` in the JSON
+        hint = cli_jobs.unclaimed_hint(store, [s.job_id for s in statuses if s.state == "pending"], now)
+        if hint:
+            print(hint, file=sys.stderr, flush=True)
 
 
 # --- events ---------------------------------------------------------------------------------------
 
 
+def event_dict(e: EventView) -> dict[str, Any]:
+    return {"id": e.id, "at": e.at, "kind": e.kind, "message": e.message, "task_id": e.task_id,
+            "attempt_id": e.attempt_id}
+
+
 def cmd_events(args: argparse.Namespace) -> int:
+    """The job's events; with -f, new ones as they are recorded until the job has finished: the loop
+    records the `finished` event, then marks the job finished, so reading that mark before the events
+    makes the last read hold every event. `-o json` prints one list, or with -f one object per line
+    (a followed list would never end)."""
     from orchestrator.cli.wiring import open_store
+    from orchestrator.core.model import job_state
 
     store = open_store()
-    job = store.job(args.job)
-    if job is None:
-        raise CliError(f"no job {args.job!r}")
-    events = store.events(job.id)
-    if args.json:
-        rows: list[dict[str, Any]] = [{"id": e.id, "at": e.at, "kind": e.kind, "message": e.message,
-                                       "task_id": e.task_id, "attempt_id": e.attempt_id} for e in events]
-        print(json.dumps(rows))
-    else:
-        for e in events:
-            print(f"{render.when(e.at)}  {e.kind:<18} {e.message}")
-    return 0
+    job = cli_jobs.resolve(store, args.job)
+    if args.output == "json" and not args.follow:
+        print(json.dumps([event_dict(e) for e in store.events(job.id)]))
+        return 0
+    seen = 0
+    while True:
+        current = store.job(job.id)
+        ended = not args.follow or (current is not None and current.finished_at is not None)
+        for e in store.events(job.id, after_id=seen):
+            seen = e.id
+            print(json.dumps(event_dict(e)) if args.output == "json"
+                  else f"{render.when(e.at, args.utc)}  {e.kind:<18} {e.message}", flush=args.follow)
+        if ended:
+            return 0 if not args.follow or job_state([t.state for t in store.tasks(job.id)]) == "succeeded" else 1
+        time.sleep(cli_logs.POLL_S)

@@ -79,8 +79,10 @@ class Estimate:
         return self.price_per_hour * self.hours
 
     def to_dict(self) -> dict[str, Any]:
+        from orchestrator.core.cost import money
+
         return {"instance_type": self.instance_type, "price_per_hour": self.price_per_hour, "hours": self.hours,
-                "cost_usd": round(self.cost_usd, 4)}
+                "cost_usd": money(self.cost_usd)}
 
 
 def estimate(spec: JobSpec, offers: Sequence[Offer]) -> dict[str, Estimate]:
@@ -146,7 +148,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                  checkpoint_uri=spec.checkpoint.uri or default_uri, items=items)
     estimates = estimate(spec, offers)
     campaign = {"items": len(items), "workers": spec.array.workers} if spec.array and spec.array.is_campaign else {}
-    if args.json:
+    if args.output == "json":
         print(json.dumps({"job_id": job_id, "estimate": {m: e.to_dict() for m, e in estimates.items()}, **campaign},
                          allow_nan=False))
     else:
@@ -158,11 +160,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if warning:
         print(warning, file=sys.stderr)
     if not args.wait:
-        # Submitting only records the job: nothing runs it until a controller does.
-        print(f"job {job_id[:8]} waits for a controller: keep `orch controller` running (any terminal), "
-              "or submit with --wait to run it in this one", file=sys.stderr)
+        # Submitting only records the job: nothing runs it until a controller does. Say whether one runs.
+        from orchestrator.cli.jobs import submitted_hint
+
+        print(submitted_hint(store, job_id, time.time()), file=sys.stderr)
         return 0
-    return _wait(store, job_id, spec, tick=args.tick, quiet=args.json)
+    return wait(store, job_id, spec, tick=args.tick, quiet=args.output == "json")
 
 
 def run_loop(r: Reconciler, **run: Any) -> str:
@@ -182,7 +185,8 @@ def run_loop(r: Reconciler, **run: Any) -> str:
     return "stopped" if stop["flag"] else "done"
 
 
-def _wait(store: Store, job_id: str, spec: JobSpec, *, tick: float, quiet: bool) -> int:
+def wait(store: Store, job_id: str, spec: JobSpec, *, tick: float, quiet: bool) -> int:
+    """Run the loop for one job in this process until it ends (`submit --wait`, `orch run`)."""
     from orchestrator.cli import render
     from orchestrator.cli.wiring import build_providers
     from orchestrator.loop.reconciler import Reconciler

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.core.cost import money
 from orchestrator.core.item_records import ItemCounts, QuarantinedItem
 from orchestrator.core.status import JobStatus
 
@@ -38,8 +39,8 @@ class CampaignStatus:
             return None if v is None else round(v, n)
 
         return {**self.counts.to_dict(), "rate_per_hour": r(self.rate_per_hour, 2), "eta_at": r(self.eta_at, 1),
-                "on_time": self.on_time, "spent_usd_per_item": r(self.spent_usd_per_item),
-                "projected_usd_per_item": r(self.projected_usd_per_item),
+                "on_time": self.on_time, "spent_usd_per_item": money(self.spent_usd_per_item),
+                "projected_usd_per_item": money(self.projected_usd_per_item),
                 "quarantined_items": [{"index": q.index, "key": q.key, "failures": q.failures, "reason": q.reason}
                                       for q in self.quarantined]}
 

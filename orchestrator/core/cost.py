@@ -18,12 +18,43 @@ the benchmarks all call `job_cost`. Definitions (docs/cost.md):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState
 from orchestrator.core.spec import JobSpec
 from providers.base import Billing, Market, Offer
+
+# Dollars in JSON keep four decimals: a campaign's cost per item is a fraction of a cent.
+JSON_DECIMALS = 4
+
+
+def money(value: float | None, *, known: bool = True) -> float | None:
+    """A dollar figure as every JSON output carries it: a float (never an int `0` beside a `0.0`),
+    rounded to `JSON_DECIMALS`, never `-0.0`; None when the price is not known (a cluster without
+    prices) or the figure does not exist, never `0` standing in for "unknown"."""
+    if value is None or not known:
+        return None
+    rounded = round(float(value), JSON_DECIMALS)
+    return rounded + 0.0 if rounded else 0.0  # `+ 0.0` keeps a sign; `0.0` drops the one of -0.0
+
+
+def usd_text(value: float | None, *, known: bool = True, decimals: int = 2) -> str:
+    """A dollar figure as every text view shows it (the CLI, the dashboard): whole cents, rounded half
+    away from zero, so a cost of -$0.005 shows as `-$0.01` (a negative saving is money) and one of
+    -$0.004 as `$0.00` — never `-$0.00`. `n/a` when the price is not known, `-` when there is no figure.
+    `decimals` > 2 for figures that are fractions of a cent (a campaign's cost per item)."""
+    if not known:
+        return "n/a"
+    if value is None or not math.isfinite(value):
+        return "-"
+    step = Decimal(1).scaleb(-decimals)
+    amount = Decimal(repr(float(value))).quantize(step, rounding=ROUND_HALF_UP)
+    if amount == 0:
+        return f"${Decimal(0).quantize(step)}"
+    return f"{'-' if amount < 0 else ''}${abs(amount):,}"
 
 
 def attempt_seconds(a: AttemptView, now: float) -> float:
@@ -67,9 +98,18 @@ class JobCost:
     spot_hours: float
     on_demand_hours: float
 
-    def to_dict(self) -> dict[str, float | int | None]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in
-                ((f, getattr(self, f)) for f in self.__dataclass_fields__)}
+    def to_dict(self, *, known: bool = True) -> dict[str, float | int | None]:
+        """Dollars through `money` (null when the price is not known), hours rounded, preemptions an int."""
+        out: dict[str, float | int | None] = {}
+        for name in self.__dataclass_fields__:
+            v = getattr(self, name)
+            if name.endswith("_usd"):
+                out[name] = money(v, known=known)
+            elif isinstance(v, float):
+                out[name] = round(v, JSON_DECIMALS) + 0.0
+            else:
+                out[name] = v
+        return out
 
 
 # Job states (orchestrator.core.model.job_state) whose work is still under way: savings are only a projection.

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.core.cost import JobCost, idle_price_of, job_cost
+from orchestrator.core.cost import JobCost, idle_price_of, job_cost, money
 from orchestrator.core.model import AttemptState, AttemptView, TaskView, job_state
 from orchestrator.core.spec import JobSpec
 from providers.base import Market, Offer
@@ -52,7 +52,8 @@ class JobStatus:
             "instance_type": self.instance_type, "progress": round(self.progress, 4),
             "progress_reported": round(self.progress_reported, 4), "deadline_at": self.deadline_at,
             "slack_hours": None if self.slack_hours is None else round(self.slack_hours, 3),
-            "budget_usd": self.budget_usd, "price_known": self.price_known, "cost": self.cost.to_dict(),
+            "budget_usd": money(self.budget_usd), "price_known": self.price_known,
+            "cost": self.cost.to_dict(known=self.price_known),
             "tasks": [{"id": t.id, "index": t.index, "state": str(t.state), "failures": t.failures,
                        "progress": round(t.progress_committed, 4)} for t in self.tasks],
             "attempts": [_attempt_dict(a) for a in self.attempts],

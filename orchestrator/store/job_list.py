@@ -34,10 +34,12 @@ _RANK = {job: rank for rank, (job, _) in enumerate(_PRECEDENCE)}
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     """Jobs in any of `states` (job states, as `job_state` names them; empty: any), whose name matches
-    the glob `name` (`*` any text, `?` one character; case-insensitive; None: any)."""
+    the glob `name` (`*` any text, `?` one character; case-insensitive; None: any), whose id starts
+    with `id_prefix` (the jobs an ambiguous prefix matches; None: any)."""
 
     states: Sequence[str] = ()
     name: str | None = None
+    id_prefix: str | None = None
 
 
 EVERY_JOB = JobFilter()
@@ -66,6 +68,8 @@ def _where(f: JobFilter) -> list[ColumnElement[bool]]:
         clauses.append(states_clause(f.states))
     if f.name is not None:
         clauses.append(JobRow.name.ilike(like_pattern(f.name), escape="\\"))
+    if f.id_prefix is not None:
+        clauses.append(JobRow.id.startswith(f.id_prefix, autoescape=True))
     return clauses
 
 

@@ -65,3 +65,28 @@ class JobLeases:
                 q = q.where(JobRow.id.in_(list(job_ids)))
             s.execute(q.values(lease_owner=None, lease_expires_at=None))
 
+
+    def job_leases(self, job_ids: Collection[str], now: float) -> dict[str, str]:
+        """Job id -> the owner of its live lease, for those of `job_ids` some controller holds now (a
+        lease past its expiry belongs to a controller that died or stopped: it is not listed)."""
+        if not job_ids:
+            return {}
+        with self.session() as s:
+            rows = s.execute(select(JobRow.id, JobRow.lease_owner)
+                             .where(JobRow.id.in_(list(job_ids)), JobRow.lease_owner.is_not(None),
+                                    JobRow.lease_expires_at >= now))
+            return {job_id: str(owner) for job_id, owner in rows}
+
+    def live_controllers(self, now: float) -> dict[str, int]:
+        """Owner -> unfinished jobs held, for every loop holding a live lease now: a running controller
+        (or a `submit --wait` / `orch run`) renews its leases every tick, and a stopped one releases
+        them. `orch cancel`'s brief one-job pass (owner `cancel-…`) is not a controller. A controller
+        with no unfinished job holds no lease, so it cannot be seen here until it claims one."""
+        from sqlalchemy import func
+
+        with self.session() as s:
+            rows = s.execute(select(JobRow.lease_owner, func.count())
+                             .where(JobRow.finished_at.is_(None), JobRow.lease_owner.is_not(None),
+                                    JobRow.lease_expires_at >= now, ~JobRow.lease_owner.startswith("cancel-"))
+                             .group_by(JobRow.lease_owner))
+            return {str(owner): int(n) for owner, n in rows}
