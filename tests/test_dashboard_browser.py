@@ -24,6 +24,7 @@ from orchestrator.cli.dashboard import cli_source
 from orchestrator.cli.main import main
 from orchestrator.cli.wiring import open_store
 from orchestrator.store import Store
+from tests.loop_support import job_toml, python_command, reconciler, run_until, submit, write_trace
 
 CSS = "css selector"
 
@@ -162,4 +163,34 @@ def test_the_job_page_follows_a_job_that_moves_without_reloading(
     assert len(store.attempts(job.job_id)) > attempts
     assert browser.find_elements(CSS, "#timeline .reclaimed")
     assert browser.execute_script("return window.orchSamePage === true;"), "the page was reloaded"
+    assert console_errors(browser) == []
+
+
+def test_a_local_job_reclaimed_after_a_notice_shows_the_notice_and_its_logs(
+    browser: Any, store: Store, orch_home: Path, tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real processes on the local provider's simulated spot market: a notice, a reclamation, a relaunch."""
+    work = tmp_path / "work"
+    work.mkdir()
+    write_trace(work / "market.json", [1, 1, 1, 0] + [1] * 60, gap=1.5)
+    code = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: (print('notice: saving', flush=True), sys.exit(143)))\n"
+            "for i in range(25):\n    print('step', i, flush=True)\n    time.sleep(0.2)\n")
+    path = job_toml(work, command=python_command(code), hours=0.002,
+                    local={"trace": "market.json", "notice_seconds": 1, "zones": ["local-a"]})
+    job_id = submit(store, path, orch_home)
+    run_until(reconciler(store, orch_home), lambda: store.tasks(job_id)[0].state.terminal, timeout=90)
+    events = cli_json(capsys, "events", job_id)
+    notices = [e for e in events if e["kind"] == "notice"]
+    assert notices and any(e["kind"] == "preempted" for e in events)
+
+    browser.get_log("browser")
+    browser.get(f"{url}/jobs/{job_id}")
+    wait_until(lambda: browser.find_elements(CSS, "#cost-chart .uplot"))
+    assert len(browser.find_elements(CSS, "#timeline .notice")) == len(notices)
+    logs = browser.find_element(CSS, "#logs").text
+    assert "notice: saving" in logs and "step 24" in logs
+    job = cli_json(capsys, "status", job_id)
+    assert fields(browser.find_element(CSS, "#cards"))["spent_usd"] == (job["cost"]["spent_usd"],
+                                                                        render.usd(job["cost"]["spent_usd"]))
     assert console_errors(browser) == []
