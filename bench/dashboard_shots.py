@@ -49,17 +49,17 @@ def main() -> None:
         job_id = make_jobs(Path(tmp), time.time())
         from orchestrator.cli.dashboard import cli_source
 
-        with served(cli_source()) as url, chromium(1400, 900) as browser:
+        with served(cli_source()) as url, chromium(1280, 560) as browser:
             browser.get(url + "/")
             wait_until(lambda: browser.find_elements("css selector", "#jobs tbody tr[data-job-id]"))
             time.sleep(0.3)
             browser.save_screenshot(str(out / "dashboard-jobs.png"))
-            browser.set_window_size(1400, 2000)
+            browser.set_window_size(1280, 2000)
             browser.get(f"{url}/jobs/{job_id}")
             wait_until(lambda: browser.find_elements("css selector", "#cost-chart .uplot"))
             time.sleep(0.5)
             height = browser.execute_script("return document.documentElement.scrollHeight")
-            browser.set_window_size(1400, min(int(height), 2400))
+            browser.set_window_size(1280, min(int(height), 1750))
             time.sleep(0.3)
             browser.save_screenshot(str(out / "dashboard-job.png"))
             errors = console_errors(browser)

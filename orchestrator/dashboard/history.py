@@ -14,6 +14,7 @@ price; the chart draws a straight line across such a gap rather than guess one.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,10 @@ from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskStat
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import JobStatus, job_status
 
-MAX_POINTS = 200
+MAX_POINTS = 120
+_PAST_JOBS = 64  # jobs whose past points are kept (a few pages open at once, each polling)
+_PAST: dict[tuple[object, ...], list[dict[str, Any]]] = {}
+_PAST_LOCK = threading.Lock()  # the server answers requests on several threads
 EPSILON_S = 1e-3  # "just before the end": the attempt still running, its bill up to that moment
 
 
@@ -45,9 +49,12 @@ def attempts_as_of(attempts: Sequence[AttemptView], t: float) -> list[AttemptVie
 
 def tasks_as_of(tasks: Sequence[TaskView], attempts: Sequence[AttemptView], t: float) -> list[TaskView]:
     """Each task at `t`: committed progress as its attempts had recorded it, running or waiting."""
+    by_task: dict[str, list[AttemptView]] = {}
+    for a in attempts:
+        by_task.setdefault(a.task_id, []).append(a)
     out = []
     for task in tasks:
-        mine = [a for a in attempts if a.task_id == task.id]
+        mine = by_task.get(task.id, [])
         progress = max([a.progress_end for a in mine if a.progress_end is not None]
                        + [a.progress_start for a in mine] + [0.0])
         if any(a.outcome is Outcome.SUCCEEDED and a.ended_at is not None for a in mine):
@@ -84,15 +91,24 @@ def cost_history(status: JobStatus, *, spec: JobSpec, created_at: float, now: fl
     finished = status.state not in ("pending", "running", "preempted")
     last_end = max((a.ended_at for a in attempts if a.ended_at is not None), default=None)
     end = last_end if finished and last_end is not None else now
-    points = []
-    for t in moments(attempts, start=created_at, end=end)[:-1]:
-        cut = attempts_as_of(attempts, t)
-        then = job_status(job_id=status.job_id, name=status.name, spec=spec, created_at=created_at,
-                          deadline_at=status.deadline_at, tasks=tasks_as_of(status.tasks, cut, t), attempts=cut,
-                          offers=[], now=t)
-        points.append(_point(t, then))
-    points.append(_point(end, status))
-    return points
+    # The past points depend on the attempts only (the tasks' own progress is taken from them), so a
+    # page that polls a job which has not moved gets them from here: only the live point is new.
+    key = (status.job_id, created_at, status.attempts, tuple(t.id for t in status.tasks), end if finished else None)
+    with _PAST_LOCK:
+        past = _PAST.get(key)
+    if past is None:
+        past = []
+        for t in moments(attempts, start=created_at, end=end)[:-1]:
+            cut = attempts_as_of(attempts, t)
+            then = job_status(job_id=status.job_id, name=status.name, spec=spec, created_at=created_at,
+                              deadline_at=status.deadline_at, tasks=tasks_as_of(status.tasks, cut, t),
+                              attempts=cut, offers=[], now=t)
+            past.append(_point(t, then))
+        with _PAST_LOCK:
+            if len(_PAST) >= _PAST_JOBS:
+                _PAST.pop(next(iter(_PAST)))
+            _PAST[key] = past
+    return [*(p for p in past if p["at"] < end), _point(end, status)]
 
 
 def _point(t: float, s: JobStatus) -> dict[str, Any]:
