@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench._dashboard_browser import served
-from bench._dashboard_jobs import SimJob, sim_job
+from bench._dashboard_jobs import RECLAIMED_TWICE, SimJob, sim_job
 from orchestrator.cli.dashboard import cli_source
 from orchestrator.cli.main import main
 from orchestrator.cli.wiring import open_store
@@ -222,3 +222,15 @@ def test_the_command_serves_and_prints_its_address(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)  # Ctrl-C: the server stops, quietly, as every orch command does
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130 and "Traceback" not in err, err
+
+
+def test_a_job_that_moved_zone_lists_the_zones_in_order(store: Store, orch_home: Path, url: str) -> None:
+    now = time.time()
+    job = sim_job(store, name="mover", start=now - 12 * 3600, hours=6, deadline_hours=10, folder=orch_home,
+                  traces={"us-east-1a": RECLAIMED_TWICE, "us-east-1b": (0,) * 14 + (1,) * 6 + (0,) * 100})
+    assert job.run_until(now)
+    _, _, body = get(f"{url}/api/jobs/{job.job_id}")
+    page = json.loads(body)
+    ran = [a["zone"] for a in page["status"]["attempts"] if a["outcome"] != "launch_failed"]
+    moves = [z["zone"] for z in page["zones"]]
+    assert len(set(ran)) == 2 and moves == [z for i, z in enumerate(ran) if i == 0 or ran[i - 1] != z]

@@ -24,6 +24,7 @@ from orchestrator.cli.dashboard import cli_source
 from orchestrator.cli.main import main
 from orchestrator.cli.wiring import open_store
 from orchestrator.store import Store
+from orchestrator.store.items import ItemStore
 from tests.loop_support import job_toml, python_command, reconciler, run_until, submit, write_trace
 
 CSS = "css selector"
@@ -193,4 +194,34 @@ def test_a_local_job_reclaimed_after_a_notice_shows_the_notice_and_its_logs(
     job = cli_json(capsys, "status", job_id)
     assert fields(browser.find_element(CSS, "#cards"))["spent_usd"] == (job["cost"]["spent_usd"],
                                                                         render.usd(job["cost"]["spent_usd"]))
+    assert console_errors(browser) == []
+
+
+def test_a_campaign_page_shows_its_items_as_orch_status_does(
+    browser: Any, store: Store, tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 5-item campaign: 3 done, 1 quarantined, 1 waiting (items committed through the item store)."""
+    (tmp_path / "seqs.fasta").write_text("".join(f">s{i}\nMKV\n" for i in range(5)))
+    (tmp_path / "job.toml").write_text('name = "fold-campaign"\ncommand = ["python3", "fold.py"]\n[resources]\n'
+                                       'gpu = "V100"\n[schedule]\nestimated_hours = 1\ndeadline_hours = 6\n'
+                                       '[retry]\nmax_failures = 0\n[array]\nitems = "seqs.fasta"\nworkers = 2\n')
+    job_id = cli_json(capsys, "submit", str(tmp_path / "job.toml"))["job_id"]
+    items = ItemStore(store.engine)
+    leases = {x.index: x for x in items.lease(job_id, "w", 5, now=time.time(), lease_seconds=600)}
+    for i in (3, 0, 1):
+        assert items.complete(job_id, "w", leases[i], now=time.time(), result=json.dumps({"plddt": 80 + i}))
+    items.fail(job_id, "w", leases[2], reason="bad input", now=time.time(), max_failures=0)
+    items.release(job_id, "w", [leases[4].item_id], now=time.time())
+
+    browser.get_log("browser")
+    browser.get(f"{url}/jobs/{job_id}")
+    wait_until(lambda: browser.find_elements(CSS, "#items-chart .uplot"))
+    campaign = cli_json(capsys, "status", job_id)["campaign"]
+    shown = fields(browser.find_element(CSS, "#campaign-panel"))
+    assert (campaign["done"], campaign["quarantined"]) == (3, 1)
+    assert shown["items_done"][0] == campaign["done"] and shown["items_quarantined"][0] == campaign["quarantined"]
+    assert shown["items_failed"][0] == campaign["failed"]
+    assert shown["spent_usd_per_item"][0] == campaign["spent_usd_per_item"]
+    assert shown["projected_usd_per_item"][0] == campaign["projected_usd_per_item"]
+    assert shown["items_done"][1] == "3 / 5"
     assert console_errors(browser) == []
