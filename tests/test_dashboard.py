@@ -234,3 +234,20 @@ def test_a_job_that_moved_zone_lists_the_zones_in_order(store: Store, orch_home:
     ran = [a["zone"] for a in page["status"]["attempts"] if a["outcome"] != "launch_failed"]
     moves = [z["zone"] for z in page["zones"]]
     assert len(set(ran)) == 2 and moves == [z for i, z in enumerate(ran) if i == 0 or ran[i - 1] != z]
+
+
+@pytest.mark.postgres
+def test_the_job_json_is_orch_status_json_on_postgresql(
+    postgres_url: str, orch_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ORCH_DATABASE_URL", postgres_url)
+    pg = open_store()
+    now = time.time()
+    job = sim_job(pg, name="on-postgres", start=now - 12 * 3600, hours=6, deadline_hours=10, folder=orch_home)
+    assert job.run_until(now)
+    with served(cli_source()) as url:
+        _, _, body = get(f"{url}/api/jobs/{job.job_id}")
+        _, _, listed = get(f"{url}/api/jobs")
+    assert json.loads(body)["status"] == cli_json(capsys, "status", job.job_id, "--json")
+    assert [r["job_id"] for r in json.loads(listed)["jobs"]] == [job.job_id]
+    pg.engine.dispose()
