@@ -30,6 +30,10 @@ GAP_S = 600.0
 
 @dataclass
 class SimJob:
+    """A job and the loop that runs it. The loop, like any controller, works on every job of the store
+    that no other controller holds (each `SimJob` loop holds its own for good once it has ticked), so
+    a job that is to stay untouched is submitted after the other loops have run."""
+
     store: Store
     job_id: str
     clock: SimClock

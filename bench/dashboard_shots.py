@@ -2,8 +2,8 @@
 
 A throwaway store gets a few jobs made by the real loop on the `sim` provider (bench/_dashboard_jobs.py):
 a fine-tune that was reclaimed twice, moved zone and is finishing on on-demand before its deadline; one
-that finished on spot; one waiting. The dashboard serves them and Debian's Chromium photographs the
-jobs page and the fine-tune's page.
+that finished on spot; one running on spot; one stopped by its budget; one cancelled; one waiting. The
+dashboard serves them and Debian's Chromium photographs the jobs page and the fine-tune's page.
 """
 
 from __future__ import annotations
@@ -33,6 +33,15 @@ def make_jobs(home: Path, now: float) -> str:
     late = sim_job(store, name="fold-batch-7", start=now - 3 * 3600, hours=8, deadline_hours=20, folder=home,
                    traces={"us-east-1a": (1,) * 200})
     late.run_until(now)
+    capped = sim_job(store, name="lm-pretrain", start=now - 5 * 3600, hours=6, deadline_hours=30, budget_usd=4,
+                     folder=home, traces={"us-east-1a": (1,) * 200})
+    capped.run_until(now)  # stopped by its budget
+    stopped = sim_job(store, name="ablation-3", start=now - 6 * 3600, hours=10, deadline_hours=30, folder=home,
+                      traces={"us-east-1a": (1,) * 200})
+    stopped.run_until(now - 4 * 3600)
+    store.request_cancel(stopped.job_id, stopped.clock.now())
+    stopped.run_until(now)
+    # Submitted last: a sim loop works on every job nobody holds, and this one is to stay waiting.
     sim_job(store, name="dock-screen", start=now - 60, hours=2, deadline_hours=12, folder=home)
     return featured.job_id
 
