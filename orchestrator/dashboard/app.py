@@ -13,6 +13,7 @@ a link it follows). The token is compared in constant time and never logged.
 from __future__ import annotations
 
 import hmac
+import threading
 import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
@@ -70,11 +71,13 @@ def _limit(text: str | None) -> int:
 def create_app(source: Source, *, token: str | None = None, clock: Callable[[], float] = time.time) -> ASGIApp:
     """The application; the store is opened once, on the first request that needs it."""
     opened: list[Store] = []
+    opening = threading.Lock()  # requests are answered on several threads; the store is opened once
 
     def store() -> Store:
-        if not opened:
-            opened.append(source.open_store())
-        return opened[0]
+        with opening:
+            if not opened:
+                opened.append(source.open_store())
+            return opened[0]
 
     def api_jobs(request: Request) -> Response:
         q = request.query_params

@@ -106,6 +106,8 @@
         orch.el("td", { text: e.message, style: "white-space:normal" })]);
     });
     $("events").tBodies[0].replaceChildren.apply($("events").tBodies[0], rows);
+    $("events-note").textContent = data.event_count > data.events.length
+      ? "the newest " + data.events.length + " of " + data.event_count.toLocaleString() + " events (orch events JOB lists all)" : "";
   }
   function logs(data) {
     var parts = [];
