@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from orchestrator.cli import completion
+from orchestrator.cli import dashboard as cli_dashboard
 from orchestrator.cli import results as cli_results
 from orchestrator.cli import status as cli_status
 from orchestrator.cli.args import OrchParser, VersionAction, bounded_int, finite_float, output_flags
@@ -133,6 +134,7 @@ def build_parser() -> OrchParser:
     # cli_status types its parsers as plain ArgumentParsers; they are OrchParsers (one-line errors) all the same.
     cli_status.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     cli_results.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
+    cli_dashboard.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
 
     _cancel_parser(sub)
     _run_parser(sub)

@@ -177,15 +177,30 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
 
 
-def _one(store: Store, status: JobStatus, args: argparse.Namespace) -> str:
-    """One job as JSON (with `controller`: the owner of its live lease, or null) or as its detail."""
-    now = time.time()
+def job_json(store: Store, status: JobStatus, now: float) -> dict[str, Any]:
+    """`orch status JOB --json`: the status, `controller` (the owner of its live lease, or null) and, for a
+    campaign, `campaign`. The dashboard shows this same object."""
     campaign = campaign_now(store, status)
     unfinished = status.state not in FINISHED_STATES
+    owner = store.job_leases([status.job_id], now).get(status.job_id) if unfinished else None
+    return {**status.to_dict(), "controller": owner, **({"campaign": campaign.to_dict()} if campaign else {})}
+
+
+def list_json(store: Store, statuses: Sequence[JobStatus], now: float) -> list[dict[str, Any]]:
+    """`orch status --json`: each job's status with `controller`, the owner of its live lease (a finished
+    job's lease lingers until its controller stops or the lease runs out: not "held"). The dashboard's
+    list shows these same objects."""
+    owners = store.job_leases([s.job_id for s in statuses if s.state not in FINISHED_STATES], now)
+    return [{**s.to_dict(), "controller": owners.get(s.job_id)} for s in statuses]
+
+
+def _one(store: Store, status: JobStatus, args: argparse.Namespace) -> str:
+    """One job as JSON (`job_json`) or as its detail."""
+    now = time.time()
     if args.output == "json":
-        owner = store.job_leases([status.job_id], now).get(status.job_id) if unfinished else None
-        return json.dumps({**status.to_dict(), "controller": owner,
-                           **({"campaign": campaign.to_dict()} if campaign else {})}, allow_nan=False)
+        return json.dumps(job_json(store, status, now), allow_nan=False)
+    campaign = campaign_now(store, status)
+    unfinished = status.state not in FINISHED_STATES
     width = None if args.output == "wide" else terminal_width()
     text = render.status_detail(status, width, utc=args.utc, colour=render.use_colour(),
                                 controller=cli_jobs.controller_line(store, status.job_id, unfinished, now))
@@ -207,9 +222,7 @@ def _show_list(store: Store, args: argparse.Namespace, *, clear: bool) -> None:
     statuses = statuses_now(store, jobs)
     now = time.time()
     if args.output == "json":
-        # A finished job's lease lingers until its controller stops or the lease runs out: not "held".
-        owners = store.job_leases([s.job_id for s in statuses if s.state not in FINISHED_STATES], now)
-        text = json.dumps([{**s.to_dict(), "controller": owners.get(s.job_id)} for s in statuses], allow_nan=False)
+        text = json.dumps(list_json(store, statuses, now), allow_nan=False)
     elif statuses:
         text = render.status_rows(statuses, terminal_width(), created={j.id: j.created_at for j in jobs}, now=now,
                                   wide=args.output == "wide", colour=render.use_colour(), utc=args.utc)
