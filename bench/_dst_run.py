@@ -20,7 +20,7 @@ import itertools
 import logging
 import random
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,8 +114,10 @@ def _engine(url: str | None) -> Engine:
     return make_engine(url)
 
 
-def run_seed(seed: int, *, faults: Sequence[Fault] | None = None, url: str | None = None) -> Outcome:
-    """Run one seed (with `faults` instead of the seed's own, for shrinking) and check it."""
+def run_seed(seed: int, *, faults: Sequence[Fault] | None = None, url: str | None = None,
+             inspect: Callable[[Store], None] | None = None) -> Outcome:
+    """Run one seed (with `faults` instead of the seed's own, for shrinking) and check it; `inspect` is
+    shown the store at the end (tests read its events)."""
     rng = random.Random(seed)
     scenario = draw_scenario(rng, EPOCH)
     drawn = draw_faults(random.Random(seed * 7919 + 1), FAULT_TICKS, FAULT_RATE)
@@ -125,6 +127,8 @@ def run_seed(seed: int, *, faults: Sequence[Fault] | None = None, url: str | Non
         with _counter_ids(seed), tempfile.TemporaryDirectory(prefix="orch-dst-") as tmp:
             upgrade(engine)
             _run(scenario, out, engine, Path(tmp), seed)
+            if inspect is not None:
+                inspect(Store(engine))
     finally:
         engine.dispose()
     return out

@@ -14,6 +14,7 @@ from orchestrator.core.model import LOST, AttemptView, Outcome, TaskView, Transi
 from orchestrator.core.placement import markets_allowed, usable
 from orchestrator.core.policy import Choice, Situation, get_policy
 from orchestrator.core.policy.multizone_base import Placement
+from orchestrator.core.reasons import market_reason, switch_reason
 from orchestrator.core.spec import JobSpec
 from providers.base import EndReason, Instance, Market, NoticeKind, Offer
 
@@ -200,15 +201,14 @@ def choose(ctx: Context) -> Action:
             return Stop(Outcome.SWITCHED, (Transition.SWITCH,),
                         f"policy: move spot from {ctx.live.zone} to {ctx.placement_zone}, where capacity is likelier")
         if choice is Choice.WAIT:
-            return Stop(Outcome.SWITCHED, (Transition.SWITCH,),
-                        f"policy: leave {ctx.live.market} and wait for spot")
+            return Stop(Outcome.SWITCHED, (Transition.SWITCH,), f"policy: {switch_reason(s, ctx.live.market, choice)}")
         target = usable(ctx.offers, Market(choice.value), ctx.avoid, ctx.now)
         if not target:
             return Wait(f"policy wants {choice} but no {choice} offer is usable; staying on {ctx.live.market}")
         # Moving to a dearer market must fit the budget; moving to a cheaper one only helps it.
         if target[0].price_per_hour > ctx.live.price_per_hour and not any(_fits(ctx, o) for o in target):
             return Wait(f"policy wants {choice} but it would break the budget; staying on {ctx.live.market}")
-        return Stop(Outcome.SWITCHED, (Transition.SWITCH,), f"policy: switch from {ctx.live.market} to {choice}")
+        return Stop(Outcome.SWITCHED, (Transition.SWITCH,), f"policy: {switch_reason(s, ctx.live.market, choice)}")
     if choice is Choice.WAIT:
         return Wait("policy: wait for spot capacity")
     offers = usable(ctx.offers, Market(choice.value), ctx.avoid, ctx.now)
@@ -223,7 +223,7 @@ def choose(ctx: Context) -> Action:
         return OverBudget(
             f"the remaining work ({s.remaining_work_h:.2f} h + {s.overhead_h:.2f} h overhead) at "
             f"${cheapest.price_per_hour:.4f}/h would take the job past its ${budget:.2f} budget")
-    return Launch(affordable, f"policy chose {choice}")
+    return Launch(affordable, market_reason(s, choice, asked=ctx.spec.schedule.market))
 
 
 def _in_placement(ctx: Context, choice: Choice) -> list[Offer]:

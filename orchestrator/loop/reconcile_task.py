@@ -351,7 +351,7 @@ class TaskWorker:
         self.live = None
         self._refresh()
         if self.task.state is TaskState.PENDING:
-            self._launch(offers)
+            self._launch(offers, action.reason)
         return True
 
     # --- placing a pending task ----------------------------------------------------------------
@@ -368,16 +368,16 @@ class TaskWorker:
         if isinstance(action, OverBudget):
             self.store.transition(self.task.id, Transition.OVER_BUDGET, self.now, message=action.reason)
         elif isinstance(action, Launch):
-            self._launch(action.offers)
+            self._launch(action.offers, action.reason)
         elif isinstance(action, Wait | Stop):
             return
 
-    def _launch(self, offers: tuple[Offer, ...]) -> None:
+    def _launch(self, offers: tuple[Offer, ...], reason: str = "") -> None:
         if any(draining(a, self.now) for a in self.snap.attempts_of(self.task.id)):
             # A predecessor may still be saving: only a provider that can hold the job back may start now.
             offers = tuple(o for o in offers if self.r.providers[o.provider].abilities.replaces_on_notice)
         for offer in offers[:MAX_OFFERS_PER_TICK]:
-            attempt = self.store.begin_attempt(self.task, offer, self.now)
+            attempt = self.store.begin_attempt(self.task, offer, self.now, reason=reason)
             if self._start(attempt, offer):
                 if self.campaign is not None:
                     self.campaign.add_worker(offer.market, offer.zone)

@@ -25,6 +25,7 @@ from orchestrator.core.model import AttemptState, job_state
 from orchestrator.core.placement import OfferSummary, summarize
 from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.policy.multizone_base import ZoneSeen
+from orchestrator.core.reasons import workers_reason
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop import snapshot
 from orchestrator.loop.campaign_output import write_results
@@ -120,6 +121,8 @@ class Reconciler:
     born: float = float("nan")
     # Heartbeats and manifests read from checkpoint storage within a per-tick budget (`loop.progress_reads`).
     progress: ProgressReads = field(default_factory=ProgressReads)
+    # The worker count each campaign was last said to want (a `workers` event when it changes).
+    _workers_said: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.born = self.clock.now()
@@ -256,6 +259,11 @@ class Reconciler:
             avoid=self.capacity, now=now, hours_left=hours_left)
         facts.wanted = workers_wanted(facts, slots=len(snap.tasks), total_h=job.spec.schedule.estimated_hours,
                                       hours_left=hours_left, overhead_h=job.spec.schedule.restart_overhead_hours)
+        if self._workers_said.get(job.id) != facts.wanted:  # said when it changes, with its reason
+            self._workers_said[job.id] = facts.wanted
+            left_h = (1.0 - facts.progress) * facts.work_hours(job.spec.schedule.estimated_hours)
+            self.store.add_event(job.id, "workers", workers_reason(facts.wanted, len(snap.tasks), left_h=left_h,
+                                                                   hours_left=hours_left), now)
         for task in snap.tasks:
             if task.state.terminal:
                 continue
@@ -493,6 +501,7 @@ class Reconciler:
             self.store.mark_finished(job.id, now)
             self.history.pop(job.id, None)
             self.campaign_memory.pop(job.id, None)
+            self._workers_said.pop(job.id, None)
             for task in snap.tasks:
                 self.zone_memory.pop(task.id, None)
             return False

@@ -259,7 +259,8 @@ class Store(JobLeases):
 
     # --- attempts ------------------------------------------------------------------------------
 
-    def begin_attempt(self, task: TaskView, offer: Offer, now: float, *, message: str = "") -> AttemptView:
+    def begin_attempt(self, task: TaskView, offer: Offer, now: float, *, message: str = "",
+                      reason: str = "") -> AttemptView:
         """`pending -> launching` and the attempt row, before the provider is called (its id is the token).
 
         The guarded transition runs first: it takes the task's row lock, so the loser of a race gets
@@ -284,7 +285,8 @@ class Store(JobLeases):
             # (it was an UPDATE by attempt id, a column no index covers: every event scanned, 14 ms a
             # launch on PostgreSQL with 30,000 events).
             event.message = message or (f"launching attempt {number} on {offer.market} {offer.instance_type} in "
-                                        f"{offer.zone or offer.region} at ${offer.price_per_hour:.4f}/h")
+                                        f"{offer.zone or offer.region} at ${offer.price_per_hour:.4f}/h"
+                                        + (f": {reason}" if reason else ""))
             s.add(row)
             s.flush()
             return attempt_view(row)
