@@ -234,7 +234,8 @@ def test_a_usage_error_is_one_line_naming_the_command() -> None:
 # --- start-up --------------------------------------------------------------------------------------
 
 HEAVY = ["sqlalchemy", "numpy", "boto3", "botocore", "kubernetes", "google.cloud", "alembic",
-         "orchestrator.simulate", "orchestrator.store", "orchestrator.loop.reconciler"]
+         "orchestrator.simulate", "orchestrator.store", "orchestrator.loop.reconciler", "pydantic",
+         "prometheus_client", "orchestrator.core.spec_model"]
 
 PROBE = """
 import contextlib, io, json, sys
