@@ -217,7 +217,7 @@ def test_policy_and_providers_help_list_the_registered_names() -> None:
     (("sumbit", "job.toml"), "orch: unknown command 'sumbit'; did you mean 'submit'?"),
     (("db", "upgrad"), "orch db: unknown command 'upgrad'; did you mean 'upgrade'?"),
     (("frobnicate",), "orch: unknown command 'frobnicate' (commands: submit, status, logs, events, results, "
-                      "cancel, controller, db, simulate, aws, agent)"),
+                      "schema, cancel, controller, db, simulate, aws, agent)"),
 ])
 def test_a_mistyped_command_gets_a_suggestion(argv: tuple[str, ...], line: str) -> None:
     out = orch(*argv)

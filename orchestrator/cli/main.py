@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from orchestrator.cli import results as cli_results
+from orchestrator.cli import schema as cli_schema
 from orchestrator.cli import status as cli_status
 from orchestrator.cli.args import OrchParser, VersionAction, bounded_int, finite_float
 from orchestrator.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError
@@ -131,6 +132,7 @@ def build_parser() -> OrchParser:
     # cli_status types its parsers as plain ArgumentParsers; they are OrchParsers (one-line errors) all the same.
     cli_status.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     cli_results.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
+    cli_schema.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
 
     c = sub.add_parser("cancel", help="cancel a job: its processes or instances are stopped")
     c.add_argument("job", help="job id, or any unique prefix of it")

@@ -243,17 +243,23 @@ def _architecture(value: str) -> str:
     return value.lower()
 
 
-def _uri(what: str) -> AfterValidator:
-    return _rule(lambda v: v.startswith(CHECKPOINT_SCHEMES), f"must {what} file://, s3:// or gs://, got {{got}}")
+def _has_scheme(value: str) -> bool:
+    return value.startswith(CHECKPOINT_SCHEMES)
 
 
+URI_PATTERN = "^(file|s3|gs)://"
+_SCHEME = Field(json_schema_extra={"pattern": URI_PATTERN})
+CheckpointUri = Annotated[str, _SCHEME, _rule(_has_scheme, "must start with file://, s3:// or gs://, got {got}")]
+OutputUri = Annotated[str, _SCHEME,
+                      _rule(_has_scheme, "must be a URI starting with file://, s3:// or gs://, got {got}")]
 Image = Annotated[str, _rule(lambda v: bool(v) and v.isprintable() and not any(c.isspace() for c in v),
                              'must be an image reference such as "ghcr.io/org/fold:1.2", got {got}')]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME),
                  _says(f"must be 1 to {MAX_NAME} printable characters, on one line"),
                  _rule(lambda v: bool(v.strip()) and v.isprintable(),
                        f"must be 1 to {MAX_NAME} printable characters, on one line")]
-ItemsPath = Annotated[str, _rule(lambda v: bool(v.strip()), "must be the path of a FASTA, text or JSONL file")]
+ItemsPath = Annotated[str, Field(json_schema_extra={"minLength": 1}),
+                      _rule(lambda v: bool(v.strip()), "must be the path of a FASTA, text or JSONL file")]
 Workdir = Annotated[str, Field(min_length=1),
                     _says("must be a non-empty path (leave it out for the job file's folder)")]
 EnvName = Annotated[str, AfterValidator(_env_name)]
@@ -282,7 +288,7 @@ class Table(BaseModel):
 class ResourcesFile(Table):
     """`[resources]`: what one instance must have."""
 
-    gpu: GpuNames = Field(default_factory=list, json_schema_extra={"x-default": "any GPU"})
+    gpu: GpuNames = Field(default=[], json_schema_extra={"x-default": "any GPU"})
     """Acceptable GPU models (`"V100"`, `["A100", "H100"]`), case-insensitive."""
     gpu_count: Annotated[int, Field(ge=1, le=MAX_GPU_COUNT)] = 1
     """GPUs per instance (at least this many)."""
@@ -324,7 +330,7 @@ class ScheduleFile(Table):
 class CheckpointFile(Table):
     """`[checkpoint]`: where the job's checkpoints live."""
 
-    uri: Annotated[str, _uri("start with")] | None = _none("a folder under `$ORCH_HOME/checkpoints`")
+    uri: CheckpointUri | None = _none("a folder under `$ORCH_HOME/checkpoints`")
     """Where the job's checkpoints and heartbeats live (`file://`, `s3://` or `gs://`). Each task gets its own
     folder under it: `<uri>/task-00000`, `<uri>/task-00001`, …"""
     keep: Annotated[int, Field(ge=1, le=MAX_KEEP)] = 3
@@ -339,7 +345,7 @@ class RetryFile(Table):
     max_failures: Annotated[int, Field(ge=0, le=MAX_FAILURES)] = 3
     """Failures of the job's own process (non-zero exit) a task survives: the task fails at failure
     `max_failures + 1`. `0` fails on the first."""
-    recover_on_exit_codes: list[ExitCode] = Field(default_factory=list)
+    recover_on_exit_codes: list[ExitCode] = []
     """Exit codes (0-255) that mean "interrupted, resume me" (e.g. 75 after saving on SIGTERM): requeued like a
     preemption, not counted as failures."""
 
@@ -347,12 +353,11 @@ class RetryFile(Table):
 class PlacementFile(Table):
     """`[placement]`: where attempts may run."""
 
-    providers: Annotated[list[NonEmpty], Field(min_length=1), _says("must name at least one provider")] = Field(
-        default_factory=lambda: ["local"])
+    providers: Annotated[list[NonEmpty], Field(min_length=1), _says("must name at least one provider")] = ["local"]
     """Where the job may run: `local`, `sim`, `aws`, `gcp`, `kubernetes` (those this orch build knows)."""
-    regions: list[NonEmpty] = Field(default_factory=list, json_schema_extra={"x-default": "`[]` (all)"})
+    regions: list[NonEmpty] = Field(default=[], json_schema_extra={"x-default": "`[]` (all)"})
     """Regions the offers may come from."""
-    options: dict[str, ProviderOptions] = Field(default_factory=dict)
+    options: dict[str, ProviderOptions] = {}
     """`[placement.options.<provider>]`: settings passed to that provider untouched (documented by each
     provider). Values are strings, numbers, booleans, lists and tables; TOML dates are refused because the
     spec is stored as JSON."""
@@ -373,7 +378,7 @@ class ArrayFile(Table):
     needs `format`."""
     workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] | None = _none("1")
     """Instances working at once, at most."""
-    output: Annotated[str, _uri("be a URI starting with")] | None = None
+    output: OutputUri | None = None
     """Where the results (JSON lines, in item order) are written when the campaign ends (`file://`, `s3://`
     or `gs://`); they are always in `orch results JOB`."""
 
@@ -385,14 +390,14 @@ class JobFile(Table):
     name: Name
     """Shown by `orch status`, in events and in instance tags."""
     command: Annotated[list[NonEmpty], BeforeValidator(_argv)] = Field(
-        default_factory=list, json_schema_extra={"x-default": "required unless `image` is given"})
+        default=[], json_schema_extra={"x-default": "required unless `image` is given"})
     """The job's argv. Never a single string: orch never runs commands through a shell."""
     image: Image | None = None
     """Container image reference, for providers that run containers (`kubernetes`); non-empty, no whitespace
     or control characters."""
     workdir: Workdir | None = _none("folder of the job file")
     """Working folder of the command; relative paths are resolved against the job file's folder at submission."""
-    env: dict[EnvName, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = {}
     """Extra environment of every attempt. Names are letters, digits, `_`, `-` and `.`, not starting with a
     digit (what a pod accepts; never `=` or empty). Names starting with `ORCH_` are reserved, and cloud
     credentials are refused."""
