@@ -15,6 +15,7 @@ given, bounded (`providers.bounded_read`); everything else takes text or a decod
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -160,7 +161,13 @@ def parse_spec(
         raise SpecError(source, "", f"not valid TOML: {exc}") from None
     except (ValueError, RecursionError):  # what tomllib lets through: a 5000-digit integer, deep nesting
         raise SpecError(source, "", "not valid TOML: a number too long or values nested too deep") from None
-    return parse_spec_dict(doc, source=source, submitted_at=submitted_at, policies=policies)
+    try:
+        return parse_spec_dict(doc, source=source, submitted_at=submitted_at, policies=policies)
+    except SpecError as exc:
+        line = line_of(text, exc.field)
+        if line is None:
+            raise
+        raise SpecError(source, exc.field, f"{exc.problem} (line {line})") from None
 
 
 def parse_spec_dict(
@@ -193,6 +200,33 @@ def parse_spec_dict(
         placement=PlacementSpec(tuple(placement.providers), tuple(placement.regions), dict(placement.options)),
         array=array,
     )
+
+
+_HEADER = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")
+_KEY = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def line_of(text: str, field_path: str) -> int | None:
+    """The line of the file where `field_path` is written, or where the nearest table above it is
+    (a missing key: its table's header); None when it cannot be told (quoted or dotted keys, inline
+    tables). TOML's decoder gives lines for syntax errors only; this points a user at the rest."""
+    parts = re.sub(r"\[\d+\]", "", field_path).split(".")
+    if not field_path or not all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in parts):
+        return None
+    table, found = "", None
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = header.group(1)
+            if table == ".".join(parts[:-1]) or (found is None and table == ".".join(parts)):
+                found = number
+            continue
+        key = _KEY.match(line)
+        if key and table == ".".join(parts[:-1]) and key.group(1) == parts[-1]:
+            return number
+        if key and found is None and len(parts) > 1 and table == ".".join(parts[:-2]) and key.group(1) == parts[-2]:
+            found = number  # `env = { ... }`: the inline table's line
+    return found
 
 
 def _schedule(source: str, s: ScheduleFile, submitted_at: float, policies: Callable[[str], bool] | None
