@@ -11,7 +11,7 @@ from __future__ import annotations
 EXTRA_OF = {
     "boto3": "aws", "botocore": "aws", "s3transfer": "aws",
     "google": "gcp", "requests": "gcp",
-    "kubernetes": "kubernetes", "urllib3": "kubernetes",
+    "kubernetes": "kubernetes", "urllib3": "kubernetes", "prometheus_client": "kubernetes",
     "psycopg": "postgres", "psycopg2": "postgres",
     "starlette": "dashboard", "uvicorn": "dashboard",
 }

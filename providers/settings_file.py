@@ -1,24 +1,34 @@
-"""What the cloud providers' settings files have in common: where one lives, reading it, a strict reader.
+"""What the cloud providers' settings files have in common: where one lives, reading it, typed models.
 
-Each cloud provider reads an operator-written TOML file (docs/providers/<cloud>.md). They must refuse
-the same mistakes the same way: a misspelt key is an error rather than a silently ignored default, a
-value of the wrong type names its file and key, and a key that looks like a credential is refused,
-because credentials belong to the SDK's own chain and must never gain a second home in a file orch
-reads. What differs per cloud (its error class, the credential key names, the wording) comes in as
-`TableRules`, so each provider's messages still say which cloud and which chain they are about.
+Each cloud provider reads an operator-written TOML file (docs/providers/<cloud>.md), described by
+typed models (pydantic, strict, unknown keys refused; `SettingsModel`). They must refuse the same
+mistakes the same way: a misspelt key is an error rather than a silently ignored default, a value of
+the wrong type names its file and key, and a key that looks like a credential is refused, because
+credentials belong to the SDK's own chain and must never gain a second home in a file orch reads.
+What differs per cloud (its error class, the credential key names, the wording) comes in as
+`FileRules`, so each provider's messages still say which cloud and which chain they are about.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from providers.base import TransientError
@@ -26,6 +36,7 @@ from providers.bounded_read import MIB, FileRefused, read_bounded_text
 
 E = TypeVar("E", bound=Exception)
 R = TypeVar("R")
+M = TypeVar("M", bound="SettingsModel")
 
 # A settings file is a few hundred bytes; a path naming /dev/zero or a log must not be read whole.
 MAX_SETTINGS_BYTES = MIB
@@ -101,8 +112,93 @@ def lookup_region(regions: Mapping[str, R], name: str, error: type[Exception]) -
         raise error(f"region {name!r} is not configured (configured: {', '.join(regions) or 'none'})") from None
 
 
+class SettingsModel(BaseModel):
+    """One table of a settings file: strict types, unknown keys refused, `nan` and `inf` never a number."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+
+
+def fail(problem: str) -> PydanticCustomError:
+    """A refusal said in words; `explain` shows it as it is."""
+    return PydanticCustomError("orch", "{problem}", {"problem": problem})
+
+
+def rule(ok: Callable[[Any], bool], problem: str) -> AfterValidator:
+    """A value must pass `ok`, else it is refused with `problem` (`{got}` is the value given)."""
+
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise fail(problem.replace("{got}", _short(value)))
+        return value
+
+    return AfterValidator(check)
+
+
+def says(problem: str) -> WrapValidator:
+    """Any refusal of this value that is not a wrong type is `problem` (`{got}` is the value given)."""
+
+    def wrap(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            if first["type"] in _KINDS and not first["loc"]:
+                raise fail(explain(first)) from None
+            raise fail(problem.replace("{got}", _short(value))) from None
+
+    return WrapValidator(wrap)
+
+
+# A number of seconds: above zero (or zero, `ZeroOrMoreSeconds`) and at most a day.
+Seconds = Annotated[float, Field(gt=0, le=MAX_SETTING_SECONDS)]
+ZeroOrMoreSeconds = Annotated[float, Field(ge=0, le=MAX_SETTING_SECONDS)]
+NonEmpty = Annotated[str, Field(min_length=1), says("must be a list of non-empty strings")]
+Argv = Annotated[list[NonEmpty], rule(lambda argv: len(argv) > 0, "must name a program")]
+
+_KINDS = {"int_type": "int", "float_type": "int or float", "string_type": "str", "bool_type": "bool",
+          "list_type": "list", "dict_type": "dict", "model_type": "dict"}
+
+
+def explain(err: ErrorDetails) -> str:
+    """One refusal as the settings files have always said it: "must be str, not 3"."""
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind == "orch":
+        return str(ctx["problem"])
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "float_type" and isinstance(value, int) and not isinstance(value, bool):
+        return "is too large"
+    if kind in _KINDS:
+        return f"must be {_KINDS[kind]}, not {_short(value)}"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind == "greater_than":
+        return f"must be positive, not {value}"
+    if kind == "greater_than_equal":
+        return f"must be zero or more, not {value}" if ctx.get("ge") == 0 else f"must be at least {ctx['ge']}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']:g}, not {value:g}"
+    return str(err["msg"])
+
+
+def credential_path(doc: Any, keys: frozenset[str], path: str = "") -> str | None:
+    """The dotted path of the first key, at any depth, that names a credential (compared lowercased)."""
+    if not isinstance(doc, Mapping):
+        return None
+    for key, value in doc.items():
+        where = f"{path}.{_key(key)}" if path else _key(key)
+        if isinstance(key, str) and key.lower() in keys:
+            return where
+        found = credential_path(value, keys, where)
+        if found is not None:
+            return found
+    return None
+
+
 @dataclass(frozen=True, slots=True)
-class TableRules(Generic[E]):
+class FileRules(Generic[E]):
     """What one provider's settings reader raises, and which keys it refuses as credentials."""
 
     error: type[E]
@@ -112,78 +208,28 @@ class TableRules(Generic[E]):
     def fail(self, source: str, name: str, problem: str) -> E:
         return self.error(f"{source}: {name}: {problem}")
 
-
-class SettingsTable(Generic[E]):
-    """One TOML table being read: remembers keys seen so unknown (misspelt) keys are errors."""
-
-    def __init__(self, rules: TableRules[E], source: str, table: Mapping[str, Any], path: str = "") -> None:
-        self.rules, self.source, self.table, self.path = rules, source, table, path
-        self.seen: set[str] = set()
-
-    def fail(self, key: str, problem: str) -> E:
-        return self.rules.fail(self.source, f"{self.path}.{_key(key)}" if self.path else _key(key), problem)
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        self.seen.add(key)
-        if key not in self.table:
-            return default
-        value = self.table[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            raise self.fail(key, f"must be {' or '.join(k.__name__ for k in kinds)}, not {_short(value)}")
-        return value
-
-    def child(self, key: str) -> SettingsTable[E]:
-        """The nested table `key` (empty when absent), read under the same rules."""
-        name = f"{self.path}.{_key(key)}" if self.path else _key(key)
-        return SettingsTable(self.rules, self.source, self.get(key, dict, {}), name)
-
-    def entry(self, key: str, name: str, value: Any, valid_name: re.Pattern[str], bad_name: str) -> SettingsTable[E]:
-        """`[key.name]`, one of a family of named tables (like regions): a table, under a valid name."""
-        if not isinstance(value, dict):
-            raise self.fail(f"{key}.{_key(name)}", "must be a table")
-        if not valid_name.match(name):
-            raise self.fail(f"{key}.{_key(name)}", bad_name)
-        path = f"{self.path}.{key}.{_key(name)}" if self.path else f"{key}.{_key(name)}"
-        return SettingsTable(self.rules, self.source, value, path)
-
-    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-        value = self.get(key, list)
-        if value is None:
-            return default
-        if not all(isinstance(v, str) and v for v in value):
-            raise self.fail(key, "must be a list of non-empty strings")
-        return tuple(value)
-
-    def argv(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        """A command as an argv list, which must at least name a program."""
-        argv = self.strings(key, default)
-        if not argv:
-            raise self.fail(key, "must name a program")
-        return argv
-
-    def positive(self, key: str, default: float, *, zero_ok: bool = False,
-                 maximum: float = MAX_SETTING_SECONDS) -> float:
-        """A finite number of seconds, above zero (or zero, if `zero_ok`) and at most `maximum` (a day)."""
+    def validate(self, model: type[M], doc: Mapping[str, Any], source: str) -> M:
+        """The file as `model`, or one error: credentials first (the more useful message), then unknown
+        keys (a misspelt key is reported as itself, not as the default it left), then the first other."""
+        where = credential_path(doc, self.credential_keys)
+        if where is not None:
+            raise self.fail(source, where, f"credentials do not belong here; {self.credentials_hint}")
         try:
-            value = float(self.get(key, (int, float), default))
-        except OverflowError:
-            raise self.fail(key, "is too large") from None
-        if not math.isfinite(value):
-            raise self.fail(key, "must be a finite number")
-        if value < 0 or (value == 0 and not zero_ok):
-            raise self.fail(key, f"must be {'zero or more' if zero_ok else 'positive'}, not {value}")
-        if value > maximum:
-            raise self.fail(key, f"must be at most {maximum:g}, not {value:g}")
-        return value
+            return model.model_validate(dict(doc))
+        except ValidationError as exc:
+            errors = exc.errors()
+            err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+            raise self.fail(source, dotted(err["loc"]), explain(err)) from None
 
-    def finish(self) -> None:
-        """Refuse credentials first (the more useful message), then any key no reader asked for."""
-        for key in self.table:
-            if isinstance(key, str) and key.lower() in self.rules.credential_keys:
-                raise self.fail(key, f"credentials do not belong here; {self.rules.credentials_hint}")
-            if key not in self.seen:
-                raise self.fail(key, "unknown key")
+
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """`('region', 'us-east-1', 'subnets')` -> `region.us-east-1.subnets`; list items as `[i]`."""
+    out = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{_key(part)}" if out else _key(part))
+    return out
 
 
 def _short(value: object) -> str:
@@ -191,16 +237,14 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def parse_retry(table: SettingsTable[E]) -> RetrySettings:
-    """The `[retry]` table, whose bounds mean the same for every cloud."""
-    attempts = int(table.get("attempts", int, 5))
-    if not 1 <= attempts <= MAX_RETRY_ATTEMPTS:
-        raise table.fail("attempts", f"must be 1 to {MAX_RETRY_ATTEMPTS}, not {_short(attempts)}")
-    retry = RetrySettings(
-        attempts=attempts,
-        initial_wait_seconds=table.positive("initial_wait_seconds", 0.5),
-        max_wait_seconds=table.positive("max_wait_seconds", 20.0),
-        deadline_seconds=table.positive("deadline_seconds", 60.0),
-    )
-    table.finish()
-    return retry
+class RetryFile(SettingsModel):
+    """`[retry]`: bounds of the provider's own retries, the same for every cloud."""
+
+    attempts: Annotated[int, Field(ge=1, le=MAX_RETRY_ATTEMPTS),
+                        says(f"must be 1 to {MAX_RETRY_ATTEMPTS}, not {{got}}")] = 5
+    initial_wait_seconds: Seconds = 0.5
+    max_wait_seconds: Seconds = 20.0
+    deadline_seconds: Seconds = 60.0
+
+    def settings(self) -> RetrySettings:
+        return RetrySettings(self.attempts, self.initial_wait_seconds, self.max_wait_seconds, self.deadline_seconds)

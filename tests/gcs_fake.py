@@ -1,9 +1,12 @@
-"""A small GCS JSON-API fake over real HTTP: the calls `GcsStorage` makes, and an OAuth token endpoint.
+"""A small GCS JSON-API fake over real HTTP: the calls google-cloud-storage makes for `GcsStorage`, and
+an OAuth token endpoint.
 
 Hand-written from the public JSON API reference, not Google. It keeps objects in memory and serves
-simple media uploads, resumable uploads (chunks must start where the server's offset stands and be
-multiples of 256 KiB except the last, as GCS demands; 308 with a `Range` header in between), media
-downloads, paginated listing by plain string prefix, and deletes. `/token` plays Google's OAuth
+media and multipart uploads, resumable uploads (a chunk must start at or before the server's offset,
+its overlap with what the server kept must be the same bytes, and chunks other than the last are
+multiples of 256 KiB, as GCS demands; 308 with a `Range` header in between; the total may be `*` until
+the last chunk), media downloads (with an MD5 `x-goog-hash`, and `md5Hash` in object metadata, so the
+library's end-to-end checks run), paginated listing by plain string prefix, and deletes. `/token` plays Google's OAuth
 token endpoint for credential files that name it as their `token_uri`, so a test can drive the real
 `google.auth.default()` chain and see the bearer token arrive. Faults: `fail_next(action, status)`,
 and `break_chunk()`, which keeps half of the next resumable chunk and then answers 503.
@@ -11,6 +14,8 @@ and `break_chunk()`, which keeps half of the next resumable chunk and then answe
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
 import re
@@ -27,10 +32,10 @@ from tests.http_fake import QuietHandler, ServedFake, serving
 
 QUANTUM = 256 * 1024
 TOKEN = "fake-access-token-1"
-_OBJECT = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+)$")
+_OBJECT = re.compile(r"^(?:/download)?/storage/v1/b/([^/]+)/o/(.+)$")
 _OBJECTS = re.compile(r"^/storage/v1/b/([^/]+)/o$")
 _UPLOAD = re.compile(r"^/upload/storage/v1/b/([^/]+)/o$")
-_RANGE = re.compile(r"^bytes (\*|(\d+)-(\d+))/(\d+)$")
+_RANGE = re.compile(r"^bytes (\*|(\d+)-(\d+))/(\*|\d+)$")
 
 
 class Reply:
@@ -114,17 +119,23 @@ class GcsFake(ServedFake):
     # --- the API ---------------------------------------------------------------------------
 
     def _meta(self, bucket: str, name: str) -> dict[str, Any]:
-        return {"kind": "storage#object", "bucket": bucket, "name": name,
-                "size": str(len(self.objects[(bucket, name)]))}
+        data = self.objects[(bucket, name)]
+        return {"kind": "storage#object", "bucket": bucket, "name": name, "size": str(len(data)),
+                "generation": "1", "md5Hash": _md5(data)}
 
     def _upload(self, args: list[str], query: dict[str, str], headers: Any, body: bytes) -> Reply:
         bucket, name = args[0], query.get("name", "")
+        kind = query.get("uploadType")
+        if kind == "multipart":
+            name, body = _multipart(headers.get("Content-Type", ""), body)
+        elif not name and body:  # a resumable session's metadata, as JSON
+            name = str(json.loads(body).get("name", ""))
         if not name:
             return error(400, "Required parameter: name")
-        if query.get("uploadType") == "media":
+        if kind in ("media", "multipart"):
             self.objects[(bucket, name)] = body
             return Reply(200, self._meta(bucket, name))
-        if query.get("uploadType") == "resumable":
+        if kind == "resumable":
             sid = f"session-{next(self._ids)}"
             total = int(headers.get("X-Upload-Content-Length", "-1"))
             self.sessions[sid] = (bucket, name, total, bytearray())
@@ -138,19 +149,26 @@ class GcsFake(ServedFake):
             return error(404, "No such upload session")
         bucket, name, total, kept = session
         match = _RANGE.match(headers.get("Content-Range", ""))
-        if match is None or int(match.group(4)) != total:
+        if match is not None and match.group(4) != "*":
+            if total >= 0 and int(match.group(4)) != total:
+                match = None
+            total = int(match.group(4)) if match else total
+            self.sessions[query["upload_id"]] = (bucket, name, total, kept)
+        if match is None:
             return error(400, f"bad Content-Range {headers.get('Content-Range')!r}")
         if match.group(1) != "*":
             start, end = int(match.group(2)), int(match.group(3))
-            if start != len(kept) or end - start + 1 != len(body):
+            # A chunk sent again after a failure may start before the offset: GCS keeps one copy of
+            # the overlap, which must be the same bytes.
+            if start > len(kept) or end - start + 1 != len(body) or bytes(kept[start:]) != body[: len(kept) - start]:
                 return error(400, f"chunk {start}-{end} does not continue at {len(kept)}")
-            if end + 1 < total and len(body) % QUANTUM:
+            if (total < 0 or end + 1 < total) and len(body) % QUANTUM:
                 return error(400, "chunks other than the last must be multiples of 256 KiB")
             if self._break_chunk:
                 self._break_chunk = False
-                kept += body[: len(body) // 2 // QUANTUM * QUANTUM]
+                kept += body[len(kept) - start:][: len(body) // 2 // QUANTUM * QUANTUM]
                 return error(503, "Backend Error")
-            kept += body
+            kept += body[len(kept) - start:]
         if len(kept) == total:
             self.objects[(bucket, name)] = bytes(kept)
             del self.sessions[query["upload_id"]]
@@ -163,7 +181,8 @@ class GcsFake(ServedFake):
             return error(404, f"No such object: {args[0]}/{args[1]}")
         if query.get("alt") != "media":
             return Reply(200, self._meta(args[0], args[1]))
-        return Reply(200, data, {"Content-Type": "application/octet-stream"})
+        return Reply(200, data, {"Content-Type": "application/octet-stream", "x-goog-hash": f"md5={_md5(data)}",
+                                 "x-goog-generation": "1"})
 
     def _list(self, args: list[str], query: dict[str, str], headers: Any, body: bytes) -> Reply:
         prefix = query.get("prefix", "")
@@ -179,6 +198,20 @@ class GcsFake(ServedFake):
         if self.objects.pop((args[0], args[1]), None) is None:
             return error(404, f"No such object: {args[0]}/{args[1]}")
         return Reply(204)
+
+
+def _md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()  # GCS's own checksum
+
+
+def _multipart(content_type: str, body: bytes) -> tuple[str, bytes]:
+    """A multipart/related upload: (the name from its JSON metadata part, the media part)."""
+    boundary = re.search(r'boundary="?([^";]+)"?', content_type)
+    if boundary is None:
+        return "", b""
+    parts = body.split(b"--" + boundary.group(1).encode())
+    metadata, media = (part.split(b"\r\n\r\n", 1)[1] for part in parts[1:3])
+    return str(json.loads(metadata).get("name", "")), media.removesuffix(b"\r\n")
 
 
 def _handler(fake: GcsFake) -> type[BaseHTTPRequestHandler]:

@@ -218,7 +218,7 @@ def test_policy_and_providers_help_list_the_registered_names() -> None:
     (("sumbit", "job.toml"), "orch: unknown command 'sumbit'; did you mean 'submit'?"),
     (("db", "upgrad"), "orch db: unknown command 'upgrad'; did you mean 'upgrade'?"),
     (("frobnicate",), "orch: unknown command 'frobnicate' (commands: submit, status, ls, logs, events, results, "
-                      "dashboard, cancel, run, controller, db, simulate, aws, agent, completion)"),
+                      "dashboard, schema, cancel, run, controller, db, simulate, aws, agent, completion)"),
 ])
 def test_a_mistyped_command_gets_a_suggestion(argv: tuple[str, ...], line: str) -> None:
     out = orch(*argv)
@@ -235,7 +235,8 @@ def test_a_usage_error_is_one_line_naming_the_command() -> None:
 # --- start-up --------------------------------------------------------------------------------------
 
 HEAVY = ["sqlalchemy", "numpy", "boto3", "botocore", "kubernetes", "google.cloud", "alembic",
-         "orchestrator.simulate", "orchestrator.store", "orchestrator.loop.reconciler"]
+         "orchestrator.simulate", "orchestrator.store", "orchestrator.loop.reconciler", "pydantic",
+         "prometheus_client", "orchestrator.core.spec_model"]
 
 PROBE = """
 import contextlib, io, json, sys

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from google.auth.transport.requests import AuthorizedSession
 
 from orchestrator.checkpoint import Checkpointer, ObjectNotFound, StorageError, open_storage
 from orchestrator.checkpoint.gcs import GcsStorage
@@ -31,7 +30,7 @@ def sleeps() -> list[float]:
 def make(gcs: GcsFake, sleeps: list[float], uri: str = "gs://ckpt/jobs/t1", **options: object) -> GcsStorage:
     return GcsStorage(
         uri,
-        session=AuthorizedSession(anonymous()),  # type: ignore[no-untyped-call]
+        credentials=anonymous(),
         endpoint=gcs.url,
         resumable_threshold=QUANTUM,
         chunk_size=QUANTUM,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 from orchestrator.cli import completion
 from orchestrator.cli import dashboard as cli_dashboard
 from orchestrator.cli import results as cli_results
+from orchestrator.cli import schema as cli_schema
 from orchestrator.cli import status as cli_status
 from orchestrator.cli.args import OrchParser, VersionAction, bounded_int, finite_float, output_flags
 from orchestrator.cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError
@@ -135,6 +136,7 @@ def build_parser() -> OrchParser:
     cli_status.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     cli_results.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
     cli_dashboard.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
+    cli_schema.register(cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub))
 
     _cancel_parser(sub)
     _run_parser(sub)

@@ -1,58 +1,50 @@
 """`job.toml` -> a typed, validated `JobSpec`.
 
-Validation is strict and total: an unknown key, a wrong type or an impossible value is a `SpecError`
-that names the file, the dotted field and the problem. Nothing here reads the clock or the disk
-except `load_spec`, which reads the one file it is given; the submission time is passed in so that a
-relative deadline resolves the same way in the live loop, the simulator and the tests.
+The file's shape is the typed models of `orchestrator.core.spec_model` (pydantic, strict): every
+unknown key, wrong type or out-of-range value is a `SpecError` that names the file, the dotted field
+and the problem, in one line. The rules that need two fields or the submission time (a deadline the
+work cannot meet, a policy beside a fixed market, a campaign's keys) follow here. The records below
+are what the rest of orch uses: frozen dataclasses, light to import, rebuilt from the stored JSON by
+`spec_from_dict` without validating again, so `orch status` never loads pydantic.
+
+Nothing here reads the clock; the submission time is passed in so that a relative deadline resolves
+the same way in the live loop, the simulator and the tests. `load_spec` reads the one file it is
+given, bounded (`providers.bounded_read`); everything else takes text or a decoded document.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.core.items_input import ParsedItem, format_for, load_items
-from orchestrator.core.spec_reader import SpecError, _Reader, _show, key_text, nul_path
-from providers.base import ARCHITECTURES, Resources
+from orchestrator.core.spec_limits import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_RESTART_OVERHEAD_HOURS,
+    MARKETS,
+    MAX_HOURS,
+    MAX_RESTART_OVERHEAD_HOURS,
+    MAX_SHARDS,
+    MAX_SPEC_BYTES,
+    SpecError,
+    nul_path,
+    show,
+)
+from providers.base import Resources
 from providers.bounded_read import FileRefused, display, read_bounded_text
 
-__all__ = ["ArraySpec", "CheckpointSpec", "JobSpec", "PlacementSpec", "RetrySpec", "ScheduleSpec", "SpecError",
-           "load_items_of", "load_spec", "parse_spec", "parse_spec_dict", "spec_from_dict"]
+if TYPE_CHECKING:
+    from orchestrator.core.spec_model import ArrayFile, ScheduleFile
 
-MARKETS = ("auto", "spot", "on-demand")
-# Credential variables of the clouds' standard chains: refused in a job's env on every provider.
-CREDENTIAL_VARIABLES = frozenset({
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-    "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_OAUTH_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
-    "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", "AZURE_CLIENT_SECRET",
-})
-DEFAULT_GRACE_SECONDS = 120.0
-DEFAULT_RESTART_OVERHEAD_HOURS = 0.1
-# One task row per shard is written at submission, and item bounds are 32-bit columns.
-MAX_SHARDS = 100_000
-MAX_ITEMS = 2**31 - 1
-MAX_WORKERS = 1000  # instances of one campaign at once
-# Bounds of the numbers a job may give (docs/job-spec.md, "Limits"): wide enough for any real job,
-# narrow enough that no value can overflow a computation, a column or the controller's patience.
-MAX_SPEC_BYTES = 1024 * 1024
-MAX_HOURS = 87_600.0  # ten years: work, deadlines
-MIN_WORK_HOURS = 0.001  # 3.6 s: below the loop's resolution
-MAX_RESTART_OVERHEAD_HOURS = 24.0
-MAX_GPU_COUNT = 256
-MAX_GPU_MEMORY_GB = 4096.0
-MAX_BUDGET_USD = 1e9
-MAX_KEEP = 1000
-MAX_GRACE_SECONDS = 600.0  # beyond every cloud's notice (AWS 120 s, GCE 30 s); a local terminate waits this long
-MAX_FAILURES = 1000
-# What a pod accepts as an environment variable name, so one spec runs on every provider.
-ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+# The bounds and the vocabulary live in spec_limits, shared with the models; named here as well.
+__all__ = ["MARKETS", "MAX_HOURS", "MAX_RESTART_OVERHEAD_HOURS", "MAX_SPEC_BYTES", "ArraySpec", "CheckpointSpec",
+           "JobSpec", "PlacementSpec", "RetrySpec", "ScheduleSpec", "SpecError", "load_items_of", "load_spec",
+           "parse_spec", "parse_spec_dict", "spec_from_dict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,63 +151,107 @@ def _plain(value: Any) -> Any:
 
 # --- parsing -----------------------------------------------------------------------------------
 
-def _resources(r: _Reader) -> Resources:
-    r.expect("gpu", "gpu_count", "min_gpu_memory_gb", "min_architecture")
-    gpus = r.strings("gpu", allow_single=True)
-    count = r.integer("gpu_count", 1, minimum=1, maximum=MAX_GPU_COUNT)
-    mem = r.number("min_gpu_memory_gb", positive=True, maximum=MAX_GPU_MEMORY_GB, unit=" GB")
-    arch = r.get("min_architecture", str)
-    if arch is not None and arch.lower() not in ARCHITECTURES:
-        raise r.fail("min_architecture", f"unknown architecture {_show(arch)}; use one of {', '.join(ARCHITECTURES)}")
-    return Resources(gpus=gpus, gpu_count=count, min_gpu_memory_gb=mem,
-                     min_architecture=arch.lower() if arch else None)
+def parse_spec(
+    text: str, *, source: str, submitted_at: float, policies: Callable[[str], bool] | None = None
+) -> JobSpec:
+    """Parse and validate one job file. Raises `SpecError`; never anything else for any input."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(source, "", f"not valid TOML: {exc}") from None
+    except (ValueError, RecursionError):  # what tomllib lets through: a 5000-digit integer, deep nesting
+        raise SpecError(source, "", "not valid TOML: a number too long or values nested too deep") from None
+    try:
+        return parse_spec_dict(doc, source=source, submitted_at=submitted_at, policies=policies)
+    except SpecError as exc:
+        line = line_of(text, exc.field)
+        if line is None:
+            raise
+        raise SpecError(source, exc.field, f"{exc.problem} (line {line})") from None
 
 
-def _deadline(r: _Reader, submitted_at: float) -> float | None:
-    absolute = r.get("deadline", (dt.datetime, str), None)
-    relative = r.number("deadline_hours", positive=True, maximum=MAX_HOURS, unit=" h")
-    if absolute is not None and relative is not None:
-        raise r.fail("deadline_hours", "give either deadline or deadline_hours, not both")
-    if relative is not None:
-        if not math.isfinite(submitted_at + relative * 3600.0):
-            raise r.fail("deadline_hours", "is too large")
-        return submitted_at + relative * 3600.0
-    if absolute is None:
+def parse_spec_dict(
+    doc: Mapping[str, Any], *, source: str, submitted_at: float, policies: Callable[[str], bool] | None = None
+) -> JobSpec:
+    """Validate an already-decoded job document (a job.toml table, a GpuJob's `.spec`) the same way."""
+    from orchestrator.core.spec_model import validate_job  # pydantic: only when a job is read
+
+    if not isinstance(doc, Mapping):
+        raise SpecError(source, "", "must be a table of job settings")
+    nul = nul_path(doc)
+    if nul is not None:
+        raise SpecError(source, nul, "contains a NUL byte (\\0), which no argument, path or environment "
+                        "variable can hold")
+    job = validate_job(dict(doc), source)
+    if not job.command and job.image is None:
+        raise SpecError(source, "command", "is required (or give an image)")
+    schedule = _schedule(source, job.schedule, submitted_at, policies)
+    array = _array(source, job.array) if job.array is not None else None
+    _check_deadline(source, schedule, array, submitted_at)
+    resources, checkpoint, retry, placement = job.resources, job.checkpoint, job.retry, job.placement
+    return JobSpec(
+        name=job.name, command=tuple(job.command), image=job.image, workdir=job.workdir, env=dict(job.env),
+        resources=Resources(gpus=tuple(resources.gpu), gpu_count=resources.gpu_count,
+                            min_gpu_memory_gb=resources.min_gpu_memory_gb,
+                            min_architecture=resources.min_architecture),
+        schedule=schedule,
+        checkpoint=CheckpointSpec(checkpoint.uri, checkpoint.keep, checkpoint.grace_seconds),
+        retry=RetrySpec(retry.max_failures, tuple(retry.recover_on_exit_codes)),
+        placement=PlacementSpec(tuple(placement.providers), tuple(placement.regions), dict(placement.options)),
+        array=array,
+    )
+
+
+_HEADER = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")
+_KEY = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def line_of(text: str, field_path: str) -> int | None:
+    """The line of the file where `field_path` is written, or where the nearest table above it is
+    (a missing key: its table's header); None when it cannot be told (quoted or dotted keys, inline
+    tables). TOML's decoder gives lines for syntax errors only; this points a user at the rest."""
+    parts = re.sub(r"\[\d+\]", "", field_path).split(".")
+    if not field_path or not all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in parts):
         return None
-    if isinstance(absolute, str):
-        try:
-            absolute = dt.datetime.fromisoformat(absolute.replace("Z", "+00:00"))
-        except ValueError:
-            raise r.fail("deadline", f"is not an ISO 8601 date-time: {_show(absolute)}") from None
-    if not isinstance(absolute, dt.datetime):
-        raise r.fail("deadline", "must be a date-time with a time zone, e.g. 2026-12-04T18:00:00Z")
-    if absolute.tzinfo is None:
-        raise r.fail("deadline", "needs a time zone (add Z for UTC), e.g. 2026-12-04T18:00:00Z")
-    if absolute.timestamp() > submitted_at + MAX_HOURS * 3600.0:
-        raise r.fail("deadline", f"is more than {MAX_HOURS:g} h (ten years) away")
-    return absolute.timestamp()
+    table, found = "", None
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = header.group(1)
+            if table == ".".join(parts[:-1]) or (found is None and table == ".".join(parts)):
+                found = number
+            continue
+        key = _KEY.match(line)
+        if key and table == ".".join(parts[:-1]) and key.group(1) == parts[-1]:
+            return number
+        if key and found is None and len(parts) > 1 and table == ".".join(parts[:-2]) and key.group(1) == parts[-2]:
+            found = number  # `env = { ... }`: the inline table's line
+    return found
 
 
-def _schedule(r: _Reader, submitted_at: float, policies: Callable[[str], bool] | None) -> ScheduleSpec:
-    r.expect("estimated_hours", "deadline", "deadline_hours", "budget_usd", "market", "policy",
-             "restart_overhead_hours")
-    hours = r.number("estimated_hours", required=True, positive=True, minimum=MIN_WORK_HOURS, maximum=MAX_HOURS,
-                     unit=" h")
-    assert hours is not None
-    deadline = _deadline(r, submitted_at)
-    budget = r.number("budget_usd", positive=True, maximum=MAX_BUDGET_USD)
-    market = r.get("market", str, "auto")
-    if market not in MARKETS:
-        raise r.fail("market", f"must be one of {', '.join(MARKETS)}, got {_show(market)}")
-    policy = r.get("policy", str)
-    if policy is not None and policies is not None and not policies(policy):
-        raise r.fail("policy", f"no policy named {_show(policy)}")
-    if policy is not None and market != "auto":
-        raise r.fail("policy", f"a policy applies to market = \"auto\" only (market is {_show(market)})")
-    overhead = r.number("restart_overhead_hours", DEFAULT_RESTART_OVERHEAD_HOURS, minimum=0.0,
-                        maximum=MAX_RESTART_OVERHEAD_HOURS, unit=" h")
-    assert overhead is not None
-    return ScheduleSpec(hours, deadline, budget, market, policy, overhead)
+def _schedule(source: str, s: ScheduleFile, submitted_at: float, policies: Callable[[str], bool] | None
+              ) -> ScheduleSpec:
+    if s.policy is not None and policies is not None and not policies(s.policy):
+        raise SpecError(source, "schedule.policy", f"no policy named {show(s.policy)}")
+    if s.policy is not None and s.market != "auto":
+        raise SpecError(source, "schedule.policy",
+                        f"a policy applies to market = \"auto\" only (market is {show(s.market)})")
+    return ScheduleSpec(s.estimated_hours, _deadline(source, s, submitted_at), s.budget_usd, s.market, s.policy,
+                        s.restart_overhead_hours)
+
+
+def _deadline(source: str, s: ScheduleFile, submitted_at: float) -> float | None:
+    if s.deadline is not None and s.deadline_hours is not None:
+        raise SpecError(source, "schedule.deadline_hours", "give either deadline or deadline_hours, not both")
+    if s.deadline_hours is not None:
+        if not math.isfinite(submitted_at + s.deadline_hours * 3600.0):
+            raise SpecError(source, "schedule.deadline_hours", "is too large")
+        return submitted_at + s.deadline_hours * 3600.0
+    if s.deadline is None:
+        return None
+    if s.deadline.timestamp() > submitted_at + MAX_HOURS * 3600.0:
+        raise SpecError(source, "schedule.deadline", f"is more than {MAX_HOURS:g} h (ten years) away")
+    return s.deadline.timestamp()
 
 
 def _check_deadline(source: str, schedule: ScheduleSpec, array: ArraySpec | None, submitted_at: float) -> None:
@@ -243,168 +279,38 @@ def _check_deadline(source: str, schedule: ScheduleSpec, array: ArraySpec | None
         )
 
 
-def _command(r: _Reader) -> tuple[tuple[str, ...], str | None]:
-    if isinstance(r.table.get("command"), str):
-        raise r.fail("command", "must be a list of arguments, e.g. [\"python\", \"fold.py\"]; "
-                     "orch never runs commands through a shell")
-    command = r.strings("command")
-    image = r.get("image", str)
-    if image is not None and (not image or not image.isprintable() or any(c.isspace() for c in image)):
-        raise r.fail("image", f"must be an image reference such as \"ghcr.io/org/fold:1.2\", got {_show(image)}")
-    if not command and image is None:
-        raise r.fail("command", "is required (or give an image)")
-    return command, image
-
-
-def parse_spec(
-    text: str, *, source: str, submitted_at: float, policies: Callable[[str], bool] | None = None
-) -> JobSpec:
-    """Parse and validate one job file. Raises `SpecError`; never anything else for any input."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(source, "", f"not valid TOML: {exc}") from None
-    except (ValueError, RecursionError):  # what tomllib lets through: a 5000-digit integer, deep nesting
-        raise SpecError(source, "", "not valid TOML: a number too long or values nested too deep") from None
-    return parse_spec_dict(doc, source=source, submitted_at=submitted_at, policies=policies)
-
-
-def parse_spec_dict(
-    doc: Mapping[str, Any], *, source: str, submitted_at: float, policies: Callable[[str], bool] | None = None
-) -> JobSpec:
-    """Validate an already-decoded job document (a job.toml table, a GpuJob's `.spec`) the same way."""
-    if not isinstance(doc, Mapping):
-        raise SpecError(source, "", "must be a table of job settings")
-    nul = nul_path(doc)
-    if nul is not None:
-        raise SpecError(source, nul, "contains a NUL byte (\\0), which no argument, path or environment "
-                        "variable can hold")
-    r = _Reader(source, doc)
-    r.expect("name", "command", "image", "workdir", "env", "resources", "schedule", "checkpoint", "retry",
-             "placement", "array")
-    name = r.get("name", str, required=True)
-    if not name.strip() or len(name) > 128 or not name.isprintable():
-        raise r.fail("name", "must be 1 to 128 printable characters, on one line")
-    command, image = _command(r)
-    workdir = r.get("workdir", str)
-    if workdir is not None and not workdir:
-        raise r.fail("workdir", "must be a non-empty path (leave it out for the job file's folder)")
-    env_table = _env(r)
-    resources = _resources(r.table_of("resources"))
-    schedule = _schedule(r.table_of("schedule"), submitted_at, policies)
-    checkpoint = _checkpoint(r.table_of("checkpoint"))
-    retry = _retry(r.table_of("retry"))
-    placement = _placement(r.table_of("placement"))
-    array = _array(r) if "array" in doc else None
-    _check_deadline(source, schedule, array, submitted_at)
-    return JobSpec(name=name, command=command, image=image, workdir=workdir, env=env_table,
-                   resources=resources, schedule=schedule, checkpoint=checkpoint, retry=retry,
-                   placement=placement, array=array)
-
-
-def _env(root: _Reader) -> dict[str, str]:
-    """The job's environment: names a process (and a pod) accepts, string values, nothing orch owns."""
-    env_table: dict[str, Any] = root.get("env", dict, {})
-    source = root.source
-    for key, value in env_table.items():
-        where = f"env.{key_text(key)}"
-        if not ENV_NAME.fullmatch(key):
-            problem = "contains '=', which would end the variable's name" if "=" in key else (
-                "is not a valid environment variable name: use letters, digits, '_', '-' and '.', "
-                "not starting with a digit")
-            raise SpecError(source, where, problem)
-        if not isinstance(value, str):
-            raise SpecError(source, where, f"must be a string, not {type(value).__name__}")
-        if key.startswith("ORCH_"):
-            raise SpecError(source, where, "ORCH_* variables are set by orch and cannot be overridden")
-        if key.upper() in CREDENTIAL_VARIABLES:
-            raise SpecError(source, where, "cloud credentials are never put in a job's environment (they "
-                            "would sit in user data, pod specs and logs); grant access through the instance "
-                            "profile, service account or workload identity instead")
-    return dict(env_table)
-
-
-def _checkpoint(r: _Reader) -> CheckpointSpec:
-    r.expect("uri", "keep", "grace_seconds")
-    uri = r.get("uri", str)
-    if uri is not None and not uri.startswith(("file://", "s3://", "gs://")):
-        raise r.fail("uri", f"must start with file://, s3:// or gs://, got {_show(uri)}")
-    keep = r.integer("keep", 3, minimum=1, maximum=MAX_KEEP)
-    grace = r.number("grace_seconds", DEFAULT_GRACE_SECONDS, minimum=0.0, maximum=MAX_GRACE_SECONDS, unit=" s")
-    assert grace is not None
-    return CheckpointSpec(uri, keep, grace)
-
-
-def _retry(r: _Reader) -> RetrySpec:
-    r.expect("max_failures", "recover_on_exit_codes")
-    max_failures = r.integer("max_failures", 3, minimum=0, maximum=MAX_FAILURES)
-    codes = r.get("recover_on_exit_codes", list, [])
-    for i, c in enumerate(codes):
-        if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 255:
-            raise SpecError(r.source, f"retry.recover_on_exit_codes[{i}]",
-                            f"must be an exit code 0-255, got {_show(c)}")
-    return RetrySpec(max_failures, tuple(codes))
-
-
-def _placement(r: _Reader) -> PlacementSpec:
-    r.expect("providers", "regions", "options")
-    providers = r.strings("providers", ("local",))
-    if not providers:
-        raise r.fail("providers", "must name at least one provider")
-    regions = r.strings("regions")
-    options = r.get("options", dict, {})
-    for key, value in options.items():
-        if not isinstance(value, dict):
-            raise SpecError(r.source, f"placement.options.{key_text(key)}", "must be a table")
-        try:  # the spec is stored as JSON: a TOML date here would only fail later, at submit
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            raise SpecError(r.source, f"placement.options.{key_text(key)}",
-                            "may hold only strings, numbers, booleans, lists and tables") from None
-    return PlacementSpec(providers, regions, options)
-
-
-def _array(root: _Reader) -> ArraySpec:
-    r = root.table_of("array")
-    r.expect("count", "shard_size", "items", "format", "output", "workers")
-    if "items" in r.table:
-        return _campaign(r)
+def _array(source: str, a: ArrayFile) -> ArraySpec:
+    given = a.model_fields_set
+    if a.items is not None:
+        return _campaign(source, a)
     for key in ("workers", "output", "format"):
-        if key in r.table:
-            raise r.fail(key, "applies to a campaign only: give array.items (a FASTA, text or JSONL file)")
-    count = r.integer("count", 0, minimum=1) if "count" in r.table else None
-    if count is None:
-        raise r.fail("count", "is required")
-    if count > MAX_ITEMS:
-        raise r.fail("count", f"must be at most {MAX_ITEMS}, got {count}")
-    shard_size = r.integer("shard_size", count, minimum=1, maximum=MAX_ITEMS)
-    array = ArraySpec(count, shard_size)
+        if key in given:
+            raise SpecError(source, f"array.{key}",
+                            "applies to a campaign only: give array.items (a FASTA, text or JSONL file)")
+    if a.count is None:
+        raise SpecError(source, "array.count", "is required")
+    array = ArraySpec(a.count, a.shard_size if a.shard_size is not None else a.count)
     if array.shards > MAX_SHARDS:
-        raise r.fail("shard_size", f"makes {array.shards} shards; at most {MAX_SHARDS} are allowed")
+        raise SpecError(source, "array.shard_size",
+                        f"makes {array.shards} shards; at most {MAX_SHARDS} are allowed")
     return array
 
 
-def _campaign(r: _Reader) -> ArraySpec:
+def _campaign(source: str, a: ArrayFile) -> ArraySpec:
     """`[array] items = "seqs.fasta"`: items leased by up to `workers` instances (docs/campaigns.md)."""
-    items = r.get("items", str)
-    if not items or not items.strip():
-        raise r.fail("items", "must be the path of a FASTA, text or JSONL file")
+    assert a.items is not None
     for key in ("count", "shard_size"):
-        if key in r.table:
-            raise r.fail(key, "is for fixed shards; a campaign has as many items as its items file, leased "
-                              "by up to array.workers instances")
-    fmt = r.get("format", str)
+        if key in a.model_fields_set:
+            raise SpecError(source, f"array.{key}", "is for fixed shards; a campaign has as many items as its "
+                            "items file, leased by up to array.workers instances")
     try:
-        format_for(items, fmt)
+        format_for(a.items, a.format)
     except ValueError as exc:
-        raise r.fail("format" if fmt is not None else "items", str(exc)) from None
-    output = r.get("output", str)
-    if output is not None and not output.startswith(("file://", "s3://", "gs://")):
-        raise r.fail("output", f"must be a URI starting with file://, s3:// or gs://, got {_show(output)}")
-    workers = r.integer("workers", 1, minimum=1, maximum=MAX_WORKERS)
-    # Until the items file is read, one nominal item per worker slot: the deadline check below sees
-    # each slot's share of the work, which is what the campaign's slots will each do.
-    return ArraySpec(count=workers, shard_size=1, items=items, format=fmt, output=output, workers=workers)
+        raise SpecError(source, "array.format" if a.format is not None else "array.items", str(exc)) from None
+    workers = a.workers or 1
+    # Until the items file is read, one nominal item per worker slot: the deadline check sees each
+    # slot's share of the work, which is what the campaign's slots will each do.
+    return ArraySpec(count=workers, shard_size=1, items=a.items, format=a.format, output=a.output, workers=workers)
 
 
 def load_items_of(spec: JobSpec, job_file: str | Path) -> tuple[JobSpec, list[ParsedItem]]:

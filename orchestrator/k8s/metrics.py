@@ -1,7 +1,11 @@
-"""Prometheus metrics in the text exposition format, and the HTTP server for probes and scrapes.
+"""Prometheus metrics (prometheus_client), and the HTTP server for probes and scrapes.
 
-Written by hand rather than with prometheus_client: five families do not justify a dependency, and
-the format (https://prometheus.io/docs/instrumenting/exposition_formats/) is a few lines of text.
+The families, their names and their labels are the dashboards' contract (docs/kubernetes.md): a
+scrape shows `orch_gpujobs{phase="Running"}`, `orch_cost_usd{market="spot"}`,
+`orch_reconcile_duration_seconds_bucket{le="0.5"}` and so on, and tests/test_k8s_metrics.py
+compares the names. Each `Metrics` has its own registry, so controllers in one process (the tests')
+do not share counts; `_created` series are off, as they were before the library came in, so a
+scrape has the same series as it always had.
 """
 
 from __future__ import annotations
@@ -11,81 +15,77 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import disable_created_metrics as _disable_created_metrics
+
 Labels = tuple[tuple[str, str], ...]
 
-FAMILIES: dict[str, tuple[str, str]] = {
-    "orch_gpujobs": ("gauge", "GpuJobs by phase, as last reconciled."),
-    "orch_preemptions_total": ("counter", "Spot preemptions seen on GpuJobs by this controller."),
-    "orch_cost_usd": ("gauge", "Cost so far of all GpuJobs, by market (priced attempts only)."),
-    "orch_unpriced_gpujobs": ("gauge", "GpuJobs whose cost cannot be known (nodes without a catalog price)."),
-    "orch_reconcile_duration_seconds": ("histogram", "Time of one reconcile tick over every GpuJob."),
-    "orch_watch_restarts_total": ("counter", "GpuJob watches restarted, by reason (gone: 410, error)."),
-    "orch_events_total": ("counter", "Kubernetes Events recorded, by reason."),
-    "orch_leader": ("gauge", "1 while this replica holds the leader Lease."),
+# name -> (kind, help, label names)
+FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "orch_gpujobs": ("gauge", "GpuJobs by phase, as last reconciled.", ("phase",)),
+    "orch_preemptions_total": ("counter", "Spot preemptions seen on GpuJobs by this controller.", ()),
+    "orch_cost_usd": ("gauge", "Cost so far of all GpuJobs, by market (priced attempts only).", ("market",)),
+    "orch_unpriced_gpujobs": ("gauge", "GpuJobs whose cost cannot be known (nodes without a catalog price).", ()),
+    "orch_reconcile_duration_seconds": ("histogram", "Time of one reconcile tick over every GpuJob.", ()),
+    "orch_watch_restarts_total": ("counter", "GpuJob watches restarted, by reason (gone: 410, error).", ("reason",)),
+    "orch_events_total": ("counter", "Kubernetes Events recorded, by reason.", ("reason",)),
+    "orch_leader": ("gauge", "1 while this replica holds the leader Lease.", ()),
 }
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 
-def _labels(labels: Mapping[str, str]) -> Labels:
-    return tuple(sorted(labels.items()))
-
-
-def _fmt_labels(labels: Labels, extra: tuple[str, str] | None = None) -> str:
-    pairs = [*labels, *([extra] if extra else [])]
-    if not pairs:
-        return ""
-    escaped = (v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') for _, v in pairs)
-    return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(pairs, escaped, strict=True)) + "}"
+def _build(name: str, registry: CollectorRegistry) -> Counter | Gauge | Histogram:
+    kind, help_text, labels = FAMILIES[name]
+    if kind == "counter":
+        return Counter(name.removesuffix("_total"), help_text, labels, registry=registry)
+    if kind == "gauge":
+        return Gauge(name, help_text, labels, registry=registry)
+    return Histogram(name, help_text, labels, registry=registry, buckets=BUCKETS)
 
 
 class Metrics:
-    """Thread-safe counters, gauges and one histogram, rendered on scrape."""
+    """The controller's metric families in one registry, rendered on scrape. prometheus_client's
+    metrics are thread-safe; the lock only keeps `replace` whole against a concurrent scrape."""
 
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()
-        self._values: dict[str, dict[Labels, float]] = {name: {} for name in FAMILIES}
-        self._hist: dict[str, tuple[list[int], float, int]] = {}
+        self._families = {name: _build(name, self.registry) for name in FAMILIES}
+        self._seen: dict[str, set[Labels]] = {name: set() for name in FAMILIES}
+
+    def _child(self, name: str, labels: Mapping[str, str]) -> Any:
+        family = self._families[name]
+        if not labels:
+            return family
+        self._seen[name].add(tuple(sorted(labels.items())))
+        return family.labels(**labels)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        with self._lock:
-            family = self._values[name]
-            key = _labels(labels)
-            family[key] = family.get(key, 0.0) + amount
+        self._child(name, labels).inc(amount)
 
     def set(self, name: str, value: float, **labels: str) -> None:
         with self._lock:
-            self._values[name][_labels(labels)] = value
+            self._child(name, labels).set(value)
 
     def replace(self, name: str, values: Mapping[Labels, float]) -> None:
         """Set a whole gauge family at once, so a phase no job is in any more reads 0, not stale."""
         with self._lock:
-            family = self._values[name]
-            for key in family:
-                family[key] = 0.0
-            family.update(values)
+            for key in self._seen[name] - set(values):
+                self._child(name, dict(key)).set(0.0)
+            for key, value in values.items():
+                self._child(name, dict(key)).set(value)
 
     def observe(self, name: str, seconds: float) -> None:
-        with self._lock:
-            counts, total, n = self._hist.get(name, ([0] * len(BUCKETS), 0.0, 0))
-            counts = [c + (1 if seconds <= b else 0) for c, b in zip(counts, BUCKETS, strict=True)]
-            self._hist[name] = (counts, total + seconds, n + 1)
+        self._child(name, {}).observe(seconds)
 
     def value(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._values[name].get(_labels(labels), 0.0)
+        sample = self.registry.get_sample_value(name, dict(labels))
+        return 0.0 if sample is None else sample
 
     def render(self) -> str:
-        lines: list[str] = []
         with self._lock:
-            for name, (kind, help_text) in FAMILIES.items():
-                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-                if kind == "histogram":
-                    counts, total, n = self._hist.get(name, ([0] * len(BUCKETS), 0.0, 0))
-                    lines += [f'{name}_bucket{{le="{b}"}} {c}' for b, c in zip(BUCKETS, counts, strict=True)]
-                    lines += [f'{name}_bucket{{le="+Inf"}} {n}', f"{name}_sum {total}", f"{name}_count {n}"]
-                    continue
-                lines += [f"{name}{_fmt_labels(k)} {v:g}" for k, v in sorted(self._values[name].items())]
-        return "\n".join(lines) + "\n"
+            return generate_latest(self.registry).decode()
 
 
 Check = Callable[[], tuple[bool, str]]
@@ -98,7 +98,7 @@ class HealthServer:
         routes: dict[str, Callable[[], tuple[int, str, str]]] = {
             "/healthz": lambda: _probe(healthz),
             "/readyz": lambda: _probe(readyz),
-            "/metrics": lambda: (200, "text/plain; version=0.0.4; charset=utf-8", metrics.render()),
+            "/metrics": lambda: (200, CONTENT_TYPE_LATEST, metrics.render()),
         }
 
         class Handler(BaseHTTPRequestHandler):

@@ -15,15 +15,23 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from providers.settings_file import (
+    Argv,
+    FileRules,
+    NonEmpty,
+    RetryFile,
     RetrySettings,
-    SettingsTable,
-    TableRules,
+    Seconds,
+    SettingsModel,
+    ZeroOrMoreSeconds,
     load_toml,
     lookup_region,
-    parse_retry,
+    rule,
+    says,
     settings_path,
 )
 
@@ -35,12 +43,11 @@ class AwsSettingsError(ValueError):
     """A settings file that cannot be used; the message names the file, the key and the problem."""
 
 
-_RULES = TableRules(
+_RULES = FileRules(
     AwsSettingsError,
     frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "secret_access_key"}),
     "boto3 reads them from its own chain",
 )
-_Table = SettingsTable[AwsSettingsError]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,63 +104,77 @@ def load_aws_settings(path: Path | None = None) -> AwsSettings:
     return parse_aws_settings(load_toml(path, AwsSettingsError, hint), source=str(path))
 
 
+QueueUrl = Annotated[str, rule(lambda v: v.startswith(("https://", "http://")),
+                               "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/...)")]
+
+
+class RegionFile(SettingsModel):
+    """`[region.<name>]`: where instances of one region start."""
+
+    ami: Annotated[str, rule(lambda v: v.startswith("ami-"), "is required and must be an AMI id (ami-...)")]
+    subnets: dict[str, str] = {}  # zone -> subnet id, checked against the region's name in `_region`
+    security_groups: list[NonEmpty] = []
+    notice_queue_url: QueueUrl | None = None
+
+
+RegionName = Annotated[str, rule(lambda v: bool(_REGION.match(v)), "not an AWS region name (like us-east-1)")]
+
+
+class AwsFile(SettingsModel):
+    """The AWS settings file (docs/providers/aws.md), one field per key; `AwsSettings` is what it becomes."""
+
+    region: dict[RegionName, RegionFile] = {}
+    regions: list[NonEmpty] | None = None
+    instance_profile: str | None = None
+    key_name: str | None = None
+    security_groups: list[NonEmpty] = []
+    agent_command: Argv = ["orch", "agent"]
+    imds_url: str = "http://169.254.169.254"
+    spot_interruption: Annotated[str, rule(
+        lambda v: v in SPOT_INTERRUPTION_BEHAVIORS,
+        "{got} is not supported: orch resumes a reclaimed task on a new attempt from its checkpoint, so a "
+        "stopped or hibernated spot instance would only be billed storage")] = "terminate"
+    shutdown_on_exit: bool = True
+    tags: Annotated[dict[str, str], says("values must be strings and keys may not start with 'aws:' or 'orch:'"),
+                    rule(lambda t: not any(k.startswith(("aws:", "orch:")) for k in t),
+                         "values must be strings and keys may not start with 'aws:' or 'orch:'")] = {}
+    offer_cache_seconds: ZeroOrMoreSeconds = 60.0
+    capacity_retry_after_seconds: Seconds = 300.0
+    page_size: Annotated[int, Field(ge=5, le=1000),
+                         says("must be between 5 and 1000 (the EC2 API's MaxResults range)")] = 500
+    retry: RetryFile = RetryFile()
+    placement_scores: bool = False
+    placement_score_cache_seconds: Seconds = 3600.0
+
+
 def parse_aws_settings(doc: Mapping[str, Any], *, source: str = "aws.toml") -> AwsSettings:
-    top = _Table(_RULES, source, doc)
-    regions_table = top.get("region", dict, {})
-    regions = {name: _region(top, name, table) for name, table in regions_table.items()}
-    listed = top.strings("regions", tuple(regions))
+    f = _RULES.validate(AwsFile, doc, source)
+    regions = {name: _region(source, name, table) for name, table in f.region.items()}
+    listed = tuple(f.regions) if f.regions is not None else tuple(regions)
     for name in listed:
         if name not in regions:
-            raise top.fail("regions", f"{name!r} has no [region.{name}] table (it needs at least an ami)")
+            raise _RULES.fail(source, "regions", f"{name!r} has no [region.{name}] table (it needs at least an ami)")
     if not listed:
-        raise top.fail("region", 'configure at least one region, e.g. [region.us-east-1] ami = "ami-..."')
-    behavior = top.get("spot_interruption", str, "terminate")
-    if behavior not in SPOT_INTERRUPTION_BEHAVIORS:
-        raise top.fail(
-            "spot_interruption",
-            f"{behavior!r} is not supported: orch resumes a reclaimed task on a new attempt from its "
-            "checkpoint, so a stopped or hibernated spot instance would only be billed storage",
-        )
-    agent = top.argv("agent_command", ("orch", "agent"))
-    tags = top.get("tags", dict, {})
-    if not all(isinstance(v, str) for v in tags.values()) or any(k.startswith(("aws:", "orch:")) for k in tags):
-        raise top.fail("tags", "values must be strings and keys may not start with 'aws:' or 'orch:'")
-    page_size = int(top.get("page_size", int, 500))
-    if not 5 <= page_size <= 1000:
-        raise top.fail("page_size", "must be between 5 and 1000 (the EC2 API's MaxResults range)")
-    settings = AwsSettings(
+        raise _RULES.fail(source, "region", 'configure at least one region, e.g. [region.us-east-1] ami = "ami-..."')
+    same = {name: getattr(f, name) for name in _SAME_NAMES}
+    return AwsSettings(
+        **same,
         regions={name: regions[name] for name in listed},
-        instance_profile=top.get("instance_profile", str),
-        key_name=top.get("key_name", str),
-        security_groups=top.strings("security_groups"),
-        agent_command=agent,
-        imds_url=top.get("imds_url", str, "http://169.254.169.254").rstrip("/"),
-        spot_interruption=behavior,
-        shutdown_on_exit=top.get("shutdown_on_exit", bool, True),
-        tags=dict(tags),
-        offer_cache_seconds=top.positive("offer_cache_seconds", 60.0, zero_ok=True),
-        capacity_retry_after_seconds=top.positive("capacity_retry_after_seconds", 300.0),
-        page_size=page_size,
-        retry=parse_retry(top.child("retry")),
-        placement_scores=top.get("placement_scores", bool, False),
-        placement_score_cache_seconds=top.positive("placement_score_cache_seconds", 3600.0),
+        security_groups=tuple(f.security_groups),
+        agent_command=tuple(f.agent_command),
+        imds_url=f.imds_url.rstrip("/"),
+        retry=f.retry.settings(),
     )
-    top.finish()
-    return settings
 
 
-def _region(top: _Table, name: str, table: Any) -> RegionSettings:
-    r = top.entry("region", name, table, _REGION, "not an AWS region name (like us-east-1)")
-    ami = r.get("ami", str)
-    if not ami or not ami.startswith("ami-"):
-        raise r.fail("ami", "is required and must be an AMI id (ami-...)")
-    subnets = r.get("subnets", dict, {})
-    for zone, subnet in subnets.items():
-        if not zone.startswith(name) or not isinstance(subnet, str) or not subnet.startswith("subnet-"):
-            raise r.fail(f"subnets.{zone}", f"must map a zone of {name} to a subnet id (subnet-...)")
-    queue = r.get("notice_queue_url", str)
-    if queue is not None and not queue.startswith(("https://", "http://")):
-        raise r.fail("notice_queue_url", "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/...)")
-    region = RegionSettings(name, ami, dict(subnets), r.strings("security_groups"), queue)
-    r.finish()
-    return region
+# Keys whose value the settings take as it is (the others are converted above).
+_SAME_NAMES = ("instance_profile", "key_name", "spot_interruption", "shutdown_on_exit", "tags", "offer_cache_seconds",
+               "capacity_retry_after_seconds", "page_size", "placement_scores", "placement_score_cache_seconds")
+
+
+def _region(source: str, name: str, r: RegionFile) -> RegionSettings:
+    for zone, subnet in r.subnets.items():
+        if not zone.startswith(name) or not subnet.startswith("subnet-"):
+            raise _RULES.fail(source, f"region.{name}.subnets.{zone}",
+                              f"must map a zone of {name} to a subnet id (subnet-...)")
+    return RegionSettings(name, r.ami, dict(r.subnets), tuple(r.security_groups), r.notice_queue_url)

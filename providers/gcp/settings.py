@@ -16,15 +16,22 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from providers.settings_file import (
+    Argv,
+    FileRules,
+    NonEmpty,
+    RetryFile,
     RetrySettings,
-    SettingsTable,
-    TableRules,
+    Seconds,
+    SettingsModel,
     load_toml,
     lookup_region,
-    parse_retry,
+    rule,
+    says,
     settings_path,
 )
 
@@ -44,6 +51,7 @@ _CREDENTIAL_KEYS = frozenset(
 )
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z0-9.-]+:[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
+_PROJECT_RULE = "is required and must be a project id (lowercase, like my-project-123)"
 # GCE label keys and values: lowercase letters, digits, '_' and '-', at most 63 characters.
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -54,8 +62,7 @@ class GcpSettingsError(ValueError):
     """A settings file that cannot be used; the message names the file, the key and the problem."""
 
 
-_RULES = TableRules(GcpSettingsError, _CREDENTIAL_KEYS, "the Google libraries read them from google.auth.default")
-_Table = SettingsTable[GcpSettingsError]
+_RULES = FileRules(GcpSettingsError, _CREDENTIAL_KEYS, "the Google libraries read them from google.auth.default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,83 +116,79 @@ def load_gcp_settings(path: Path | None = None) -> GcpSettings:
     return parse_gcp_settings(load_toml(path, GcpSettingsError, hint), source=str(path))
 
 
+def _is_email(value: str) -> bool:
+    return "@" in value and not value.endswith(".json") and "/" not in value
+
+
+_LABELS = "GCE labels are lowercase letters, digits, '_' or '-', 63 at most"
+LabelKey = Annotated[str, rule(lambda k: bool(LABEL_KEY.match(k)), _LABELS),
+                     rule(lambda k: not k.startswith(("orch-", "goog-")),
+                          "keys starting with 'orch-' or 'goog-' are reserved")]
+LabelValue = Annotated[str, says(_LABELS), rule(lambda v: bool(LABEL_VALUE.match(v)), _LABELS)]
+RegionName = Annotated[str, rule(lambda v: bool(_REGION.match(v)), "not a GCP region name (like us-central1)")]
+
+
+class RegionFile(SettingsModel):
+    """`[region.<name>]`: the zones orch may use (empty: every catalog zone) and their subnetwork."""
+
+    zones: list[NonEmpty] = []  # checked against the region's name in `_region`
+    subnetwork: str | None = None
+
+
+class GcpFile(SettingsModel):
+    """The GCP settings file (docs/providers/gcp.md), one field per key; `GcpSettings` is what it becomes."""
+
+    project: Annotated[str, says(_PROJECT_RULE), rule(lambda v: bool(_PROJECT.match(v)), _PROJECT_RULE)]
+    image: Annotated[str, Field(min_length=1),
+                     says('is required, e.g. "projects/my-project/global/images/family/orch-gpu"')]
+    region: dict[RegionName, RegionFile] = {}
+    regions: list[RegionName] | None = None
+    network: str = "global/networks/default"
+    service_account: Annotated[str, rule(_is_email, "must be a service account email "
+                                                    "(name@project.iam.gserviceaccount.com)")] | None = None
+    scopes: list[NonEmpty] = list(DEFAULT_SCOPES)
+    labels: dict[LabelKey, LabelValue] = {}
+    boot_disk_gb: Annotated[int, Field(ge=10, le=65536), says("must be between 10 and 65536")] = 100
+    boot_disk_type: str = "pd-balanced"
+    external_ip: bool = True
+    agent_command: Argv = ["orch", "agent"]
+    metadata_url: str = "http://metadata.google.internal"
+    shutdown_on_exit: bool = True
+    operation_timeout_seconds: Seconds = 300.0
+    request_timeout_seconds: Seconds = 30.0
+    capacity_retry_after_seconds: Seconds = 300.0
+    page_size: Annotated[int, Field(ge=1, le=500),
+                         says("must be between 1 and 500 (the Compute API's maxResults range)")] = 500
+    retry: RetryFile = RetryFile()
+
+
 def parse_gcp_settings(doc: Mapping[str, Any], *, source: str = "gcp.toml") -> GcpSettings:
-    top = _Table(_RULES, source, doc)
-    project = top.get("project", str)
-    if not project or not _PROJECT.match(project):
-        raise top.fail("project", "is required and must be a project id (lowercase, like my-project-123)")
-    image = top.get("image", str)
-    if not image:
-        raise top.fail("image", 'is required, e.g. "projects/my-project/global/images/family/orch-gpu"')
-    regions_table = top.get("region", dict, {})
-    regions = {name: _region(top, name, table) for name, table in regions_table.items()}
-    listed = top.strings("regions", tuple(regions))
+    f = _RULES.validate(GcpFile, doc, source)
+    regions = {name: _region(source, name, table) for name, table in f.region.items()}
+    listed = tuple(f.regions) if f.regions is not None else tuple(regions)
     for name in listed:
-        if name not in regions:
-            regions[name] = _region(top, name, {})
+        regions.setdefault(name, RegionSettings(name))
     if not listed:
-        raise top.fail("regions", 'at least one region is required, e.g. regions = ["us-central1"]')
-    settings = GcpSettings(
-        project=project,
+        raise _RULES.fail(source, "regions", 'at least one region is required, e.g. regions = ["us-central1"]')
+    same = {name: getattr(f, name) for name in _SAME_NAMES}
+    return GcpSettings(
+        **same,
         regions={name: regions[name] for name in listed},
-        image=image,
-        network=top.get("network", str, "global/networks/default"),
-        service_account=_service_account(top),
-        scopes=top.strings("scopes", DEFAULT_SCOPES),
-        labels=_labels(top),
-        boot_disk_gb=_boot_disk_gb(top),
-        boot_disk_type=top.get("boot_disk_type", str, "pd-balanced"),
-        external_ip=top.get("external_ip", bool, True),
-        agent_command=top.argv("agent_command", ("orch", "agent")),
-        metadata_url=top.get("metadata_url", str, "http://metadata.google.internal").rstrip("/"),
-        shutdown_on_exit=top.get("shutdown_on_exit", bool, True),
-        operation_timeout_seconds=top.positive("operation_timeout_seconds", 300.0),
-        request_timeout_seconds=top.positive("request_timeout_seconds", 30.0),
-        capacity_retry_after_seconds=top.positive("capacity_retry_after_seconds", 300.0),
-        page_size=_page_size(top),
-        retry=parse_retry(top.child("retry")),
+        scopes=tuple(f.scopes),
+        agent_command=tuple(f.agent_command),
+        metadata_url=f.metadata_url.rstrip("/"),
+        retry=f.retry.settings(),
     )
-    top.finish()
-    return settings
 
 
-def _service_account(top: _Table) -> str | None:
-    email = top.get("service_account", str)
-    if email is not None and ("@" not in email or email.endswith(".json") or "/" in email):
-        raise top.fail("service_account", "must be a service account email (name@project.iam.gserviceaccount.com)")
-    return email
+# Keys whose value the settings take as it is (the others are converted above).
+_SAME_NAMES = ("project", "image", "network", "service_account", "labels", "boot_disk_gb", "boot_disk_type",
+               "external_ip", "shutdown_on_exit", "operation_timeout_seconds", "request_timeout_seconds",
+               "capacity_retry_after_seconds", "page_size")
 
 
-def _labels(top: _Table) -> dict[str, str]:
-    labels = top.get("labels", dict, {})
-    for key, value in labels.items():
-        if not LABEL_KEY.match(key) or not isinstance(value, str) or not LABEL_VALUE.match(value):
-            raise top.fail(f"labels.{key}", "GCE labels are lowercase letters, digits, '_' or '-', 63 at most")
-        if key.startswith(("orch-", "goog-")):
-            raise top.fail(f"labels.{key}", "keys starting with 'orch-' or 'goog-' are reserved")
-    return dict(labels)
-
-
-def _boot_disk_gb(top: _Table) -> int:
-    size = int(top.get("boot_disk_gb", int, 100))
-    if not 10 <= size <= 65536:
-        raise top.fail("boot_disk_gb", "must be between 10 and 65536")
-    return size
-
-
-def _page_size(top: _Table) -> int:
-    size = int(top.get("page_size", int, 500))
-    if not 1 <= size <= 500:
-        raise top.fail("page_size", "must be between 1 and 500 (the Compute API's maxResults range)")
-    return size
-
-
-def _region(top: _Table, name: str, table: Any) -> RegionSettings:
-    r = top.entry("region", name, table, _REGION, "not a GCP region name (like us-central1)")
-    zones = r.strings("zones")
-    for zone in zones:
+def _region(source: str, name: str, r: RegionFile) -> RegionSettings:
+    for zone in r.zones:
         if not zone.startswith(f"{name}-") or len(zone) != len(name) + 2:
-            raise r.fail("zones", f"{zone!r} is not a zone of {name} (like {name}-a)")
-    region = RegionSettings(name, zones, r.get("subnetwork", str))
-    r.finish()
-    return region
+            raise _RULES.fail(source, f"region.{name}.zones", f"{zone!r} is not a zone of {name} (like {name}-a)")
+    return RegionSettings(name, tuple(r.zones), r.subnetwork)

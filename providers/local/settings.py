@@ -9,14 +9,25 @@ market setting would otherwise silently run the default market and make a demo l
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import ErrorDetails
 
 from providers.base import PermanentError
 from providers.catalog import load_catalog, region_of_zone
+from providers.settings_file import SettingsModel, dotted, explain, fail, rule
 
 AVAILABILITY_MODELS = ("random", "trace", "always")
 # Where a zone is: every zone in region `local`, or in the region its name says (`us-east4-a` ->
@@ -67,8 +78,7 @@ class LocalSettings:
     region_names: str = "local"
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            _VALIDATORS[f.name](f"local settings: {f.name}", getattr(self, f.name))
+        _checked({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "local settings: ")
         self._check_combination()
 
     def _check_combination(self) -> None:
@@ -93,13 +103,7 @@ class LocalSettings:
 
     def with_options(self, options: Mapping[str, object]) -> LocalSettings:
         """These settings overridden by a job's `[placement.options.local]` table, validated."""
-        changes: dict[str, object] = {}
-        for key, value in options.items():
-            if key not in _VALIDATORS:
-                known = ", ".join(sorted(_VALIDATORS))
-                raise PermanentError(f"{OPTIONS_PREFIX}.{_key(key)}: unknown setting; known: {known}",
-                                     provider="local", code="invalid-setting")
-            changes[key] = _VALIDATORS[key](f"{OPTIONS_PREFIX}.{key}", value)
+        changes = _checked(options, f"{OPTIONS_PREFIX}.")
         for key in ("trace", "traces"):
             if key in changes and changes[key] is not None:
                 chosen = changes.setdefault("availability", "trace")
@@ -159,38 +163,9 @@ def _fail(label: str, problem: str) -> PermanentError:
     return PermanentError(f"{label}: {problem}", provider="local", code="invalid-setting")
 
 
-def _number(minimum: float, maximum: float, *, optional: bool = False) -> Callable[[str, object], object]:
-    def check(label: str, value: object) -> float | None:
-        if value is None and optional:
-            return None
-        # bool is an int in Python; `true` where a number belongs is a mistake, not a 1.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _fail(label, f"must be a number, not {type(value).__name__} {value!r}")
-        number = float(value)
-        if not math.isfinite(number):
-            raise _fail(label, "must be a finite number")
-        if number < minimum:
-            raise _fail(label, f"must be at least {minimum:g}, got {number:g}")
-        if number > maximum:
-            raise _fail(label, f"must be at most {maximum:g}, got {number:g}")
-        return number
-
-    return check
-
-
-def _seed(label: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(label, f"must be an integer, not {type(value).__name__} {value!r}")
-    if not -MAX_SEED <= value <= MAX_SEED:
-        raise _fail(label, f"must be between {-MAX_SEED} and {MAX_SEED}")
-    return value
-
-
-def _availability(label: str, value: object) -> str:
-    if value not in AVAILABILITY_MODELS:
-        raise _fail(label, f"must be one of {', '.join(AVAILABILITY_MODELS)}, got {_short(value)}")
-    assert isinstance(value, str)
-    return value
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _name(label: str, value: object) -> str:
@@ -202,22 +177,6 @@ def _name(label: str, value: object) -> str:
     return value
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _region_names(label: str, value: object) -> str:
-    if value not in REGION_NAMES:
-        raise _fail(label, f"must be one of {', '.join(REGION_NAMES)}, got {_short(value)}")
-    assert isinstance(value, str)
-    return value
-
-
-def _folder(label: str, value: object) -> str | None:
-    return None if value is None else _name(label, value)
-
-
 def _zone(label: str, value: object) -> str:
     name = _name(label, value)
     if not ZONE_NAME.fullmatch(name):
@@ -225,15 +184,108 @@ def _zone(label: str, value: object) -> str:
     return name
 
 
-def _zones(label: str, value: object) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise _fail(label, f"must be a non-empty list of zone names, got {_short(value)}")
+def _plain(check: Callable[[str, object], str]) -> PlainValidator:
+    """One of the name rules above as a pydantic validator: its words become the refusal."""
+
+    def validate(value: object) -> str:
+        try:
+            return check("", value)
+        except PermanentError as exc:
+            raise fail(str(exc).removeprefix(": ")) from None
+
+    return PlainValidator(validate, json_schema_input_type=str)
+
+
+def _zone_list(value: object) -> object:
+    if isinstance(value, tuple):
+        value = list(value)  # settings built in code hold tuples
+    if isinstance(value, str) or not isinstance(value, list) or not value:
+        raise fail(f"must be a non-empty list of zone names, got {_short(value)}")
     if len(value) > MAX_ZONES:
-        raise _fail(label, f"must name at most {MAX_ZONES} zones, got {len(value)}")
-    zones = tuple(_zone(f"{label}[{i}]", z) for i, z in enumerate(value))
-    if len(set(zones)) != len(zones):
-        raise _fail(label, f"names a zone twice: {list(zones)}")
-    return zones
+        raise fail(f"must name at most {MAX_ZONES} zones, got {len(value)}")
+    return value
+
+
+Name = Annotated[str, _plain(_name)]
+Zone = Annotated[str, _plain(_zone)]
+Zones = Annotated[list[Zone], BeforeValidator(_zone_list),
+                  rule(lambda zones: len(set(zones)) == len(zones), "names a zone twice: {got}")]
+def _seed(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        out_of_range = first["type"] in ("greater_than_equal", "less_than_equal")
+        raise fail(f"must be between {-MAX_SEED} and {MAX_SEED}" if out_of_range else _problem(first)) from None
+
+
+Seed = Annotated[int, Field(ge=-MAX_SEED, le=MAX_SEED), WrapValidator(_seed)]
+
+
+Notice = Annotated[float, Field(ge=0.0, le=MAX_NOTICE_SECONDS)]
+Mean = Annotated[float, Field(ge=MIN_MEAN_SECONDS, le=MAX_MEAN_SECONDS)]
+Gap = Annotated[float, Field(ge=MIN_GAP_SECONDS, le=MAX_GAP_SECONDS)]
+Grace = Annotated[float, Field(ge=0.0, le=MAX_TERMINATE_GRACE_SECONDS)]
+GcAfter = Annotated[float, Field(ge=0.0, le=MAX_GC_AFTER_SECONDS)]
+_DEFAULT: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(LocalSettings)}
+
+
+class LocalOptions(SettingsModel):
+    """`[placement.options.local]` (and the operator's `LocalSettings`): every key optional, each
+    checked alone here; `LocalSettings._check_combination` checks them together. The defaults are
+    `LocalSettings`'s own."""
+
+    notice_seconds: Notice = _DEFAULT["notice_seconds"]
+    availability: Literal["random", "trace", "always"] = _DEFAULT["availability"]
+    mean_available_seconds: Mean = _DEFAULT["mean_available_seconds"]
+    mean_unavailable_seconds: Mean = _DEFAULT["mean_unavailable_seconds"]
+    seed: Seed = _DEFAULT["seed"]
+    trace: Any = _DEFAULT["trace"]  # a path, or a table of zone = path: `_trace`, whose words name the zone
+    gap_seconds: Gap | None = _DEFAULT["gap_seconds"]
+    zones: Zones = _DEFAULT["zones"]
+    price_provider: Name = _DEFAULT["price_provider"]
+    price_region: Name = _DEFAULT["price_region"]
+    terminate_grace_seconds: Grace = _DEFAULT["terminate_grace_seconds"]
+    gc_after_seconds: GcAfter = _DEFAULT["gc_after_seconds"]
+    traces: Name | None = _DEFAULT["traces"]
+    region_names: Literal["local", "from-zones"] = _DEFAULT["region_names"]
+
+
+def _problem(err: ErrorDetails) -> str:
+    """One refusal in the local provider's words ("must be at least 1, got 1e-09")."""
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind == "float_type" and not (isinstance(value, int) and not isinstance(value, bool)):
+        return f"must be a number, not {type(value).__name__} {_short(value)}"
+    if kind == "int_type":
+        return f"must be an integer, not {type(value).__name__} {_short(value)}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']:g}, got {value:g}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']:g}, got {value:g}"
+    if kind == "literal_error":
+        return f"must be one of {str(ctx['expected']).replace(chr(39), '').replace(' or ', ', ')}, got {_short(value)}"
+    return explain(err)
+
+
+def _checked(values: Mapping[str, object], prefix: str) -> dict[str, object]:
+    """The given settings, each checked and normalised (zones and per-zone traces as tuples); a
+    PermanentError naming `prefix` + the key (a list item as `[i]`) otherwise."""
+    try:
+        model = LocalOptions.model_validate(dict(values))
+    except ValidationError as exc:
+        errors = exc.errors()
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        if err["type"] == "extra_forbidden":
+            problem = f"unknown setting; known: {', '.join(sorted(LocalOptions.model_fields))}"
+        else:
+            problem = _problem(err)
+        raise _fail(f"{prefix}{dotted(err['loc'])}", problem) from None
+    out: dict[str, object] = {key: getattr(model, key) for key in model.model_fields_set}
+    if "zones" in out:
+        out["zones"] = tuple(model.zones)
+    if "trace" in out:
+        out["trace"] = _trace(f"{prefix}trace", model.trace)
+    return out
 
 
 def _trace(label: str, value: object) -> TraceSetting:
@@ -249,21 +301,3 @@ def _trace(label: str, value: object) -> TraceSetting:
     if not pairs or len(pairs) > MAX_ZONES:
         raise _fail(label, f"must name 1 to {MAX_ZONES} zones")
     return tuple(sorted((_zone(f"{label}.{_key(z)}", z), _name(f"{label}.{_key(z)}", p)) for z, p in pairs))
-
-
-_VALIDATORS: dict[str, Callable[[str, object], object]] = {
-    "notice_seconds": _number(0.0, MAX_NOTICE_SECONDS),
-    "availability": _availability,
-    "mean_available_seconds": _number(MIN_MEAN_SECONDS, MAX_MEAN_SECONDS),
-    "mean_unavailable_seconds": _number(MIN_MEAN_SECONDS, MAX_MEAN_SECONDS),
-    "seed": _seed,
-    "trace": _trace,
-    "gap_seconds": _number(MIN_GAP_SECONDS, MAX_GAP_SECONDS, optional=True),
-    "zones": _zones,
-    "price_provider": _name,
-    "price_region": _name,
-    "terminate_grace_seconds": _number(0.0, MAX_TERMINATE_GRACE_SECONDS),
-    "gc_after_seconds": _number(0.0, MAX_GC_AFTER_SECONDS),
-    "traces": _folder,
-    "region_names": _region_names,
-}
