@@ -9,40 +9,11 @@ Keys are relative, '/'-separated paths under the URI the storage was opened with
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
 
+from orchestrator.checkpoint.base import ObjectNotFound, Storage, StorageError
 from orchestrator.extras import missing_extra
 
-
-class StorageError(Exception):
-    """A storage backend failed; the message names the URI and the cause."""
-
-
-class ObjectNotFound(StorageError):
-    pass
-
-
-class Storage(Protocol):
-    uri: str
-
-    def put_bytes(self, key: str, data: bytes) -> None: ...
-
-    def put_file(self, key: str, path: Path) -> None: ...
-
-    def get_bytes(self, key: str) -> bytes:
-        """Raises `ObjectNotFound` when the key does not exist."""
-        ...
-
-    def get_file(self, key: str, path: Path) -> None: ...
-
-    def list(self, prefix: str = "") -> list[str]:
-        """Every key under `prefix`, sorted."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Idempotent."""
-        ...
+__all__ = ["ObjectNotFound", "Storage", "StorageError", "StorageFactory", "open_storage", "register_scheme"]
 
 
 StorageFactory = Callable[[str], Storage]

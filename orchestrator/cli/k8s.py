@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 
 
 def run_kubernetes_controller(args: argparse.Namespace) -> int:
-    from orchestrator.cli.main import controller_executor
-    from orchestrator.cli.wiring import build_providers, open_store
+    from orchestrator.cli.wiring import build_providers, controller_executor, open_store
     from orchestrator.core.policy import has_policy
     from orchestrator.k8s.config import (
         controller_settings_from_env,

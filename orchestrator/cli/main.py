@@ -27,7 +27,6 @@ from orchestrator.cli.submit import cmd_submit, prepare, run_loop
 from orchestrator.core.spec import MAX_HOURS, MAX_RESTART_OVERHEAD_HOURS
 
 if TYPE_CHECKING:
-    from orchestrator.loop.executor import Executor
     from orchestrator.store import Store
 
 __all__ = ["build_parser", "main", "prepare"]
@@ -340,7 +339,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
         from orchestrator.cli.k8s import run_kubernetes_controller
 
         return run_kubernetes_controller(args)
-    from orchestrator.cli.wiring import build_providers, open_store
+    from orchestrator.cli.wiring import build_providers, controller_executor, open_store
     from orchestrator.loop.reconciler import Reconciler
     from providers.base import SystemClock
 
@@ -357,14 +356,6 @@ def cmd_controller(args: argparse.Namespace) -> int:
                      {"done": "finished", "stopped": "stopped (SIGTERM)", "interrupted": "interrupted"}[outcome],
                      extra={"kind": "stop"})
     return EXIT_INTERRUPTED if outcome == "interrupted" else 0
-
-
-def controller_executor(args: argparse.Namespace) -> Executor:
-    """A long-running controller works on its jobs in parallel, so one hung cloud call delays only its job:
-    the tick waits for its jobs about one tick (at least 5 s), then leaves the slow ones to finish."""
-    from orchestrator.loop.executor import Executor
-
-    return Executor(workers=args.workers, call_timeout_s=args.call_timeout, job_budget_s=max(5.0, args.tick))
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

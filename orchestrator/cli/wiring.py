@@ -6,14 +6,19 @@ Providers are constructed by explicit factories, each importing its SDK only whe
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.extras import missing_extra
 from orchestrator.store import Store, database_url, make_engine, orch_home
 from orchestrator.store.engine import ensure_schema
 from providers.base import Clock, PermanentError, Provider, ProviderError, SystemClock
+
+if TYPE_CHECKING:
+    from orchestrator.loop.executor import Executor
 
 AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "orchestrator.agent")
 
@@ -90,3 +95,11 @@ def build_providers(names: Iterable[str], *, clock: Clock | None = None,
             hint = missing_extra(exc, f"provider {name!r}")
             raise PermanentError(hint or f"provider {name!r} is not set up: {exc}", provider=name) from exc
     return out
+
+
+def controller_executor(args: argparse.Namespace) -> Executor:
+    """A long-running controller works on its jobs in parallel, so one hung cloud call delays only its job:
+    the tick waits for its jobs about one tick (at least 5 s), then leaves the slow ones to finish."""
+    from orchestrator.loop.executor import Executor
+
+    return Executor(workers=args.workers, call_timeout_s=args.call_timeout, job_budget_s=max(5.0, args.tick))
