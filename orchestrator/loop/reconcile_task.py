@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from orchestrator.core.campaign_plan import (
     CampaignFacts,
@@ -30,6 +30,7 @@ from orchestrator.core.policy import Situation
 from orchestrator.core.status import task_work_hours
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop.executor import CallTimedOut
+from orchestrator.loop.observation import Observation
 from orchestrator.loop.pending import FlushFirst, with_notes, with_progress
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.loop.task_facts import (
@@ -39,7 +40,7 @@ from orchestrator.loop.task_facts import (
     attempt_key,
     draining,
 )
-from orchestrator.loop.zones import ZoneView
+from orchestrator.loop.zones import ZoneContext, ZoneView
 from orchestrator.store.item_source import worker_environment
 from orchestrator.store.observations import progress_values
 from providers.base import (
@@ -59,8 +60,13 @@ from providers.base import (
 )
 
 if TYPE_CHECKING:
-    from orchestrator.loop.reconciler import Observation, Reconciler
+    from orchestrator.core.policy.base import SpotHistory
+    from orchestrator.loop.pending import PendingWrites
+    from orchestrator.loop.progress_reads import ProgressReads
     from orchestrator.store import Store
+    from orchestrator.store.item_source import ItemEndpoint
+    from orchestrator.store.items import ItemStore
+    from orchestrator.store.views import JobView
 
 log = logging.getLogger("orch.reconciler")
 MAX_OFFERS_PER_TICK = 3
@@ -70,10 +76,39 @@ RECLAIMED_AVOID_S = 300.0
 QUOTA_AVOID_S = 600.0
 
 
+class StepContext(ZoneContext, Protocol):
+    """What a task's step reads and writes of the tick around it (the `Reconciler` is one): named here
+    so that the step does not import the reconciler that runs it."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def pending(self) -> PendingWrites: ...
+
+    @property
+    def progress(self) -> ProgressReads: ...
+
+    @property
+    def history(self) -> dict[str, SpotHistory]: ...
+
+    @property
+    def item_endpoint(self) -> ItemEndpoint | None: ...
+
+    @property
+    def items(self) -> ItemStore: ...
+
+    def job_offers(self, job: JobView) -> list[Offer]: ...
+
+    def reread_task(self, snap: JobSnapshot, task_id: str) -> None: ...
+
+    def seen_since(self, attempt_id: str, started: float) -> float: ...
+
+
 class TaskWorker:
     """One task's step, over the tick's snapshot of its job (see `orchestrator.loop.snapshot`)."""
 
-    def __init__(self, r: Reconciler, snap: JobSnapshot, task: TaskView, live: AttemptView | None,
+    def __init__(self, r: StepContext, snap: JobSnapshot, task: TaskView, live: AttemptView | None,
                  totals: JobTotals | None = None, campaign: CampaignFacts | None = None,
                  offers: list[Offer] | None = None) -> None:
         self.r, self.snap, self.job, self.task, self.live = r, snap, snap.job, task, live

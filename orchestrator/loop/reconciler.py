@@ -32,6 +32,7 @@ from orchestrator.loop.campaign_output import write_results
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.heap import Heap
 from orchestrator.loop.ledger import reaped, settle_ends
+from orchestrator.loop.observation import Observation
 from orchestrator.loop.pending import PendingWrites, with_progress
 from orchestrator.loop.progress_reads import ProgressReads, Want
 from orchestrator.loop.reconcile_task import TaskWorker
@@ -57,17 +58,6 @@ from providers.base import (
 
 log = logging.getLogger("orch.reconciler")
 PRICE_RECORD_S = 600.0
-
-
-@dataclass
-class Observation:
-    """What one tick saw. `listed` holds the providers whose list call succeeded this tick."""
-
-    instances: dict[str, Instance] = field(default_factory=dict)  # by attempt id
-    listed: set[str] = field(default_factory=set)
-    notices: dict[str, Notice] = field(default_factory=dict)  # by attempt id
-    orphans: list[tuple[str, Instance]] = field(default_factory=list)
-    seen: list[tuple[str, Instance]] = field(default_factory=list)  # every instance listed, by provider
 
 
 @dataclass

@@ -14,34 +14,66 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from orchestrator.core.model import AttemptView, Outcome, TaskView
+from orchestrator.core.placement import OfferSummary
 from orchestrator.core.policy import Situation
+from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.policy.multizone import get_multi_policy, multi_policy_names
 from orchestrator.core.policy.multizone_base import MoveCosts, Placement, Rates, Zone, ZoneSeen, move_costs
 from orchestrator.core.policy.multizone_live import end_tick, observe
 from orchestrator.core.policy.multizone_live import situation as zone_situation
+from orchestrator.loop.executor import Executor
+from orchestrator.loop.observation import Observation
 from orchestrator.loop.snapshot import JobSnapshot
 from providers.base import (
+    CapacityMemory,
+    Clock,
     EndReason,
     Instance,
     InstanceState,
     Market,
     NoticeKind,
     Offer,
+    Provider,
     ProviderError,
     zone_signals,
 )
 from providers.catalog import Catalog, load_catalog
 
-if TYPE_CHECKING:
-    from orchestrator.loop.reconciler import Observation, Reconciler
-
 log = logging.getLogger("orch.reconciler")
+
+
+class ZoneContext(Protocol):
+    """What a task's zone view reads of the tick around it (the `Reconciler` is one)."""
+
+    @property
+    def providers(self) -> Mapping[str, Provider]: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def capacity(self) -> CapacityMemory: ...
+
+    @property
+    def executor(self) -> Executor: ...
+
+    @property
+    def tick_seconds(self) -> float: ...
+
+    @property
+    def zone_evidence(self) -> ZoneEvidence: ...
+
+    @property
+    def zone_memory(self) -> dict[str, tuple[tuple[str, ...], tuple[ZoneSeen, ...], SpotHistory | None]]: ...
+
+    def offer_summary(self, offers: list[Offer]) -> OfferSummary: ...
+
 
 
 # What evidence is about: a spot instance type in a zone (an offer key's parts, without building the
@@ -143,7 +175,7 @@ def _moves(zones: tuple[Zone, ...], sources: tuple[Offer, ...], spot_usd_per_h: 
 
 
 class ZoneView:
-    def __init__(self, r: Reconciler, snap: JobSnapshot, task: TaskView) -> None:
+    def __init__(self, r: ZoneContext, snap: JobSnapshot, task: TaskView) -> None:
         self.r, self.snap, self.task_id = r, snap, task.id
         self._zones: tuple[Zone, ...] = ()
         self._seen: tuple[ZoneSeen, ...] | None = None
