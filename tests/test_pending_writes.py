@@ -11,8 +11,9 @@ from sqlalchemy import event
 from orchestrator.core.model import AttemptState, AttemptView, TaskState, TaskView, Transition
 from orchestrator.core.spec import parse_spec
 from orchestrator.loop import snapshot
-from orchestrator.loop.pending import FlushFirst, PendingWrites, with_notes, with_progress
+from orchestrator.loop.pending import PendingWrites, with_notes, with_progress
 from orchestrator.loop.reconciler import Reconciler
+from orchestrator.loop.step_store import StepStore
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
 from orchestrator.store.observations import progress_values
@@ -101,7 +102,9 @@ def test_a_state_change_writes_its_tasks_held_observations_first(sqlite_store: S
     pending = PendingWrites()
     pending.progress(task.id, {"progress_committed": 0.25, "progress_reported": 0.5})
     pending.progress(other.id, {"progress_committed": 0.75})
-    FlushFirst(sqlite_store, pending, task.id).transition(task.id, Transition.CANCEL, clock.now(), message="x")
+    step = StepStore(sqlite_store, pending, task.id)
+    step.transition(task.id, Transition.CANCEL, clock.now(), message="x")
+    assert step.wrote, "the step reads its task again"
     (task_now,), (other_now,) = sqlite_store.tasks(job_id), sqlite_store.tasks(other_id)
     assert (task_now.state, task_now.progress_committed, task_now.progress_reported) == (TaskState.CANCELLED, 0.25, 0.5)
     assert other_now.progress_committed == 0.0 and len(pending) == 1, "another task's observation waits for the tick"

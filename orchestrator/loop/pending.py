@@ -2,7 +2,7 @@
 
 A step that sees new progress applies it to the tick's snapshot at once (the decision that follows
 reads it there) and leaves the row write here. Before a step changes its task's state, the task's
-held observations are written first (`FlushFirst`), so a transition never lands before the
+held observations are written first (`loop.step_store.StepStore`), so a transition never lands before the
 progress it was decided on, and a later progress write can never overwrite a state change's row.
 Whatever is left is written when the tick ends; a controller that dies first loses only
 observations, which the next tick makes again from the same heartbeats and listings.
@@ -17,7 +17,6 @@ from operator import attrgetter
 from typing import Any
 
 from orchestrator.core.model import AttemptView, TaskView
-from orchestrator.loop.task_facts import Tracked
 from orchestrator.store import Store
 from orchestrator.store.observations import ATTEMPT_NOTES, TASK_PROGRESS
 
@@ -53,23 +52,6 @@ class PendingWrites:
                 by_task = {task_id: self._notes.pop(task_id)} if task_id in self._notes else {}
         if progress or by_task:
             store.record_observations(progress, {a: v for notes in by_task.values() for a, v in notes.items()})
-
-
-class FlushFirst:
-    """The store as one task's step uses it: any write writes the task's held observations first."""
-
-    def __init__(self, store: Store, pending: PendingWrites, task_id: str) -> None:
-        self._store, self._pending, self._task_id = store, pending, task_id
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._store, name)
-        if name not in Tracked.WRITES:
-            return attr
-
-        def write(*args: Any, **kwargs: Any) -> Any:
-            self._pending.flush(self._store, task_id=self._task_id)
-            return attr(*args, **kwargs)
-        return write
 
 
 # A view copied with a few fields changed, made positionally: `dataclasses.replace` (a dict of every

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.core.campaign_plan import (
     CampaignFacts,
@@ -31,11 +31,11 @@ from orchestrator.core.status import task_work_hours
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop.executor import CallTimedOut
 from orchestrator.loop.observation import Observation
-from orchestrator.loop.pending import FlushFirst, with_notes, with_progress
+from orchestrator.loop.pending import with_notes, with_progress
 from orchestrator.loop.snapshot import JobSnapshot
+from orchestrator.loop.step_store import StepStore
 from orchestrator.loop.task_facts import (
     Seen,
-    Tracked,
     asked_to_stop,
     attempt_key,
     draining,
@@ -121,14 +121,13 @@ class TaskWorker:
         self.totals = totals if totals is not None else JobTotals.of(
             snap.job.spec, snap.tasks, snap.attempts_of, idle=idle, now=r.clock.now())
         # Observations wait for the tick's end (`loop.pending`); any other write sends this task's first.
-        self._tracked = Tracked(cast("Store", FlushFirst(r.store, r.pending, task.id)))
-        self.store = cast("Store", self._tracked)
+        self.store = StepStore(r.store, r.pending, task.id)
 
     @property
     def wrote(self) -> bool:
         """Whether this step changed the store since it last re-read its task (the snapshot must then
         read it again)."""
-        return self._tracked.wrote
+        return self.store.wrote
 
     @property
     def now(self) -> float:
@@ -240,7 +239,7 @@ class TaskWorker:
         if outcome is Outcome.CANCELLED and provider.abilities.stops_gracefully and not unbilled:
             # The instance stops in its own time (a pod's grace period, for the job to save): it runs
             # and is billed until then, so the attempt stays live and ends when the listing shows it gone.
-            if not asked_to_stop(self.store, self.job.id, live.id):
+            if not asked_to_stop(self.r.store, self.job.id, live.id):
                 self.store.add_event(self.job.id, "stopping", f"attempt {live.number}: {reason}; its instance "
                                      "may save until it stops", self.now, task_id=self.task.id, attempt_id=live.id)
             return
@@ -546,8 +545,8 @@ class TaskWorker:
     def _refresh(self) -> None:
         """Take this task and its attempts from the snapshot, re-reading them first (not the whole job)
         if this step wrote to the store; observations held in memory are already in the snapshot."""
-        if self._tracked.wrote:
+        if self.store.wrote:
             self.r.reread_task(self.snap, self.task.id)
-            self._tracked.wrote = False  # the snapshot holds every write so far: no second re-read after the step
+            self.store.wrote = False  # the snapshot holds every write so far: no second re-read after the step
         self.task = self.snap.task(self.task.id) or self.task
         self.totals.update(self.task, self.snap.attempts_of(self.task.id))

@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest
 from orchestrator.checkpoint.manifest import read_manifest
@@ -49,22 +49,6 @@ class Seen:
     interrupted: bool = False
     heartbeat_at: float | None = None
     provider_progress: bool = False
-
-
-class Tracked:
-    """The store, noting whether a step wrote anything: only then is its task read again."""
-
-    # The state changes a step makes (its observations go through `loop.pending` instead).
-    WRITES = frozenset({"transition", "begin_attempt", "attempt_instance", "attempt_running", "end_attempt"})
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.wrote = False
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self.WRITES:
-            self.wrote = True
-        return getattr(self._store, name)
 
 
 def attempt_key(a: AttemptView) -> str:
