@@ -21,14 +21,17 @@ from providers.base import Instance
 
 log = logging.getLogger("orch.reconciler")
 SETTLE_TOLERANCE_S = 0.5  # below this an end is already the cloud's (float round trips)
+# Ends the loop records before the cloud has said when: on a notice (at its deadline), or lost (at the
+# tick whose listing missed the instance past its grace).
+GUESSED = frozenset({Outcome.PREEMPTED, Outcome.LOST})
 
 
 def settle_ends(store: Store, listed: Iterable[Instance], attempts: Mapping[str, AttemptView], now: float) -> list[str]:
-    """Bring forward the end of each attempt among `attempts` (by id) that was ended on a notice, when its
-    listed instance ended before the deadline it was recorded at; returns the ids moved (their jobs'
-    snapshots must be read again).
+    """Bring forward the end of each attempt among `attempts` (by id) that was ended on a guess (`GUESSED`),
+    when its listed instance ended before the moment it was recorded at; returns the ids moved (their
+    jobs' snapshots must be read again).
 
-    Only that guess is corrected here, and only earlier: every other end is the cloud's already (read
+    Only those guesses are corrected here, and only earlier: every other end is the cloud's already (read
     from the listing by `_finish`) or the moment orch stopped the instance, and a provider whose end
     time is approximate (a pod without a finish time reads as "now") must never stretch a bill. An
     instance that ran on after its attempt was given up is billed to its stop by `reaped`.
@@ -38,11 +41,13 @@ def settle_ends(store: Store, listed: Iterable[Instance], attempts: Mapping[str,
         if inst.alive or inst.ended_at is None or inst.attempt_id is None:
             continue
         a = attempts.get(inst.attempt_id)
-        if a is None or a.live or a.unbilled or a.ended_at is None or a.outcome is not Outcome.PREEMPTED:
+        if a is None or a.live or a.unbilled or a.ended_at is None or a.outcome not in GUESSED:
             continue
         if max(inst.ended_at, a.launched_at) >= a.ended_at - SETTLE_TOLERANCE_S:
             continue
-        if store.settle_end(a, inst.ended_at, now, why="its instance was reclaimed before the notice's deadline"):
+        why = ("its instance was reclaimed before the notice's deadline" if a.outcome is Outcome.PREEMPTED
+               else "its instance had ended before the listing that missed it")
+        if store.settle_end(a, inst.ended_at, now, why=why):
             moved.append(a.id)
     return moved
 
