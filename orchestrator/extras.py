@@ -13,6 +13,7 @@ EXTRA_OF = {
     "google": "gcp", "requests": "gcp",
     "kubernetes": "kubernetes", "urllib3": "kubernetes",
     "psycopg": "postgres", "psycopg2": "postgres",
+    "starlette": "server", "uvicorn": "server",
 }
 
 

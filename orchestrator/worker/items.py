@@ -15,8 +15,8 @@ handed out again, so a restarted worker simply carries on with what is left.
 `ItemSource` (orchestrator/worker/sources.py) is the seam: `SqlItemSource`
 (orchestrator/store/item_source.py) talks to orch's own database, given as ORCH_ITEMS_URL to local
 workers; `HttpItemSource` (orchestrator/worker/http_source.py) talks to the controller's item
-service, given as ORCH_ITEMS_ENDPOINT and a per-attempt ORCH_ITEMS_TOKEN to pods, which must not
-hold database credentials. `MemoryItemSource` runs a worker by hand, without orch.
+service, given as ORCH_ITEMS_ENDPOINT and a per-attempt ORCH_ITEMS_TOKEN to pods and cloud workers,
+which must not hold database credentials. `MemoryItemSource` runs a worker by hand, without orch.
 See docs/campaigns.md.
 """
 
@@ -268,7 +268,7 @@ def source_from_env(env: Mapping[str, str]) -> ItemSource:
         from orchestrator.worker.http_source import HttpItemSource
 
         return HttpItemSource(endpoint, job_id=job_id, owner=owner, token=token, gpu_memory_gb=memory,
-                              lease_seconds=lease_s,
+                              lease_seconds=lease_s, ca_pem=env.get("ORCH_ITEMS_CA") or None,
                               retry_for_s=float(env.get("ORCH_ITEMS_RETRY_SECONDS") or 300.0))
     assert url is not None
     from orchestrator.store.item_source import SqlItemSource  # SQLAlchemy only for workers that use it
