@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from providers.item_service import ItemServiceAccess, parse_item_service
 from providers.settings_file import (
     RetrySettings,
     SettingsTable,
@@ -75,6 +76,8 @@ class AwsSettings:
     # Ask EC2 for spot placement scores per zone (providers/aws/signals.py); EC2 limits these a day.
     placement_scores: bool = False
     placement_score_cache_seconds: float = 3600.0
+    # Campaign workers reach the controller's item service here (None: through the job's bucket).
+    item_service: ItemServiceAccess | None = None
 
     @property
     def region_names(self) -> tuple[str, ...]:
@@ -137,6 +140,7 @@ def parse_aws_settings(doc: Mapping[str, Any], *, source: str = "aws.toml") -> A
         retry=parse_retry(top.child("retry")),
         placement_scores=top.get("placement_scores", bool, False),
         placement_score_cache_seconds=top.positive("placement_score_cache_seconds", 3600.0),
+        item_service=parse_item_service(top),
     )
     top.finish()
     return settings

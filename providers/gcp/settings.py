@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from providers.item_service import ItemServiceAccess, parse_item_service
 from providers.settings_file import (
     RetrySettings,
     SettingsTable,
@@ -90,6 +91,8 @@ class GcpSettings:
     capacity_retry_after_seconds: float = 300.0
     page_size: int = 500
     retry: RetrySettings = field(default_factory=RetrySettings)
+    # Campaign workers reach the controller's item service here (None: through the job's bucket).
+    item_service: ItemServiceAccess | None = None
 
     @property
     def region_names(self) -> tuple[str, ...]:
@@ -144,6 +147,7 @@ def parse_gcp_settings(doc: Mapping[str, Any], *, source: str = "gcp.toml") -> G
         capacity_retry_after_seconds=top.positive("capacity_retry_after_seconds", 300.0),
         page_size=_page_size(top),
         retry=parse_retry(top.child("retry")),
+        item_service=parse_item_service(top),
     )
     top.finish()
     return settings
