@@ -146,6 +146,8 @@ def test_the_example_campaign_on_aws_does_every_item_once_through_a_reclamation(
     finally:
         host.kill()
 
+    assert main(["status", job_id]) == 0
+    assert f"items via   aws: the job's bucket (s3://{bucket}/fold/_orch/items)" in capsys.readouterr().out
     assert main(["results", job_id, "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["index"] for row in rows] == list(range(N)), "an item missing or twice"

@@ -116,3 +116,34 @@ def test_workers_reach_the_service_over_tls_with_its_certificate(sqlite_store: S
         assert ItemStore(sqlite_store.engine).counts(job) == ItemCounts(done=1, queued=2)
     finally:
         service.stop()
+
+
+def test_the_controller_serves_and_opens_what_the_settings_name(aws_world: AwsWorld, sqlite_store: Store,
+                                                               orch_home: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from orchestrator.cli.campaign_items import controller_items, items_secret
+    from providers.aws.provider import AwsProvider
+    from providers.item_service import ItemServiceAccess
+    from tests.aws_support import free_port
+
+    with controller_items(sqlite_store, {"aws": aws_world.provider}) as endpoint:  # no item_service_url
+        assert endpoint is not None and endpoint.transport("aws") == "bucket" and endpoint.url == ""
+    cert, key, pem = self_signed(tmp_path)
+    port = free_port()
+    access = ItemServiceAccess(f"https://127.0.0.1:{port}", str(cert), str(key))
+    provider = AwsProvider(aws_world.clock, dataclasses.replace(aws_world.provider.settings, item_service=access),
+                           client_factory=aws_world.factory)
+    job, (attempt, _) = campaign(sqlite_store, 2)
+    with controller_items(sqlite_store, {"aws": provider}) as endpoint:
+        assert endpoint is not None and endpoint.transport("aws") == "service" and endpoint.ca_pem == pem
+        assert endpoint.secret == items_secret() and (orch_home / "items.secret").stat().st_mode & 0o077 == 0
+        env = worker_environment("sqlite:///never", provider="aws", endpoint=endpoint, job_id=job, attempt_id=attempt)
+        src = HttpItemSource(env["ORCH_ITEMS_ENDPOINT"], job_id=job, owner=attempt, token=env["ORCH_ITEMS_TOKEN"],
+                             ca_pem=env["ORCH_ITEMS_CA"])
+        assert [x.index for x in src.lease(1)] == [0]
+    groups = aws_world.client("ec2").describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [ITEM_SERVICE_GROUP]}])["SecurityGroups"]
+    opened = [(rule["FromPort"], [g["GroupId"] for g in rule["UserIdGroupPairs"]])
+              for group in groups if group["VpcId"] for rule in group["IpPermissions"]]
+    assert (port, list(provider.settings.security_groups_for(REGION))) in opened

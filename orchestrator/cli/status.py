@@ -130,6 +130,14 @@ def job_status_now(store: Store, job_ref: str) -> JobStatus:
     return statuses_now(store, [job])[0]
 
 
+def items_transport(store: Store, job_id: str) -> str:
+    """How the campaign's workers reach their items, from the providers' settings (campaign_items.py)."""
+    from orchestrator.cli.campaign_items import transport_line
+
+    job = store.job(job_id)
+    return "" if job is None else transport_line(job.spec.placement.providers, job.checkpoint_uri)
+
+
 def campaign_now(store: Store, status: JobStatus, *, listed: int = 20) -> CampaignStatus | None:
     """The campaign part of a job's status (None for a job without items): counts, rate, ETA, $ per item."""
     from orchestrator.core.campaign import RATE_WINDOW_S, campaign_status
@@ -171,6 +179,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 text = render.status_detail(status, terminal_width())
                 if campaign is not None:
                     text += "\n" + render.campaign_detail(campaign, terminal_width())
+                    text += "\n" + items_transport(store, status.job_id)
             _show(text, clear=clear)
             if args.watch and status.state in FINISHED_STATES:
                 return 0 if status.state == "succeeded" else 1
