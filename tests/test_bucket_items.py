@@ -257,3 +257,22 @@ def test_the_environment_names_the_bucket_and_never_the_database() -> None:
     assert worker_environment("sqlite:///x", provider="kubernetes", endpoint=ENDPOINT, job_id="j", attempt_id="a",
                               checkpoint_uri="s3://b/j") == {}
     assert Lease(1, 0, None, "", 1).lease_no == 1
+
+
+def test_failures_count_quarantine_and_out_of_memory_ask_for_a_larger_gpu(
+        sqlite_store: Store, objects: ConditionalObjects) -> None:
+    job, (attempt, _) = campaign(sqlite_store, 2)
+    items = ItemStore(sqlite_store.engine)
+    src = worker(objects, job, attempt, gpu_memory_gb=16.0)
+    with Ticks(sqlite_store, objects, job):
+        (oom,) = src.lease(1)
+        assert src.fail(oom, reason="CUDA out of memory", oom=True) == "failed"  # not counted: a larger GPU
+        states = []
+        while (held := src.lease(1)) and held[0].index == 1:
+            states.append(src.fail(held[0], reason="bad input", oom=False))
+            if states[-1] == "quarantined":
+                break
+    assert states == ["failed", "failed", "failed", "quarantined"]  # max_failures = 3: the 4th quarantines
+    assert items.memory_needed(job) == 16.0
+    assert [q.index for q in items.quarantined(job)] == [1]
+    assert items.counts(job).quarantined == 1
