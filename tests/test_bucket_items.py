@@ -256,6 +256,8 @@ def test_the_environment_names_the_bucket_and_never_the_database() -> None:
                    "ORCH_ITEMS_TOKEN": attempt_token(SECRET, "j", "a")}
     assert worker_environment("sqlite:///x", provider="kubernetes", endpoint=ENDPOINT, job_id="j", attempt_id="a",
                               checkpoint_uri="s3://b/j") == {}
+    assert worker_environment("sqlite:///x", provider="aws", endpoint=ENDPOINT, job_id="j", attempt_id="a",
+                              checkpoint_uri="file:///home/u/ckpt") == {}, "an instance cannot reach a local folder"
     assert Lease(1, 0, None, "", 1).lease_no == 1
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from orchestrator.store import Store, orch_home
 from orchestrator.store.item_service import ItemService
-from orchestrator.store.item_source import ItemEndpoint, items_uri
+from orchestrator.store.item_source import BUCKETS, ItemEndpoint, items_uri
 from providers.base import Provider
 from providers.item_service import ItemServiceAccess
 
@@ -117,6 +117,10 @@ def transport_line(providers: tuple[str, ...], checkpoint_uri: str) -> str:
             except (ValueError, OSError) as exc:
                 ways.append(f"{name}: unknown ({str(exc).splitlines()[0][:120]})")
                 continue
-            ways.append(f"{name}: the item service at {access.url}" if access else
-                        f"{name}: the job's bucket ({items_uri(checkpoint_uri)})")
+            if access:
+                ways.append(f"{name}: the item service at {access.url}")
+            elif checkpoint_uri.startswith(BUCKETS):
+                ways.append(f"{name}: the job's bucket ({items_uri(checkpoint_uri)})")
+            else:
+                ways.append(f"{name}: none: its [checkpoint] uri must be s3:// or gs:// (or set item_service_url)")
     return "items via   " + "; ".join(ways)

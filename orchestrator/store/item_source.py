@@ -80,6 +80,9 @@ class ItemEndpoint:
         return "bucket" if provider in self.bucket_providers else None
 
 
+BUCKETS = ("s3://", "gs://")  # object stores with conditional writes a cloud worker can reach
+
+
 def items_uri(checkpoint_uri: str) -> str:
     """Where a campaign's bucket transport keeps its objects: under the job's own checkpoint URI."""
     return f"{checkpoint_uri.rstrip('/')}/_orch/items"
@@ -100,7 +103,7 @@ def worker_environment(url: str, *, provider: str, gpu_memory_gb: float | None =
         env = {"ORCH_ITEMS_ENDPOINT": endpoint.url, "ORCH_ITEMS_TOKEN": endpoint.token(job_id, attempt_id)}
         if endpoint.ca_pem:
             env["ORCH_ITEMS_CA"] = endpoint.ca_pem
-    elif endpoint is not None and transport == "bucket" and checkpoint_uri:
+    elif endpoint is not None and transport == "bucket" and checkpoint_uri and checkpoint_uri.startswith(BUCKETS):
         env = {"ORCH_ITEMS_BUCKET": items_uri(checkpoint_uri), "ORCH_ITEMS_TOKEN": endpoint.token(job_id, attempt_id)}
     else:
         return {}

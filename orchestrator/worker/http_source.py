@@ -150,7 +150,7 @@ class HttpItemSource:
         try:
             with self._client.stream("POST", f"{self.base}/{op}", content=data,
                                      headers={"Content-Type": "application/json"}) as resp:
-                raw = b""
+                raw = bytearray()
                 for chunk in resp.iter_bytes():
                     raw += chunk
                     if len(raw) > MAX_ANSWER_BYTES:
