@@ -19,6 +19,7 @@ Exactly once, through restarts and a second controller:
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +38,8 @@ __all__ = ["BucketPump", "pump_buckets"]
 log = logging.getLogger(__name__)
 
 MAX_CHUNK = 1000
+MAX_PER_TICK = 5000  # requests applied per campaign per tick: the rest wait for the next one
+ANSWERED = frozenset({"lease", "fail"})  # the calls whose worker waits for an answer object
 LEASE_SECONDS = (1.0, 3600.0)
 
 
@@ -65,14 +68,14 @@ class BucketPump:
             try:
                 objects = self._open(uri)
                 applied += self.pump_job(objects, snap.job.id, attempts, snap.job.spec.retry.max_failures, now)
-            except StorageError as exc:
+            except (StorageError, ValueError) as exc:  # ValueError: an unreadable listing
                 log.warning("campaign %s: cannot read its items bucket this tick: %s", snap.job.id, exc)
         return applied
 
     def pump_job(self, objects: ConditionalObjects, job_id: str, attempts: Mapping[str, AttemptView],
                  max_failures: int, now: float) -> int:
         applied = 0
-        for key in objects.list("req/"):  # sorted: per worker, in the order its calls were made
+        for key in objects.list("req/")[:MAX_PER_TICK]:  # sorted: per worker, in the order its calls were made
             parts = key.split("/")
             if len(parts) != 3 or not parts[2].endswith(".json"):
                 continue
@@ -83,8 +86,11 @@ class BucketPump:
             answer_key = f"ans/{attempt_id}/{stamp}"
             try:
                 request = self._request(found.data, job_id, attempt_id, attempts)
-                answer = None if objects.read(answer_key) is not None else self._apply(
-                    objects, job_id, attempts[attempt_id], request, max_failures, now)
+                # Only a call that takes an answer can be applied twice to effect (the others are
+                # idempotent in the store): its answer, if there, says it was.
+                answered = request.get("op") in ANSWERED and objects.read(answer_key) is not None
+                answer = None if answered else self._apply(objects, job_id, attempts[attempt_id], request,
+                                                           max_failures, now)
             except _Refused as exc:
                 log.warning("campaign %s: a request of worker %s refused: %s", job_id, attempt_id, exc)
                 answer = {"error": str(exc)}
@@ -107,8 +113,6 @@ class BucketPump:
         return request
 
     def _token_ok(self, token: Any, job_id: str, attempt_id: str) -> bool:
-        import hmac
-
         return isinstance(token, str) and hmac.compare_digest(
             token.encode(), attempt_token(self.endpoint.secret, job_id, attempt_id).encode())
 
