@@ -8,8 +8,8 @@ a test kubelet), which starts the real agent around the real `fold_campaign.py` 
 has no address the workers could reach, so they lease and commit through objects in the bucket
 (`ORCH_ITEMS_BUCKET`), applied to the store by the loop's pump each tick. Halfway, a spot interruption
 notice on the IMDS emulator stops the workers (they give back what they hold and exit 143) and EC2
-takes the instances back; the loop launches replacements, which finish the rest. Every sequence is in
-`orch results` exactly once.
+takes the instances back; the controller restarts; the new loop launches replacements, which finish the
+rest. Every sequence is in `orch results` exactly once.
 """
 
 from __future__ import annotations
@@ -141,6 +141,12 @@ def test_the_example_campaign_on_aws_does_every_item_once_through_a_reclamation(
         for attempt in first:
             preempt(attempt.instance_id or "")  # EC2 takes the capacity back
         aws_world.imds.clear()
+        # The controller restarts (it gives up its jobs, as `orch controller` does on SIGTERM): a new loop
+        # with the same secret carries on, and the workers' tokens and pending calls stay good.
+        store.release_jobs(r.owner)
+        host.r = Reconciler(store, {"aws": aws_world.provider}, aws_world.clock, owner="e2e-restarted",
+                            tick_seconds=0.1, item_endpoint=ItemEndpoint("", endpoint.secret, providers=frozenset(),
+                                                                         bucket_providers=frozenset({"aws"})))
         host.until(lambda: store.job(job_id) is not None and store.job(job_id).finished_at is not None,  # type: ignore[union-attr]
                    "the campaign to finish", timeout=120)
     finally:
