@@ -62,6 +62,7 @@ MAX_IDS = 10_000  # item ids per renew or release call
 MAX_TEXT = 4096  # a reason or a result URI
 IDLE_TIMEOUT_S = 60.0  # a kept-alive connection with no request is closed after this
 START_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 1024
 LEASE_SECONDS = (1.0, 3600.0)
 _PATH = re.compile(r"^/v1/jobs/([A-Za-z0-9_.-]{1,128})/workers/([A-Za-z0-9_.-]{1,128})/([a-z]+)$")
 
@@ -145,9 +146,10 @@ class ItemService:
         self._socket.bind((host, port))
         self._port = int(self._socket.getsockname()[1])
         self.tls = tls_cert is not None
+        # Past MAX_CONNECTIONS open connections uvicorn answers 503, which workers retry with backoff.
         config = uvicorn.Config(app(self), log_level="warning", access_log=False, lifespan="off",
                                 timeout_keep_alive=int(IDLE_TIMEOUT_S), ssl_certfile=tls_cert, ssl_keyfile=tls_key,
-                                server_header=False, date_header=False)
+                                server_header=False, date_header=False, limit_concurrency=MAX_CONNECTIONS)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="orch-items", daemon=True)
 
