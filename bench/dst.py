@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.postgres:
             _reset_postgres(args.postgres)
         outcomes.append(run_seed(seed, url=args.postgres))
-        if len(seeds) > 1 and (i + 1) % 50 == 0:
-            print(f"{i + 1} of {len(seeds)} seeds, {sum(o.failed for o in outcomes)} failing, "
+        if len(seeds) > 1 and (i + 1) % 25 == 0:
+            print(f"{i + 1} of {len(seeds)} seeds, failing: {[o.seed for o in outcomes if o.failed]}, "
                   f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started
     if args.json:

@@ -13,7 +13,7 @@ EXTRA_OF = {
     "google": "gcp", "requests": "gcp",
     "kubernetes": "kubernetes", "urllib3": "kubernetes", "prometheus_client": "kubernetes",
     "psycopg": "postgres", "psycopg2": "postgres",
-    "starlette": "dashboard", "uvicorn": "dashboard",
+    "starlette": "server", "uvicorn": "server",
 }
 
 

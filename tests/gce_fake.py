@@ -40,6 +40,9 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/compute/v1/projects/([^/]+)/zones/([^/]+)/operations$"), "operations.list"),
     ("GET", re.compile(r"^/compute/v1/projects/([^/]+)/zones/([^/]+)/operations/([^/]+)$"), "operations.get"),
     ("POST", re.compile(r"^/compute/v1/projects/([^/]+)/zones/([^/]+)/operations/([^/]+)/wait$"), "operations.wait"),
+    ("GET", re.compile(r"^/compute/v1/projects/([^/]+)/global/firewalls/([^/]+)$"), "firewalls.get"),
+    ("POST", re.compile(r"^/compute/v1/projects/([^/]+)/global/firewalls$"), "firewalls.insert"),
+    ("POST", re.compile(r"^/compute/v1/projects/([^/]+)/global/operations/([^/]+)/wait$"), "globalOperations.wait"),
 ]
 _LABEL_FILTER = re.compile(r'^labels\.([a-z0-9_-]+)\s*=\s*"?([^"\s]*)"?$')
 _OPTYPE_FILTER = re.compile(r'^operationType\s*=\s*"?([^"\s]*)"?$')
@@ -113,6 +116,7 @@ class GceFake(ServedFake):
         self.calls: Counter[str] = Counter()
         self.request_ids: list[str] = []
         self.inserted: list[dict[str, Any]] = []  # every accepted insert body, as sent
+        self.firewalls: dict[str, dict[str, Any]] = {}  # by name, as inserted
         self.forget_request_ids = False
         self._faults: dict[str, list[HttpFault]] = {}
         self._stockouts: dict[str, tuple[str, bool]] = {}
@@ -186,6 +190,9 @@ class GceFake(ServedFake):
                         "operations.list": self._operations_list,
                         "operations.get": self._operations_get,
                         "operations.wait": self._operations_wait,
+                        "firewalls.get": self._firewall_get,
+                        "firewalls.insert": self._firewall_insert,
+                        "globalOperations.wait": self._global_operation,
                     }
                     return 200, handlers[action](*match.groups()[1:], query=query, body=body)
         raise HttpFault(404, "notFound", f"no route for {method} {path}")
@@ -287,6 +294,30 @@ class GceFake(ServedFake):
         if op is not None and op.polls_left > 1 and self.wait_hold_seconds:
             time.sleep(self.wait_hold_seconds)  # GCE holds a wait up to two minutes; tests need seconds
         return self._operations_get(zone, name, query=query, body=body)
+
+
+    # --- firewalls (global; their operations finish at once) ---------------------------------
+
+    def _firewall_get(self, name: str, *, query: dict[str, str], body: Any) -> dict[str, Any]:
+        if name not in self.firewalls:
+            raise HttpFault(404, "notFound", f"The resource 'projects/{self.project}/global/firewalls/{name}' "
+                                             "was not found")
+        return self.firewalls[name]
+
+    def _firewall_insert(self, *, query: dict[str, str], body: Any) -> dict[str, Any]:
+        name = str(body.get("name", ""))
+        if name in self.firewalls:
+            raise HttpFault(409, "alreadyExists", f"The resource 'projects/{self.project}/global/firewalls/{name}' "
+                                                  "already exists")
+        self.firewalls[name] = {**body, "kind": "compute#firewall",
+                                "selfLink": f"{BASE}/projects/{self.project}/global/firewalls/{name}"}
+        return self._global_operation(f"operation-{next(self._ids)}", query=query, body=None, target=name)
+
+    def _global_operation(self, name: str, *, query: dict[str, str], body: Any, target: str = "") -> dict[str, Any]:
+        return {"kind": "compute#operation", "name": name, "operationType": "insert", "status": "DONE",
+                "progress": 100, "insertTime": rfc3339(), "endTime": rfc3339(),
+                "targetLink": f"{BASE}/projects/{self.project}/global/firewalls/{target}",
+                "selfLink": f"{BASE}/projects/{self.project}/global/operations/{name}"}
 
 
 def _page(items: list[Any], query: dict[str, str]) -> tuple[list[Any], dict[str, str]]:

@@ -8,7 +8,9 @@ multiples of 256 KiB, as GCS demands; 308 with a `Range` header in between; the 
 the last chunk), media downloads (with an MD5 `x-goog-hash`, and `md5Hash` in object metadata, so the
 library's end-to-end checks run), paginated listing by plain string prefix, and deletes. `/token` plays Google's OAuth
 token endpoint for credential files that name it as their `token_uri`, so a test can drive the real
-`google.auth.default()` chain and see the bearer token arrive. Faults: `fail_next(action, status)`,
+`google.auth.default()` chain and see the bearer token arrive. Every object has a generation, and
+uploads and deletes honour `ifGenerationMatch` (0: only if absent) with 412, as GCS does; media
+downloads carry `x-goog-generation`. Faults: `fail_next(action, status)`,
 and `break_chunk()`, which keeps half of the next resumable chunk and then answers 503.
 """
 
@@ -59,6 +61,8 @@ class GcsFake(ServedFake):
         super().__init__()
         self.buckets = set(buckets)
         self.objects: dict[tuple[str, str], bytes] = {}
+        self.generations: dict[tuple[str, str], int] = {}
+        self._generation = itertools.count(1_000_001)
         self.sessions: dict[str, tuple[str, str, int, bytearray]] = {}
         self.calls: Counter[str] = Counter()
         self.authorizations: list[str] = []
@@ -121,7 +125,21 @@ class GcsFake(ServedFake):
     def _meta(self, bucket: str, name: str) -> dict[str, Any]:
         data = self.objects[(bucket, name)]
         return {"kind": "storage#object", "bucket": bucket, "name": name, "size": str(len(data)),
-                "generation": "1", "md5Hash": _md5(data)}
+                "generation": str(self.generations.get((bucket, name), 0)), "md5Hash": _md5(data)}
+
+    def _precondition(self, bucket: str, name: str, query: dict[str, str]) -> Reply | None:
+        """412 unless `ifGenerationMatch` names the object's generation (0: no object)."""
+        wanted = query.get("ifGenerationMatch")
+        if wanted is None:
+            return None
+        current = self.generations.get((bucket, name), 1) if (bucket, name) in self.objects else 0
+        if not wanted.isdigit() or int(wanted) != current:
+            return error(412, "At least one of the pre-conditions you specified did not hold.")
+        return None
+
+    def _store(self, bucket: str, name: str, data: bytes) -> None:
+        self.objects[(bucket, name)] = data
+        self.generations[(bucket, name)] = next(self._generation)
 
     def _upload(self, args: list[str], query: dict[str, str], headers: Any, body: bytes) -> Reply:
         bucket, name = args[0], query.get("name", "")
@@ -132,8 +150,11 @@ class GcsFake(ServedFake):
             name = str(json.loads(body).get("name", ""))
         if not name:
             return error(400, "Required parameter: name")
+        refused = self._precondition(bucket, name, query)
+        if refused is not None:
+            return refused
         if kind in ("media", "multipart"):
-            self.objects[(bucket, name)] = body
+            self._store(bucket, name, body)
             return Reply(200, self._meta(bucket, name))
         if kind == "resumable":
             sid = f"session-{next(self._ids)}"
@@ -170,7 +191,7 @@ class GcsFake(ServedFake):
                 return error(503, "Backend Error")
             kept += body[len(kept) - start:]
         if len(kept) == total:
-            self.objects[(bucket, name)] = bytes(kept)
+            self._store(bucket, name, bytes(kept))
             del self.sessions[query["upload_id"]]
             return Reply(200, self._meta(bucket, name))
         return Reply(308, None, {"Range": f"bytes=0-{len(kept) - 1}"} if kept else {})
@@ -182,7 +203,7 @@ class GcsFake(ServedFake):
         if query.get("alt") != "media":
             return Reply(200, self._meta(args[0], args[1]))
         return Reply(200, data, {"Content-Type": "application/octet-stream", "x-goog-hash": f"md5={_md5(data)}",
-                                 "x-goog-generation": "1"})
+                                 "x-goog-generation": str(self.generations.get((args[0], args[1]), 0))})
 
     def _list(self, args: list[str], query: dict[str, str], headers: Any, body: bytes) -> Reply:
         prefix = query.get("prefix", "")
@@ -195,6 +216,8 @@ class GcsFake(ServedFake):
         return Reply(200, doc)
 
     def _delete(self, args: list[str], query: dict[str, str], headers: Any, body: bytes) -> Reply:
+        if (args[0], args[1]) in self.objects and (refused := self._precondition(args[0], args[1], query)):
+            return refused
         if self.objects.pop((args[0], args[1]), None) is None:
             return error(404, f"No such object: {args[0]}/{args[1]}")
         return Reply(204)

@@ -194,7 +194,7 @@ def test_the_command_refuses_in_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2 and "--port" in out.stderr, out.stderr
     out = _orch("dashboard", blocked="starlette,uvicorn", home=tmp_path)
     assert out.returncode == 1, out.stderr
-    assert out.stderr.strip().endswith("python3 -m pip install 'orch[dashboard]'"), out.stderr
+    assert out.stderr.strip().endswith("python3 -m pip install 'orch[server]'"), out.stderr
 
 
 def test_the_command_serves_and_prints_its_address(tmp_path: Path) -> None:

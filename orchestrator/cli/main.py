@@ -339,6 +339,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
         from orchestrator.cli.k8s import run_kubernetes_controller
 
         return run_kubernetes_controller(args)
+    from orchestrator.cli.campaign_items import controller_items
     from orchestrator.cli.wiring import build_providers, controller_executor, open_store
     from orchestrator.loop.reconciler import Reconciler
     from providers.base import SystemClock
@@ -346,12 +347,14 @@ def cmd_controller(args: argparse.Namespace) -> int:
     store = open_store()
     clock = SystemClock()
     names = [n.strip() for n in args.providers.split(",") if n.strip()]
-    r = Reconciler(store, build_providers(names, clock=clock), clock, tick_seconds=args.tick,
-                   executor=controller_executor(args))
-    events = cli_log.ControllerLog.starting_now(store, r.owner, clock.now)
-    cli_log.log.info("controller %s: providers %s, tick %gs", r.owner, ", ".join(names), args.tick,
-                     extra={"kind": "start"})
-    outcome = run_loop(r, max_ticks=1 if args.once else None, on_tick=events.after_tick)
+    providers = build_providers(names, clock=clock)
+    with controller_items(store, providers) as item_endpoint:  # campaigns on cloud instances (campaign_items.py)
+        r = Reconciler(store, providers, clock, tick_seconds=args.tick, executor=controller_executor(args),
+                       item_endpoint=item_endpoint)
+        events = cli_log.ControllerLog.starting_now(store, r.owner, clock.now)
+        cli_log.log.info("controller %s: providers %s, tick %gs", r.owner, ", ".join(names), args.tick,
+                         extra={"kind": "start"})
+        outcome = run_loop(r, max_ticks=1 if args.once else None, on_tick=events.after_tick)
     cli_log.log.info("controller %s %s; its jobs are released", r.owner,
                      {"done": "finished", "stopped": "stopped (SIGTERM)", "interrupted": "interrupted"}[outcome],
                      extra={"kind": "stop"})

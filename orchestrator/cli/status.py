@@ -132,6 +132,14 @@ def job_status_now(store: Store, job_ref: str) -> JobStatus:
     return statuses_now(store, [cli_jobs.resolve(store, job_ref)])[0]
 
 
+def items_transport(store: Store, job_id: str) -> str:
+    """How the campaign's workers reach their items, from the providers' settings (campaign_items.py)."""
+    from orchestrator.cli.campaign_items import transport_line
+
+    job = store.job(job_id)
+    return "" if job is None else transport_line(job.spec.placement.providers, job.checkpoint_uri)
+
+
 def campaign_now(store: Store, status: JobStatus, *, listed: int = 20) -> CampaignStatus | None:
     """The campaign part of a job's status (None for a job without items): counts, rate, ETA, $ per item."""
     from orchestrator.core.campaign import RATE_WINDOW_S, campaign_status
@@ -206,6 +214,7 @@ def _one(store: Store, status: JobStatus, args: argparse.Namespace) -> str:
                                 controller=cli_jobs.controller_line(store, status.job_id, unfinished, now))
     if campaign is not None:
         text += "\n" + render.campaign_detail(campaign, width, utc=args.utc)
+        text += "\n" + items_transport(store, status.job_id)
     return text
 
 

@@ -188,12 +188,13 @@ def run_loop(r: Reconciler, **run: Any) -> str:
 def wait(store: Store, job_id: str, spec: JobSpec, *, tick: float, quiet: bool) -> int:
     """Run the loop for one job in this process until it ends (`submit --wait`, `orch run`)."""
     from orchestrator.cli import render
+    from orchestrator.cli.campaign_items import controller_items
     from orchestrator.cli.wiring import build_providers
     from orchestrator.loop.reconciler import Reconciler
     from providers.base import SystemClock
 
     clock = SystemClock()
-    r = Reconciler(store, build_providers(spec.placement.providers, clock=clock), clock, tick_seconds=tick)
+    providers = build_providers(spec.placement.providers, clock=clock)
     seen = 0
 
     def print_events() -> None:
@@ -203,7 +204,10 @@ def wait(store: Store, job_id: str, spec: JobSpec, *, tick: float, quiet: bool) 
             if not quiet:
                 print(f"{render.when(e.at)}  {e.kind:<16} {e.message}", flush=True)
 
-    if run_loop(r, job_id=job_id, on_tick=print_events) != "done":
+    with controller_items(store, providers) as item_endpoint:  # campaigns on cloud instances (campaign_items.py)
+        r = Reconciler(store, providers, clock, tick_seconds=tick, item_endpoint=item_endpoint)
+        outcome = run_loop(r, job_id=job_id, on_tick=print_events)
+    if outcome != "done":
         print(f"\nstopped watching; job {job_id} keeps its state. `orch controller` carries on with it.",
               file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -483,7 +483,8 @@ class TaskWorker:
         if self.campaign is not None:  # how the worker reaches the items (see worker_environment)
             env.update(worker_environment(self.r.store.engine.url.render_as_string(hide_password=False),
                                           provider=offer.provider, gpu_memory_gb=offer.gpu_memory_gb,
-                                          endpoint=self.r.item_endpoint, job_id=self.job.id, attempt_id=attempt.id))
+                                          endpoint=self.r.item_endpoint, job_id=self.job.id, attempt_id=attempt.id,
+                                          checkpoint_uri=self.job.checkpoint_uri))
         if task.item_start is not None and task.item_end is not None and self.campaign is None:
             env.update(ORCH_ITEM_START=str(task.item_start), ORCH_ITEM_END=str(task.item_end))
         # Fixed for the attempt (a relaunch with the same token sends the same request): the latest

@@ -28,6 +28,7 @@ from orchestrator.core.policy.multizone_base import ZoneSeen
 from orchestrator.core.reasons import workers_reason
 from orchestrator.core.totals import JobTotals
 from orchestrator.loop import snapshot
+from orchestrator.loop.campaign_bucket import pump_buckets
 from orchestrator.loop.campaign_output import write_results
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.heap import Heap
@@ -226,6 +227,7 @@ class Reconciler:
         ids = [j for j, s in snapshots.items() if s.job.spec.array is not None and s.job.spec.array.is_campaign]
         if not ids:
             return {}
+        pump_buckets(self.item_endpoint, self.items, [snapshots[j] for j in ids], now)  # campaign_bucket.py
         self.items.release_expired(now)
         counts, memory = self.items.counts_of(ids), self.items.memory_needed_of(ids)
         return {j: CampaignFacts(counts.get(j, ItemCounts()), memory_needed=memory.get(j)) for j in ids}

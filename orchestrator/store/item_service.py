@@ -1,6 +1,7 @@
 """The item service: a campaign's items over HTTP, for workers that must not hold the database URL (pods).
 
-The controller serves it (`orch controller --kubernetes`, every replica: the items live in the shared
+Served by Starlette on uvicorn (the `server` extra), on a thread of the controller
+(`orch controller --kubernetes`, every replica: the items live in the shared
 store, so any replica answers for any job and a failover does not interrupt the workers). A worker
 (`orchestrator.worker.http_source.HttpItemSource`) calls
 
@@ -25,19 +26,26 @@ answers `committed: true` if the result in is this worker's, so a retry never tu
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import uvicorn
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from orchestrator.core.model import AttemptState
 from orchestrator.store.item_source import attempt_token
@@ -52,7 +60,9 @@ MAX_BODY_BYTES = 8 * MAX_RESULT_BYTES  # a 1 MiB result, JSON-escaped, fits; not
 MAX_CHUNK = 1000  # items per lease call
 MAX_IDS = 10_000  # item ids per renew or release call
 MAX_TEXT = 4096  # a reason or a result URI
-READ_TIMEOUT_S = 60.0  # per socket read of a request
+IDLE_TIMEOUT_S = 60.0  # a kept-alive connection with no request is closed after this
+START_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 1024
 LEASE_SECONDS = (1.0, 3600.0)
 _PATH = re.compile(r"^/v1/jobs/([A-Za-z0-9_.-]{1,128})/workers/([A-Za-z0-9_.-]{1,128})/([a-z]+)$")
 
@@ -117,31 +127,54 @@ class ItemService:
     """The HTTP server over one store. `start()` serves on a thread; `stop()` ends it."""
 
     def __init__(self, store: Store, *, secret: bytes, host: str = "0.0.0.0", port: int = 8081,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time, tls_cert: str | None = None,
+                 tls_key: str | None = None) -> None:
+        """`tls_cert` and `tls_key` (PEM files) serve HTTPS: workers outside the controller's own host
+        (cloud instances) reach it only over TLS. The socket is bound here, so `port` is known (0 picks one)."""
         if len(secret) < 16:
             raise ValueError("the item service's secret must be at least 16 bytes")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("the item service's TLS needs both a certificate and a key file")
         self.store = store
         self.items = ItemStore(store.engine)
         self._secret = secret
         self.now = now
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name="orch-items",
-                                        daemon=True)
+        self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart takes the same port at once
+        self._socket.bind((host, port))
+        self._port = int(self._socket.getsockname()[1])
+        self.tls = tls_cert is not None
+        # Past MAX_CONNECTIONS open connections uvicorn answers 503, which workers retry with backoff.
+        config = uvicorn.Config(app(self), log_level="warning", access_log=False, lifespan="off",
+                                timeout_keep_alive=int(IDLE_TIMEOUT_S), ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+                                server_header=False, date_header=False, limit_concurrency=MAX_CONNECTIONS)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name="orch-items", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._port
+
+    def _serve(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._socket]))
 
     def start(self) -> ItemService:
+        """Serve on a thread; return once it accepts connections (or raise why it could not)."""
         self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the item service did not start on port {self.port}")
+            time.sleep(0.01)
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=START_TIMEOUT_S)
+        self._socket.close()
 
     # --- one request -------------------------------------------------------------------------------
 
@@ -224,63 +257,51 @@ class ItemService:
         return first is not None and first.index == lease.index and first.done_by == attempt_id
 
 
-def _handler(service: ItemService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "orch-items"
-        timeout = READ_TIMEOUT_S  # a client that sends nothing does not hold a thread for ever
+async def _request(service: ItemService, request: Request) -> dict[str, Any]:
+    match = _PATH.match(request.url.path)
+    if match is None:
+        raise RequestError(404, "no such path; POST /v1/jobs/<job>/workers/<attempt>/<op>")
+    job_id, attempt_id, op = match.groups()
+    service.authorize(job_id, attempt_id, request.headers.get("Authorization"))
+    length = request.headers.get("Content-Length")
+    if length is None or not length.isdigit():
+        raise RequestError(411, "a Content-Length is required")
+    if int(length) > MAX_BODY_BYTES:  # refused before the body is read
+        raise RequestError(413, f"a request of {int(length):,} bytes is over the {MAX_BODY_BYTES:,} allowed")
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (ValueError, RecursionError):
+        raise RequestError(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "the body must be a JSON object")
+    # The store is synchronous (SQLAlchemy): each call runs on the thread pool, as the old threads did.
+    return await run_in_threadpool(service.handle, job_id, attempt_id, op, body)
 
-        def _answer(self, status: int, body: Mapping[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status >= 400:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(data)
 
-        def do_POST(self) -> None:
-            try:
-                self._answer(200, self._serve())
-            except RequestError as exc:
-                self._answer(exc.status, {"error": str(exc)})
-            except (TimeoutError, ConnectionError):  # the client stopped sending or went away: no answer
-                self.close_connection = True
-            except (OperationalError, DBAPIError, PoolTimeout) as exc:  # the worker retries a 503
-                orig = exc.orig if isinstance(exc, DBAPIError) else exc
-                log.warning("item service: the store failed: %s", " ".join(str(orig).split())[:300])
-                self._answer(503, {"error": "the store is unavailable; retry"})
-            except Exception:  # a bug: logged here, a plain 500 to the worker
-                log.exception("item service request failed")
-                self._answer(500, {"error": "internal error in the item service"})
+def app(service: ItemService) -> Starlette:
+    """The ASGI application: one POST route; errors as `{"error": ...}` with their status."""
 
-        def _serve(self) -> dict[str, Any]:
-            match = _PATH.match(self.path)
-            if match is None:
-                raise RequestError(404, "no such path; POST /v1/jobs/<job>/workers/<attempt>/<op>")
-            job_id, attempt_id, op = match.groups()
-            service.authorize(job_id, attempt_id, self.headers.get("Authorization"))
-            length = self.headers.get("Content-Length")
-            if length is None or not length.isdigit():
-                raise RequestError(411, "a Content-Length is required")
-            if int(length) > MAX_BODY_BYTES:
-                raise RequestError(413, f"a request of {int(length):,} bytes is over the {MAX_BODY_BYTES:,} allowed")
-            try:
-                body = json.loads(self.rfile.read(int(length)) or b"{}")
-            except (ValueError, RecursionError):
-                raise RequestError(400, "the body must be a JSON object") from None
-            if not isinstance(body, dict):
-                raise RequestError(400, "the body must be a JSON object")
-            return service.handle(job_id, attempt_id, op, body)
+    def answer(status: int, body: Mapping[str, Any]) -> Response:
+        headers = {"Connection": "close"} if status >= 400 else None
+        return JSONResponse(dict(body), status_code=status, headers=headers)
 
-        def _not_allowed(self) -> None:
-            self._answer(405, {"error": "only POST is served"})
+    async def post(request: Request) -> Response:
+        if request.method != "POST":
+            return answer(405, {"error": "only POST is served"})
+        try:
+            return answer(200, await _request(service, request))
+        except RequestError as exc:
+            return answer(exc.status, {"error": str(exc)})
+        except ClientDisconnect:  # the client went away: nobody to answer
+            return Response(status_code=400)
+        except (OperationalError, DBAPIError, PoolTimeout) as exc:  # the worker retries a 503
+            orig = exc.orig if isinstance(exc, DBAPIError) else exc
+            log.warning("item service: the store failed: %s", " ".join(str(orig).split())[:300])
+            return answer(503, {"error": "the store is unavailable; retry"})
+        except Exception:  # a bug: logged here, a plain 500 to the worker
+            log.exception("item service request failed")
+            return answer(500, {"error": "internal error in the item service"})
 
-        do_GET = do_PUT = do_DELETE = do_PATCH = _not_allowed
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # no access log: request lines are harmless, but nothing here may ever print a header
-
-    return Handler
+    methods = ["POST", "GET", "PUT", "DELETE", "PATCH"]
+    # No access log (uvicorn's is off): request lines are harmless, but nothing here may ever print a header.
+    return Starlette(routes=[Route("/{path:path}", post, methods=methods)])

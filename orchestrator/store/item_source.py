@@ -13,6 +13,10 @@ Two transports, chosen per provider:
   as that one worker of that one job and nothing else: an HMAC of the job and attempt ids under the
   controller's secret (`attempt_token`), so nothing is stored per attempt and every replica that
   shares the secret checks it the same way.
+- **The job's bucket** (ORCH_ITEMS_BUCKET + ORCH_ITEMS_TOKEN, `orchestrator.worker.bucket_source`),
+  for cloud instances whose controller has no address they could reach: requests and results as
+  objects under the job's checkpoint URI, written with conditional writes, applied to the store by
+  the controller each tick (`orchestrator.loop.campaign_bucket`).
 """
 
 from __future__ import annotations
@@ -61,22 +65,46 @@ class ItemEndpoint:
     url: str
     secret: bytes = field(repr=False)
     providers: frozenset[str] = frozenset({"kubernetes"})
+    # Providers whose workers reach the items through the job's bucket instead (no address to reach).
+    bucket_providers: frozenset[str] = frozenset()
+    # The PEM of the certificate an https:// `url` presents (public): workers verify the service with it.
+    ca_pem: str | None = None
 
     def token(self, job_id: str, attempt_id: str) -> str:
         return attempt_token(self.secret, job_id, attempt_id)
 
+    def transport(self, provider: str) -> str | None:
+        """How a campaign's workers on `provider` reach their items: "service", "bucket", or None."""
+        if provider in self.providers:
+            return "service"
+        return "bucket" if provider in self.bucket_providers else None
+
+
+BUCKETS = ("s3://", "gs://")  # object stores with conditional writes a cloud worker can reach
+
+
+def items_uri(checkpoint_uri: str) -> str:
+    """Where a campaign's bucket transport keeps its objects: under the job's own checkpoint URI."""
+    return f"{checkpoint_uri.rstrip('/')}/_orch/items"
+
 
 def worker_environment(url: str, *, provider: str, gpu_memory_gb: float | None = None,
                        lease_seconds: float | None = None, endpoint: ItemEndpoint | None = None,
-                       job_id: str = "", attempt_id: str = "") -> dict[str, str]:
+                       job_id: str = "", attempt_id: str = "", checkpoint_uri: str | None = None) -> dict[str, str]:
     """The ORCH_ITEMS_* variables a campaign worker on `provider` gets, beside ORCH_JOB_ID and
     ORCH_ATTEMPT_ID (which name the job and the lease owner): the database URL for local workers,
-    the item service's address and this attempt's token for the providers `endpoint` serves, and
+    the item service's address and this attempt's token for the providers `endpoint` serves, the
+    job's items bucket (under `checkpoint_uri`, the job's) and the token for its bucket providers, and
     nothing for the others. The loop adds them to the attempt's LaunchRequest.env."""
+    transport = endpoint.transport(provider) if endpoint is not None and job_id and attempt_id else None
     if provider in DIRECT_PROVIDERS:
         env = {"ORCH_ITEMS_URL": url}
-    elif endpoint is not None and provider in endpoint.providers and job_id and attempt_id:
+    elif endpoint is not None and transport == "service":
         env = {"ORCH_ITEMS_ENDPOINT": endpoint.url, "ORCH_ITEMS_TOKEN": endpoint.token(job_id, attempt_id)}
+        if endpoint.ca_pem:
+            env["ORCH_ITEMS_CA"] = endpoint.ca_pem
+    elif endpoint is not None and transport == "bucket" and checkpoint_uri and checkpoint_uri.startswith(BUCKETS):
+        env = {"ORCH_ITEMS_BUCKET": items_uri(checkpoint_uri), "ORCH_ITEMS_TOKEN": endpoint.token(job_id, attempt_id)}
     else:
         return {}
     if gpu_memory_gb is not None:

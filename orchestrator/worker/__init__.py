@@ -7,7 +7,7 @@
             item.done(fold(item.payload["sequence"]))
 
 See docs/campaigns.md. Importing this package loads no database driver: the SQL source is imported
-when a worker is started with ORCH_ITEMS_URL, the HTTP one (standard library only) with ORCH_ITEMS_ENDPOINT.
+when a worker is started with ORCH_ITEMS_URL, the HTTP one (httpx) with ORCH_ITEMS_ENDPOINT.
 """
 
 from orchestrator.worker.items import (

@@ -1,8 +1,8 @@
 """`HttpItemSource`: a worker's `ItemSource` over the controller's item service (pods, cloud workers).
 
 Chosen by `orch.items()` when ORCH_ITEMS_ENDPOINT is set (with ORCH_ITEMS_TOKEN, ORCH_JOB_ID and
-ORCH_ATTEMPT_ID). The standard library only (urllib): a job image needs nothing but orch's worker
-package, and no database driver. The protocol is `orchestrator.store.item_service`'s.
+ORCH_ATTEMPT_ID). On httpx, with tenacity for the retries: a job image needs orch's base install only,
+and no database driver. The protocol is `orchestrator.store.item_service`'s.
 
 **Retries.** A dropped connection, a refused one, a timeout or a 502/503/504 (the controller
 restarting, a failover between replicas, the database away a moment) is retried with exponential
@@ -14,21 +14,24 @@ it until its lease lapses (one lease time), then any worker takes it. Other erro
 are raised as `ItemServiceError`: a worker with a wrong token must stop, not retry. A 410 on `lease`
 (this attempt has ended) reads as "no item left": the worker finishes and exits.
 
-Proxy variables (HTTP_PROXY, …) are not used: the endpoint is an address inside the cluster.
+Proxy variables (HTTP_PROXY, …) are not used: the endpoint is an address inside the cluster or the
+VPC. An https:// endpoint is verified against `ca_pem` (ORCH_ITEMS_CA: the PEM text of the certificate
+the service presents, or of the CA that signed it; public, so it may sit in an instance's user data)
+when given, else against the system's trusted CAs.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
-import random
+import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_before_delay, wait_random_exponential
 
 from orchestrator.core.item_records import Lease
 
@@ -57,7 +60,7 @@ class HttpItemSource:
 
     def __init__(self, endpoint: str, *, job_id: str, owner: str, token: str, gpu_memory_gb: float | None = None,
                  lease_seconds: float = 120.0, timeout_s: float = 30.0, retry_for_s: float = 300.0,
-                 sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 ca_pem: str | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         if not endpoint.startswith(("http://", "https://")):
             raise ValueError(f"ORCH_ITEMS_ENDPOINT must be an http:// or https:// URL, got {endpoint!r}")
         quote = urllib.parse.quote
@@ -68,8 +71,10 @@ class HttpItemSource:
         self.lease_seconds = lease_seconds
         self.timeout_s = timeout_s
         self.retry_for_s = retry_for_s
-        self._sleep, self._monotonic = sleep, monotonic
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._sleep = sleep
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cadata=ca_pem) if ca_pem else True
+        self._client = httpx.Client(timeout=timeout_s, trust_env=False, verify=verify,
+                                    headers={"Authorization": f"Bearer {token}".strip()})
 
     def __repr__(self) -> str:  # never the token
         return f"HttpItemSource({self.base!r})"
@@ -122,55 +127,56 @@ class HttpItemSource:
             log.warning("could not give back %d item(s); they return when their leases lapse: %s", len(leases), exc)
 
     def close(self) -> None:
-        pass
+        self._client.close()
 
     # --- the transport -------------------------------------------------------------------------------
 
     def _call(self, op: str, body: Mapping[str, Any], *, retry_for_s: float | None = None) -> dict[str, Any]:
         data = json.dumps(body, allow_nan=False).encode()
         retry_for_s = self.retry_for_s if retry_for_s is None else retry_for_s
-        deadline = self._monotonic() + retry_for_s
-        delay = 0.2
-        while True:
-            try:
-                return self._once(op, data)
-            except ItemServiceError as exc:
-                if exc.status not in RETRY_STATUSES and exc.status != 0:
-                    raise
-                if self._monotonic() + delay > deadline:
-                    raise ItemServiceError(f"{op}: gave up after {retry_for_s:g} s: {exc}", status=exc.status) from exc
-            self._sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, 5.0)
+        retrying = Retrying(retry=retry_if_exception(_retried), stop=stop_before_delay(retry_for_s),
+                            wait=wait_random_exponential(multiplier=0.2, max=5.0), sleep=self._sleep, reraise=True)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._once(op, data)
+        except ItemServiceError as exc:
+            if not _retried(exc):
+                raise
+            raise ItemServiceError(f"{op}: gave up after {retry_for_s:g} s: {exc}", status=exc.status) from exc
+        raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
     def _once(self, op: str, data: bytes) -> dict[str, Any]:
-        request = urllib.request.Request(f"{self.base}/{op}", data=data, method="POST", headers={
-            "Authorization": f"Bearer {self._token}", "Content-Type": "application/json"})
         try:
-            with self._opener.open(request, timeout=self.timeout_s) as resp:
-                raw = resp.read(MAX_ANSWER_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            raise ItemServiceError(f"{op}: {exc.code} {_error_text(exc)}", status=exc.code) from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # no answer: retried
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            raise ItemServiceError(f"{op}: cannot reach the item service: {reason}", status=0) from None
-        if len(raw) > MAX_ANSWER_BYTES:
-            raise ItemServiceError(f"{op}: the answer is larger than {MAX_ANSWER_BYTES:,} bytes", status=500)
+            with self._client.stream("POST", f"{self.base}/{op}", content=data,
+                                     headers={"Content-Type": "application/json"}) as resp:
+                raw = bytearray()
+                for chunk in resp.iter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_ANSWER_BYTES:
+                        raise ItemServiceError(f"{op}: the answer is larger than {MAX_ANSWER_BYTES:,} bytes",
+                                               status=500)
+        except httpx.LocalProtocolError as exc:  # a request this side cannot send (a bad header): not retried
+            raise ItemServiceError(f"{op}: cannot send the request: {exc}", status=400) from None
+        except httpx.TransportError as exc:  # no answer (refused, dropped, timed out): retried
+            raise ItemServiceError(f"{op}: cannot reach the item service: {exc or type(exc).__name__}",
+                                   status=0) from None
         try:
             answer = json.loads(raw)
         except ValueError:
-            raise ItemServiceError(f"{op}: the answer is not JSON", status=502) from None
+            answer = None
+        if resp.status_code != 200:
+            text = answer.get("error") if isinstance(answer, dict) else None
+            raise ItemServiceError(f"{op}: {resp.status_code} {text or resp.reason_phrase}", status=resp.status_code)
         if not isinstance(answer, dict):
             raise ItemServiceError(f"{op}: the answer is not a JSON object", status=502)
         return answer
 
 
+def _retried(exc: BaseException) -> bool:
+    """No answer, or a 502/503/504: the controller restarting or its store away a moment."""
+    return isinstance(exc, ItemServiceError) and (exc.status == 0 or exc.status in RETRY_STATUSES)
+
+
 def _lease(lease: Lease) -> dict[str, Any]:
     return {"item_id": lease.item_id, "index": lease.index, "key": lease.key, "lease_no": lease.lease_no}
-
-
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    try:
-        body = json.loads(exc.read(64 * 1024) or b"{}")
-    except (ValueError, OSError):
-        body = {}
-    return str(body.get("error") if isinstance(body, dict) else "") or str(exc.reason)

@@ -15,8 +15,8 @@ handed out again, so a restarted worker simply carries on with what is left.
 `ItemSource` (orchestrator/worker/sources.py) is the seam: `SqlItemSource`
 (orchestrator/store/item_source.py) talks to orch's own database, given as ORCH_ITEMS_URL to local
 workers; `HttpItemSource` (orchestrator/worker/http_source.py) talks to the controller's item
-service, given as ORCH_ITEMS_ENDPOINT and a per-attempt ORCH_ITEMS_TOKEN to pods, which must not
-hold database credentials. `MemoryItemSource` runs a worker by hand, without orch.
+service, given as ORCH_ITEMS_ENDPOINT and a per-attempt ORCH_ITEMS_TOKEN to pods and cloud workers,
+which must not hold database credentials. `MemoryItemSource` runs a worker by hand, without orch.
 See docs/campaigns.md.
 """
 
@@ -249,7 +249,7 @@ def source_from_env(env: Mapping[str, str]) -> ItemSource:
     """The `ItemSource` the environment names, for the worker ORCH_JOB_ID / ORCH_ATTEMPT_ID (the lease
     owner): ORCH_ITEMS_ENDPOINT with ORCH_ITEMS_TOKEN (the controller's item service: pods), else
     ORCH_ITEMS_URL (orch's database: local workers)."""
-    endpoint, url = env.get("ORCH_ITEMS_ENDPOINT"), env.get("ORCH_ITEMS_URL")
+    endpoint, url = env.get("ORCH_ITEMS_ENDPOINT") or env.get("ORCH_ITEMS_BUCKET"), env.get("ORCH_ITEMS_URL")
     if not endpoint and not url:
         raise ItemsConfigError("neither ORCH_ITEMS_ENDPOINT nor ORCH_ITEMS_URL is set: run this job as an orch "
                                "campaign ([array] items = ...), or pass source=MemoryItemSource.from_file(path) "
@@ -264,11 +264,17 @@ def source_from_env(env: Mapping[str, str]) -> ItemSource:
     if endpoint:
         token = env.get("ORCH_ITEMS_TOKEN")
         if not token:
-            raise ItemsConfigError("ORCH_ITEMS_ENDPOINT is set but ORCH_ITEMS_TOKEN is not")
+            raise ItemsConfigError("ORCH_ITEMS_ENDPOINT or ORCH_ITEMS_BUCKET is set but ORCH_ITEMS_TOKEN is not")
+        if not env.get("ORCH_ITEMS_ENDPOINT"):
+            from orchestrator.worker.bucket_source import BucketItemSource
+
+            return BucketItemSource(endpoint, job_id=job_id, owner=owner, token=token, gpu_memory_gb=memory,
+                                    lease_seconds=lease_s,
+                                    retry_for_s=float(env.get("ORCH_ITEMS_RETRY_SECONDS") or 300.0))
         from orchestrator.worker.http_source import HttpItemSource
 
         return HttpItemSource(endpoint, job_id=job_id, owner=owner, token=token, gpu_memory_gb=memory,
-                              lease_seconds=lease_s,
+                              lease_seconds=lease_s, ca_pem=env.get("ORCH_ITEMS_CA") or None,
                               retry_for_s=float(env.get("ORCH_ITEMS_RETRY_SECONDS") or 300.0))
     assert url is not None
     from orchestrator.store.item_source import SqlItemSource  # SQLAlchemy only for workers that use it

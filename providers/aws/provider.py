@@ -83,6 +83,16 @@ class AwsProvider:
                 self._clients[key] = self._factory(service, region)
             return self._clients[key]
 
+    def open_item_service(self, port: int) -> dict[str, str]:
+        """Per region, the security group that admits the controller's item service port from the
+        workers' groups only (`providers/aws/network.py`): attach it to the controller's instance."""
+        from providers.aws.network import open_item_service
+
+        return {region: open_item_service(self.client("ec2", region),
+                                          lambda fn, op, region=region: self._call(fn, op, region),  # type: ignore[misc]
+                                          port=port, worker_groups=self.settings.security_groups_for(region))
+                for region in self.settings.region_names}
+
     def _call(self, fn: Callable[[], T], operation: str, region: str) -> T:
         return call(
             fn,

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from providers.item_service import ItemServiceAccess, parse_item_service
 from providers.settings_file import (
     Argv,
     FileRules,
@@ -82,6 +83,8 @@ class AwsSettings:
     # Ask EC2 for spot placement scores per zone (providers/aws/signals.py); EC2 limits these a day.
     placement_scores: bool = False
     placement_score_cache_seconds: float = 3600.0
+    # Campaign workers reach the controller's item service here (None: through the job's bucket).
+    item_service: ItemServiceAccess | None = None
 
     @property
     def region_names(self) -> tuple[str, ...]:
@@ -145,6 +148,10 @@ class AwsFile(SettingsModel):
     retry: RetryFile = RetryFile()
     placement_scores: bool = False
     placement_score_cache_seconds: Seconds = 3600.0
+    # The controller's item service as this provider's workers reach it (providers/item_service.py).
+    item_service_url: str | None = None
+    item_service_tls_cert: str | None = None
+    item_service_tls_key: str | None = None
 
 
 def parse_aws_settings(doc: Mapping[str, Any], *, source: str = "aws.toml") -> AwsSettings:
@@ -164,6 +171,8 @@ def parse_aws_settings(doc: Mapping[str, Any], *, source: str = "aws.toml") -> A
         agent_command=tuple(f.agent_command),
         imds_url=f.imds_url.rstrip("/"),
         retry=f.retry.settings(),
+        item_service=parse_item_service(f.item_service_url, f.item_service_tls_cert, f.item_service_tls_key,
+                                        lambda key, problem: _RULES.fail(source, key, problem)),
     )
 
 

@@ -32,6 +32,7 @@ class ComputeClients:
         self._lock = threading.Lock()
         self._instances: Any = None
         self._operations: Any = None
+        self._network: tuple[Any, Any] | None = None
 
     def _make(self) -> None:
         from google.cloud import compute_v1
@@ -50,6 +51,28 @@ class ComputeClients:
             if self._instances is None:
                 self._make()
             return self._instances
+
+    @property
+    def firewalls(self) -> Any:
+        return self._network_clients()[0]
+
+    @property
+    def global_operations(self) -> Any:
+        return self._network_clients()[1]
+
+    def _network_clients(self) -> tuple[Any, Any]:
+        """The firewall and global-operation clients, made only by a controller that opens the item service."""
+        from google.cloud import compute_v1
+
+        with self._lock:
+            if self._network is None:
+                kwargs: dict[str, Any] = {"transport": self._transport}
+                if self._credentials is not None:
+                    kwargs["credentials"] = self._credentials
+                if self._options:
+                    kwargs["client_options"] = dict(self._options)
+                self._network = (compute_v1.FirewallsClient(**kwargs), compute_v1.GlobalOperationsClient(**kwargs))
+            return self._network
 
     @property
     def operations(self) -> Any:

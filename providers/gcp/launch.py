@@ -22,6 +22,7 @@ from typing import Any
 
 from providers.base import LaunchRequest, Market, PermanentError
 from providers.catalog import InstanceType
+from providers.gcp.network import WORKER_TAG
 from providers.gcp.settings import GcpSettings
 from providers.startup import StartupRules, agent_script
 
@@ -181,6 +182,8 @@ def instance_body(request: LaunchRequest, settings: GcpSettings, instance_type: 
             {"accelerator_type": f"zones/{zone}/acceleratorTypes/{a['accelerator']}", "accelerator_count": a["count"]}
             for a in accelerators
         ]
+    if settings.item_service is not None:  # the firewall rule admits the item service's port from this tag only
+        body["tags"] = {"items": [WORKER_TAG]}
     if settings.service_account:
         body["service_accounts"] = [{"email": settings.service_account, "scopes": list(settings.scopes)}]
     return body

@@ -93,6 +93,37 @@ class GcpProvider:
             capacity_retry_after=self.settings.capacity_retry_after_seconds,
         )
 
+    def open_item_service(self, port: int) -> str:
+        """The firewall rule admitting the controller's item service port from the workers' network tag
+        only (`providers/gcp/network.py`); made once, found afterwards. Returns its name."""
+        from google.cloud import compute_v1
+
+        from providers.gcp.network import FIREWALL, firewall_body
+
+        firewalls = self._clients.firewalls
+        where = self._where()
+
+        def ensure() -> None:
+            try:
+                firewalls.get(project=self.settings.project, firewall=FIREWALL, retry=None,
+                              timeout=self.settings.request_timeout_seconds)
+                return
+            except gexc.NotFound:
+                pass
+            try:
+                op = firewalls.insert_unary(project=self.settings.project,
+                                            firewall_resource=compute_v1.Firewall(firewall_body(self.settings.network,
+                                                                                                port)),
+                                            retry=None, timeout=self.settings.request_timeout_seconds)
+            except gexc.Conflict:  # made by an earlier try
+                return
+            if op.status != compute_v1.Operation.Status.DONE:
+                self._clients.global_operations.wait(project=self.settings.project, operation=op.name, retry=None,
+                                                     timeout=self.settings.operation_timeout_seconds)
+
+        self._call(ensure, "firewalls.insert", where)
+        return FIREWALL
+
     def _where(self, zone: str | None = None) -> str:
         return f"{self.settings.project}/{zone}" if zone else self.settings.project
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from providers.item_service import ItemServiceAccess, parse_item_service
 from providers.settings_file import (
     Argv,
     FileRules,
@@ -97,6 +98,8 @@ class GcpSettings:
     capacity_retry_after_seconds: float = 300.0
     page_size: int = 500
     retry: RetrySettings = field(default_factory=RetrySettings)
+    # Campaign workers reach the controller's item service here (None: through the job's bucket).
+    item_service: ItemServiceAccess | None = None
 
     @property
     def region_names(self) -> tuple[str, ...]:
@@ -160,6 +163,10 @@ class GcpFile(SettingsModel):
     page_size: Annotated[int, Field(ge=1, le=500),
                          says("must be between 1 and 500 (the Compute API's maxResults range)")] = 500
     retry: RetryFile = RetryFile()
+    # The controller's item service as this provider's workers reach it (providers/item_service.py).
+    item_service_url: str | None = None
+    item_service_tls_cert: str | None = None
+    item_service_tls_key: str | None = None
 
 
 def parse_gcp_settings(doc: Mapping[str, Any], *, source: str = "gcp.toml") -> GcpSettings:
@@ -178,6 +185,8 @@ def parse_gcp_settings(doc: Mapping[str, Any], *, source: str = "gcp.toml") -> G
         agent_command=tuple(f.agent_command),
         metadata_url=f.metadata_url.rstrip("/"),
         retry=f.retry.settings(),
+        item_service=parse_item_service(f.item_service_url, f.item_service_tls_cert, f.item_service_tls_key,
+                                        lambda key, problem: _RULES.fail(source, key, problem)),
     )
 
 
