@@ -104,6 +104,9 @@ class StepContext(ZoneContext, Protocol):
 
     def seen_since(self, attempt_id: str, started: float) -> float: ...
 
+    @property
+    def guessed_ends(self) -> dict[str, float]: ...
+
 
 class TaskWorker:
     """One task's step, over the tick's snapshot of its job (see `orchestrator.loop.snapshot`)."""
@@ -165,6 +168,8 @@ class TaskWorker:
                 if inst is None and not self._stop_unlisted(live):
                     return  # it may still run: not given up before the stop was asked for
                 self._finish(live, inst)
+                if inst is None:  # ended now, a guess: the listing may tell the real end later
+                    self.r.guessed_ends[live.id] = self.now
                 self.live = None
                 self._refresh()
                 if self.task.state is TaskState.PENDING and self.job.cancel_requested_at is None:
@@ -382,6 +387,7 @@ class TaskWorker:
                         "starts now and resumes once it is gone")
         except IllegalTransition:
             return False  # ended meanwhile (another controller, a race with cancel): the normal path applies
+        self.r.guessed_ends[live.id] = now  # ended at the notice's deadline: the cloud may take it sooner
         self.live = None
         self._refresh()
         if self.task.state is TaskState.PENDING:

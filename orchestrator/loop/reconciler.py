@@ -59,6 +59,7 @@ from providers.base import (
 
 log = logging.getLogger("orch.reconciler")
 PRICE_RECORD_S = 600.0
+GUESS_WATCH_S = 7200.0  # a guessed end is watched this long (EC2 lists a terminated instance about an hour)
 
 
 @dataclass
@@ -112,6 +113,9 @@ class Reconciler:
     born: float = float("nan")
     # Heartbeats and manifests read from checkpoint storage within a per-tick budget (`loop.progress_reads`).
     progress: ProgressReads = field(default_factory=ProgressReads)
+    # Attempts this controller ended on a guess (lost, or on a notice) -> when: their end is set to the
+    # cloud's once the listing shows it, even after their job has finished (`loop.ledger`).
+    guessed_ends: dict[str, float] = field(default_factory=dict)
     # The worker count each campaign was last said to want (a `workers` event when it changes).
     _workers_said: dict[str, int] = field(default_factory=dict)
 
@@ -341,13 +345,25 @@ class Reconciler:
         return obs
 
     def _settle_ends(self, obs: Observation, snapshots: dict[str, JobSnapshot], now: float) -> None:
-        """Ended attempts of the held jobs billed to the cloud's end (`loop.ledger`); a job whose attempt
-        moved is read again."""
+        """Ended attempts billed to the cloud's end (`loop.ledger`): those of the held jobs, and those this
+        controller ended on a guess lately, whose job may have finished since (read from the store); a
+        held job whose attempt moved is read again."""
+        self.guessed_ends = {a: at for a, at in self.guessed_ends.items() if now - at < GUESS_WATCH_S}
         if all(inst.alive for _, inst in obs.seen):
             return
         by_id = {a.id: (job_id, a) for job_id, snap in snapshots.items() for t in snap.tasks
                  for a in snap.attempts_of(t.id) if not a.live}
-        moved = settle_ends(self.store, (i for _, i in obs.seen), {k: a for k, (_, a) in by_id.items()}, now)
+        attempts = {k: a for k, (_, a) in by_id.items()}
+        for _, inst in obs.seen:
+            aid = inst.attempt_id
+            if aid is not None and aid in self.guessed_ends and aid not in attempts and not inst.alive:
+                found = self.store.attempt(aid)
+                if found is not None:
+                    attempts[aid] = found
+        moved = settle_ends(self.store, (i for _, i in obs.seen), attempts, now)
+        for aid in moved:
+            self.guessed_ends.pop(aid, None)
+        moved = [a for a in moved if a in by_id]
         for job_id in {by_id[a][0] for a in moved}:
             snapshots[job_id] = snapshot.take(self.store, [job_id])[job_id]
 
