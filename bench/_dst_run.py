@@ -59,6 +59,7 @@ class Outcome:
     faults: list[Fault] = field(default_factory=list)
     injected: list[str] = field(default_factory=list)
     ticks: int = 0
+    excused: list[str] = field(default_factory=list)  # deadlines missed that the world made infeasible
 
     @property
     def failed(self) -> bool:
@@ -209,6 +210,7 @@ def _run(scenario: Scenario, out: Outcome, engine: Engine, folder: Path, seed: i
         clock.sleep(TICK_S)
     world.advance(clock.now())
     check.at_end(state, store, world, ItemStore(engine), clock.now(), out.violations)
+    out.excused = state.excused
     out.injected += main.seams.injected
 
 
