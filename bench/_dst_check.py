@@ -98,8 +98,12 @@ def at_end(state: State, store: Store, world: World, items: ItemStore, now: floa
         tasks = store.tasks(job.id)
         done_at = job.finished_at
         succeeded = bool(tasks) and all(t.state.value == "succeeded" for t in tasks)
-        on_demand_usd = job.spec.schedule.estimated_hours * max(z.on_demand_price for z in world.zones.values())
-        affordable = job.budget_usd is None or job.budget_usd >= on_demand_usd  # else the deadline may need spot
+        # Whether the budget pays for the whole job on on-demand, with two restarts and a fifth more for what
+        # spot may have spent or lost first; otherwise orch rightly waits for spot, whatever the deadline.
+        sched = job.spec.schedule
+        on_demand_usd = (sched.estimated_hours + 2 * sched.restart_overhead_hours) * 1.2 * max(
+            z.on_demand_price for z in world.zones.values())
+        affordable = job.budget_usd is None or job.budget_usd >= on_demand_usd
         on_time = succeeded and done_at is not None and job.deadline_at is not None and done_at <= job.deadline_at
         if affordable and job.deadline_at is not None and not on_time:
             over_budget = any(t.state.value == "budget_exceeded" for t in tasks)

@@ -74,7 +74,7 @@ class Executor:
     # How long a tick waits for its jobs before leaving the slow ones to finish in the background.
     job_budget_s: float = 30.0
     # Threads for a tick's independent reads (checkpoint storage, `gather`), in every mode.
-    read_threads: int = 32
+    read_threads: int = 64
     _jobs: DaemonPool | None = field(default=None, init=False, repr=False)
     _calls: DaemonPool | None = field(default=None, init=False, repr=False)
     _reads: DaemonPool | None = field(default=None, init=False, repr=False)
