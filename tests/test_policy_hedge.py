@@ -1,0 +1,75 @@
+"""The default's bets against Uniform Progress are bounded (`auto.hedge`), single- and multi-zone.
+
+The issue's failure: in spot-scarce V100 windows the multi-zone default waited 8.9 h, then ran 19.7 h
+on on-demand while Uniform Progress kept returning to spot. These check the two rules that stop it:
+back to spot whenever Uniform Progress would leave on-demand, and on-demand once the lag behind the
+line passes the stake `lag_budget_h`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from orchestrator.core.policy import auto as auto_module
+from orchestrator.core.policy.auto import hedge, lag_budget_h, lag_h
+from orchestrator.core.policy.base import Choice, Situation, SpotHistory
+from orchestrator.core.policy.multizone import _home_history, get_multi_policy
+from orchestrator.core.policy.multizone_base import MultiSituation, Zone, ZoneSeen, move_costs
+from orchestrator.core.policy.planner import grid_for
+from orchestrator.core.policy.simple import uniform_progress
+from providers.base import Market
+
+TICK = 1 / 6
+ZONES = (Zone("us-east-1f", "us-east-1"), Zone("us-east-1c", "us-east-1"))
+
+
+def _task(**kw: object) -> Situation:
+    base = Situation(elapsed_h=12.0, deadline_h=36.0, work_h=24.0, done_h=10.0, overhead_h=0.2, price_ratio=3.15,
+                     current=Market.ON_DEMAND, spot_available=True, tick_h=TICK,
+                     history=SpotHistory(observed_h=12.0, available_h=2.0, current_run_h=TICK, in_available_run=True,
+                                         recent_available=0.1))
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+# Late in the window, a little ahead of the line, spot back for one tick after a scarce stretch: the
+# plan alone rides on-demand here (it expects the spot run to end before it pays for its launch).
+LATE = {"elapsed_h": 28.0, "done_h": 24.0 * 28.0 / 36.0 + 0.3,
+        "history": SpotHistory(observed_h=28.0, available_h=1.0, current_run_h=TICK, in_available_run=True,
+                               recent_available=0.05)}
+
+
+def test_on_demand_ahead_of_the_line_goes_back_to_spot_whatever_the_plan_says() -> None:
+    s = _task(**LATE)
+    plan = auto_module._DEFAULT.plan_for(grid_for(36.0, 24.0, 0.2, 3.15))
+    assert plan.choice(s) is Choice.ON_DEMAND
+    assert uniform_progress(s) is Choice.SPOT
+    assert hedge(s, Choice.ON_DEMAND) is Choice.SPOT
+    assert auto_module.auto(s) is Choice.SPOT
+    behind = _task(done_h=7.0)  # behind the line at t + 2d: Uniform Progress stays too
+    assert hedge(behind, Choice.ON_DEMAND) is Choice.ON_DEMAND
+
+
+def test_idle_waiting_stops_once_the_lag_passes_the_stake() -> None:
+    budget = lag_budget_h(_task())
+    assert 0.5 < budget < 0.6  # 0.05 x 24 / 2.15: at most 5% of all-spot lost to on-demand
+    line = 24.0 * 12.0 / 36.0
+    small = _task(current=None, spot_available=False, done_h=line - budget / 2)
+    large = _task(current=None, spot_available=False, done_h=line - 2 * budget)
+    assert 0 < lag_h(small) < budget < lag_h(large)
+    assert hedge(small, Choice.WAIT) is Choice.WAIT
+    assert hedge(large, Choice.WAIT) is Choice.ON_DEMAND
+    assert auto_module.auto(large) is Choice.ON_DEMAND
+
+
+def test_the_multi_zone_default_returns_to_spot_when_ahead_in_a_spot_scarce_region() -> None:
+    """On on-demand, ahead of the line, spot back in one home zone after a long outage (the issue's
+    V100 windows): the default launches spot there, as multi-zone Uniform Progress does."""
+    task = _task(**LATE)
+    seen = (ZoneSeen(now=True, seen_h=28.0, up_h=1.0, up_run_h=0.0, last_seen_h=28.0 - TICK, last_up_h=3.0),
+            ZoneSeen(now=False, seen_h=28.0, up_h=0.5, last_seen_h=28.0 - TICK, last_up_h=2.0))
+    m = MultiSituation(task, ZONES, seen, zone=0, home=0, moves=move_costs(ZONES))
+    assert get_multi_policy("uniform-progress")(m).choice is Choice.SPOT
+    home = replace(task, history=_home_history(m, [0]))
+    assert auto_module._DEFAULT.plan_for(grid_for(36.0, 24.0, 0.2, 3.15)).choice(home) is Choice.ON_DEMAND
+    placed = get_multi_policy("auto")(m)
+    assert placed.choice is Choice.SPOT and placed.zone == 0
