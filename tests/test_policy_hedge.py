@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from orchestrator.core.policy import auto as auto_module
-from orchestrator.core.policy.auto import hedge, lag_budget_h, lag_h
+from orchestrator.core.policy.auto import ModelPolicy, hedge, lag_budget_h, lag_h
 from orchestrator.core.policy.base import Choice, Situation, SpotHistory
-from orchestrator.core.policy.multizone import _home_history, get_multi_policy
+from orchestrator.core.policy.market_model import N_AGES, N_RECENT, MarketModel
+from orchestrator.core.policy.multizone import _home_history, get_multi_policy, make_zone_auto
 from orchestrator.core.policy.multizone_base import MultiSituation, Zone, ZoneSeen, move_costs
+from orchestrator.core.policy.multizone_plan import ValuePlans
 from orchestrator.core.policy.planner import grid_for
 from orchestrator.core.policy.simple import uniform_progress
 from providers.base import Market
@@ -31,8 +33,13 @@ def _task(**kw: object) -> Situation:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-# Late in the window, a little ahead of the line, spot back for one tick after a scarce stretch: the
-# plan alone rides on-demand here (it expects the spot run to end before it pays for its launch).
+# A model of a zone where spot runs end after a step nine times in ten: its plan rides on-demand
+# through spot it expects to lose at once, the bet the hedge bounds.
+FLICKER = MarketModel(
+    hazard=tuple(tuple(tuple(h for _ in range(N_RECENT)) for _ in range(N_AGES)) for h in (0.1, 0.9)),
+    recent_moves=tuple(tuple(tuple(1.0 if j == (0 if up == 0 else i) else 0.0 for j in range(N_RECENT))
+                             for i in range(N_RECENT)) for up in (0, 1)))
+# Late in the window, a little ahead of the line, spot back for one tick after a scarce stretch.
 LATE = {"elapsed_h": 28.0, "done_h": 24.0 * 28.0 / 36.0 + 0.3,
         "history": SpotHistory(observed_h=28.0, available_h=1.0, current_run_h=TICK, in_available_run=True,
                                recent_available=0.05)}
@@ -40,11 +47,12 @@ LATE = {"elapsed_h": 28.0, "done_h": 24.0 * 28.0 / 36.0 + 0.3,
 
 def test_on_demand_ahead_of_the_line_goes_back_to_spot_whatever_the_plan_says() -> None:
     s = _task(**LATE)
-    plan = auto_module._DEFAULT.plan_for(grid_for(36.0, 24.0, 0.2, 3.15))
-    assert plan.choice(s) is Choice.ON_DEMAND
+    policy = ModelPolicy(FLICKER)
+    assert policy.plan_for(grid_for(36.0, 24.0, 0.2, 3.15)).choice(s) is Choice.ON_DEMAND
     assert uniform_progress(s) is Choice.SPOT
     assert hedge(s, Choice.ON_DEMAND) is Choice.SPOT
-    assert auto_module.auto(s) is Choice.SPOT
+    assert policy(s) is Choice.SPOT
+    assert auto_module.auto(s) is Choice.SPOT  # the shipped model
     behind = _task(done_h=7.0)  # behind the line at t + 2d: Uniform Progress stays too
     assert hedge(behind, Choice.ON_DEMAND) is Choice.ON_DEMAND
 
@@ -59,6 +67,7 @@ def test_idle_waiting_stops_once_the_lag_passes_the_stake() -> None:
     assert hedge(small, Choice.WAIT) is Choice.WAIT
     assert hedge(large, Choice.WAIT) is Choice.ON_DEMAND
     assert auto_module.auto(large) is Choice.ON_DEMAND
+    assert ModelPolicy(FLICKER)(large) is Choice.ON_DEMAND
 
 
 def test_the_multi_zone_default_returns_to_spot_when_ahead_in_a_spot_scarce_region() -> None:
@@ -70,6 +79,8 @@ def test_the_multi_zone_default_returns_to_spot_when_ahead_in_a_spot_scarce_regi
     m = MultiSituation(task, ZONES, seen, zone=0, home=0, moves=move_costs(ZONES))
     assert get_multi_policy("uniform-progress")(m).choice is Choice.SPOT
     home = replace(task, history=_home_history(m, [0]))
-    assert auto_module._DEFAULT.plan_for(grid_for(36.0, 24.0, 0.2, 3.15)).choice(home) is Choice.ON_DEMAND
-    placed = get_multi_policy("auto")(m)
-    assert placed.choice is Choice.SPOT and placed.zone == 0
+    market = ModelPolicy(FLICKER)
+    assert market.plan_for(grid_for(36.0, 24.0, 0.2, 3.15)).choice(home) is Choice.ON_DEMAND
+    for policy in (make_zone_auto(market, ValuePlans(FLICKER)), get_multi_policy("auto")):
+        placed = policy(m)
+        assert placed.choice is Choice.SPOT and placed.zone == 0
