@@ -124,7 +124,7 @@ def multi_report(args: argparse.Namespace) -> list[str]:
 def lodo_report(args: argparse.Namespace) -> list[str]:
     """The leave-one-dataset-out tables (`bench/policy_lodo.py`), single-zone or `--multi`."""
     if args.quick:
-        policy_data.OFFSETS_H = (0.0,)
+        policy_data.OFFSETS_H = policy_data.MULTI_OFFSETS_H = (0.0,)
     jobs = policy_lodo.multi_jobs() if args.multi else policy_lodo.single_jobs()
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:

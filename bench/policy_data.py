@@ -14,7 +14,8 @@ observed over the same hours:
 
 A trace is brought to a coarser tick (`resample`) by calling a tick available only if every sample
 that overlaps it is: a reclamation inside a tick is a reclamation (the pessimistic reading).
-Windows start on a grid of `GRID_H` hours at each of `OFFSETS_H` (so no result rests on one grid).
+Windows start on a grid of `GRID_H` hours at each of `OFFSETS_H` (`MULTI_OFFSETS_H` for zone sets), so
+no result rests on one grid.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from orchestrator.research import traces
 
 GRID_H = 6.0
 OFFSETS_H: tuple[float, ...] = (0.0, 1.5, 3.0, 4.5)
+# The multi-zone tables use two offsets: a multi-zone window costs ~10 single-zone ones on 2 shared cores.
+MULTI_OFFSETS_H: tuple[float, ...] = (0.0, 3.0)
 SKY = "skypilot-org-spot-traces"
 
 
@@ -117,13 +120,13 @@ def at_gap(d: Dataset, gap_s: float) -> npt.NDArray[np.bool_]:
     return np.stack([resample(row, d.gap_s, gap_s) for row in d.avail])
 
 
-def starts(total_ticks: int, gap_s: float, deadline_h: float) -> list[int]:
-    """First ticks of every window of `deadline_h`: every `GRID_H` hours from each of `OFFSETS_H`,
-    within the trace."""
+def starts(total_ticks: int, gap_s: float, deadline_h: float, offsets_h: tuple[float, ...] | None = None) -> list[int]:
+    """First ticks of every window of `deadline_h`: every `GRID_H` hours from each offset (default
+    `OFFSETS_H`), within the trace."""
     per_h = 3600 / gap_s
     length = round(deadline_h * per_h)
     out: set[int] = set()
-    for off in OFFSETS_H:
+    for off in OFFSETS_H if offsets_h is None else offsets_h:
         out.update(range(round(off * per_h), total_ticks - length + 1, round(GRID_H * per_h)))
     return sorted(out)
 

@@ -23,10 +23,10 @@ pytestmark = pytest.mark.skipif(not policy_data.available(), reason="public trac
 
 @pytest.fixture
 def one_offset() -> Iterator[None]:
-    saved = policy_data.OFFSETS_H
-    policy_data.OFFSETS_H = (0.0,)
+    saved = policy_data.OFFSETS_H, policy_data.MULTI_OFFSETS_H
+    policy_data.OFFSETS_H = policy_data.MULTI_OFFSETS_H = (0.0,)
     yield
-    policy_data.OFFSETS_H = saved
+    policy_data.OFFSETS_H, policy_data.MULTI_OFFSETS_H = saved
 
 
 def test_the_fold_model_is_fitted_without_the_held_out_dataset() -> None:
