@@ -1,10 +1,16 @@
-"""The policy benchmark: every market policy and the omniscient optimum on the paper's 2,400 windows.
+"""The policy benchmark: leave-one-dataset-out, and the paper's 2,400 windows.
 
-    python bench/policy.py                 # all setups, all windows (a few minutes on 2 cores)
-    python bench/policy.py --quick         # one window in 8, and a smaller full-loop sample
-    python bench/policy.py --write-docs    # also replace the table in docs/benchmarks.md
-    python bench/policy.py --multi         # multi-zone policies on the multi-region traces (bench/_multi.py)
+    python bench/policy.py                 # single zone, leave-one-dataset-out (bench/policy_lodo.py)
+    python bench/policy.py --multi         # multi-zone, leave-one-dataset-out
+    python bench/policy.py --write-docs    # also replace that table in docs/benchmarks.md
+    python bench/policy.py --paper         # every policy on the paper's windows (in-sample; not in the docs)
+    python bench/policy.py --paper --multi # the issue-12 multi-zone bench (bench/_multi.py; not in the docs)
 
+The leave-one-dataset-out tables are the ones to judge the default by: each public dataset is
+scored with the availability model fitted on the others only, on windows at several grid offsets,
+with the mean, median and worst window against Uniform Progress and the exact optimum.
+
+With `--paper`:
 For each setup (the paper's Table 3: C = 48 h, D = 60 h, d = 0.2 h; then d = 0.05 and 0.5 h, D = 52
 and 70 h, and two zones together) it prints, per policy, the mean and standard deviation of the work
 done on on-demand and on spot, the mean cost normalised to on-demand only, the ratio to the optimum
@@ -30,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 import numpy as np
 
-from bench import _data, _heldout, _loop, _multi, _multi_data, _table
+from bench import _data, _heldout, _loop, _multi, _multi_data, _table, policy_data, policy_lodo
 from orchestrator.core.policy import get_policy
 from orchestrator.research import fastsim, optimum, traces
 
@@ -115,6 +121,21 @@ def multi_report(args: argparse.Namespace) -> list[str]:
     return _multi.report(done, header)
 
 
+def lodo_report(args: argparse.Namespace) -> list[str]:
+    """The leave-one-dataset-out tables (`bench/policy_lodo.py`), single-zone or `--multi`."""
+    if args.quick:
+        policy_data.OFFSETS_H = policy_data.MULTI_OFFSETS_H = (0.0,)
+    jobs = policy_lodo.multi_jobs() if args.multi else policy_lodo.single_jobs()
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+        done = dict(pool.imap_unordered(policy_lodo.evaluate, jobs, chunksize=1))
+    elapsed = time.perf_counter() - started
+    flags = (" --multi" if args.multi else "") + (" --quick" if args.quick else "")
+    lines = [f"Command: `python bench/policy.py{flags}` ({elapsed:.0f} s with {args.jobs} worker processes).", "",
+             f"Machine: {machine()}.", "", *policy_lodo.describe(args.multi), ""]
+    return lines + policy_lodo.report(done, args.multi)
+
+
 def write_docs(lines: list[str], start: str = START, end: str = END) -> None:
     _table.replace_between(DOCS, start, end, lines)
 
@@ -126,25 +147,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--loop-samples", type=int, default=50, help="windows for the full-loop check")
     parser.add_argument("--held-out", action="store_true", help="also test auto's model on data it was not fitted on")
-    parser.add_argument("--multi", action="store_true", help="multi-zone policies on the multi-region traces instead")
+    parser.add_argument("--multi", action="store_true", help="multi-zone policies instead")
+    parser.add_argument("--paper", action="store_true", help="the in-sample benches of the paper's windows / issue 12")
     args = parser.parse_args(argv)
+    if not args.paper:
+        if not policy_data.available():
+            print("public traces not found (set ORCH_TRACES_DIR and ORCH_MULTI_TRACES_DIR)", file=sys.stderr)
+            return 2
+        lines = lodo_report(args)
+        print("\n".join(lines))
+        if args.write_docs:
+            write_docs(lines, *((MULTI_START, MULTI_END) if args.multi else (START, END)))
+        return 0
+    if args.write_docs:
+        print("--paper tables are not written to the docs (the leave-one-dataset-out ones are)", file=sys.stderr)
+        return 2
     if args.multi:
         if not _multi_data.available():
             print(f"multi-region traces not found under {_multi_data.data_dir()} (set {_multi_data.ENV})",
                   file=sys.stderr)
             return 2
-        lines = multi_report(args)
-        print("\n".join(lines))
-        if args.write_docs:
-            write_docs(lines, MULTI_START, MULTI_END)
+        print("\n".join(multi_report(args)))
         return 0
     if not _data.available():
         print(f"public traces not found under {traces.traces_dir()} (set ORCH_TRACES_DIR)", file=sys.stderr)
         return 2
-    lines = report(args)
-    print("\n".join(lines))
-    if args.write_docs:
-        write_docs(lines)
+    print("\n".join(report(args)))
     return 0
 
 

@@ -23,7 +23,7 @@ from orchestrator.core.policy.auto import MIN_PLANNED_STEPS, auto
 from orchestrator.core.policy.base import Choice, Policy, SpotHistory
 from orchestrator.core.policy.market_model import STEP_H
 from orchestrator.core.policy.multizone_base import MultiPolicy, MultiSituation, Placement
-from orchestrator.core.policy.multizone_plan import VALUES, zone_cell
+from orchestrator.core.policy.multizone_plan import VALUES, ValuePlans, zone_cell
 from orchestrator.core.policy.simple import past_point_of_no_return, safety_net, uniform_progress
 from providers.base import Market
 
@@ -136,7 +136,17 @@ def rank(m: MultiSituation, zones: list[int]) -> list[int]:
     return sorted(zones, key=score)
 
 
-def zone_auto(m: MultiSituation) -> Placement:
+def make_zone_auto(market: Policy = auto, values: ValuePlans = VALUES) -> MultiPolicy:
+    """The multi-zone default over a given single-zone `auto` rule and its value plans: the shipped
+    pair, or one built on a model fitted for a test or a leave-one-dataset-out fold."""
+
+    def decide(m: MultiSituation) -> Placement:
+        return _zone_auto(m, market, values)
+
+    return decide
+
+
+def _zone_auto(m: MultiSituation, auto: Policy, values: ValuePlans) -> Placement:
     """orch's multi-zone default (see the module doc and docs/policy.md, "Several zones").
 
     Market: the safety net and the 2d rule on "spot somewhere"; a productive spot instance is kept;
@@ -173,12 +183,12 @@ def zone_auto(m: MultiSituation) -> Placement:
         elif s.deadline_h < MIN_PLANNED_STEPS * STEP_H or s.work_h < STEP_H:  # below the plan's resolution
             if choice is Choice.ON_DEMAND or _home_out_h(m, home) >= WAIT_FOR_HOME_H:
                 return Placement(Choice.SPOT, rank(m, remote)[0])
-        elif _move_pays(m, home, rank(m, remote)[0]):
+        elif _move_pays(m, home, rank(m, remote)[0], values):
             return Placement(Choice.SPOT, rank(m, remote)[0])
     return _on_demand(m) if choice is Choice.ON_DEMAND else Placement(Choice.WAIT)
 
 
-def _move_pays(m: MultiSituation, home: str | None, z: int) -> bool:
+def _move_pays(m: MultiSituation, home: str | None, z: int, values: ValuePlans) -> bool:
     """Idle with no spot in the checkpoint's region: is moving to zone `z` cheaper than staying?
 
     A one-step lookahead on the plan's expected costs (`multizone_plan`): staying costs what the plan
@@ -189,7 +199,7 @@ def _move_pays(m: MultiSituation, home: str | None, z: int) -> bool:
     waits of slack are so priced by what they cost later on on-demand, instead of by a fixed patience.
     """
     s = m.task
-    plan = VALUES.for_situation(s)
+    plan = values.for_situation(s)
     recent = s.history.recent_available if s.history is not None else None
     _, stay = plan.idle(s, zone_cell(False, _home_out_h(m, home), recent))
     seen = m.seen[z]
@@ -271,4 +281,4 @@ def _spot_only(m: MultiSituation) -> Placement:
 
 register_multi("uniform-progress")(spread(uniform_progress, in_given_order))
 register_multi("eager-failover")(spread(uniform_progress, eager_order))
-register_multi("auto")(zone_auto)
+zone_auto = register_multi("auto")(make_zone_auto())
