@@ -20,11 +20,11 @@ missed, because the net is checked first on every call.
 
 from __future__ import annotations
 
-from orchestrator.core.policy import register
 from orchestrator.core.policy._fitted import MODEL
 from orchestrator.core.policy.base import Choice, Situation
 from orchestrator.core.policy.market_model import STEP_H, MarketModel
 from orchestrator.core.policy.planner import Grid, Plan, grid_for, plan
+from orchestrator.core.policy.registry import register
 from orchestrator.core.policy.simple import past_point_of_no_return, safety_net, spot_only, uniform_progress
 from providers.base import Market
 

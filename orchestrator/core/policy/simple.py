@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
-from orchestrator.core.policy import register
 from orchestrator.core.policy.base import EPS_H, Choice, Situation
+from orchestrator.core.policy.registry import register
 from providers.base import Market
 
 # Slack in tick counts is compared after rounding; keep float noise from crossing an integer.
