@@ -14,7 +14,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from orchestrator.cli.wiring import open_store
 from orchestrator.dashboard.history import attempts_as_of, cost_history
 from orchestrator.dashboard.server import DashboardError, check_exposure
 from orchestrator.store import Store
+from tests.dashboard_support import reclaimed, store, url
 from tests.test_extras import BLOCKER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,25 +54,8 @@ def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.fixture
-def store(orch_home: Path) -> Store:
-    return open_store()
-
-
-@pytest.fixture
-def reclaimed(store: Store, orch_home: Path) -> SimJob:
-    """A job reclaimed twice that finished on on-demand before its deadline, through the real loop."""
-    now = time.time()
-    job = sim_job(store, name="reclaimed", start=now - 12 * 3600, hours=6, deadline_hours=10, budget_usd=40,
-                  folder=orch_home)
-    assert job.run_until(now)
-    return job
-
-
-@pytest.fixture
-def url(store: Store) -> Iterator[str]:
-    with served(cli_source()) as address:
-        yield address
+# The shared fixtures (tests/dashboard_support.py), bound here so pytest finds them.
+__all__ = ["reclaimed", "store", "url"]
 
 
 def test_the_job_json_is_orch_status_json(reclaimed: SimJob, url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 
-from bench._dashboard_browser import chromium, console_errors, have_chromium, served, wait_until
+from bench._dashboard_browser import chromium, console_errors, have_chromium, wait_until
 from bench._dashboard_jobs import SimJob, sim_job
 from orchestrator.cli import render
-from orchestrator.cli.dashboard import cli_source
 from orchestrator.cli.main import main
-from orchestrator.cli.wiring import open_store
 from orchestrator.store import Store
 from orchestrator.store.items import ItemStore
+from tests.dashboard_support import reclaimed, store, url
 from tests.loop_support import job_toml, python_command, reconciler, run_until, submit, write_trace
 
 CSS = "css selector"
@@ -41,24 +40,8 @@ def browser() -> Iterator[Any]:
         yield driver
 
 
-@pytest.fixture
-def store(orch_home: Path) -> Store:
-    return open_store()
-
-
-@pytest.fixture
-def reclaimed(store: Store, orch_home: Path) -> SimJob:
-    now = time.time()
-    job = sim_job(store, name="reclaimed", start=now - 12 * 3600, hours=6, deadline_hours=10, budget_usd=40,
-                  folder=orch_home)
-    assert job.run_until(now)
-    return job
-
-
-@pytest.fixture
-def url(store: Store) -> Iterator[str]:
-    with served(cli_source()) as address:
-        yield address
+# The shared fixtures (tests/dashboard_support.py), bound here so pytest finds them.
+__all__ = ["reclaimed", "store", "url"]
 
 
 def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
