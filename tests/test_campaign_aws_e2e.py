@@ -21,11 +21,8 @@ import contextlib
 import dataclasses
 import json
 import re
-import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,6 +37,7 @@ from orchestrator.store.items import ItemStore
 from providers.aws.provider import AwsProvider
 from providers.item_service import ItemServiceAccess
 from tests.aws_support import REGION, AwsWorld, free_port, moto_instance, preempt
+from tests.campaign_host import BootingHost
 from tests.test_campaign_aws_service import self_signed
 
 pytestmark = pytest.mark.slow
@@ -86,13 +84,13 @@ subnets = {{ {subnets} }}
 ''')
 
 
-class Host:
+class Host(BootingHost):
     """EC2's part: boots each instance the loop launches (runs its user data here), and takes it back."""
 
     def __init__(self, world: AwsWorld, r: Reconciler, store: Store, job_id: str, needs: tuple[str, ...]) -> None:
         self.world, self.r, self.store, self.job_id = world, r, store, job_id
         self.needs = needs  # what each user data must give its worker
-        self.booted: dict[str, subprocess.Popen[bytes]] = {}
+        super().__init__()
 
     def live(self) -> list[AttemptView]:
         return [a for a in self.store.attempts(self.job_id) if a.live and a.instance_id]
@@ -109,18 +107,6 @@ class Host:
             if agent.poll() == 0 and moto_instance(instance_id).state == "running":
                 moto_instance(instance_id).terminate()  # the user data's shutdown, as EC2 ends it
 
-    def until(self, done: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            self.tick()
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        for agent in self.booted.values():
-            if agent.poll() is None:
-                agent.kill()
-                agent.wait(timeout=5)
 
 
 @pytest.mark.parametrize("transport", ["bucket", "service"])

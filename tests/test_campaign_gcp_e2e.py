@@ -18,8 +18,7 @@ import re
 import secrets
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
 from providers.gcp.launch import instance_name
 from tests import gce_fake, gcs_fake
+from tests.campaign_host import BootingHost
 from tests.gce_fake import GceFake, ManualClock
 from tests.gcs_fake import GcsFake
 from tests.http_fake import QuietHandler, ServedFake, serving
@@ -92,12 +92,12 @@ def service_account(tmp_path: Path, gcs: GcsFake) -> Path:
     return path
 
 
-class Host:
+class Host(BootingHost):
     """GCE's part: boots each instance the loop inserts (runs its startup script here), and stops it."""
 
     def __init__(self, gce: GceFake, r: Reconciler, store: Store, job_id: str) -> None:
         self.gce, self.r, self.store, self.job_id = gce, r, store, job_id
-        self.booted: dict[str, subprocess.Popen[bytes]] = {}
+        super().__init__()
 
     def live(self) -> list[AttemptView]:
         return [a for a in self.store.attempts(self.job_id) if a.live and a.instance_id]
@@ -123,18 +123,6 @@ class Host:
                 except KeyError:
                     pass
 
-    def until(self, done: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            self.tick()
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        for agent in self.booted.values():
-            if agent.poll() is None:
-                agent.kill()
-                agent.wait(timeout=5)
 
 
 def test_the_example_campaign_on_gcp_does_every_item_once_through_a_preemption(
