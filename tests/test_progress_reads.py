@@ -96,7 +96,7 @@ def test_reads_run_at_once_and_a_slow_one_times_out() -> None:
     import threading
     import time
     gate = threading.Event()
-    ex = Executor(call_timeout_s=0.5, read_threads=8)
+    ex = Executor(call_timeout_s=0.5)
 
     def slow() -> int:
         gate.wait(5)
@@ -108,3 +108,16 @@ def test_reads_run_at_once_and_a_slow_one_times_out() -> None:
     assert out[:8] == [2] * 8 and isinstance(out[8], Exception)
     gate.set()
     ex.shutdown()
+
+
+def test_every_executor_shares_one_read_pool() -> None:
+    """A process that makes many controllers (tests, the simulation harness) must not hold a pool each:
+    the harness once ran out of threads after a few hundred seeds."""
+    import threading
+
+    from orchestrator.loop.executor import READ_THREADS
+    Executor().gather([lambda: 1, lambda: 2])
+    before = threading.active_count()
+    for _ in range(20):
+        assert Executor().gather([lambda: 1, lambda: 2]) == [1, 2]
+    assert threading.active_count() - before < READ_THREADS

@@ -19,6 +19,7 @@ replay a tick step by step stay deterministic, and a one-shot command (`orch can
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -73,11 +74,11 @@ class Executor:
     call_timeout_s: float = 60.0
     # How long a tick waits for its jobs before leaving the slow ones to finish in the background.
     job_budget_s: float = 30.0
-    # Threads for a tick's independent reads (checkpoint storage, `gather`), in every mode.
-    read_threads: int = 64
+    # Whether a tick's independent reads (checkpoint storage, `gather`) run at once on the process's read
+    # pool (`READ_THREADS` threads, shared by every executor), in every mode.
+    parallel_reads: bool = True
     _jobs: DaemonPool | None = field(default=None, init=False, repr=False)
     _calls: DaemonPool | None = field(default=None, init=False, repr=False)
-    _reads: DaemonPool | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -113,12 +114,9 @@ class Executor:
         """Independent reads, run at once on their own pool (also when inline: reads change nothing, so
         their order cannot change a result), each waited for at most `call_timeout_s` from the start;
         an error, or a timeout (`CallTimedOut`), is returned in the read's place."""
-        if len(fns) <= 1 or self.read_threads <= 1:
+        if len(fns) <= 1 or not self.parallel_reads:
             return [_outcome(fn) for fn in fns]
-        with self._lock:
-            if self._reads is None:
-                self._reads = DaemonPool(self.read_threads, "orch-read")
-            pool = self._reads
+        pool = _read_pool()
         futures = [pool.submit(fn) for fn in fns]
         give_up = time.monotonic() + self.call_timeout_s
         out: list[T | Exception] = []
@@ -152,10 +150,26 @@ class Executor:
         """Let the pools' threads stop once their queued work is done, without waiting for them (an
         abandoned call may still hang); a later call starts new pools."""
         with self._lock:
-            for pool in (self._jobs, self._calls, self._reads):
+            for pool in (self._jobs, self._calls):
                 if pool is not None:
                     pool.shutdown()
-            self._jobs = self._calls = self._reads = None
+            self._jobs = self._calls = None
+
+
+READ_THREADS = 64
+_READS: tuple[int, DaemonPool] | None = None  # (the process that made it, the pool)
+_READS_LOCK = threading.Lock()
+
+
+def _read_pool() -> DaemonPool:
+    """One pool of read threads per process, made on first use and never shut down (daemon threads):
+    reads are independent and change nothing, so every executor may share it, and a process that makes
+    many controllers (tests, the simulation harness) holds `READ_THREADS` threads, not that many each."""
+    global _READS
+    with _READS_LOCK:
+        if _READS is None or _READS[0] != os.getpid():  # a forked child starts its own
+            _READS = (os.getpid(), DaemonPool(READ_THREADS, "orch-read"))
+        return _READS[1]
 
 
 def _outcome(fn: Callable[[], T]) -> T | Exception:
