@@ -2,7 +2,8 @@
 
 - two_live_instances: never two instances doing one task's work at once.
 - leak: an instance whose attempt the store has ended (and that is not draining its notice) is gone
-  within 3 ticks; nothing is alive at the end.
+  within 3 ticks; at the end nothing is alive but the instances of live attempts (a job without a
+  deadline may still wait out a long spot outage at the horizon).
 - ledger: each attempt's recorded cost equals the world's bill for its instance, to the cent (0 for
   a launch that made none).
 - budget: a job's recorded spend never passes its budget.
@@ -84,9 +85,11 @@ def after_tick(state: State, store: Store, world: World, now: float, violations:
 
 def at_end(state: State, store: Store, world: World, items: ItemStore, now: float,
            violations: dict[str, list[str]]) -> None:
+    live = {a.id for job in store.jobs() for a in store.attempts(job.id) if a.live}
     for inst in world.instances_by_attempt.values():
-        if inst.alive:
-            _add(violations, "leak", f"{inst.instance_id} (attempt {inst.request.attempt_id}) alive at the end")
+        if inst.alive and inst.request.attempt_id not in live:  # a live attempt's: its job still runs (`stuck`)
+            _add(violations, "leak", f"{inst.instance_id} (attempt {inst.request.attempt_id}) alive at the end "
+                                     "with no live attempt")
     for job in store.jobs():
         plan = state.plans[job.id]
         attempts = store.attempts(job.id)
