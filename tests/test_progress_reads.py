@@ -121,3 +121,55 @@ def test_every_executor_shares_one_read_pool() -> None:
     for _ in range(20):
         assert Executor().gather([lambda: 1, lambda: 2]) == [1, 2]
     assert threading.active_count() - before < READ_THREADS
+
+
+def test_a_failed_read_keeps_the_last_one_and_goes_first_next_tick() -> None:
+    world, reads, ex = World(), ProgressReads(per_tick=1, interval_s=600.0), Executor()
+    world.beat("mem://0", 0.0, 1)
+    world.beat("mem://1", 0.0, 1)
+    reads.refresh(ex, world.storage, wants(2), now=1.0)  # a0 read (never-read first, budget 1)
+    world.broken.add("mem://0")
+    reads.refresh(ex, world.storage, wants(2, ended=(0,)), now=2.0)  # a0 must be read: it fails
+    held = reads.of("a0")
+    assert held is not None and held[1] is False and held[0].heartbeat is not None, "the last read stands"
+    world.broken.clear()
+    reads.refresh(ex, world.storage, wants(2), now=3.0)  # within the interval, but first in line
+    got = reads.of("a0")
+    assert got is not None and got[1] is True
+
+
+def test_tasks_the_budget_has_not_reached_yet_are_never_taken_for_silent(tmp_path: Path) -> None:
+    """A controller beside more running tasks than it reads a tick: a task not read yet has no heartbeat
+    in hand, which must not read as 20 minutes of silence (it once stopped every such task)."""
+    from bench._scale_counters import CountingProvider
+    from bench._scale_loop import job_toml
+    from bench._scale_storage import Agents
+    from orchestrator.core.spec import parse_spec
+    from orchestrator.loop.reconciler import Reconciler
+    from orchestrator.research.traces import Trace
+    from orchestrator.store import Store, make_engine
+    from orchestrator.store.engine import upgrade
+    from providers.sim import SimClock, SimProvider
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'orch.db'}")
+    upgrade(engine)
+    store, clock = Store(engine), SimClock()
+    spec = parse_spec(job_toml(hours=50.0), source="t", submitted_at=clock.now())
+    for i in range(6):
+        store.submit(spec, source="t", now=clock.now(), checkpoint_uri=f"mem://job{i}")
+    sim = SimProvider(clock, {"a": Trace(source="a", gap_seconds=60.0, data=(1,) * 10_000, prices=None)},
+                      epoch=clock.now())
+    provider, agents = CountingProvider(sim), Agents(store, latency_s=0.0)
+    r = Reconciler(store, {"sim": provider}, clock, tick_seconds=60.0, storage=agents.storage,
+                   progress=ProgressReads(per_tick=1, interval_s=60.0))
+    r.tick()
+    provider.strip_progress = True
+    agents.follow()
+    clock.sleep(2 * 3600.0)  # every attempt is now two hours old, and none was read yet
+    for _ in range(8):
+        agents.beat(clock.now())
+        r.tick()
+        clock.sleep(60.0)
+    attempts = [a for j in store.jobs() for a in store.attempts(j.id)]
+    assert len(attempts) == 6 and all(a.live for a in attempts), [a.outcome for a in attempts]
+    engine.dispose()

@@ -15,8 +15,10 @@ object-store GETs a tick at 10,000 tasks, one after another. Instead, before the
 - the reads of a tick run at once (`Executor.gather`), each bounded by the call timeout.
 
 A task not read this tick is stepped on what was read last: its heartbeat's time still feeds the
-silence rule, and nothing is observed as moved. A read that fails means "nothing observed", never
-"nothing done", as before.
+silence rule, and nothing is observed as moved. A task never read yet (a controller just started
+beside 10,000 running tasks) is never judged silent: it is read within the bound above. A read that
+fails means "nothing observed", never "nothing done": the last read stands, and the task is read again
+first at the next tick.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class Want:
     ended: bool = False  # the listing shows its instance ended: read now, whatever the budget
 
 
+def must_read(w: Want, retry: Collection[str]) -> bool:
+    return w.ended or w.attempt_id in retry
+
+
 @dataclass(frozen=True, slots=True)
 class Read:
     at: float
@@ -59,13 +65,14 @@ class ProgressReads:
     interval_s: float = INTERVAL_S
     _last: dict[str, Read] = field(default_factory=dict)  # attempt id -> its newest read
     _fresh: set[str] = field(default_factory=set)  # read this tick
+    _retry: set[str] = field(default_factory=set)  # the last read failed: first in line next tick
     reads: int = 0  # GETs made by the last `refresh` (for the benchmarks)
 
     def due(self, wanted: Sequence[Want], now: float) -> list[Want]:
         """What this tick reads: every ended one, then never-read ones, then the stalest past the interval."""
-        must = [w for w in wanted if w.ended]
-        never = [w for w in wanted if not w.ended and w.attempt_id not in self._last]
-        stale = sorted((w for w in wanted if not w.ended and w.attempt_id in self._last
+        must = [w for w in wanted if w.ended or w.attempt_id in self._retry]
+        never = [w for w in wanted if not must_read(w, self._retry) and w.attempt_id not in self._last]
+        stale = sorted((w for w in wanted if not must_read(w, self._retry) and w.attempt_id in self._last
                         and now - self._last[w.attempt_id].at >= self.interval_s),
                        key=lambda w: self._last[w.attempt_id].at)
         return must + (never + stale)[: max(0, self.per_tick - len(must))]
@@ -75,15 +82,19 @@ class ProgressReads:
         """Read this tick's share of `wanted` (all at once); forget attempts no longer wanted."""
         keep = {w.attempt_id for w in wanted}
         self._last = {k: v for k, v in self._last.items() if k in keep}
+        self._retry &= keep
         self._fresh = set()
         self.reads = 0
         due = self.due(wanted, now)
         results = executor.gather([partial(self._read, storage, w, now) for w in due])
         for w, got in zip(due, results, strict=True):
             if isinstance(got, Exception):
+                # Nothing observed: the last read stands (silence is judged on its heartbeat), and the
+                # attempt is read again next tick, first.
                 log.warning("checkpoint storage of task %s unreadable: %s", w.task_id, got)
-                self._last.pop(w.attempt_id, None)  # nothing observed: read again next tick
+                self._retry.add(w.attempt_id)
                 continue
+            self._retry.discard(w.attempt_id)
             read, gets = got
             self.reads += gets
             self._last[w.attempt_id] = read

@@ -208,8 +208,9 @@ class TaskWorker:
         since = live.started_at or live.launched_at
         stop = keep_or_stop(number=live.number, cancel_requested=self.job.cancel_requested_at is not None,
                             policy=lambda: choose(self._context(live)),
-                            is_silent=silent(heartbeat_at=seen.heartbeat_at, provider_progress=seen.provider_progress,
-                                             since=since, now=self.now))
+                            is_silent=not seen.unread and silent(
+                                heartbeat_at=seen.heartbeat_at, provider_progress=seen.provider_progress,
+                                since=since, now=self.now))
         if stop is None:
             return False
         self._terminate(live, inst, stop.outcome, stop.transitions, stop.reason)
@@ -307,7 +308,7 @@ class TaskWorker:
             # this tick is stepped on its last heartbeat, and nothing is observed as moved.
             got = self.r.progress.of(live.id)
             if got is None:
-                return Seen()  # never read, or the read failed: nothing observed
+                return Seen(unread=True)  # never read, or every read failed: nothing observed
             read, fresh = got
             hb, manifest = read.heartbeat, read.manifest
             if not fresh:

@@ -49,6 +49,9 @@ class Seen:
     interrupted: bool = False
     heartbeat_at: float | None = None
     provider_progress: bool = False
+    # Nothing could be read yet (never read within the budget, or every read failed): silence cannot be
+    # judged, and "could not look" never means "not alive".
+    unread: bool = False
 
 
 def attempt_key(a: AttemptView) -> str:
