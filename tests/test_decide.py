@@ -119,7 +119,13 @@ def test_waits_for_spot_when_only_on_demand_would_break_the_budget() -> None:
 
 def test_budget_spent_stops_the_live_attempt_and_refuses_new_ones() -> None:
     assert choose(ctx(spec(budget=10.0), spent_usd=10.0, live=live())) == Stop(
-        Outcome.BUDGET, ("over_budget",), "spent $10.00 of $10.00")
+        Outcome.BUDGET, ("over_budget",), "spent $10.00 of $10.00; the next tick would pass it")
+    # A cap, not a target: stopped when the next tick's cost would cross it, not a tick after it did.
+    minute = situation(tick_h=1 / 60)
+    assert isinstance(choose(ctx(spec(budget=10.0), spent_usd=9.97, live=live(Market.ON_DEMAND, 3.06), sit=minute)),
+                      Stop)
+    kept = choose(ctx(spec(budget=10.0), spent_usd=9.9, live=live(Market.ON_DEMAND, 3.06), sit=minute))
+    assert not (isinstance(kept, Stop) and kept.outcome is Outcome.BUDGET)
     assert isinstance(choose(ctx(spec(budget=10.0), spent_usd=10.5)), OverBudget)
 
 
