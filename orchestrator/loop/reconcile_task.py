@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from orchestrator.core.campaign_plan import (
     CampaignFacts,
@@ -33,6 +33,7 @@ from orchestrator.loop.executor import CallTimedOut
 from orchestrator.loop.observation import Observation
 from orchestrator.loop.pending import with_notes, with_progress
 from orchestrator.loop.snapshot import JobSnapshot
+from orchestrator.loop.step_context import StepContext
 from orchestrator.loop.step_store import StepStore
 from orchestrator.loop.task_facts import (
     Seen,
@@ -40,7 +41,7 @@ from orchestrator.loop.task_facts import (
     attempt_key,
     draining,
 )
-from orchestrator.loop.zones import ZoneContext, ZoneView
+from orchestrator.loop.zones import ZoneView
 from orchestrator.store.item_source import worker_environment
 from orchestrator.store.observations import progress_values
 from providers.base import (
@@ -60,13 +61,7 @@ from providers.base import (
 )
 
 if TYPE_CHECKING:
-    from orchestrator.core.policy.base import SpotHistory
-    from orchestrator.loop.pending import PendingWrites
-    from orchestrator.loop.progress_reads import ProgressReads
-    from orchestrator.store import Store
-    from orchestrator.store.item_source import ItemEndpoint
-    from orchestrator.store.items import ItemStore
-    from orchestrator.store.views import JobView
+    pass
 
 log = logging.getLogger("orch.reconciler")
 MAX_OFFERS_PER_TICK = 3
@@ -74,38 +69,6 @@ MAX_OFFERS_PER_TICK = 3
 RECLAIMED_AVOID_S = 300.0
 # A quota error avoids every offer of its provider and region for this long (a person must act).
 QUOTA_AVOID_S = 600.0
-
-
-class StepContext(ZoneContext, Protocol):
-    """What a task's step reads and writes of the tick around it (the `Reconciler` is one): named here
-    so that the step does not import the reconciler that runs it."""
-
-    @property
-    def store(self) -> Store: ...
-
-    @property
-    def pending(self) -> PendingWrites: ...
-
-    @property
-    def progress(self) -> ProgressReads: ...
-
-    @property
-    def history(self) -> dict[str, SpotHistory]: ...
-
-    @property
-    def item_endpoint(self) -> ItemEndpoint | None: ...
-
-    @property
-    def items(self) -> ItemStore: ...
-
-    def job_offers(self, job: JobView) -> list[Offer]: ...
-
-    def reread_task(self, snap: JobSnapshot, task_id: str) -> None: ...
-
-    def seen_since(self, attempt_id: str, started: float) -> float: ...
-
-    @property
-    def guessed_ends(self) -> dict[str, float]: ...
 
 
 class TaskWorker:
