@@ -40,6 +40,14 @@ def browser() -> Iterator[Any]:
         yield driver
 
 
+@pytest.fixture(autouse=True)
+def leave_the_page(browser: Any) -> Iterator[None]:
+    """A page left open keeps polling its server after the test stops it; the next test would read its errors."""
+    yield
+    browser.get("about:blank")
+    browser.get_log("browser")
+
+
 # The shared fixtures (tests/dashboard_support.py), bound here so pytest finds them.
 __all__ = ["reclaimed", "store", "url"]
 
