@@ -23,6 +23,8 @@ from orchestrator.core.campaign_plan import CampaignFacts, largest_memory, worke
 from orchestrator.core.item_records import ItemCounts
 from orchestrator.core.model import AttemptState, job_state
 from orchestrator.core.placement import OfferSummary, summarize
+from orchestrator.core.plan.progress import progress_values
+from orchestrator.core.plan.task import draining
 from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.policy.multizone_base import ZoneSeen
 from orchestrator.core.reasons import workers_reason
@@ -36,14 +38,13 @@ from orchestrator.loop.ledger import reaped, settle_ends
 from orchestrator.loop.observation import Observation
 from orchestrator.loop.pending import PendingWrites, with_progress
 from orchestrator.loop.progress_reads import ProgressReads, Want
-from orchestrator.loop.reconcile_task import TaskWorker
+from orchestrator.loop.reconcile_task import TaskStep
 from orchestrator.loop.snapshot import JobSnapshot
-from orchestrator.loop.task_facts import CampaignMemory, draining, observe_campaign
+from orchestrator.loop.task_facts import CampaignMemory, observe_campaign
 from orchestrator.loop.zones import ZoneEvidence
 from orchestrator.store import Store
 from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
-from orchestrator.store.observations import progress_values
 from orchestrator.store.views import JobView
 from providers.base import (
     CapacityMemory,
@@ -489,7 +490,7 @@ class Reconciler:
         idle = self.offer_summary(offers).idle_price(job.spec)
         totals = JobTotals.of(job.spec, snap.tasks, snap.attempts_of, idle=idle, now=self.clock.now())
         for task in [t for t in snap.tasks if not t.state.terminal]:
-            worker = TaskWorker(self, snap, task, snap.live_attempt(task.id), totals, campaign, offers)
+            worker = TaskStep(self, snap, task, totals, campaign, offers)
             try:
                 worker.step(obs)
             except ProviderError as exc:
