@@ -24,7 +24,7 @@ import pytest
 from moto.ec2.models.instances import StateReason
 
 from orchestrator.core.model import AttemptView, Outcome, TaskState
-from orchestrator.core.spec import load_spec
+from orchestrator.job_files import load_spec
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
 from providers.base import Market

@@ -12,7 +12,7 @@ from kubernetes import client
 
 from orchestrator.core.cost import attempt_cost, attempt_seconds
 from orchestrator.core.model import AttemptState, Outcome, TaskState
-from orchestrator.core.spec import load_spec
+from orchestrator.job_files import load_spec
 from orchestrator.k8s.store_backend import StoreBackend
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store

@@ -24,10 +24,10 @@ from orchestrator.core.spec import (
     RetrySpec,
     ScheduleSpec,
     SpecError,
-    load_spec,
     parse_spec,
     spec_from_dict,
 )
+from orchestrator.job_files import load_spec
 from providers.base import Resources
 
 SUBMITTED = dt.datetime(2026, 11, 28, tzinfo=dt.UTC).timestamp()

@@ -374,7 +374,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from orchestrator.cli import render
     from orchestrator.core.policy import has_policy
-    from orchestrator.core.spec import load_spec
+    from orchestrator.job_files import load_spec
     from orchestrator.research.traces import TraceError, load_trace
     from orchestrator.simulate import simulate_job, zone_regions, zone_traces
 

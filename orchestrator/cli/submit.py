@@ -33,7 +33,8 @@ def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
     from orchestrator.cli.wiring import build_providers, known_providers
     from orchestrator.core.placement import check_placeable
     from orchestrator.core.policy import has_policy
-    from orchestrator.core.spec import SpecError, load_spec
+    from orchestrator.core.spec import SpecError
+    from orchestrator.job_files import load_spec
     from providers.base import ChecksOptions, PermanentError
     from providers.catalog import load_catalog
 
@@ -132,7 +133,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
         return submit_gpujob(args.file, args.namespace)
     from orchestrator.cli.wiring import open_store
-    from orchestrator.core.spec import load_items_of
+    from orchestrator.job_files import load_items_of
     from orchestrator.store import orch_home
     from orchestrator.store.repo import new_id
 

@@ -64,7 +64,8 @@ class MemoryItemSource:
     @classmethod
     def from_file(cls, path: str, fmt: str | None = None, **options: Any) -> MemoryItemSource:
         """Parse an items file as `orch submit` would (FASTA, text or JSONL by extension or `fmt`)."""
-        from orchestrator.core.items_input import format_for, load_items
+        from orchestrator.core.items_input import format_for
+        from orchestrator.job_files import load_items
 
         return cls([json.loads(it.payload) for it in load_items(path, format_for(path, fmt))], **options)
 
