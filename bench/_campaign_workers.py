@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from orchestrator.core.item_records import Lease
 from orchestrator.store.items import ItemStore
-from providers.base import EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources
 from providers.sim import SimProvider
+from vocab import EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources
 
 NEVER_DONE_HOURS = 1e6  # the sim instance's own work: never finished; the worker decides when it exits
 LEASE_SECONDS = 120.0  # the SDK's default lease (docs/campaigns.md)

@@ -34,7 +34,8 @@ from orchestrator.checkpoint.manifest import MANIFEST_NAME, checkpoint_prefix, s
 from orchestrator.checkpoint.sdk import Checkpointer
 from orchestrator.core.item_records import Lease
 from orchestrator.store.items import ItemStore
-from providers.base import (
+from providers.catalog import load_catalog
+from vocab import (
     RESUME_NOT_BEFORE,
     Abilities,
     Billing,
@@ -50,7 +51,6 @@ from providers.base import (
     PermanentError,
     Resources,
 )
-from providers.catalog import load_catalog
 
 BILLING = Billing(increment_seconds=1, minimum_seconds=60)
 NOTICE_S = 120.0  # AWS's two minutes

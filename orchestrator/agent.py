@@ -35,7 +35,7 @@ from orchestrator.notices import (
     NoticeSource,
     NoticeSourceError,
 )
-from providers.base import NoticeKind
+from vocab import NoticeKind
 
 log = logging.getLogger("orch.agent")
 

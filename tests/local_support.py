@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import Clock, Instance, LaunchRequest, Market, Resources, SystemClock
 from providers.local.proc import Attempt, ProcInfo, attempt_processes, proc_info
 from providers.local.provider import LocalProvider, LocalSettings
 from providers.local.records import InstanceDir, InstanceRecord
+from vocab import Clock, Instance, LaunchRequest, Market, Resources, SystemClock
 
 AGENT = r"""
 import json, os, signal, subprocess, sys, time

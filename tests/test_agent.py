@@ -19,7 +19,7 @@ import pytest
 from orchestrator import agent
 from orchestrator.checkpoint import Heartbeat, open_storage, read_heartbeat
 from orchestrator.notices import FileNoticeSource, GceNoticeSource, ImdsNoticeSource, NoticeSourceError
-from providers.base import NoticeKind
+from vocab import NoticeKind
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import EndReason, LaunchRequest, Market, NoticeKind, Resources
 from tests.aws_support import REGION, AwsWorld, ImdsEmulator, preempt
+from vocab import EndReason, LaunchRequest, Market, NoticeKind, Resources
 
 notices = pytest.importorskip("orchestrator.notices", reason="orchestrator.notices (the agent's sources) is missing")
 

@@ -27,8 +27,8 @@ from orchestrator.core.model import AttemptView, Outcome, TaskState
 from orchestrator.job_files import load_spec
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
-from providers.base import Market
 from tests.aws_support import REGION, AwsWorld, moto_instance, preempt
+from vocab import Market
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from providers.aws.launch import client_token, user_data
-from providers.base import (
+from tests.aws_support import REGION, AwsWorld, moto_instance
+from vocab import (
     CapacityError,
     CapacityMemory,
     InstanceState,
@@ -24,7 +25,6 @@ from providers.base import (
     Resources,
     TransientError,
 )
-from tests.aws_support import REGION, AwsWorld, moto_instance
 
 
 def offer(world: AwsWorld, market: Market = Market.SPOT, zone: str = "us-east-1b") -> Offer:

@@ -27,8 +27,8 @@ from orchestrator.store import Store
 from orchestrator.store.item_source import ItemEndpoint, attempt_token, items_uri, worker_environment
 from orchestrator.store.items import ItemStore
 from orchestrator.worker.bucket_source import BucketItemSource
-from providers.base import Billing, Market, Offer, Resources
 from tests import gcs_fake
+from vocab import Billing, Market, Offer, Resources
 
 SECRET = b"0123456789abcdef-bucket-secret"
 ENDPOINT = ItemEndpoint("", SECRET, providers=frozenset(), bucket_providers=frozenset({"aws", "gcp"}))

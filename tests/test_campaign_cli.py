@@ -17,7 +17,7 @@ from orchestrator.core.item_records import ItemCounts, QuarantinedItem
 from orchestrator.core.spec import JobSpec, ScheduleSpec
 from orchestrator.core.status import JobStatus, job_status
 from orchestrator.store.items import ItemStore
-from providers.base import Resources
+from vocab import Resources
 
 JOB = """name = "fold-campaign"
 command = ["python3", "fold.py"]

@@ -31,8 +31,8 @@ from orchestrator.core.model import AttemptState, AttemptView, Outcome
 from orchestrator.loop.task_facts import observe_campaign
 from orchestrator.store import Store
 from orchestrator.store.items import ItemStore, insert_items
-from providers.base import Market, Offer
 from tests.test_totals import SPEC
+from vocab import Market, Offer
 
 H = 3600.0
 SETTLE_H = 0.25  # 2.5 x the 0.1 h restart overhead

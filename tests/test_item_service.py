@@ -34,7 +34,7 @@ from orchestrator.store.item_service import MAX_BODY_BYTES, ItemService
 from orchestrator.store.item_source import ItemEndpoint, attempt_token, worker_environment
 from orchestrator.store.items import ItemStore
 from orchestrator.worker.http_source import HttpItemSource, ItemServiceError
-from providers.base import Billing, Market, Offer, Resources
+from vocab import Billing, Market, Offer, Resources
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"0123456789abcdef-test-secret"

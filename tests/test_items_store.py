@@ -14,7 +14,7 @@ from orchestrator.core.spec import JobSpec, ScheduleSpec
 from orchestrator.store import Store
 from orchestrator.store.items import ItemStore, insert_items
 from orchestrator.store.tables import EventRow, ItemRow, JobRow
-from providers.base import Resources
+from vocab import Resources
 
 LEASE = 60.0
 

@@ -38,10 +38,10 @@ from orchestrator.store.item_service import ItemService
 from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
 from orchestrator.store.tables import ItemRow
-from providers.base import SystemClock
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.kube_fake import KubeFake, now_iso
 from tests.test_k8s_controller import CRD, NS, eventually, pods, status
+from vocab import SystemClock
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"campaign-test-secret-0123456789"

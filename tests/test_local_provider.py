@@ -17,16 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import (
-    EndReason,
-    Instance,
-    InstanceState,
-    LaunchRequest,
-    LogSource,
-    Market,
-    PermanentError,
-    Provider,
-)
+from providers.base import LogSource, Provider
 from providers.local.proc import session_members
 from providers.local.records import InstanceDir, InstanceRecord, instance_id_for
 from tests import local_support
@@ -45,6 +36,7 @@ from tests.local_support import (
     request,
     wait_for,
 )
+from vocab import EndReason, Instance, InstanceState, LaunchRequest, Market, PermanentError
 
 # The shared fixtures, bound here so pytest finds them for this module's tests.
 home, agent = local_support.home, local_support.agent

@@ -14,9 +14,9 @@ from orchestrator.core.model import TaskState
 from orchestrator.core.policy.registry import _REGISTRY
 from orchestrator.store import Store
 from orchestrator.store.repo import AmbiguousJob
-from providers.base import LaunchRequest, SystemClock
 from providers.local.provider import LocalProvider
 from tests.loop_support import job_toml, pid_alive, python_command, reconciler, run_until, submit
+from vocab import LaunchRequest, SystemClock
 
 SLEEPER = "import os, time\nopen({path!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
 

@@ -17,8 +17,8 @@ from orchestrator.loop.reconciler import Reconciler
 from orchestrator.loop.step_store import StepStore
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
-from providers.base import Market
 from providers.sim import SimClock, SimProvider
+from vocab import Market
 
 JOBS = 12
 JOB = """

@@ -30,7 +30,10 @@ from orchestrator.core.plan.facts import JobFacts, LiveFacts, TaskFacts
 from orchestrator.core.plan.launch import QUOTA_AVOID_S, launch_request, launched, refused
 from orchestrator.core.plan.progress import ProgressRead, Seen, observe
 from orchestrator.core.plan.task import RECLAIMED_AVOID_S, attempt_key, plan_task
-from providers.base import (
+from tests.test_cost import task
+from tests.test_decide import OD, OFFERS, SPOT_A, SPOT_B, ctx, situation, spec
+from tests.test_decide import live as running
+from vocab import (
     RESUME_NOT_BEFORE,
     Abilities,
     CapacityError,
@@ -43,9 +46,6 @@ from providers.base import (
     PermanentError,
     QuotaError,
 )
-from tests.test_cost import task
-from tests.test_decide import OD, OFFERS, SPOT_A, SPOT_B, ctx, situation, spec
-from tests.test_decide import live as running
 
 NOW = 10_000.0
 PLAIN, AWS_LIKE, POD_LIKE = Abilities(), Abilities(replaces_on_notice=True), Abilities(bills_from_start=True,

@@ -28,7 +28,7 @@ from orchestrator.core.spec import (
     spec_from_dict,
 )
 from orchestrator.job_files import load_spec
-from providers.base import Resources
+from vocab import Resources
 
 SUBMITTED = dt.datetime(2026, 11, 28, tzinfo=dt.UTC).timestamp()
 DEADLINE = dt.datetime(2026, 12, 4, 18, tzinfo=dt.UTC).timestamp()

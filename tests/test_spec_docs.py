@@ -20,7 +20,7 @@ from orchestrator.cli.schema import render
 from orchestrator.core import spec_model
 from orchestrator.core.spec import ArraySpec, CheckpointSpec, JobSpec, PlacementSpec, RetrySpec, ScheduleSpec
 from orchestrator.core.spec_docs import rewrite, table
-from providers.base import Resources
+from vocab import Resources
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "job-spec.md"

@@ -17,7 +17,7 @@ from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, TaskRow
-from providers.base import Billing, Market, Offer, Resources
+from vocab import Billing, Market, Offer, Resources
 
 CK = "file:///tmp/orch-ck/job"
 

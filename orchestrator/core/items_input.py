@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from providers.bounded_read import MIB, display
+from vocab.text import MIB, display
 
 __all__ = [
     "FORMATS",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from providers.base import Market
+from vocab import Market
 
 
 class TaskState(StrEnum):

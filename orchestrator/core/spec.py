@@ -34,7 +34,7 @@ from orchestrator.core.spec_limits import (
     nul_path,
     show,
 )
-from providers.base import Resources
+from vocab import Resources
 
 if TYPE_CHECKING:
     from orchestrator.core.spec_model import ArrayFile, ScheduleFile

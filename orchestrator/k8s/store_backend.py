@@ -20,7 +20,7 @@ from orchestrator.store import Store
 from orchestrator.store.items import ItemStore
 from orchestrator.store.repo import new_id
 from orchestrator.store.views import JobView
-from providers.base import Market, Offer
+from vocab import Market, Offer
 
 # A job whose live attempts all wait for capacity (a pod without a node, an image being pulled).
 LAUNCHING = "Launching"

@@ -35,7 +35,7 @@ from orchestrator.loop.executor import CallTimedOut
 from orchestrator.loop.step_context import StepContext
 from orchestrator.loop.step_store import StepStore
 from orchestrator.store.views import JobView
-from providers.base import LaunchRequest, Offer, ProviderError
+from vocab import LaunchRequest, Offer, ProviderError
 
 log = logging.getLogger("orch.reconciler")
 

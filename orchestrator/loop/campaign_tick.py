@@ -19,7 +19,7 @@ from orchestrator.loop.task_facts import CampaignMemory, observe_campaign
 from orchestrator.store import Store
 from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
-from providers.base import CapacityMemory, Clock, Offer
+from vocab import CapacityMemory, Clock, Offer
 
 
 @dataclass

@@ -29,17 +29,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from providers.base import (
-    Instance,
-    LaunchRequest,
-    Notice,
-    Offer,
-    Provider,
-    Resources,
-    TransientError,
-    ZoneSignal,
-    zone_signals,
-)
+from providers.base import Provider, zone_signals
+from vocab import Instance, LaunchRequest, Notice, Offer, Resources, TransientError, ZoneSignal
 
 T = TypeVar("T")
 

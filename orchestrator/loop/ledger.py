@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.core.model import AttemptView, Outcome
 from orchestrator.store import Store
-from providers.base import Instance
+from vocab import Instance
 
 if TYPE_CHECKING:
     from orchestrator.loop.observation import Observation

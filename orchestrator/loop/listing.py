@@ -13,7 +13,8 @@ from orchestrator.loop.executor import Executor
 from orchestrator.loop.observation import Observation
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.store import Store
-from providers.base import Instance, Notice, Provider, ProviderError
+from providers.base import Provider
+from vocab import Instance, Notice, ProviderError
 
 log = logging.getLogger("orch.reconciler")
 

@@ -13,7 +13,8 @@ from orchestrator.core.placement import OfferSummary, summarize
 from orchestrator.core.plan.job import prices_to_record
 from orchestrator.store import Store
 from orchestrator.store.views import JobView
-from providers.base import CapacityMemory, Clock, Offer, Provider, ProviderError, Resources
+from providers.base import Provider
+from vocab import CapacityMemory, Clock, Offer, ProviderError, Resources
 
 log = logging.getLogger("orch.reconciler")
 OfferKey = tuple[str, Resources, tuple[str, ...], str]

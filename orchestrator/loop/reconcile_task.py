@@ -28,7 +28,7 @@ from orchestrator.loop.task_context import all_offers, policy_context
 from orchestrator.loop.task_facts import asked_to_stop
 from orchestrator.loop.zones import ZoneView
 from orchestrator.store.item_source import worker_environment
-from providers.base import Instance, LaunchRequest, Offer
+from vocab import Instance, LaunchRequest, Offer
 
 MAX_ROUNDS = 4  # launching -> started -> ended -> placed is the longest chain of replans
 

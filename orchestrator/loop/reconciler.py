@@ -41,7 +41,8 @@ from orchestrator.store import Store
 from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
 from orchestrator.store.views import JobView
-from providers.base import CapacityMemory, Clock, Offer, Provider, ProviderError, Resources, SharesCapacity
+from providers.base import Provider, SharesCapacity
+from vocab import CapacityMemory, Clock, Offer, ProviderError, Resources
 
 log = logging.getLogger("orch.reconciler")
 

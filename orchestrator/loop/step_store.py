@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.core.model import AttemptView, Outcome, TaskView, Transition
 from orchestrator.loop.pending import PendingWrites
 from orchestrator.store import Store
-from providers.base import Offer
+from vocab import Offer
 
 
 class StepStore:

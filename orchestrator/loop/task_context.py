@@ -16,7 +16,7 @@ from orchestrator.core.totals import JobTotals
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.loop.step_context import StepContext
 from orchestrator.loop.zones import ZoneView
-from providers.base import Market, Offer
+from vocab import Market, Offer
 
 
 def all_offers(offers: list[Offer], campaign: CampaignFacts | None) -> list[Offer]:

@@ -20,7 +20,7 @@ from orchestrator.core.campaign_plan import (
 )
 from orchestrator.core.campaign_zones import SETTLE_OVERHEADS, ZoneAges, observe_zones
 from orchestrator.core.model import AttemptView, Outcome
-from providers.base import Market, Offer
+from vocab import Market, Offer
 
 if TYPE_CHECKING:
     from orchestrator.store import Store

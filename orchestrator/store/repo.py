@@ -41,7 +41,7 @@ from orchestrator.store.views import (
     event_view,
     job_view,
 )
-from providers.base import Offer
+from vocab import Offer
 
 
 class AmbiguousJob(LookupError):

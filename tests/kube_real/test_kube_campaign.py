@@ -35,7 +35,6 @@ from orchestrator.store.engine import upgrade
 from orchestrator.store.item_service import ItemService
 from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
-from providers.base import SystemClock
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.kube_fake import KubeFake
 from tests.kube_real.chart import (
@@ -51,6 +50,7 @@ from tests.kube_real.cluster import Cluster, kube_required
 from tests.kube_real.nodes import NodeSim
 from tests.kube_real.world import GROUP, PLURAL, VERSION, GpuJobs, eventually, new_namespace, release_namespace
 from tests.test_k8s_campaign import _descendants
+from vocab import SystemClock
 
 pytestmark = pytest.mark.kube
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.core.model import AttemptView, Outcome, Transition
-from providers.base import Instance, Offer
+from vocab import Instance, Offer
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from orchestrator.core.decide import Context
 from orchestrator.core.model import AttemptView, TaskView
 from orchestrator.core.plan.progress import Seen
 from orchestrator.core.spec import JobSpec
-from providers.base import Abilities, Instance, Notice, Offer
+from vocab import Abilities, Instance, Notice, Offer
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from orchestrator.core.model import AttemptView, TaskState, job_state
 from orchestrator.core.plan.task import draining
-from providers.base import Offer
+from vocab import Offer
 
 # An offer's price and availability are recorded when they change, and at least this often.
 PRICE_RECORD_S = 600.0

@@ -20,7 +20,7 @@ from orchestrator.core.plan.actions import AvoidOffers, EndAttempt, Note, Plan, 
 from orchestrator.core.plan.task import draining, started
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import task_work_hours
-from providers.base import (
+from vocab import (
     RESUME_NOT_BEFORE,
     CapacityError,
     Instance,

@@ -46,7 +46,7 @@ from orchestrator.core.plan.actions import (
 )
 from orchestrator.core.plan.facts import LiveFacts, TaskFacts
 from orchestrator.core.plan.progress import Seen
-from providers.base import EndReason, Instance, InstanceState, Market, NoticeKind, Offer, offer_key
+from vocab import EndReason, Instance, InstanceState, Market, NoticeKind, Offer, offer_key
 
 # An offer whose spot capacity is being reclaimed is not offered again for this long after the deadline.
 RECLAIMED_AVOID_S = 300.0
