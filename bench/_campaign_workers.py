@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.core.item_records import Lease
+from orchestrator.job.item_records import Lease
 from orchestrator.store.items import ItemStore
 from providers.sim import SimProvider
 from vocab import EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources

@@ -28,11 +28,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.checkpoint import ObjectNotFound
-from orchestrator.checkpoint.heartbeat import Heartbeat, write_heartbeat
-from orchestrator.checkpoint.manifest import MANIFEST_NAME, checkpoint_prefix, scan
-from orchestrator.checkpoint.sdk import Checkpointer
-from orchestrator.core.item_records import Lease
+from orchestrator.job.checkpoint import ObjectNotFound
+from orchestrator.job.checkpoint.heartbeat import Heartbeat, write_heartbeat
+from orchestrator.job.checkpoint.manifest import MANIFEST_NAME, checkpoint_prefix, scan
+from orchestrator.job.checkpoint.sdk import Checkpointer
+from orchestrator.job.item_records import Lease
 from orchestrator.store.items import ItemStore
 from providers.catalog import load_catalog
 from vocab import (
@@ -92,7 +92,7 @@ class MemStorage:
 
     def _check(self) -> None:
         if self.fail_reads:
-            from orchestrator.checkpoint import StorageError
+            from orchestrator.job.checkpoint import StorageError
             raise StorageError(f"{self.uri}: injected read failure")
 
 

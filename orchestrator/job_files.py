@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator.core.items_input import MAX_ITEMS_FILE_BYTES, ItemsError, ParsedItem, format_for, parse_items
 from orchestrator.core.spec import MAX_SPEC_BYTES, JobSpec, SpecError, parse_spec
+from orchestrator.job.items_format import MAX_ITEMS_FILE_BYTES, ItemsError, ParsedItem, format_for, parse_items
 from providers.bounded_read import FileRefused, display, read_bounded_text
 
 

@@ -2,7 +2,7 @@
 
 The agent is a tiny stand-in written here (runs the job, forwards the notice as SIGTERM, writes
 status.json, with `"started": false` when the job could not be started), so the tests do not depend
-on `orchestrator.agent`. The `home` fixture kills every
+on `orchestrator.job.agent`. The `home` fixture kills every
 process a test started, found without the code under test, and fails the test if one survives.
 """
 

@@ -39,7 +39,7 @@ STEPS = 12
 # agent relays it on a loaded machine, and never after the job has finished.
 JOB = """
 import os, sys, time
-from orchestrator.checkpoint import INTERRUPTED_EXIT_CODE, Checkpointer
+from orchestrator.job.checkpoint import INTERRUPTED_EXIT_CODE, Checkpointer
 
 steps, log = int(sys.argv[1]), sys.argv[2]
 attempt = os.environ["ORCH_ATTEMPT"]

@@ -139,7 +139,7 @@ def test_a_replacement_request_without_a_wait_has_no_wait(aws_world: AwsWorld) -
                             image="ghcr.io/x/y:1")
     script = user_data(waiting, aws_world.settings)
     assert "left=$(( 1800000000 - $(date +%s) ))" in script and "docker pull ghcr.io/x/y:1" in script
-    assert script.index("sleep") < script.index("orchestrator.agent"), "the wait comes before the agent"
+    assert script.index("sleep") < script.index("orchestrator.job.agent"), "the wait comes before the agent"
 
 
 def test_a_failed_replacement_launch_is_retried_with_the_same_wait_and_the_old_instance_is_spared(

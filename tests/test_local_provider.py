@@ -1,7 +1,7 @@
 """The local provider with real processes: launch, termination, adoption after a restart, clear errors.
 
 The agent is a tiny stand-in (tests/local_support.py: runs the job, forwards the notice as SIGTERM,
-writes status.json), so these tests do not depend on `orchestrator.agent`. Every process a test
+writes status.json), so these tests do not depend on `orchestrator.job.agent`. Every process a test
 starts is killed and checked dead by the `home` fixture. The simulated spot market is exercised in
 tests/test_local_provider_spot.py.
 """

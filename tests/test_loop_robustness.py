@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.checkpoint import StorageError
 from orchestrator.cli.main import main
 from orchestrator.cli.wiring import AGENT_COMMAND, open_store
 from orchestrator.core.model import TaskState
 from orchestrator.core.policy.registry import _REGISTRY
+from orchestrator.job.checkpoint import StorageError
 from orchestrator.store import Store
 from orchestrator.store.repo import AmbiguousJob
 from providers.local.provider import LocalProvider

@@ -10,7 +10,6 @@ import pytest
 
 from orchestrator.core.campaign_plan import CampaignFacts
 from orchestrator.core.decide import Context
-from orchestrator.core.item_records import ItemCounts
 from orchestrator.core.live import HEARTBEAT_TIMEOUT_S, LISTING_GRACE_S
 from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState, Transition
 from orchestrator.core.plan.actions import (
@@ -30,6 +29,7 @@ from orchestrator.core.plan.facts import JobFacts, LiveFacts, TaskFacts
 from orchestrator.core.plan.launch import QUOTA_AVOID_S, launch_request, launched, refused
 from orchestrator.core.plan.progress import ProgressRead, Seen, observe
 from orchestrator.core.plan.task import RECLAIMED_AVOID_S, attempt_key, plan_task
+from orchestrator.job.item_records import ItemCounts
 from tests.test_cost import task
 from tests.test_decide import OD, OFFERS, SPOT_A, SPOT_B, ctx, situation, spec
 from tests.test_decide import live as running

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["agent"]:
-        from orchestrator import agent
+        from orchestrator.job import agent
 
         return agent.main(argv[1:])
     args = build_parser().parse_args(argv)

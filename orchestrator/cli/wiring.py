@@ -21,7 +21,7 @@ from vocab import Clock, PermanentError, ProviderError, SystemClock
 if TYPE_CHECKING:
     from orchestrator.loop.executor import Executor
 
-AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "orchestrator.agent")
+AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "orchestrator.job.agent")
 
 
 def open_store(*, auto_upgrade: bool | None = None) -> Store:

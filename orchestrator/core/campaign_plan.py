@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from orchestrator.core.campaign_zones import ZoneAges, hold_back, spot_zones_for_new_worker
-from orchestrator.core.item_records import ItemCounts
+from orchestrator.job.item_records import ItemCounts
 from vocab import Market, Offer
 
 

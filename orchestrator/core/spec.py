@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.core.items_input import format_for
 from orchestrator.core.spec_limits import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_RESTART_OVERHEAD_HOURS,
@@ -34,6 +33,7 @@ from orchestrator.core.spec_limits import (
     nul_path,
     show,
 )
+from orchestrator.job.items_format import format_for
 from vocab import Resources
 
 if TYPE_CHECKING:

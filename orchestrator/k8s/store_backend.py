@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.model import AttemptState, AttemptView
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import JobStatus, job_status
+from orchestrator.job.items_format import ParsedItem
 from orchestrator.k8s.backend import GpuJobStatus, UnknownJob
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store

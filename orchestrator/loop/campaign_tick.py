@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from orchestrator.checkpoint.storage import StorageError
 from orchestrator.core.campaign_plan import CampaignFacts, largest_memory, workers_wanted
-from orchestrator.core.item_records import ItemCounts
 from orchestrator.core.plan.progress import progress_values
 from orchestrator.core.reasons import workers_reason
+from orchestrator.job.checkpoint.storage import StorageError
+from orchestrator.job.item_records import ItemCounts
 from orchestrator.loop.campaign_bucket import pump_buckets
 from orchestrator.loop.campaign_output import write_results
 from orchestrator.loop.pending import PendingWrites, with_progress

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
-from orchestrator.checkpoint import Heartbeat, Manifest, Storage, read_heartbeat
 from orchestrator.core.model import AttemptState
+from orchestrator.job.checkpoint import Heartbeat, Manifest, Storage, read_heartbeat
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.task_facts import newest_manifest_of
 

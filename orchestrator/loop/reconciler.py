@@ -17,13 +17,13 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from functools import partial
 
-from orchestrator.checkpoint.storage import Storage, open_storage
 from orchestrator.core.campaign_plan import CampaignFacts
 from orchestrator.core.placement import OfferSummary
 from orchestrator.core.plan.job import finished, stop_orphan
 from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.policy.multizone_base import ZoneSeen
 from orchestrator.core.totals import JobTotals
+from orchestrator.job.checkpoint.storage import Storage, open_storage
 from orchestrator.loop import snapshot
 from orchestrator.loop.campaign_tick import Campaigns
 from orchestrator.loop.executor import Executor

@@ -9,8 +9,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest
-from orchestrator.checkpoint.manifest import read_manifest
 from orchestrator.core.campaign_plan import (
     CampaignFacts,
     gpu_of_new_worker,
@@ -20,6 +18,8 @@ from orchestrator.core.campaign_plan import (
 )
 from orchestrator.core.campaign_zones import SETTLE_OVERHEADS, ZoneAges, observe_zones
 from orchestrator.core.model import AttemptView, Outcome
+from orchestrator.job.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest
+from orchestrator.job.checkpoint.manifest import read_manifest
 from vocab import Market, Offer
 
 if TYPE_CHECKING:

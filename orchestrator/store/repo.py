@@ -16,7 +16,6 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.model import (
     TRANSITIONS,
     AttemptState,
@@ -28,6 +27,7 @@ from orchestrator.core.model import (
     Transition,
 )
 from orchestrator.core.spec import JobSpec
+from orchestrator.job.items_format import ParsedItem
 from orchestrator.store import reads
 from orchestrator.store.items import insert_items
 from orchestrator.store.job_list import EVERY_JOB, JobFilter, count_jobs, select_jobs

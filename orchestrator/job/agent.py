@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from orchestrator.checkpoint.filestore import write_atomic
-from orchestrator.checkpoint.publisher import HeartbeatPublisher
-from orchestrator.checkpoint.storage import StorageError, open_storage
-from orchestrator.notices import (
+from orchestrator.job.checkpoint.filestore import write_atomic
+from orchestrator.job.checkpoint.publisher import HeartbeatPublisher
+from orchestrator.job.checkpoint.storage import StorageError, open_storage
+from orchestrator.job.notices import (
     FileNoticeSource,
     GceNoticeSource,
     ImdsNoticeSource,
