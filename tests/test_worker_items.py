@@ -193,5 +193,5 @@ def test_a_worker_without_the_control_plane_installed_says_what_is_missing(monke
 
     assert items_module.database_source("sqlite://").__name__ == "SqlItemSource"
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: ())
-    with pytest.raises(ItemsConfigError, match="orch.item_sources"):
+    with pytest.raises(ItemsConfigError, match=r"orch\.item_sources"):
         items_module.source_from_env({"ORCH_ITEMS_URL": "sqlite://", "ORCH_JOB_ID": "j", "ORCH_ATTEMPT_ID": "a"})
