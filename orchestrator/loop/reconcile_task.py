@@ -72,7 +72,10 @@ class TaskStep:
         task = self._refresh()
         live = self.snap.live_attempt(task.id)
         live_facts = self._live(live, obs) if live is not None else None
-        task = self.snap.task(task.id) or task  # with the progress just observed
+        # With the progress just observed, in the snapshot and in the job's sums the policy reads (the
+        # measured restart overhead moves with a `productive_at` noted this tick).
+        task = self.task = self.snap.task(task.id) or task
+        self.totals.update(task, self.snap.attempts_of(task.id))
         job = self.job
         return TaskFacts(
             job=JobFacts(job.id, job.spec, job.created_at, cancel_requested=job.cancel_requested_at is not None),
