@@ -9,12 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
+from orchestrator.core.plan.job import stop_orphan
 from orchestrator.loop.executor import Executor
+from orchestrator.loop.ledger import reaped
 from orchestrator.loop.observation import Observation
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.store import Store
 from providers.base import Provider
-from vocab import Instance, Notice, ProviderError
+from vocab import Clock, Instance, Notice, ProviderError
 
 log = logging.getLogger("orch.reconciler")
 
@@ -71,3 +73,23 @@ class Listings:
     def seen_since(self, attempt_id: str, started: float) -> float:
         """Since when a live attempt's instance may be missing from the listing (`live.read_listing`)."""
         return max(started, self.last_seen.get(attempt_id, self.born))
+
+
+def reap(store: Store, providers: Mapping[str, Provider], obs: Observation, clock: Clock) -> None:
+    """Stop the listed instances no live attempt explains whose attempt this store has ended
+    (`core.plan.job.stop_orphan` says which), and bill their attempts to then (`ledger.reaped`)."""
+    now = clock.now()
+    for name, inst in obs.orphans:
+        attempt = store.attempt(inst.attempt_id) if inst.attempt_id else None
+        if attempt is None or not stop_orphan(attempt, now):
+            continue
+        try:
+            providers[name].terminate(inst)
+        except ProviderError as exc:
+            log.warning("could not terminate orphan %s: %s", inst.instance_id, exc)
+            continue
+        log.info("terminated orphan instance %s (attempt %s)", inst.instance_id, inst.attempt_id)
+        reaped(store, attempt, now)
+        if inst.job_id and store.job(inst.job_id):
+            store.add_event(inst.job_id, "orphan_terminated", f"terminated {inst.instance_id}: no live attempt owns it",
+                            clock.now(), attempt_id=inst.attempt_id)

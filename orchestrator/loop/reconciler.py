@@ -19,7 +19,7 @@ from functools import partial
 
 from orchestrator.core.campaign_plan import CampaignFacts
 from orchestrator.core.placement import OfferSummary
-from orchestrator.core.plan.job import finished, stop_orphan
+from orchestrator.core.plan.job import finished
 from orchestrator.core.policy.base import SpotHistory
 from orchestrator.core.policy.multizone_base import ZoneSeen
 from orchestrator.core.totals import JobTotals
@@ -28,8 +28,8 @@ from orchestrator.loop import snapshot
 from orchestrator.loop.campaign_tick import Campaigns
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.heap import Heap
-from orchestrator.loop.ledger import reaped, settle_tick
-from orchestrator.loop.listing import Listings
+from orchestrator.loop.ledger import settle_tick
+from orchestrator.loop.listing import Listings, reap
 from orchestrator.loop.observation import Observation
 from orchestrator.loop.offers import OfferBook
 from orchestrator.loop.pending import PendingWrites
@@ -312,22 +312,5 @@ class Reconciler:
         snap.refresh_task(self.store, task_id)
 
     def _reap(self, obs: Observation) -> None:
-        """Stop orch-managed instances whose attempt this store has ended (`core.plan.job.stop_orphan`): no
-        leak, no double billing."""
-        now = self.clock.now()
-        for name, inst in obs.orphans:
-            attempt = self.store.attempt(inst.attempt_id) if inst.attempt_id else None
-            if not stop_orphan(attempt, now):
-                continue
-            assert attempt is not None
-            try:
-                self.providers[name].terminate(inst)
-            except ProviderError as exc:
-                log.warning("could not terminate orphan %s: %s", inst.instance_id, exc)
-                continue
-            log.info("terminated orphan instance %s (attempt %s)", inst.instance_id, inst.attempt_id)
-            reaped(self.store, attempt, now)
-            if inst.job_id and self.store.job(inst.job_id):
-                self.store.add_event(inst.job_id, "orphan_terminated",
-                                     f"terminated {inst.instance_id}: no live attempt owns it",
-                                     self.clock.now(), attempt_id=inst.attempt_id)
+        """Stop orch-managed instances whose attempt this store has ended: no leak, no double billing."""
+        reap(self.store, self.providers, obs, self.clock)
