@@ -113,13 +113,17 @@ def test_a_whole_spot_gang_is_kept_and_a_gang_that_lost_a_node_is_relaunched() -
     assert (lost.zone, lost.nodes) == ("b", 8) and lost.launches(spot("a", 8), {"a": 7, "b": 9})
 
 
-def test_an_elastic_gang_runs_on_what_is_free_and_is_not_grown() -> None:
+def test_an_elastic_gang_runs_on_what_is_free_and_grows_only_when_behind() -> None:
     el = facts(min_nodes=4, free={"a": 5})
     d = decide(el)
     assert (d.action, d.zone, d.nodes) == (GangAction.SPOT, "a", 5)
     assert relaunch_on_any_preemption(el).action is GangAction.WAIT  # SkyPilot's gangs are rigid
-    # running 5, now 8 free: kept at 5 (growing costs d on every node and saves only time)
+    # running 5, now 8 free: kept at 5 while ahead of the line (growing costs d on every node and
+    # saves only time), grown to 8 once behind it (t = 8 h: 2 h due on the default's line, 1 h done)
     assert decide(dataclasses.replace(el, free={"a": 8}, state=spot("a", 5))).nodes == 5
+    behind = dataclasses.replace(el, free={"a": 8}, state=spot("a", 5), elapsed_h=8.0, done_h=1.0)
+    assert decide(behind).nodes == 8 and decide(behind).launches(spot("a", 5), {"a": 8})
+    assert gang_uniform_progress(behind).nodes == 5  # Uniform Progress stays on spot until reclaimed
     # running 5, one lost: relaunched on the 4 left (a new rendezvous is a new launch)
     shrink = decide(dataclasses.replace(el, free={"a": 4}, state=spot("a", 5)))
     assert shrink.nodes == 4 and shrink.launches(spot("a", 5), {"a": 4})

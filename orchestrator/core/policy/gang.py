@@ -174,7 +174,7 @@ def past_point_of_no_return(f: GangFacts, overheads: int = 1) -> bool:
     return need >= left - EPS_H
 
 
-def _safety(f: GangFacts) -> GangDecision | None:
+def safety_net(f: GangFacts) -> GangDecision | None:
     """The net every deadline-aware gang policy shares (Wu et al. section 4, per gang).
 
     Past the point of no return: on-demand, except that a productive, whole spot gang of all N nodes
@@ -203,7 +203,7 @@ def _line(f: GangFacts, at_h: float, wait_share: float) -> float:
     return f.work_h * min(1.0, max(0.0, at_h - start) / span)
 
 
-def _progress_rule(f: GangFacts, wait_share: float, min_nodes: int) -> GangDecision:
+def _progress_rule(f: GangFacts, wait_share: float, min_nodes: int, grow: bool = False) -> GangDecision:
     """Uniform Progress's rules on a line (the authors' `rc_cr_threshold`), for a gang: spot whenever
     a gang can be had; a whole spot gang is kept until it loses a node; idle and behind the line,
     on-demand; on on-demand, stay while no spot gang can be had or the work done is not ahead of the
@@ -212,12 +212,15 @@ def _progress_rule(f: GangFacts, wait_share: float, min_nodes: int) -> GangDecis
         return _spot_only(f, min_nodes)
     if f.spot_price >= f.on_demand_price:
         return _on_demand(f, "spot is not cheaper than on-demand")
-    net = _safety(f)
+    net = safety_net(f)
     if net is not None:
         return net
-    if _intact(f.state, f.free):
-        return _keep(f.state, "keeping the spot gang")
     spot = best_spot(f, min_nodes)
+    if _intact(f.state, f.free):
+        behind = f.done_h < _line(f, f.elapsed_h, wait_share) - EPS_H
+        if grow and behind and spot is not None and spot.nodes > f.state.nodes:
+            return GangDecision(GangAction.SPOT, spot.zone, spot.nodes, "growing the gang: behind the line")
+        return _keep(f.state, "keeping the spot gang")
     if f.state.mode is GangMode.ON_DEMAND:
         ahead = f.done_h > _line(f, f.elapsed_h + 2 * f.overhead_h, wait_share) + EPS_H
         if spot is not None and ahead:
@@ -239,19 +242,20 @@ def _spot_only(f: GangFacts, min_nodes: int) -> GangDecision:
     return spot if spot is not None else _wait("no spot gang")
 
 
-def decide(f: GangFacts, *, wait_share: float = WAIT_SHARE) -> GangDecision:
+def decide(f: GangFacts, *, wait_share: float = WAIT_SHARE, grow: bool = True) -> GangDecision:
     """orch's default gang decision.
 
     Uniform Progress's rules (and the safety net), on a line that lets the gang spend the first
     `wait_share` of its slack waiting for spot before it must keep pace: a gang's spot comes back
     whole only after long outages, and Uniform Progress's line sends it to on-demand in the first
     outage, and keeps it there until it is ahead again. Elastic gangs (`min_nodes < N`) run on as
-    many nodes as a zone holds, from `min_nodes` up; a running gang is kept, not grown (growing costs
-    d on every node and saves only time, which the line watches).
+    many nodes as a zone holds, from `min_nodes` up; a running gang is kept while the work is ahead
+    of the line, and grown (relaunched on more nodes) once it falls behind: growing costs d on every
+    node and saves only time, which matters only when time is short. `grow=False` never grows.
     """
     if f.finished:
         return _wait("finished")
-    return _progress_rule(f, wait_share, f.min_nodes)
+    return _progress_rule(f, wait_share, f.min_nodes, grow)
 
 
 def gang_uniform_progress(f: GangFacts) -> GangDecision:
@@ -270,8 +274,24 @@ def relaunch_on_any_preemption(f: GangFacts) -> GangDecision:
     return _spot_only(f, f.nodes) if not f.finished else _wait("finished")
 
 
+def relaunch_with_deadline_net(f: GangFacts) -> GangDecision:
+    """Relaunch-on-any-preemption under the deadline: SkyPilot's rule, with the safety net above it
+    (on-demand from the point of no return, as Wu et al.'s greedy). Not SkyPilot's own behaviour: a
+    baseline that meets deadlines, to compare costs with."""
+    if f.finished:
+        return _wait("finished")
+    if f.deadline_h is not None:
+        net = safety_net(f)
+        if net is not None:
+            return net
+        if f.state.mode is GangMode.ON_DEMAND:
+            return _on_demand(f, "on-demand once the point of no return is passed")
+    return _spot_only(f, f.nodes)
+
+
 GANG_POLICIES: dict[str, GangPolicy] = {
     "gang": decide,
     "relaunch-on-any-preemption": relaunch_on_any_preemption,
+    "relaunch-with-deadline-net": relaunch_with_deadline_net,
     "gang-uniform-progress": gang_uniform_progress,
 }
