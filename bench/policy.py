@@ -2,6 +2,7 @@
 
     python bench/policy.py                 # single zone, leave-one-dataset-out (bench/policy_lodo.py)
     python bench/policy.py --multi         # multi-zone, leave-one-dataset-out
+    python bench/policy.py --gang          # gangs of 8 and 16 nodes, leave-one-dataset-out (bench/policy_gang.py)
     python bench/policy.py --write-docs    # also replace that table in docs/benchmarks.md
     python bench/policy.py --paper         # every policy on the paper's windows (in-sample; not in the docs)
     python bench/policy.py --paper --multi # the issue-12 multi-zone bench (bench/_multi.py; not in the docs)
@@ -45,6 +46,7 @@ LOOP_POLICIES = ("greedy", "uniform-progress", "auto")
 DOCS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench/policy.py:start -->", "<!-- bench/policy.py:end -->"
 MULTI_START, MULTI_END = "<!-- bench/policy.py --multi:start -->", "<!-- bench/policy.py --multi:end -->"
+GANG_START, GANG_END = "<!-- bench/policy.py --gang:start -->", "<!-- bench/policy.py --gang:end -->"
 
 
 Job = tuple[str, ...]
@@ -136,6 +138,21 @@ def lodo_report(args: argparse.Namespace) -> list[str]:
     return lines + policy_lodo.report(done, args.multi)
 
 
+def gang_main(args: argparse.Namespace) -> int:
+    from bench import policy_gang
+
+    if not policy_gang.available():
+        print("gang count traces not found (set ORCH_TRACES_DIR)", file=sys.stderr)
+        return 2
+    table, elapsed = policy_gang.run(args.jobs)
+    lines = [f"Command: `python bench/policy.py --gang` ({elapsed:.0f} s with {args.jobs} worker processes).", "",
+             f"Machine: {machine()}.", "", *table]
+    print("\n".join(lines))
+    if args.write_docs:
+        write_docs(lines, GANG_START, GANG_END)
+    return 0
+
+
 def write_docs(lines: list[str], start: str = START, end: str = END) -> None:
     _table.replace_between(DOCS, start, end, lines)
 
@@ -149,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", action="store_true", help="also test auto's model on data it was not fitted on")
     parser.add_argument("--multi", action="store_true", help="multi-zone policies instead")
     parser.add_argument("--paper", action="store_true", help="the in-sample benches of the paper's windows / issue 12")
+    parser.add_argument("--gang", action="store_true", help="gang jobs (bench/policy_gang.py)")
     args = parser.parse_args(argv)
+    if args.gang:
+        return gang_main(args)
     if not args.paper:
         if not policy_data.available():
             print("public traces not found (set ORCH_TRACES_DIR and ORCH_MULTI_TRACES_DIR)", file=sys.stderr)

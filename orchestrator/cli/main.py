@@ -27,6 +27,7 @@ from orchestrator.cli.submit import cmd_submit, prepare, run_loop
 from orchestrator.core.spec import MAX_HOURS, MAX_RESTART_OVERHEAD_HOURS
 
 if TYPE_CHECKING:
+    from orchestrator.core.spec import JobSpec
     from orchestrator.store import Store
 
 __all__ = ["build_parser", "main", "prepare"]
@@ -230,6 +231,8 @@ def _simulate_parser(sub: argparse._SubParsersAction[OrchParser]) -> None:
     sim.add_argument("--restart-overhead-hours", type=OVERHEAD_HOURS, help="d: hours lost at each launch")
     sim.add_argument("--price-ratio", type=PRICE_RATIO, help="k: on-demand price / spot price")
     sim.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    sim.add_argument("--nodes", type=bounded_int(1, 4096), help="N: a gang of N nodes (default: the job's)")
+    sim.add_argument("--min-nodes", type=bounded_int(1, 4096), help="an elastic gang's least nodes (default N)")
     sim.set_defaults(func=cmd_simulate)
 
 
@@ -380,6 +383,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     now = time.time()
     spec = load_spec(args.file, submitted_at=now, policies=has_policy)
+    from orchestrator.simulate_gang import gang_size
+
+    try:
+        nodes, min_nodes = gang_size(spec, args.nodes, args.min_nodes)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if nodes > 1:
+        return _simulate_gang(args, spec, nodes, min_nodes, now)
     if args.policy is not None and not has_policy(args.policy):
         from orchestrator.core.policy import policy_names
 
@@ -404,6 +415,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                           deadline_hours=deadline_h, overhead_hours=args.restart_overhead_hours,
                           price_ratio=args.price_ratio, regions=regions)
     # allow_nan=False: `Infinity` is not JSON; a non-finite figure is a bug to see, not to print.
+    print(json.dumps(result.to_dict(), allow_nan=False) if args.json else render.simulation(result))
+    return 0
+
+
+def _simulate_gang(args: argparse.Namespace, spec: JobSpec, nodes: int, min_nodes: int, now: float) -> int:
+    """`orch simulate` of a gang: the gang policy on count traces (orchestrator/simulate_gang.py)."""
+    from orchestrator.cli import render
+    from orchestrator.research.traces import TraceError
+    from orchestrator.simulate_gang import count_traces, simulate_gang
+
+    try:
+        traces = count_traces(args.traces, args.trace or ())
+    except TraceError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if args.start_tick >= len(traces):
+        raise CliError(f"--start-tick {args.start_tick} is outside the trace", EXIT_USAGE)
+    deadline_h = args.deadline_hours
+    if deadline_h is None and spec.schedule.deadline is not None:
+        deadline_h = (spec.schedule.deadline - now) / 3600.0
+    try:
+        result = simulate_gang(spec, traces, nodes=nodes, min_nodes=min_nodes, policy=args.policy,
+                               start_tick=args.start_tick, task_hours=args.task_hours, deadline_hours=deadline_h,
+                               overhead_hours=args.restart_overhead_hours, price_ratio=args.price_ratio)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     print(json.dumps(result.to_dict(), allow_nan=False) if args.json else render.simulation(result))
     return 0
 
