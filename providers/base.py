@@ -127,6 +127,8 @@ def offer_key(provider: str, region: str, zone: str | None, instance_type: str, 
 # seconds before which the job must not start (the predecessor may still be saving). Providers that
 # say `replaces_on_notice` honour it (AWS waits in the user data); see docs/providers/aws.md.
 RESUME_NOT_BEFORE = "ORCH_RESUME_NOT_BEFORE"
+# torchrun's default rendezvous port: rank 0 of a gang listens on it unless the launch says otherwise.
+DEFAULT_MASTER_PORT = 29500
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,18 +152,44 @@ class LaunchRequest:
     progress: float = 0.0
     # The job's `[placement.options.<provider>]` table, passed through untouched.
     options: Mapping[str, object] = field(default_factory=dict)
+    # A gang: this many identical nodes of `offer`, launched all or nothing by `launch_gang` (one node:
+    # the ordinary `launch`). `master_port` is where rank 0 listens for the job's own rendezvous.
+    nodes: int = 1
+    master_port: int = DEFAULT_MASTER_PORT
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, rank: int | None = 0) -> dict[str, str]:
         """The attempt's environment: `env` plus orch's checkpoint contract (docs/checkpointing.md).
 
         The one place it is built, for every provider: the contract variables win over anything in
         `env` (a job file cannot set ORCH_* anyway), so a job always sees its own ids and market.
+        A gang's node also gets its rank and torchrun's static variables (`gang_environment`); rank
+        None where every node boots from one template (EC2 `MinCount`, GCE `bulkInsert`): the agent
+        then reads the node's rank from the instance itself.
         """
         out = dict(self.env)
         out.update(ORCH_JOB_ID=self.job_id, ORCH_TASK_ID=self.task_id, ORCH_ATTEMPT=str(self.attempt_number),
                    ORCH_ATTEMPT_ID=self.attempt_id, ORCH_CHECKPOINT_URI=self.checkpoint_uri,
                    ORCH_MARKET=self.offer.market.value)
+        if self.nodes > 1:
+            out.update(gang_environment(rank, self.nodes, self.offer.gpu_count, self.master_port))
         return out
+
+
+def gang_environment(rank: int | None, nodes: int, gpus_per_node: int, master_port: int) -> dict[str, str]:
+    """What every node of a gang knows before it boots (docs/gangs.md).
+
+    WORLD_SIZE follows torchrun: the number of processes in the whole job, one per GPU, so
+    nodes x GPUs per node (torchrun overwrites it for the workers it spawns with the same value).
+    MASTER_ADDR is absent on purpose: rank 0's address exists only once it runs, so the agent learns it
+    through the rendezvous file (`orchestrator.checkpoint.rendezvous`) before it starts the job.
+    """
+    out = {"ORCH_NUM_NODES": str(nodes), "ORCH_GPUS_PER_NODE": str(gpus_per_node), "NNODES": str(nodes),
+           "WORLD_SIZE": str(nodes * max(gpus_per_node, 1)), "MASTER_PORT": str(master_port)}
+    if rank is not None:
+        if not 0 <= rank < nodes:
+            raise ValueError(f"rank {rank} is outside a gang of {nodes} nodes")
+        out.update(ORCH_NODE_RANK=str(rank), NODE_RANK=str(rank))
+    return out
 
 
 class InstanceState(StrEnum):
@@ -202,6 +230,8 @@ class Instance:
     # Progress known to the provider itself (simulated instances only); live providers leave None and
     # the reconciler reads the job's heartbeat from checkpoint storage instead.
     progress: float | None = None
+    # A gang's node: its rank (0 is the head, whose checkpoint is the gang's); a single node is rank 0.
+    node_rank: int = 0
 
     @property
     def alive(self) -> bool:
@@ -241,6 +271,8 @@ class Abilities:
     stops_gracefully: bool = False
     # Offers depend on the job (the local provider's simulated market is configured per job).
     offers_per_job: bool = False
+    # The most nodes `launch_gang` starts as one all-or-nothing gang (1: no gangs; see `LaunchesGangs`).
+    max_gang_nodes: int = 1
 
 
 @runtime_checkable
@@ -280,6 +312,44 @@ class Provider(Protocol):
     def terminate(self, instance: Instance) -> None: ...
 
     def notices(self) -> list[Notice]: ...
+
+
+@runtime_checkable
+class LaunchesGangs(Protocol):
+    """Providers whose `abilities.max_gang_nodes` > 1: launch and release gangs of identical nodes.
+
+    `launch_gang(request)` starts `request.nodes` nodes of `request.offer`, all or nothing: it returns
+    one `Instance` per rank (sorted by rank, each tagged with the attempt id and its `node_rank`), or
+    raises (`CapacityError` when the cloud could not place them all) with nothing left running: what
+    was started is terminated before the error leaves. Repeated with the same `attempt_id` it returns
+    the gang already made. `release_gang` deletes what the gang held besides its nodes (a placement
+    group, a resource policy, a PodGroup) once its nodes are gone: idempotent; False while the cloud
+    still holds it in use (call again on a later tick).
+    """
+
+    def launch_gang(self, request: LaunchRequest) -> list[Instance]: ...
+
+    def release_gang(self, request: LaunchRequest) -> bool: ...
+
+
+def launch_nodes(provider: Provider, request: LaunchRequest) -> list[Instance]:
+    """One launch for any number of nodes: the loop's single entry point for gangs and single nodes."""
+    if request.nodes == 1:
+        return [provider.launch(request)]
+    limit = provider.abilities.max_gang_nodes
+    if request.nodes < 1 or request.nodes > limit or not isinstance(provider, LaunchesGangs):
+        raise PermanentError(f"{provider.name} cannot launch {request.nodes} nodes as one gang (at most {limit})",
+                             provider=provider.name, code="GangTooLarge")
+    return provider.launch_gang(request)
+
+
+def check_gang(instances: Sequence[Instance], nodes: int, provider: str) -> list[Instance]:
+    """A gang's instances sorted by rank, refused unless there is exactly one per rank 0..nodes-1."""
+    ranked = sorted(instances, key=lambda i: i.node_rank)
+    if [i.node_rank for i in ranked] != list(range(nodes)):
+        raise PermanentError(f"{provider}: a gang of {nodes} came back with ranks {[i.node_rank for i in ranked]}",
+                             provider=provider, code="GangIncomplete")
+    return ranked
 
 
 class CapacityMemory(Mapping[str, float]):
