@@ -81,7 +81,7 @@ def satisfies(offer: Offer, r: Resources) -> bool:
 ABILITIES = {
     "aws": Abilities(replaces_on_notice=True),
     "kubernetes": Abilities(bills_from_start=True, stops_gracefully=True),
-    "local": Abilities(offers_per_job=True),
+    "local": Abilities(offers_per_job=True, max_gang_nodes=128),
     "gcp": Abilities(),
     "sim": Abilities(),
 }
