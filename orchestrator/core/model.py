@@ -115,6 +115,22 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class NodeSpan:
+    """One node of a gang attempt, as recorded: its own price and times bill it (`cost.attempt_cost`).
+
+    `ended_at` None: still running, or ended with its attempt (then the attempt's end bills it). An
+    elastic gang that grows back gives a rank a second span."""
+
+    rank: int
+    instance_id: str | None
+    zone: str | None
+    market: Market
+    price_per_hour: float
+    launched_at: float
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptView:
     """What the pure core knows of one attempt (read from the store, no ORM object)."""
 
@@ -148,6 +164,9 @@ class AttemptView:
     unbilled: bool = False
     # Where the price came from: "api", "catalog", or "unknown" (money figures then mean nothing).
     price_source: str = "catalog"
+    # A gang's size, and its nodes' own records once launched (store.gang); () for a single node.
+    nodes: int = 1
+    node_spans: tuple[NodeSpan, ...] = ()
 
     @property
     def live(self) -> bool:
