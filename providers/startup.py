@@ -38,8 +38,11 @@ class StartupRules:
 
 
 def attempt_environment(request: LaunchRequest, rules: StartupRules) -> dict[str, str]:
-    """The job's env plus orch's contract variables, which win over anything the job set."""
-    env = request.environment()
+    """The job's env plus orch's contract variables, which win over anything the job set.
+
+    A gang's nodes all boot from this one script (EC2 `MinCount`, GCE `bulkInsert`): it carries no rank,
+    and the agent reads each node's own from the instance metadata."""
+    env = request.environment(rank=None if request.nodes > 1 else 0)
     for name in env:
         if name.upper() in rules.credential_variables:
             raise PermanentError(
