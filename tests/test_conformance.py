@@ -82,7 +82,7 @@ ABILITIES = {
     "aws": Abilities(replaces_on_notice=True, max_gang_nodes=128),
     "kubernetes": Abilities(bills_from_start=True, stops_gracefully=True),
     "local": Abilities(offers_per_job=True, max_gang_nodes=128),
-    "gcp": Abilities(),
+    "gcp": Abilities(max_gang_nodes=128),
     "sim": Abilities(),
 }
 
