@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 from sqlalchemy import select
 
+from orchestrator.cli.render import status_detail
 from orchestrator.core.cost import attempt_cost, attempt_lost, hourly_price, job_cost
 from orchestrator.core.model import AttemptState, NodeSpan, Outcome, Transition
 from orchestrator.core.spec import GangSpec, JobSpec, ScheduleSpec
@@ -129,6 +130,10 @@ def test_status_projects_and_compares_the_whole_gang(store: Store) -> None:
     overhead = gang_spec().schedule.restart_overhead_hours
     assert cost.projected_usd == pytest.approx(4.0 + (10.0 + overhead) * 4.0)
     assert cost.on_demand_only_usd == pytest.approx((10.0 + overhead) * 3.0 * 4)
+    # `orch status` (text and JSON) shows the gang: its nodes, and money for all of them.
+    text = status_detail(status, width=200, utc=True)
+    assert "4 x p3.2xlarge" in text and "spent $4.00" in text
+    assert status.to_dict()["attempts"][0]["nodes"] == 4 and status.to_dict()["cost"]["spent_usd"] == 4.0
     single_node = job_status(job_id=job_id, name="gang", spec=gang_spec(1), created_at=0.0, deadline_at=None,
                              tasks=tasks, attempts=[], offers=[offer(), offer(Market.ON_DEMAND, 3.0)], now=3600.0)
     assert single_node.cost.on_demand_only_usd == pytest.approx(cost.on_demand_only_usd / 4)

@@ -65,7 +65,7 @@ def _attempt_dict(a: AttemptView) -> dict[str, Any]:
             "zone": a.zone, "instance_type": a.instance_type, "market": str(a.market),
             "price_per_hour": a.price_per_hour, "state": str(a.state),
             "outcome": None if a.outcome is None else str(a.outcome), "instance_id": a.instance_id,
-            "launched_at": a.launched_at, "ended_at": a.ended_at, "exit_code": a.exit_code}
+            "launched_at": a.launched_at, "ended_at": a.ended_at, "exit_code": a.exit_code, "nodes": a.nodes}
 
 
 def idle_price(spec: JobSpec, offers: Sequence[Offer]) -> float | None:
