@@ -91,3 +91,11 @@ def test_a_gang_past_the_limit_or_of_another_provider_is_refused(aws_world: AwsW
     with pytest.raises(PermanentError, match="not an AWS offer"):
         aws_world.provider.launch_gang(foreign)
     assert aws_world.faults.calls["RunInstances"] == 0
+
+
+def test_a_gang_in_a_container_is_handed_the_variables_its_agent_sets(aws_world: AwsWorld) -> None:
+    req = replace(gang_request(aws_world, nodes=2), image="ghcr.io/lab/train:1")
+    launch_nodes(aws_world.provider, req)
+    script = aws_world.user_data(aws_world.provider.instances()[0].instance_id)
+    for name in ("ORCH_NODE_RANK", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE"):
+        assert f"--env {name} " in script, name

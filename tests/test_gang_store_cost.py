@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from orchestrator.cli.render import status_detail
 from orchestrator.core.cost import attempt_cost, attempt_lost, hourly_price, job_cost
-from orchestrator.core.model import AttemptState, NodeSpan, Outcome, Transition
+from orchestrator.core.model import AttemptState, NodeSpan, Outcome, Transition, spans_of
 from orchestrator.core.spec import GangSpec, JobSpec, ScheduleSpec
 from orchestrator.core.status import job_status
 from orchestrator.store import Store
@@ -47,6 +47,7 @@ def test_a_gang_attempt_records_its_nodes_once_and_ends_each(store: Store) -> No
     before = version()
     assert store.record_attempt_nodes(attempt.id, spans(100.0)) == 4
     assert store.record_attempt_nodes(attempt.id, spans(100.0)) == 0  # a repeated launch adds nothing
+    assert store.record_attempt_nodes(attempt.id, spans(170.0)) == 0  # nor one that dates the same nodes later
     assert version() == before + 1  # the loop's snapshot reads the job again
     assert [n.rank for n in store.attempt_nodes(attempt.id)] == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="has 4 nodes: no rank 4"):
@@ -137,3 +138,12 @@ def test_status_projects_and_compares_the_whole_gang(store: Store) -> None:
     single_node = job_status(job_id=job_id, name="gang", spec=gang_spec(1), created_at=0.0, deadline_at=None,
                              tasks=tasks, attempts=[], offers=[offer(), offer(Market.ON_DEMAND, 3.0)], now=3600.0)
     assert single_node.cost.on_demand_only_usd == pytest.approx(cost.on_demand_only_usd / 4)
+
+
+def test_the_spans_of_a_launched_gang_are_what_the_provider_returned() -> None:
+    from providers.base import Instance, InstanceState
+
+    nodes = [Instance("aws", "r", "r-a", f"i-{r}", "p3", Market.SPOT, InstanceState.PENDING, "a", node_rank=r,
+                      launched_at=50.0 if r else None) for r in range(2)]
+    assert spans_of(nodes, 0.9, 60.0) == (NodeSpan(0, "i-0", "r-a", Market.SPOT, 0.9, 60.0),
+                                          NodeSpan(1, "i-1", "r-a", Market.SPOT, 0.9, 50.0))

@@ -8,10 +8,11 @@ machine; `orchestrator.store` is the one place that applies it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from providers.base import Market
+from providers.base import Instance, Market
 
 
 class TaskState(StrEnum):
@@ -128,6 +129,13 @@ class NodeSpan:
     price_per_hour: float
     launched_at: float
     ended_at: float | None = None
+
+
+def spans_of(instances: Sequence[Instance], price_per_hour: float, now: float) -> tuple[NodeSpan, ...]:
+    """The spans to record for a gang just launched (`Store.record_attempt_nodes`): one per node, at the
+    offer's price, launched when the provider says (else `now`)."""
+    return tuple(NodeSpan(i.node_rank, i.instance_id, i.zone, i.market, price_per_hour,
+                          i.launched_at if i.launched_at is not None else now) for i in instances)
 
 
 @dataclass(frozen=True, slots=True)

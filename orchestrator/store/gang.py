@@ -56,8 +56,8 @@ def _bump_job_of(session: Session, attempt_id: str) -> bool:
 
 
 def record_spans(engine: Engine, attempt_id: str, spans: Sequence[NodeSpan]) -> int:
-    """Record a gang's launched nodes; a span already recorded (same rank and launch) is skipped, so a
-    repeated launch records nothing twice. Returns how many rows were added. ValueError for an
+    """Record a gang's launched nodes; a span already recorded (same rank and instance, or same rank and
+    launch) is skipped, so a repeated launch records nothing twice. Returns how many rows were added. ValueError for an
     attempt that does not exist or a rank outside its gang: nothing is written then."""
     with Session(engine) as s, s.begin():
         nodes = s.execute(select(AttemptRow.nodes).where(AttemptRow.id == attempt_id)).scalar_one_or_none()
@@ -66,9 +66,11 @@ def record_spans(engine: Engine, attempt_id: str, spans: Sequence[NodeSpan]) -> 
         bad = [sp.rank for sp in spans if not 0 <= sp.rank < nodes]
         if bad:
             raise ValueError(f"attempt {attempt_id} has {nodes} nodes: no rank {bad[0]}")
-        known = {(r, t) for r, t in s.execute(select(AttemptNodeRow.rank, AttemptNodeRow.launched_at)
-                                             .where(AttemptNodeRow.attempt_id == attempt_id))}
-        new = [sp for sp in spans if (sp.rank, sp.launched_at) not in known]
+        rows = s.execute(select(AttemptNodeRow.rank, AttemptNodeRow.launched_at, AttemptNodeRow.instance_id)
+                         .where(AttemptNodeRow.attempt_id == attempt_id)).all()
+        known = {(r, t) for r, t, _ in rows} | {(r, i) for r, _, i in rows if i is not None}
+        new = [sp for sp in spans if (sp.rank, sp.launched_at) not in known
+               and (sp.instance_id is None or (sp.rank, sp.instance_id) not in known)]
         for sp in new:
             s.add(AttemptNodeRow(attempt_id=attempt_id, rank=sp.rank, instance_id=sp.instance_id, zone=sp.zone,
                                  market=str(sp.market), price_per_hour=sp.price_per_hour,
