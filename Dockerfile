@@ -6,6 +6,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
 COPY providers ./providers
+COPY vocab ./vocab
 COPY migrations ./migrations
 RUN python -m pip install --no-cache-dir --prefix=/install ".[all]"
 

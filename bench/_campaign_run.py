@@ -18,8 +18,9 @@ from pathlib import Path
 
 from bench._campaign_workers import CampaignWorkers
 from orchestrator.core.model import AttemptView
-from orchestrator.core.spec import load_items_of, parse_spec
+from orchestrator.core.spec import parse_spec
 from orchestrator.core.status import job_status
+from orchestrator.job_files import load_items_of
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.traces import Trace, load_trace, traces_dir
 from orchestrator.store import Store, make_engine

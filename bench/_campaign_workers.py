@@ -29,10 +29,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.core.item_records import Lease
+from orchestrator.job.item_records import Lease
 from orchestrator.store.items import ItemStore
-from providers.base import EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources
 from providers.sim import SimProvider
+from vocab import EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources
 
 NEVER_DONE_HOURS = 1e6  # the sim instance's own work: never finished; the worker decides when it exits
 LEASE_SECONDS = 120.0  # the SDK's default lease (docs/campaigns.md)

@@ -19,8 +19,8 @@ from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from providers.base import Resources
 from providers.sim import SimClock, SimProvider
+from vocab import Resources
 
 # Spot for 2 h, reclaimed, back for 1.5 h, reclaimed, then gone for 8 h: a job with a deadline
 # rides spot, is reclaimed twice and finishes on on-demand. Ticks of 10 minutes.

@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 
 from orchestrator.loop.executor import CallTimedOut
 from orchestrator.store import Store
-from providers.base import CapacityError, Instance, LaunchRequest, Market, Notice, Offer, Resources, TransientError
+from vocab import CapacityError, Instance, LaunchRequest, Market, Notice, Offer, Resources, TransientError
 
 # Faults the seams inject (the rest are the world's, applied by the harness).
 SEAM_KINDS = ("throttle", "capacity_spot", "capacity_od", "timeout_launch", "lost_answer", "omit", "crash",

@@ -33,7 +33,8 @@ from bench import _dst_check as check
 from bench._dst_faults import ControllerCrash, Fault, FaultyProvider, FaultyStore, Seams, draw_faults
 from bench._dst_scenario import Scenario, draw_scenario
 from bench._dst_world import World
-from orchestrator.core.spec import load_items_of, parse_spec
+from orchestrator.core.spec import parse_spec
+from orchestrator.job_files import load_items_of
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store, make_engine, repo
 from orchestrator.store.engine import upgrade

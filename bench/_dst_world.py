@@ -28,13 +28,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.checkpoint import ObjectNotFound
-from orchestrator.checkpoint.heartbeat import Heartbeat, write_heartbeat
-from orchestrator.checkpoint.manifest import MANIFEST_NAME, checkpoint_prefix, scan
-from orchestrator.checkpoint.sdk import Checkpointer
-from orchestrator.core.item_records import Lease
+from orchestrator.job.checkpoint import ObjectNotFound
+from orchestrator.job.checkpoint.heartbeat import Heartbeat, write_heartbeat
+from orchestrator.job.checkpoint.manifest import MANIFEST_NAME, checkpoint_prefix, scan
+from orchestrator.job.checkpoint.sdk import Checkpointer
+from orchestrator.job.item_records import Lease
 from orchestrator.store.items import ItemStore
-from providers.base import (
+from providers.catalog import load_catalog
+from vocab import (
     RESUME_NOT_BEFORE,
     Abilities,
     Billing,
@@ -50,7 +51,6 @@ from providers.base import (
     PermanentError,
     Resources,
 )
-from providers.catalog import load_catalog
 
 BILLING = Billing(increment_seconds=1, minimum_seconds=60)
 NOTICE_S = 120.0  # AWS's two minutes
@@ -92,7 +92,7 @@ class MemStorage:
 
     def _check(self) -> None:
         if self.fail_reads:
-            from orchestrator.checkpoint import StorageError
+            from orchestrator.job.checkpoint import StorageError
             raise StorageError(f"{self.uri}: injected read failure")
 
 

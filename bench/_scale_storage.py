@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-from orchestrator.checkpoint import ObjectNotFound
-from orchestrator.checkpoint.heartbeat import Heartbeat, write_heartbeat
-from orchestrator.checkpoint.manifest import Manifest, manifest_key
+from orchestrator.job.checkpoint import ObjectNotFound
+from orchestrator.job.checkpoint.heartbeat import Heartbeat, write_heartbeat
+from orchestrator.job.checkpoint.manifest import Manifest, manifest_key
 from orchestrator.store import Store
 
 LATENCY_S = 0.02  # an S3 or GCS GET from the same region: 10-30 ms

@@ -31,7 +31,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from orchestrator.cli.main import main as orch_main
-from orchestrator.core.spec import load_items_of, parse_spec
+from orchestrator.core.spec import parse_spec
+from orchestrator.job_files import load_items_of
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import normalise_url, upgrade
 

@@ -28,8 +28,8 @@ from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
 from orchestrator.store.engine import make_engine, upgrade
-from providers.base import Instance, LaunchRequest
 from providers.sim import SimClock, SimProvider
+from vocab import Instance, LaunchRequest
 
 JOB = """
 name = "j{n}"

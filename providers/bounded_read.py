@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["FileRefused", "display", "read_bounded", "read_bounded_text"]
+from vocab.text import KIB, MIB, display
 
-KIB = 1024
-MIB = 1024 * KIB
+__all__ = ["KIB", "MIB", "FileRefused", "display", "read_bounded", "read_bounded_text"]
+
 
 
 class FileRefused(ValueError):
@@ -103,8 +103,4 @@ def _reason(exc: Exception) -> str:
     return " ".join(text.split())
 
 
-def display(path: str | os.PathLike[str]) -> str:
-    """A path as messages show it: itself, unless it holds characters that would break the line."""
-    text = os.fspath(path)
-    return text if text.isprintable() else repr(text)
 

@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources as importlib_resources
 from typing import Any
 
-from providers.base import Billing, Market, Offer, Resources
+from vocab import Billing, Market, Offer, Resources
 
 
 @dataclass(frozen=True, slots=True)

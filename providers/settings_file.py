@@ -31,8 +31,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
-from providers.base import TransientError
 from providers.bounded_read import MIB, FileRefused, read_bounded_text
+from vocab import TransientError
 
 E = TypeVar("E", bound=Exception)
 R = TypeVar("R")

@@ -27,7 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from providers.base import (
+from providers.catalog import InstanceType, load_catalog
+from vocab import (
     Abilities,
     Billing,
     CapacityError,
@@ -41,7 +42,6 @@ from providers.base import (
     PermanentError,
     Resources,
 )
-from providers.catalog import InstanceType, load_catalog
 
 # The prices of the paper's simulator (`sky_spot/utils.py`): p3.2xlarge, us-west-2.
 DEFAULT_ON_DEMAND_PRICE = 3.06

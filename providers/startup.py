@@ -18,7 +18,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from providers.base import LaunchRequest, PermanentError
+from vocab import LaunchRequest, PermanentError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

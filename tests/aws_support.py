@@ -253,7 +253,7 @@ def world_settings(imds_url: str, subnets: Mapping[str, str], groups: Mapping[st
             OTHER_REGION: RegionSettings(OTHER_REGION, "ami-0a1b2c3d", {}, (groups[OTHER_REGION],)),
         },
         instance_profile="orch-worker",
-        agent_command=(sys.executable, "-m", "orchestrator.agent"),
+        agent_command=(sys.executable, "-m", "orchestrator.job.agent"),
         imds_url=imds_url,
         shutdown_on_exit=False,
         tags={"team": "proteins"},

@@ -23,10 +23,11 @@ from typing import Any
 import pytest
 
 from orchestrator.research.traces import Trace
-from providers.base import Instance, InstanceState, Market, Offer, Provider, ProviderError
+from providers.base import Provider
 from providers.catalog import load_catalog
 from providers.sim import DEFAULT_ON_DEMAND_PRICE, DEFAULT_SPOT_PRICE, SimClock, SimProvider
 from tests import gce_fake
+from vocab import Instance, InstanceState, Market, Offer, ProviderError
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
 T0 = 1_700_000_000.0

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator import worker as orch
+from orchestrator.job import worker as orch
 
 
 def main(mode: str, out: str) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from orchestrator import worker as orch
+from orchestrator.job import worker as orch
 
 
 def main() -> int:

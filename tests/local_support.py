@@ -2,7 +2,7 @@
 
 The agent is a tiny stand-in written here (runs the job, forwards the notice as SIGTERM, writes
 status.json, with `"started": false` when the job could not be started), so the tests do not depend
-on `orchestrator.agent`. The `home` fixture kills every
+on `orchestrator.job.agent`. The `home` fixture kills every
 process a test started, found without the code under test, and fails the test if one survives.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import Clock, Instance, LaunchRequest, Market, Resources, SystemClock
 from providers.local.proc import Attempt, ProcInfo, attempt_processes, proc_info
 from providers.local.provider import LocalProvider, LocalSettings
 from providers.local.records import InstanceDir, InstanceRecord
+from vocab import Clock, Instance, LaunchRequest, Market, Resources, SystemClock
 
 AGENT = r"""
 import json, os, signal, subprocess, sys, time

@@ -14,8 +14,8 @@ from orchestrator.cli.wiring import AGENT_COMMAND
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from providers.base import Clock, SystemClock
 from providers.local.provider import LocalProvider
+from vocab import Clock, SystemClock
 
 REPO = Path(__file__).resolve().parent.parent
 FOLD = REPO / "examples" / "fold"

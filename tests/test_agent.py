@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import agent
-from orchestrator.checkpoint import Heartbeat, open_storage, read_heartbeat
-from orchestrator.notices import FileNoticeSource, GceNoticeSource, ImdsNoticeSource, NoticeSourceError
-from providers.base import NoticeKind
+from orchestrator.job import agent
+from orchestrator.job.checkpoint import Heartbeat, open_storage, read_heartbeat
+from orchestrator.job.notices import FileNoticeSource, GceNoticeSource, ImdsNoticeSource, NoticeSourceError
+from vocab import NoticeKind
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, os, signal, sys, time
 from pathlib import Path
-from orchestrator.checkpoint import INTERRUPTED_EXIT_CODE, Checkpointer
+from orchestrator.job.checkpoint import INTERRUPTED_EXIT_CODE, Checkpointer
 
 mode, marker = sys.argv[1], Path(sys.argv[2])
 ckpt = Checkpointer.from_env()
@@ -188,7 +188,7 @@ def test_agent_cli_forwards_its_own_sigterm_and_beats_while_running(job: Job) ->
     argv = [
         sys.executable,
         "-m",
-        "orchestrator.agent",
+        "orchestrator.job.agent",
         "--heartbeat-interval",
         "0.1",
         "--poll-interval",
@@ -218,7 +218,7 @@ def test_agent_cli_forwards_its_own_sigterm_and_beats_while_running(job: Job) ->
 def test_ctrl_c_reaches_the_job_as_its_interruption_signal_once(job: Job) -> None:
     """A person's Ctrl-C (SIGINT to the agent) is forwarded as the job's signal (SIGTERM here), and a
     later notice does not signal the job a second time (a second SIGTERM often means "abort now")."""
-    argv = [sys.executable, "-m", "orchestrator.agent", "--heartbeat-interval", "0.1", "--poll-interval", "0.05",
+    argv = [sys.executable, "-m", "orchestrator.job.agent", "--heartbeat-interval", "0.1", "--poll-interval", "0.05",
             "--grace", "10", "--notice-file", str(job.tmp / "notice.json"), "--", *job.argv("save")]
     proc = subprocess.Popen(argv, cwd=REPO, env=job.env, stderr=subprocess.PIPE)
     try:

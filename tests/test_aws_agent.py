@@ -16,16 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import EndReason, LaunchRequest, Market, NoticeKind, Resources
 from tests.aws_support import REGION, AwsWorld, ImdsEmulator, preempt
+from vocab import EndReason, LaunchRequest, Market, NoticeKind, Resources
 
-notices = pytest.importorskip("orchestrator.notices", reason="orchestrator.notices (the agent's sources) is missing")
+notices = pytest.importorskip("orchestrator.job.notices",
+                              reason="orchestrator.job.notices (the agent's sources) is missing")
 
 ACTION = "/latest/meta-data/spot/instance-action"
 
 JOB = """
 import os, sys, time
-from orchestrator.checkpoint import Checkpointer
+from orchestrator.job.checkpoint import Checkpointer
 
 def mark(path, text):
     with open(path + ".tmp", "w") as f:

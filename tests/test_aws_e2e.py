@@ -24,11 +24,11 @@ import pytest
 from moto.ec2.models.instances import StateReason
 
 from orchestrator.core.model import AttemptView, Outcome, TaskState
-from orchestrator.core.spec import load_spec
+from orchestrator.job_files import load_spec
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
-from providers.base import Market
 from tests.aws_support import REGION, AwsWorld, moto_instance, preempt
+from vocab import Market
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ STEPS = 12
 # agent relays it on a loaded machine, and never after the job has finished.
 JOB = """
 import os, sys, time
-from orchestrator.checkpoint import INTERRUPTED_EXIT_CODE, Checkpointer
+from orchestrator.job.checkpoint import INTERRUPTED_EXIT_CODE, Checkpointer
 
 steps, log = int(sys.argv[1]), sys.argv[2]
 attempt = os.environ["ORCH_ATTEMPT"]

@@ -15,9 +15,9 @@ from botocore.config import Config
 
 from providers.aws.provider import AwsProvider
 from providers.aws.settings import AwsSettings, RegionSettings
-from providers.base import PermanentError, ProviderError, Resources, TransientError
 from providers.settings_file import RetrySettings
 from tests.http_fake import LoopbackServer, ManualClock, QuietHandler
+from vocab import PermanentError, ProviderError, Resources, TransientError
 
 REGION = "us-east-1"
 EMPTY_OFFERINGS = (b'<?xml version="1.0" encoding="UTF-8"?>\n<DescribeInstanceTypeOfferingsResponse '

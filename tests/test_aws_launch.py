@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from providers.aws.launch import client_token, user_data
-from providers.base import (
+from tests.aws_support import REGION, AwsWorld, moto_instance
+from vocab import (
     CapacityError,
     CapacityMemory,
     InstanceState,
@@ -24,7 +25,6 @@ from providers.base import (
     Resources,
     TransientError,
 )
-from tests.aws_support import REGION, AwsWorld, moto_instance
 
 
 def offer(world: AwsWorld, market: Market = Market.SPOT, zone: str = "us-east-1b") -> Offer:
@@ -186,7 +186,7 @@ def test_user_data_runs_in_bash_with_every_value_quoted(aws_world: AwsWorld, tmp
 
 def test_an_image_runs_through_docker_with_the_env_passed_by_name(aws_world: AwsWorld) -> None:
     script = user_data(request(offer(aws_world), image="ghcr.io/lab/fold:1", workdir="/w"), aws_world.settings)
-    argv = shlex.split(next(line for line in script.splitlines() if "orchestrator.agent" in line))
+    argv = shlex.split(next(line for line in script.splitlines() if "orchestrator.job.agent" in line))
     job = argv[argv.index("--") + 1 :]
     assert job[:3] == ["docker", "run", "--rm"] and job[-5:] == [
         "ghcr.io/lab/fold:1",

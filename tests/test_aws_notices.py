@@ -8,8 +8,8 @@ import time
 import pytest
 
 from providers.aws.notices import ensure_notice_queue, parse_event
-from providers.base import Instance, LaunchRequest, Market, NoticeKind, Resources, TransientError
 from tests.aws_support import REGION, AwsWorld
+from vocab import Instance, LaunchRequest, Market, NoticeKind, Resources, TransientError
 
 
 def launch(world: AwsWorld, attempt: str) -> Instance:

@@ -5,17 +5,9 @@ from __future__ import annotations
 import pytest
 
 from providers.aws.observe import end_reason, ended_at
-from providers.base import (
-    EndReason,
-    Instance,
-    InstanceState,
-    LaunchRequest,
-    LogSource,
-    Market,
-    PermanentError,
-    Resources,
-)
+from providers.base import LogSource
 from tests.aws_support import OTHER_REGION, REGION, AwsWorld, moto_instance, preempt
+from vocab import EndReason, Instance, InstanceState, LaunchRequest, Market, PermanentError, Resources
 
 
 def launch(world: AwsWorld, attempt: str, market: Market = Market.SPOT, region: str = REGION) -> Instance:

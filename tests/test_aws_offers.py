@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from providers.aws.offers import newest_spot_prices
-from providers.base import Market, Resources
 from providers.catalog import load_catalog
 from tests.aws_support import OTHER_REGION, REGION, AwsWorld
+from vocab import Market, Resources
 
 A10G = Resources(gpus=("A10G",))
 

@@ -22,9 +22,9 @@ from orchestrator.core.cost import attempt_cost
 from orchestrator.core.model import AttemptView, Outcome, TaskState
 from orchestrator.store import Store
 from providers.aws.launch import user_data
-from providers.base import RESUME_NOT_BEFORE, Market
 from tests.aws_support import REGION, AwsWorld, moto_instance
 from tests.test_aws_e2e import STEPS, Loop, counting_job, log_lines, shut_down_by_itself
+from vocab import RESUME_NOT_BEFORE, Market
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +130,7 @@ def test_an_sqs_notice_starts_the_replacement_which_resumes_from_the_final_save(
 
 
 def test_a_replacement_request_without_a_wait_has_no_wait(aws_world: AwsWorld) -> None:
-    from providers.base import LaunchRequest, Resources
+    from vocab import LaunchRequest, Resources
 
     offer = next(o for o in aws_world.provider.offers(Resources(gpus=("A10G",)), [REGION]) if o.market is Market.SPOT)
     plain = LaunchRequest("j", "t", "a", 0, offer, ("true",), {}, "s3://b/p", 120.0)
@@ -139,7 +139,7 @@ def test_a_replacement_request_without_a_wait_has_no_wait(aws_world: AwsWorld) -
                             image="ghcr.io/x/y:1")
     script = user_data(waiting, aws_world.settings)
     assert "left=$(( 1800000000 - $(date +%s) ))" in script and "docker pull ghcr.io/x/y:1" in script
-    assert script.index("sleep") < script.index("orchestrator.agent"), "the wait comes before the agent"
+    assert script.index("sleep") < script.index("orchestrator.job.agent"), "the wait comes before the agent"
 
 
 def test_a_failed_replacement_launch_is_retried_with_the_same_wait_and_the_old_instance_is_spared(

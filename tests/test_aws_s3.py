@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.checkpoint import Checkpointer, ObjectNotFound, StorageError, open_storage
-from orchestrator.checkpoint.manifest import manifest_key
-from orchestrator.checkpoint.s3 import MIB, S3Storage
+from orchestrator.job.checkpoint import Checkpointer, ObjectNotFound, StorageError, open_storage
+from orchestrator.job.checkpoint.manifest import manifest_key
+from orchestrator.job.checkpoint.s3 import MIB, S3Storage
 from tests.aws_support import REGION, Faults, client_factory
 
 

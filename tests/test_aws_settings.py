@@ -8,7 +8,8 @@ import pytest
 
 from providers.aws.provider import AwsProvider
 from providers.aws.settings import AwsSettingsError, default_settings_path, load_aws_settings, parse_aws_settings
-from providers.base import ChecksOptions, PermanentError, Provider, SystemClock
+from providers.base import ChecksOptions, Provider
+from vocab import PermanentError, SystemClock
 
 GOOD = """
 regions = ["us-east-1"]

@@ -15,8 +15,9 @@ from botocore.awsrequest import AWSResponse
 from providers.aws.provider import AwsProvider
 from providers.aws.settings import parse_aws_settings
 from providers.aws.signals import score_signal
-from providers.base import Market, Offer, Resources, ZoneSignal, zone_signals
+from providers.base import zone_signals
 from tests.aws_support import REGION, AwsWorld
+from vocab import Market, Offer, Resources, ZoneSignal
 
 A10G = Resources(gpus=("A10G",))
 EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"

@@ -16,19 +16,19 @@ from typing import Any
 import pytest
 from google.auth.transport.requests import AuthorizedSession
 
-from orchestrator.checkpoint.conditional import ConditionalObjects, GcsObjects, S3Objects, result_key
-from orchestrator.checkpoint.storage import StorageError
-from orchestrator.core.item_records import ItemCounts, Lease
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.model import Outcome
 from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
+from orchestrator.job.checkpoint.conditional import ConditionalObjects, GcsObjects, S3Objects, result_key
+from orchestrator.job.checkpoint.storage import StorageError
+from orchestrator.job.item_records import ItemCounts, Lease
+from orchestrator.job.items_format import ParsedItem
+from orchestrator.job.worker.bucket_source import BucketItemSource
 from orchestrator.loop.campaign_bucket import BucketPump
 from orchestrator.store import Store
 from orchestrator.store.item_source import ItemEndpoint, attempt_token, items_uri, worker_environment
 from orchestrator.store.items import ItemStore
-from orchestrator.worker.bucket_source import BucketItemSource
-from providers.base import Billing, Market, Offer, Resources
 from tests import gcs_fake
+from vocab import Billing, Market, Offer, Resources
 
 SECRET = b"0123456789abcdef-bucket-secret"
 ENDPOINT = ItemEndpoint("", SECRET, providers=frozenset(), bucket_providers=frozenset({"aws", "gcp"}))

@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from orchestrator.core.item_records import ItemCounts
+from orchestrator.job.item_records import ItemCounts
+from orchestrator.job.worker.http_source import HttpItemSource, ItemServiceError
 from orchestrator.store import Store
 from orchestrator.store.item_service import ItemService
 from orchestrator.store.item_source import ItemEndpoint, attempt_token, worker_environment
 from orchestrator.store.items import ItemStore
-from orchestrator.worker.http_source import HttpItemSource, ItemServiceError
 from providers.aws.network import ITEM_SERVICE_GROUP
 from providers.aws.settings import AwsSettingsError, parse_aws_settings
 from tests.aws_support import REGION, AwsWorld

@@ -13,11 +13,11 @@ from orchestrator.cli.main import main
 from orchestrator.cli.wiring import open_store
 from orchestrator.core.campaign import campaign_status
 from orchestrator.core.cost import JobCost
-from orchestrator.core.item_records import ItemCounts, QuarantinedItem
 from orchestrator.core.spec import JobSpec, ScheduleSpec
 from orchestrator.core.status import JobStatus, job_status
+from orchestrator.job.item_records import ItemCounts, QuarantinedItem
 from orchestrator.store.items import ItemStore
-from providers.base import Resources
+from vocab import Resources
 
 JOB = """name = "fold-campaign"
 command = ["python3", "fold.py"]

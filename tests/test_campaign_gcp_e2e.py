@@ -145,7 +145,7 @@ def test_the_example_campaign_on_gcp_does_every_item_once_through_a_preemption(
 
     store = open_store()
     clock = ManualClock()
-    provider = gce_fake.provider(gce, clock, agent_command=[sys.executable, "-m", "orchestrator.agent"],
+    provider = gce_fake.provider(gce, clock, agent_command=[sys.executable, "-m", "orchestrator.job.agent"],
                                  metadata_url=metadata.url, shutdown_on_exit=False, regions=["us-central1"])
     endpoint = ItemEndpoint("", secrets.token_bytes(32), providers=frozenset(), bucket_providers=frozenset({"gcp"}))
     r = Reconciler(store, {"gcp": provider}, clock, owner="e2e", tick_seconds=0.1, item_endpoint=endpoint)

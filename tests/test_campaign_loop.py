@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.checkpoint.storage import StorageError
 from orchestrator.core.campaign_plan import (
     CampaignFacts,
     SlotPlan,
@@ -27,9 +26,10 @@ from orchestrator.core.campaign_plan import (
     workers_wanted,
 )
 from orchestrator.core.decide import judge_ended
-from orchestrator.core.item_records import ItemCounts
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.model import Outcome, TaskState, Transition
+from orchestrator.job.checkpoint.storage import StorageError
+from orchestrator.job.item_records import ItemCounts
+from orchestrator.job.items_format import ParsedItem
 from orchestrator.loop.campaign_output import write_results
 from orchestrator.store import Store
 from orchestrator.store.items import ItemStore, insert_items

@@ -25,14 +25,14 @@ from orchestrator.core.campaign_plan import (
     workers_wanted,
 )
 from orchestrator.core.campaign_zones import ZoneAges, hold_back, observe_zones, spot_zones_for_new_worker
-from orchestrator.core.item_records import ItemCounts
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.model import AttemptState, AttemptView, Outcome
+from orchestrator.job.item_records import ItemCounts
+from orchestrator.job.items_format import ParsedItem
 from orchestrator.loop.task_facts import observe_campaign
 from orchestrator.store import Store
 from orchestrator.store.items import ItemStore, insert_items
-from providers.base import Market, Offer
 from tests.test_totals import SPEC
+from vocab import Market, Offer
 
 H = 3600.0
 SETTLE_H = 0.25  # 2.5 x the 0.1 h restart overhead

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.core.placement import usable
-from providers.base import CapacityMemory, Market, Offer
+from vocab import CapacityMemory, Market, Offer
 
 
 def _offer(zone: str, market: Market = Market.SPOT) -> Offer:

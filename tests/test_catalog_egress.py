@@ -9,9 +9,9 @@ from importlib import resources
 import pytest
 
 from orchestrator.research.traces import Trace
-from providers.base import Market, Resources
 from providers.catalog import _parse, load_catalog
 from providers.sim import SimClock, SimProvider
+from vocab import Market, Resources
 
 
 def test_aws_prices_by_source_region_and_pair() -> None:

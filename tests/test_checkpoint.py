@@ -14,7 +14,7 @@ from types import FrameType
 
 import pytest
 
-from orchestrator.checkpoint import (
+from orchestrator.job.checkpoint import (
     CheckpointConfigError,
     Checkpointer,
     Heartbeat,
@@ -25,9 +25,9 @@ from orchestrator.checkpoint import (
     read_heartbeat,
     write_heartbeat,
 )
-from orchestrator.checkpoint.filestore import FileStorage
-from orchestrator.checkpoint.interval import estimate_mtbi_s, young_interval_s
-from orchestrator.checkpoint.manifest import manifest_key, scan
+from orchestrator.job.checkpoint.filestore import FileStorage
+from orchestrator.job.checkpoint.interval import estimate_mtbi_s, young_interval_s
+from orchestrator.job.checkpoint.manifest import manifest_key, scan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -300,7 +300,7 @@ def test_newest_manifest_skips_corrupt_manifests(store: FileStorage, tmp_path: P
 
 def test_sdk_import_loads_no_cloud_sdk() -> None:
     code = (
-        "import sys, orchestrator.checkpoint as c, orchestrator.agent;"
+        "import sys, orchestrator.job.checkpoint as c, orchestrator.job.agent;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'google')];"
         "assert not bad, bad"
     )

@@ -32,8 +32,8 @@ from orchestrator.core.cost import JobCost, job_cost, money, usd_text
 from orchestrator.core.spec import JobSpec, ScheduleSpec
 from orchestrator.store import Store
 from orchestrator.store.tables import JobRow
-from providers.base import Resources
 from tests.loop_support import REPO, job_toml, python_command
+from vocab import Resources
 
 ORCH = [sys.executable, "-m", "orchestrator.cli"]
 

@@ -20,8 +20,8 @@ from orchestrator.cli.wiring import open_store
 from orchestrator.core.spec import JobSpec, ScheduleSpec
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
-from providers.base import Resources
 from tests.loop_support import REPO, job_toml, python_command, reconciler, run_until, submit
+from vocab import Resources
 
 ORCH = [sys.executable, "-m", "orchestrator.cli"]
 

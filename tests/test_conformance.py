@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import (
+from providers.base import Provider
+from providers.catalog import load_catalog
+from tests.conformance_support import World, build, fields_of
+from vocab import (
     Abilities,
     EndReason,
     Instance,
@@ -25,13 +28,10 @@ from providers.base import (
     Notice,
     Offer,
     PermanentError,
-    Provider,
     ProviderError,
     Resources,
     architecture_rank,
 )
-from providers.catalog import load_catalog
-from tests.conformance_support import World, build, fields_of
 
 PROVIDERS = ["local", "aws", "kubernetes", "gcp", "sim"]
 

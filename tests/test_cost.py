@@ -11,7 +11,7 @@ from orchestrator.core.cost import attempt_cost, attempt_lost, attempt_seconds, 
 from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState, TaskView
 from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.core.status import job_status, task_work_hours
-from providers.base import Billing, Market, Offer, Resources
+from vocab import Billing, Market, Offer, Resources
 
 approx = pytest.approx
 

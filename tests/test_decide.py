@@ -21,7 +21,7 @@ from orchestrator.core.decide import (
 from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState, TaskView, check_transition
 from orchestrator.core.policy import Situation
 from orchestrator.core.spec import JobSpec, RetrySpec, ScheduleSpec
-from providers.base import EndReason, Instance, InstanceState, Market, NoticeKind, Offer, Resources
+from vocab import EndReason, Instance, InstanceState, Market, NoticeKind, Offer, Resources
 
 
 def spec(*, budget: float | None = None, policy: str | None = "greedy", market: str = "auto",

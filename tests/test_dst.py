@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import orchestrator.loop.reconciler as reconciler
+import orchestrator.loop.ledger as ledger
 from bench._dst_check import INVARIANTS
 from bench._dst_run import Outcome, run_seed, shortest_failing_prefix
 
@@ -45,7 +45,7 @@ def test_a_seed_replays_the_same_trace() -> None:
 
 
 def test_a_planted_bug_is_found_and_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reconciler, "settle_ends", lambda *args, **kwargs: [])
+    monkeypatch.setattr(ledger, "settle_ends", lambda *args, **kwargs: [])
     found = run_seed(PLANTED_SEED)
     assert "ledger" in found.violations, found.violations
     prefix = shortest_failing_prefix(PLANTED_SEED, found.faults)

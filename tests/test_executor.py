@@ -19,9 +19,9 @@ from orchestrator.loop.executor import CallTimedOut, Executor
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
-from providers.base import Instance, LaunchRequest
 from providers.sim import SimClock, SimProvider
 from tests.test_loop_lease import JOB
+from vocab import Instance, LaunchRequest
 
 HANG_S = 30.0  # the most a broken test waits; a passing one releases the hang at once
 

@@ -67,7 +67,7 @@ def test_s3_checkpoints_without_the_aws_sdk_name_the_install_command() -> None:
     code = ("import sys\n"
             "from tests.import_blocker import Missing\n"
             "sys.meta_path.insert(0, Missing(['boto3', 'botocore']))\n"
-            "from orchestrator.checkpoint.storage import open_storage, StorageError\n"
+            "from orchestrator.job.checkpoint.storage import open_storage, StorageError\n"
             "try:\n    open_storage('s3://bucket/prefix')\nexcept StorageError as e:\n    print(e)\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
@@ -76,6 +76,6 @@ def test_s3_checkpoints_without_the_aws_sdk_name_the_install_command() -> None:
 
 def test_the_agent_runs_without_the_control_planes_dependencies(tmp_path: Path) -> None:
     control_plane = "sqlalchemy,alembic,numpy,tenacity," + CLOUD
-    out = orch(tmp_path, control_plane, "--", sys.executable, "-c", "print('job ran')", module="orchestrator.agent")
+    out = orch(tmp_path, control_plane, "--", sys.executable, "-c", "print('job ran')", module="orchestrator.job.agent")
     assert out.returncode == 0, out.stderr
     assert "job ran" in out.stdout

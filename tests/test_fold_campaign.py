@@ -19,9 +19,9 @@ from types import ModuleType
 
 import pytest
 
-from orchestrator.checkpoint import INTERRUPTED_EXIT_CODE
 from orchestrator.cli.main import main
 from orchestrator.cli.wiring import open_store
+from orchestrator.job.checkpoint import INTERRUPTED_EXIT_CODE
 from orchestrator.store.item_source import worker_environment
 from orchestrator.store.items import ItemStore
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.checkpoint import Checkpointer, newest_manifest, open_storage
+from orchestrator.job.checkpoint import Checkpointer, newest_manifest, open_storage
 
 REPO = Path(__file__).resolve().parents[1]
 FOLD = REPO / "examples" / "fold" / "fold.py"

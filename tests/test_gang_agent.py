@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import agent
-from orchestrator.checkpoint import open_storage
-from orchestrator.checkpoint.rendezvous import (
+from orchestrator.job import agent
+from orchestrator.job.checkpoint import open_storage
+from orchestrator.job.checkpoint.rendezvous import (
     GangNode,
     RendezvousError,
     forward_gang_notice,
@@ -27,7 +27,7 @@ from orchestrator.checkpoint.rendezvous import (
     read_head,
     rendezvous,
 )
-from orchestrator.notices import GceNoticeSource, ImdsNoticeSource, NoticeSourceError
+from orchestrator.job.notices import GceNoticeSource, ImdsNoticeSource, NoticeSourceError
 from providers.base import LaunchRequest, Market, Offer, gang_environment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def gang_agent(tmp: Path, rank: int | None, uri: str, *extra: str) -> subprocess
     env.update(request(2).environment(rank=rank), PYTHONPATH=str(REPO), ORCH_CHECKPOINT_URI=uri,
                ORCH_NODE_ADDR="10.1.2.3")
     marker = tmp / f"env-{rank}.json"
-    argv = [sys.executable, "-m", "orchestrator.agent", "--poll-interval", "0.05", "--heartbeat-interval", "0.1",
+    argv = [sys.executable, "-m", "orchestrator.job.agent", "--poll-interval", "0.05", "--heartbeat-interval", "0.1",
             "--grace", "5", *extra, "--", sys.executable, str(script), str(marker)]
     return subprocess.Popen(argv, cwd=REPO, env=env, stderr=subprocess.PIPE)
 

@@ -9,7 +9,6 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
 
-from providers.base import CapacityError, LaunchRequest, Market, Offer, PermanentError, QuotaError, TransientError
 from providers.catalog import load_catalog
 from providers.gcp.errors import classify, operation_error, translate
 from providers.gcp.launch import (
@@ -22,6 +21,7 @@ from providers.gcp.launch import (
     request_id,
 )
 from providers.gcp.settings import parse_gcp_settings
+from vocab import CapacityError, LaunchRequest, Market, Offer, PermanentError, QuotaError, TransientError
 
 SETTINGS = parse_gcp_settings(
     {

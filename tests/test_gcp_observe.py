@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from providers.base import EndReason, Instance, InstanceState, LaunchRequest, Market, Resources, TransientError
 from providers.gcp.provider import FORGET_GONE_SECONDS, GcpProvider
 from tests import gce_fake
 from tests.gce_fake import GceFake, ManualClock
+from vocab import EndReason, Instance, InstanceState, LaunchRequest, Market, Resources, TransientError
 
 L4 = Resources(gpus=("L4",))
 

@@ -7,23 +7,23 @@ from dataclasses import replace
 
 import pytest
 
-from providers.base import (
+from providers.base import Provider
+from providers.gcp.launch import request_id
+from providers.gcp.provider import GcpProvider
+from tests import gce_fake
+from tests.gce_fake import GceFake, ManualClock
+from tests.gcs_fake import anonymous
+from vocab import (
     CapacityError,
     InstanceState,
     LaunchRequest,
     Market,
     Offer,
     PermanentError,
-    Provider,
     QuotaError,
     Resources,
     TransientError,
 )
-from providers.gcp.launch import request_id
-from providers.gcp.provider import GcpProvider
-from tests import gce_fake
-from tests.gce_fake import GceFake, ManualClock
-from tests.gcs_fake import anonymous
 
 L4 = Resources(gpus=("L4",))
 

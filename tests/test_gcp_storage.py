@@ -11,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from orchestrator.checkpoint import Checkpointer, ObjectNotFound, StorageError, open_storage
-from orchestrator.checkpoint.gcs import GcsStorage
+from orchestrator.job.checkpoint import Checkpointer, ObjectNotFound, StorageError, open_storage
+from orchestrator.job.checkpoint.gcs import GcsStorage
 from tests import gcs_fake
 from tests.gcs_fake import QUANTUM, TOKEN, GcsFake, anonymous
 

@@ -25,16 +25,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.item_records import ItemCounts, Lease
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.model import Outcome
 from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
+from orchestrator.job.item_records import ItemCounts, Lease
+from orchestrator.job.items_format import ParsedItem
+from orchestrator.job.worker.http_source import HttpItemSource, ItemServiceError
 from orchestrator.store import Store
 from orchestrator.store.item_service import MAX_BODY_BYTES, ItemService
 from orchestrator.store.item_source import ItemEndpoint, attempt_token, worker_environment
 from orchestrator.store.items import ItemStore
-from orchestrator.worker.http_source import HttpItemSource, ItemServiceError
-from providers.base import Billing, Market, Offer, Resources
+from vocab import Billing, Market, Offer, Resources
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"0123456789abcdef-test-secret"
@@ -239,8 +239,8 @@ def test_only_the_providers_the_endpoint_serves_get_it() -> None:
 
 
 def test_the_worker_side_bound_on_a_result_is_the_stores() -> None:
+    from orchestrator.job.worker.http_source import MAX_RESULT_CHARS
     from orchestrator.store.items import MAX_RESULT_BYTES
-    from orchestrator.worker.http_source import MAX_RESULT_CHARS
 
     assert MAX_RESULT_CHARS == MAX_RESULT_BYTES
 
@@ -263,7 +263,7 @@ def test_a_store_that_cannot_be_reached_is_a_503_the_worker_retries() -> None:
 
 def test_giving_items_back_to_a_service_that_is_gone_is_quick_and_quiet(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    from orchestrator.worker import http_source
+    from orchestrator.job.worker import http_source
 
     monkeypatch.setattr(http_source, "RELEASE_RETRY_S", 1.0)
     job, attempts = campaign(store, 3, workers=1)

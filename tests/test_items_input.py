@@ -10,8 +10,9 @@ import pytest
 
 from orchestrator.cli.main import main
 from orchestrator.cli.wiring import open_store
-from orchestrator.core.items_input import ItemsError, format_for, load_items, parse_items
-from orchestrator.core.spec import ArraySpec, JobSpec, SpecError, load_items_of, parse_spec, spec_from_dict
+from orchestrator.core.spec import ArraySpec, JobSpec, SpecError, parse_spec, spec_from_dict
+from orchestrator.job.items_format import ItemsError, format_for, parse_items
+from orchestrator.job_files import load_items, load_items_of
 from orchestrator.store.items import ItemStore
 
 NOW = 1.8e9

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.core.item_records import ItemCounts
+from orchestrator.job.item_records import ItemCounts
 from orchestrator.store import Store
 from orchestrator.store.items import ItemStore
 from tests.test_items_store import campaign

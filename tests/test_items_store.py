@@ -8,13 +8,13 @@ import threading
 import pytest
 from sqlalchemy import delete, func, select
 
-from orchestrator.core.item_records import ItemCounts, ItemState, Lease
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.spec import JobSpec, ScheduleSpec
+from orchestrator.job.item_records import ItemCounts, ItemState, Lease
+from orchestrator.job.items_format import ParsedItem
 from orchestrator.store import Store
 from orchestrator.store.items import ItemStore, insert_items
 from orchestrator.store.tables import EventRow, ItemRow, JobRow
-from providers.base import Resources
+from vocab import Resources
 
 LEASE = 60.0
 

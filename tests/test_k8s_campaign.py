@@ -28,7 +28,7 @@ import pytest
 from kubernetes import client
 from sqlalchemy import select
 
-from orchestrator.core.item_records import ItemCounts
+from orchestrator.job.item_records import ItemCounts
 from orchestrator.k8s.leader import LeaseSettings
 from orchestrator.k8s.run import ControllerProcess, ControllerSettings
 from orchestrator.k8s.store_backend import StoreBackend
@@ -38,10 +38,10 @@ from orchestrator.store.item_service import ItemService
 from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
 from orchestrator.store.tables import ItemRow
-from providers.base import SystemClock
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.kube_fake import KubeFake, now_iso
 from tests.test_k8s_controller import CRD, NS, eventually, pods, status
+from vocab import SystemClock
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"campaign-test-secret-0123456789"
@@ -169,7 +169,7 @@ def controller(kube: KubeFake, store: Store, tmp_path: Path) -> Iterator[Control
     api = client.ApiClient(client.Configuration(host=kube.url))
     provider = KubernetesProvider(api, KubernetesSettings(
         namespace=NS, instance_types=("p3.2xlarge",), snapshot_ttl_s=0.0,
-        agent=(sys.executable, "-m", "orchestrator.agent")))
+        agent=(sys.executable, "-m", "orchestrator.job.agent")))
     service = ItemService(store, secret=SECRET, host="127.0.0.1", port=0)
     reconciler = Reconciler(store, {"kubernetes": provider}, SystemClock(), tick_seconds=0.05,
                             item_endpoint=ItemEndpoint(f"http://127.0.0.1:{service.port}", SECRET))

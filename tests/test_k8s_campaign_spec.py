@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from orchestrator.core.items_input import ParsedItem, format_for, load_items
 from orchestrator.core.spec import JobSpec, SpecError
+from orchestrator.job.items_format import ParsedItem, format_for
+from orchestrator.job_files import load_items
 from orchestrator.k8s.config import ConfigError, item_service_settings_from_env
 from orchestrator.k8s.controller import GpuJobSync
 from orchestrator.k8s.convert import campaign_from_gpujob, gpujob_from_toml

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.k8s.config import ConfigError, controller_settings_from_env, provider_settings_from_env
-from providers.base import Market
 from providers.kubernetes.pods import placement_for
+from vocab import Market
 
 
 def test_chart_environment_to_settings() -> None:

@@ -20,10 +20,10 @@ from orchestrator.k8s.store_backend import StoreBackend
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
-from providers.base import SystemClock
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.http_fake import ManualMonotonic
 from tests.kube_fake import KubeFake, now_iso
+from vocab import SystemClock
 
 NS = "lab"
 CRD = "orch.dev/v1alpha1"

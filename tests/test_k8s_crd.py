@@ -23,7 +23,7 @@ from orchestrator.core.spec import (
 from orchestrator.k8s.backend import GpuJobStatus, render_status
 from orchestrator.k8s.convert import gpujob_from_toml, job_spec_from_gpujob
 from orchestrator.k8s.crd import PRINTER_COLUMNS, build_crd, render_crd, spec_schema
-from providers.base import Resources
+from vocab import Resources
 
 CHART_CRD = Path(__file__).resolve().parents[1] / "helm" / "orch" / "crds" / "gpujob.yaml"
 CREATED = "2026-11-01T12:00:00Z"

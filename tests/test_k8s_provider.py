@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from providers.base import (
+from providers.base import Provider
+from providers.kubernetes.pods import ANN_STOP, FINALIZER, Placement, pod_manifest, pod_name
+from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
+from tests.kube_fake import KubeFake
+from vocab import (
     EndReason,
     InstanceState,
     LaunchRequest,
@@ -16,14 +20,10 @@ from providers.base import (
     NoticeKind,
     Offer,
     PermanentError,
-    Provider,
     QuotaError,
     Resources,
     TransientError,
 )
-from providers.kubernetes.pods import ANN_STOP, FINALIZER, Placement, pod_manifest, pod_name
-from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
-from tests.kube_fake import KubeFake
 
 NS = "jobs"
 
@@ -271,8 +271,8 @@ def test_relaunch_of_a_running_attempt_returns_it_running(kube: KubeFake) -> Non
 
 def test_a_pod_that_finished_before_its_node_went_is_not_a_preemption() -> None:
     """Karpenter removes the emptied node after the job ended: the outcome is the job's own."""
-    from providers.base import EndReason
     from providers.kubernetes.pods import _state
+    from vocab import EndReason
 
     def finished(phase: str, code: int) -> dict[str, object]:
         return {"metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},

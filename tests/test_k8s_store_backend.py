@@ -12,10 +12,10 @@ from orchestrator.core.model import Outcome, TaskState
 from orchestrator.k8s.store_backend import StoreBackend
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
-from providers.base import SystemClock
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.kube_fake import KubeFake
 from tests.test_k8s_controller import NS, Running, eventually, job, kubelet, pods, start_running, status
+from vocab import SystemClock
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.spec import JobSpec
+from orchestrator.job.items_format import ParsedItem
 from orchestrator.k8s.backend import GpuJobStatus, UnknownJob
 from orchestrator.k8s.controller import GpuJobSync
 from orchestrator.k8s.convert import gpujob_from_toml

@@ -12,17 +12,17 @@ from kubernetes import client
 
 from orchestrator.core.cost import attempt_cost, attempt_seconds
 from orchestrator.core.model import AttemptState, Outcome, TaskState
-from orchestrator.core.spec import load_spec
+from orchestrator.job_files import load_spec
 from orchestrator.k8s.store_backend import StoreBackend
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
-from providers.base import EndReason, InstanceState, SystemClock
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.http_fake import ManualClock
 from tests.kube_fake import KubeFake
 from tests.test_k8s_controller import NS as CTL_NS
 from tests.test_k8s_controller import Running, create, eventually, kubelet, pods, status
 from tests.test_k8s_provider import NS, add_node, make_provider, request, set_pod
+from vocab import EndReason, InstanceState, SystemClock
 
 
 @pytest.fixture

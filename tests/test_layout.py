@@ -49,3 +49,53 @@ def test_research_code_is_apart_from_the_live_loop() -> None:
     assert (REPO / "orchestrator" / "research" / "fastsim.py").is_file()
     layers = _contracts()[0]["layers"]
     assert "orchestrator.loop | orchestrator.research" in layers, "loop and research must be independent siblings"
+
+
+def _named_anywhere() -> set[str]:
+    names: set[str] = set()
+    for c in _contracts():
+        for key in ("layers", "modules", "source_modules"):
+            entries = c.get(key) or []
+            assert isinstance(entries, list)
+            for entry in entries:
+                names.update(n.strip() for n in str(entry).split("|"))
+    return names
+
+
+def test_every_loop_and_core_module_is_named_in_a_contract() -> None:
+    """A module no contract names is unchecked: the loop's and the core's shapes are the contracts'."""
+    named = _named_anywhere()
+    missing = []
+    for package in ("loop", "core"):
+        root = REPO / "orchestrator" / package
+        for path in root.glob("*.py"):
+            if path.name == "__init__.py":
+                continue
+            name = f"orchestrator.{package}.{path.stem}"
+            if name not in named:
+                missing.append(name)
+        for sub in (p for p in root.iterdir() if (p / "__init__.py").exists()):
+            if f"orchestrator.{package}.{sub.name}" not in named:
+                missing.append(f"orchestrator.{package}.{sub.name}")
+    plan = REPO / "orchestrator" / "core" / "plan"
+    missing += [f"orchestrator.core.plan.{p.stem}" for p in plan.glob("*.py")
+                if p.name != "__init__.py" and f"orchestrator.core.plan.{p.stem}" not in named]
+    assert missing == [], f"name these in a [[tool.importlinter.contracts]] of pyproject.toml: {sorted(missing)}"
+
+
+def test_the_core_reads_no_files() -> None:
+    """Job files and items files are read by `orchestrator.job_files` (the CLI, the controller); the core
+    parses text, so it runs the same in the loop, the simulator and the tests."""
+    import ast
+
+    readers = {"open", "read_text", "read_bytes", "read_bounded_text", "load", "loads_file"}
+    found = []
+    for path in (REPO / "orchestrator" / "core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                fn = node.func
+                name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+                if name in readers - {"load"} or (name == "load" and isinstance(fn, ast.Attribute)
+                                                   and isinstance(fn.value, ast.Name) and fn.value.id == "json"):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} {name}")
+    assert found == [], found

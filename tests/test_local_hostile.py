@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import EndReason, InstanceState, PermanentError
 from providers.local.market import MAX_TRACE_BYTES, MAX_TRACE_TICKS, build_market
 from providers.local.settings import LocalSettings
 from tests import local_support
 from tests.local_support import PY, make, only, request
+from vocab import EndReason, InstanceState, PermanentError
 
 home, agent = local_support.home, local_support.agent
 REPO = Path(__file__).resolve().parent.parent

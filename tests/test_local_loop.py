@@ -126,11 +126,10 @@ def test_an_attempt_left_launching_is_launched_once_with_the_same_token(
     offers = r.offers("local", sqlite_store.job(job_id).spec.resources, (), job_id)  # type: ignore[union-attr]
     offer = next(o for o in offers if str(o.market) == "on-demand")
     attempt = sqlite_store.begin_attempt(task, offer, time.time())
-    from orchestrator.loop import snapshot
-    from orchestrator.loop.reconcile_task import TaskWorker
+    from orchestrator.core.plan.launch import launch_request
 
-    worker = TaskWorker(r, snapshot.take(sqlite_store, [job_id])[job_id], task, attempt)
-    r.providers["local"].launch(worker._request(attempt, offer))
+    spec = sqlite_store.job(job_id).spec  # type: ignore[union-attr]
+    r.providers["local"].launch(launch_request(spec, job_id, task, attempt, offer, [attempt]))
 
     restarted = reconciler(sqlite_store, orch_home, owner="restarted")
     run_until(restarted, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=30)

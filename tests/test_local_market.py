@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from orchestrator.research.traces import traces_dir
-from providers.base import PermanentError
 from providers.local.market import (
     MARKET_HORIZON_SECONDS,
     MAX_DRAWS_PER_BLOCK,
@@ -24,6 +23,7 @@ from providers.local.market import (
     load_trace,
 )
 from providers.local.settings import LocalSettings
+from vocab import PermanentError
 
 PUBLIC_ONE_NODE = "skypilot-org-spot-traces/availability/1-node/aws-10-26-2022/us-west-2a_k80_1.json"
 

@@ -1,7 +1,7 @@
 """The local provider with real processes: launch, termination, adoption after a restart, clear errors.
 
 The agent is a tiny stand-in (tests/local_support.py: runs the job, forwards the notice as SIGTERM,
-writes status.json), so these tests do not depend on `orchestrator.agent`. Every process a test
+writes status.json), so these tests do not depend on `orchestrator.job.agent`. Every process a test
 starts is killed and checked dead by the `home` fixture. The simulated spot market is exercised in
 tests/test_local_provider_spot.py.
 """
@@ -17,16 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import (
-    EndReason,
-    Instance,
-    InstanceState,
-    LaunchRequest,
-    LogSource,
-    Market,
-    PermanentError,
-    Provider,
-)
+from providers.base import LogSource, Provider
 from providers.local.proc import session_members
 from providers.local.records import InstanceDir, InstanceRecord, instance_id_for
 from tests import local_support
@@ -45,6 +36,7 @@ from tests.local_support import (
     request,
     wait_for,
 )
+from vocab import EndReason, Instance, InstanceState, LaunchRequest, Market, PermanentError
 
 # The shared fixtures, bound here so pytest finds them for this module's tests.
 home, agent = local_support.home, local_support.agent

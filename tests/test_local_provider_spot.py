@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import CapacityError, EndReason, InstanceState, Market, PermanentError, Resources
 from providers.catalog import load_catalog
 from providers.local.records import InstanceDir
 from tests import local_support
@@ -27,6 +26,7 @@ from tests.local_support import (
     request,
     wait_for,
 )
+from vocab import CapacityError, EndReason, InstanceState, Market, PermanentError, Resources
 
 # The shared fixtures, bound here so pytest finds them for this module's tests.
 home, agent = local_support.home, local_support.agent

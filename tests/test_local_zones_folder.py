@@ -12,13 +12,13 @@ import pytest
 
 from orchestrator.core.model import TaskState
 from orchestrator.store import Store
-from providers.base import CapacityError, Instance, LaunchRequest, Market, Offer, PermanentError, Resources
 from providers.local.market import TraceError, build_market, expand_folder
 from providers.local.records import MarketFiles
 from providers.local.settings import LocalSettings
 from tests import local_support
 from tests.local_support import SLEEPER, FakeClock, make, only
 from tests.loop_support import job_toml, python_command, reconciler, run_until, submit
+from vocab import CapacityError, Instance, LaunchRequest, Market, Offer, PermanentError, Resources
 
 home, agent = local_support.home, local_support.agent
 V100 = Resources(gpus=("V100",))

@@ -6,8 +6,8 @@ from orchestrator.core.spec import parse_spec
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
-from providers.base import Instance
 from providers.sim import SimClock, SimProvider
+from vocab import Instance
 
 JOB = """
 name = "j"

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.checkpoint import StorageError
 from orchestrator.cli.main import main
 from orchestrator.cli.wiring import AGENT_COMMAND, open_store
 from orchestrator.core.model import TaskState
 from orchestrator.core.policy.registry import _REGISTRY
+from orchestrator.job.checkpoint import StorageError
 from orchestrator.store import Store
 from orchestrator.store.repo import AmbiguousJob
-from providers.base import LaunchRequest, SystemClock
 from providers.local.provider import LocalProvider
 from tests.loop_support import job_toml, pid_alive, python_command, reconciler, run_until, submit
+from vocab import LaunchRequest, SystemClock
 
 SLEEPER = "import os, time\nopen({path!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
 

@@ -18,10 +18,10 @@ from orchestrator.loop import zones as loop_zones
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
-from providers.base import Market, Offer
 from providers.catalog import load_catalog
 from providers.sim import SimClock, SimProvider
 from tests.test_zone_evidence import _job
+from vocab import Market, Offer
 
 GB = Rates().checkpoint_gb
 

@@ -16,8 +16,8 @@ from orchestrator.core.policy.multizone_live import end_tick, observe, offer_for
 from orchestrator.research import fastsim
 from orchestrator.research.multizone_sim import run
 from orchestrator.research.traces import Trace
-from providers.base import CapacityError, EndReason, LaunchRequest, Market, Resources
 from providers.sim import SimClock, SimProvider
+from vocab import CapacityError, EndReason, LaunchRequest, Market, Resources
 
 GAP = 600.0
 NAMES = ("us-east4-a", "us-east4-b", "us-west1-a")

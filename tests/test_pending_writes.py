@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import event
 
 from orchestrator.core.model import AttemptState, AttemptView, TaskState, TaskView, Transition
+from orchestrator.core.plan.progress import progress_values
 from orchestrator.core.spec import parse_spec
 from orchestrator.loop import snapshot
 from orchestrator.loop.pending import PendingWrites, with_notes, with_progress
@@ -16,9 +17,8 @@ from orchestrator.loop.reconciler import Reconciler
 from orchestrator.loop.step_store import StepStore
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
-from orchestrator.store.observations import progress_values
-from providers.base import Market
 from providers.sim import SimClock, SimProvider
+from vocab import Market
 
 JOBS = 12
 JOB = """

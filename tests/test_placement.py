@@ -9,9 +9,9 @@ import pytest
 
 from orchestrator.core.placement import cheapest, check_placeable, markets_allowed, usable
 from orchestrator.core.spec import JobSpec, PlacementSpec, ScheduleSpec, SpecError
-from providers.base import Market, Offer, Resources
 from providers.catalog import catalog_offers, load_catalog
 from tests.test_spec import GOOD, SOURCE, edit, parse
+from vocab import Market, Offer, Resources
 
 
 def catalog(resources: Resources, regions: tuple[str, ...] = ()) -> list[Offer]:

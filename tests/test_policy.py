@@ -10,7 +10,7 @@ import pytest
 from orchestrator.core.policy import Choice, Situation, get_policy, has_policy, policy_names, register
 from orchestrator.core.policy.simple import past_point_of_no_return
 from orchestrator.research import fastsim
-from providers.base import Market
+from vocab import Market
 
 TICK = 1 / 6  # ten minutes, as in the paper's traces
 

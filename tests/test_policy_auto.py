@@ -11,7 +11,7 @@ from orchestrator.core.policy import Choice, Situation, SpotHistory, get_policy
 from orchestrator.core.policy import market_model as mm
 from orchestrator.core.policy.planner import grid_for
 from orchestrator.research import fastsim
-from providers.base import Market
+from vocab import Market
 
 STEP = mm.STEP_H
 auto = get_policy("auto")

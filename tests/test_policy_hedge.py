@@ -18,7 +18,7 @@ from orchestrator.core.policy.multizone_base import MultiSituation, Zone, ZoneSe
 from orchestrator.core.policy.multizone_plan import ValuePlans
 from orchestrator.core.policy.planner import grid_for
 from orchestrator.core.policy.simple import uniform_progress
-from providers.base import Market
+from vocab import Market
 
 TICK = 1 / 6
 ZONES = (Zone("us-east-1f", "us-east-1"), Zone("us-east-1c", "us-east-1"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench._scale_storage import Counter, SlowStorage
-from orchestrator.checkpoint import StorageError
-from orchestrator.checkpoint.heartbeat import Heartbeat, write_heartbeat
-from orchestrator.checkpoint.manifest import Manifest, manifest_key
+from orchestrator.job.checkpoint import StorageError
+from orchestrator.job.checkpoint.heartbeat import Heartbeat, write_heartbeat
+from orchestrator.job.checkpoint.manifest import Manifest, manifest_key
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.progress_reads import ProgressReads, Want
 

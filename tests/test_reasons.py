@@ -11,7 +11,7 @@ from bench._dst_run import run_seed
 from orchestrator.core.policy.base import Choice, Situation
 from orchestrator.core.reasons import market_reason, switch_reason, workers_reason
 from orchestrator.store import Store
-from providers.base import Market
+from vocab import Market
 
 
 def situation(**kw: object) -> Situation:

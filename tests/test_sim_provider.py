@@ -7,18 +7,9 @@ import dataclasses
 import pytest
 
 from orchestrator.research.traces import Trace
-from providers.base import (
-    CapacityError,
-    EndReason,
-    InstanceState,
-    LaunchRequest,
-    Market,
-    Offer,
-    PermanentError,
-    Provider,
-    Resources,
-)
+from providers.base import Provider
 from providers.sim import SimClock, SimProvider
+from vocab import CapacityError, EndReason, InstanceState, LaunchRequest, Market, Offer, PermanentError, Resources
 
 GAP = 600.0
 T0 = 1_000_000.0

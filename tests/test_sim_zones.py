@@ -10,8 +10,8 @@ import pytest
 from orchestrator.core.spec import parse_spec
 from orchestrator.research.traces import Trace, TraceError
 from orchestrator.simulate import simulate_job, zone_regions, zone_traces
-from providers.base import Market, Resources
 from providers.sim import SimClock, SimProvider
+from vocab import Market, Resources
 
 JOB = """
 name = "zones"

@@ -24,11 +24,11 @@ from orchestrator.core.spec import (
     RetrySpec,
     ScheduleSpec,
     SpecError,
-    load_spec,
     parse_spec,
     spec_from_dict,
 )
-from providers.base import Resources
+from orchestrator.job_files import load_spec
+from vocab import Resources
 
 SUBMITTED = dt.datetime(2026, 11, 28, tzinfo=dt.UTC).timestamp()
 DEADLINE = dt.datetime(2026, 12, 4, 18, tzinfo=dt.UTC).timestamp()

@@ -28,7 +28,7 @@ from orchestrator.core.spec import (
     ScheduleSpec,
 )
 from orchestrator.core.spec_docs import rewrite, table
-from providers.base import Resources
+from vocab import Resources
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "job-spec.md"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.spec import MAX_SPEC_BYTES, SpecError, load_spec, parse_spec
+from orchestrator.core.spec import MAX_SPEC_BYTES, SpecError, parse_spec
+from orchestrator.job_files import load_spec
 
 SUBMITTED = dt.datetime(2026, 11, 28, tzinfo=dt.UTC).timestamp()
 SOURCE = "job.toml"

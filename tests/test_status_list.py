@@ -15,7 +15,7 @@ from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store
 from orchestrator.store.job_list import JobFilter, like_pattern
 from orchestrator.store.tables import TaskRow
-from providers.base import Resources
+from vocab import Resources
 
 
 def spec(name: str = "j", shards: int = 1) -> JobSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.checkpoint.s3 import S3Storage
+from orchestrator.job.checkpoint.s3 import S3Storage
 
 
 def test_s3_storages_share_one_client_until_the_chain_changes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,12 +12,12 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.core.model import AttemptState, IllegalTransition, Outcome, TaskState, TaskView, Transition
+from orchestrator.core.plan.progress import progress_values
 from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
-from orchestrator.store.observations import progress_values
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, TaskRow
-from providers.base import Billing, Market, Offer, Resources
+from vocab import Billing, Market, Offer, Resources
 
 CK = "file:///tmp/orch-ck/job"
 

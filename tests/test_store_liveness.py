@@ -6,7 +6,7 @@ from __future__ import annotations
 from orchestrator.core.spec import JobSpec, ScheduleSpec
 from orchestrator.store import Store
 from orchestrator.store.job_list import JobFilter
-from providers.base import Resources
+from vocab import Resources
 
 SPEC = JobSpec(name="j", command=("true",), resources=Resources(gpus=("V100",)),
                schedule=ScheduleSpec(estimated_hours=1.0, policy="greedy"))

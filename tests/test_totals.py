@@ -12,7 +12,7 @@ from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskStat
 from orchestrator.core.spec import parse_spec
 from orchestrator.core.status import measured_overhead_hours, remaining_usd
 from orchestrator.core.totals import JobTotals
-from providers.base import Market
+from vocab import Market
 
 SHARDS = 12
 SPEC = parse_spec(f"""

@@ -14,7 +14,7 @@ from orchestrator.core.spec import ArraySpec, JobSpec, ScheduleSpec
 from orchestrator.store import Store
 from orchestrator.store.tables import EventRow, TaskRow
 from orchestrator.store.views import EventView
-from providers.base import Resources
+from vocab import Resources
 
 # The shortest legal way from pending to each state (the store has no "set state" on purpose).
 PATH_TO: dict[TaskState, tuple[str, ...]] = {

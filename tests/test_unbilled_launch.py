@@ -15,10 +15,10 @@ from orchestrator.core.model import AttemptState, Outcome, TaskState
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from providers.base import Abilities, EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources
 from providers.local.provider import LocalProvider
 from tests.http_fake import ManualClock
 from tests.loop_support import job_toml, python_command, reconciler, submit
+from vocab import Abilities, EndReason, Instance, InstanceState, LaunchRequest, Notice, Offer, Resources
 
 
 def _submit_with_command(store: Store, path: Path, home: Path, command: tuple[str, ...]) -> str:

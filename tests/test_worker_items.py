@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.item_records import ItemCounts
+from orchestrator.job.item_records import ItemCounts
+from orchestrator.job.worker import ItemsConfigError, MemoryItemSource, is_out_of_memory, items
 from orchestrator.store import Store
 from orchestrator.store.item_source import SqlItemSource, worker_environment
 from orchestrator.store.items import ItemStore
-from orchestrator.worker import ItemsConfigError, MemoryItemSource, is_out_of_memory, items
 from tests.test_items_store import campaign
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,7 +146,7 @@ def test_an_out_of_memory_item_waits_for_a_worker_with_more_memory(store: Store)
 
 WORKER = """
 import sys, time
-from orchestrator import worker as orch
+from orchestrator.job import worker as orch
 for item in orch.items(chunk=3):
     time.sleep(0.05)
     item.done(item.index)
@@ -181,3 +181,17 @@ def test_only_local_workers_are_given_the_database_url() -> None:
         "ORCH_ITEMS_URL": url, "ORCH_GPU_MEMORY_GB": "16"}
     for cloud in ("aws", "gcp", "kubernetes", "sim"):
         assert worker_environment(url, provider=cloud, gpu_memory_gb=16.0) == {}
+
+
+def test_a_worker_without_the_control_plane_installed_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job side never imports the store: orch's database source comes from an entry point, and a job
+    image that lacks it is told so in one line."""
+    import importlib
+    import importlib.metadata
+
+    items_module = importlib.import_module("orchestrator.job.worker.items")
+
+    assert items_module.database_source("sqlite://").__name__ == "SqlItemSource"
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: ())
+    with pytest.raises(ItemsConfigError, match=r"orch\.item_sources"):
+        items_module.source_from_env({"ORCH_ITEMS_URL": "sqlite://", "ORCH_JOB_ID": "j", "ORCH_ATTEMPT_ID": "a"})

@@ -19,8 +19,9 @@ from orchestrator.loop.zones import ZoneEvidence
 from orchestrator.research.traces import Trace
 from orchestrator.store import Store
 from orchestrator.store.repo import new_id
-from providers.base import Market, Offer, Resources, ZoneSignal, zone_signals
+from providers.base import zone_signals
 from providers.sim import SimClock, SimProvider
+from vocab import Market, Offer, Resources, ZoneSignal
 
 GAP = 600.0
 EAST, WEST = "us-east4-a", "us-west1-a"

@@ -29,8 +29,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.checkpoint import INTERRUPTED_EXIT_CODE, Checkpointer
-from orchestrator.checkpoint.filestore import write_atomic
+from orchestrator.job.checkpoint import INTERRUPTED_EXIT_CODE, Checkpointer
+from orchestrator.job.checkpoint.filestore import write_atomic
 
 HEADER = "id\tlength\tscore\tplddt"
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from fold import fold  # the same deterministic stand-in for a model's forward pass
 
-from orchestrator import worker as orch
-from orchestrator.checkpoint import INTERRUPTED_EXIT_CODE
+from orchestrator.job import worker as orch
+from orchestrator.job.checkpoint import INTERRUPTED_EXIT_CODE
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

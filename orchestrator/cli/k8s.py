@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
     from orchestrator.core.spec import JobSpec
-    from providers.base import Offer, Provider
+    from providers.base import Provider
+    from vocab import Offer
 
 
 def run_kubernetes_controller(args: argparse.Namespace) -> int:
@@ -32,8 +33,8 @@ def run_kubernetes_controller(args: argparse.Namespace) -> int:
     from orchestrator.k8s.store_backend import StoreBackend
     from orchestrator.loop.reconciler import Reconciler
     from orchestrator.store import orch_home
-    from providers.base import SystemClock
     from providers.kubernetes.provider import KubernetesProvider
+    from vocab import SystemClock
 
     clock = SystemClock()
     api = cluster_api_client()

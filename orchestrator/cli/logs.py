@@ -68,7 +68,8 @@ def header(a: AttemptView) -> str:
 
 def read_log(providers: dict[str, Provider], a: AttemptView, job_id: str) -> str | None:
     """The attempt's output so far; None when its provider keeps no log (or it never got an instance)."""
-    from providers.base import Instance, InstanceState, LogSource, Market
+    from providers.base import LogSource
+    from vocab import Instance, InstanceState, Market
 
     provider = providers.get(a.provider)
     if a.instance_id is None or not isinstance(provider, LogSource):

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["agent"]:
-        from orchestrator import agent
+        from orchestrator.job import agent
 
         return agent.main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -80,7 +80,7 @@ def user_error(exc: Exception) -> tuple[str, int] | None:
     its errors can have been raised, so this costs nothing, and `orch --help` does not load them.
     """
     from orchestrator.core.spec import SpecError
-    from providers.base import ProviderError
+    from vocab import ProviderError
 
     if isinstance(exc, SpecError):
         return str(exc), EXIT_USAGE
@@ -286,7 +286,7 @@ def cancel_one(store: Store, job_id: str) -> None:
     from orchestrator.cli.wiring import build_providers
     from orchestrator.core.model import job_state
     from orchestrator.loop.reconciler import Reconciler
-    from providers.base import SystemClock
+    from vocab import SystemClock
 
     job = store.job(job_id)
     assert job is not None  # resolved by the caller; jobs are never deleted
@@ -342,7 +342,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
     from orchestrator.cli.campaign_items import controller_items
     from orchestrator.cli.wiring import build_providers, controller_executor, open_store
     from orchestrator.loop.reconciler import Reconciler
-    from providers.base import SystemClock
+    from vocab import SystemClock
 
     store = open_store()
     clock = SystemClock()
@@ -374,7 +374,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from orchestrator.cli import render
     from orchestrator.core.policy import has_policy
-    from orchestrator.core.spec import load_spec
+    from orchestrator.job_files import load_spec
     from orchestrator.research.traces import TraceError, load_trace
     from orchestrator.simulate import simulate_job, zone_regions, zone_traces
 

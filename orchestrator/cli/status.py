@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from orchestrator.core.status import JobStatus
     from orchestrator.store import Store
     from orchestrator.store.views import EventView, JobView
-    from providers.base import Offer
+    from vocab import Offer
 
 DEFAULT_LIMIT = 50
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.5, 3600.0
@@ -98,7 +98,7 @@ def terminal_width() -> int | None:
 def _offers(job: JobView, cache: dict[str, list[Offer]]) -> list[Offer]:
     """Current offers for an unfinished job's resources, asked once per distinct placement."""
     from orchestrator.cli.wiring import build_providers
-    from providers.base import ProviderError
+    from vocab import ProviderError
 
     spec = job.spec
     key = json.dumps([spec.placement.providers, spec.placement.regions, spec.placement.options,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from orchestrator.core.spec import JobSpec
     from orchestrator.loop.reconciler import Reconciler
     from orchestrator.store import Store
-    from providers.base import Offer
+    from vocab import Offer
 
 
 def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
@@ -33,9 +33,11 @@ def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
     from orchestrator.cli.wiring import build_providers, known_providers
     from orchestrator.core.placement import check_placeable
     from orchestrator.core.policy import has_policy
-    from orchestrator.core.spec import SpecError, check_gang_providers, load_spec
-    from providers.base import ChecksOptions, PermanentError
+    from orchestrator.core.spec import SpecError, check_gang_providers
+    from orchestrator.job_files import load_spec
+    from providers.base import ChecksOptions
     from providers.catalog import load_catalog
+    from vocab import PermanentError
 
     spec = load_spec(path, submitted_at=now, policies=has_policy)
     unknown = [p for p in spec.placement.providers if p not in known_providers()]
@@ -93,7 +95,7 @@ def estimate(spec: JobSpec, offers: Sequence[Offer]) -> dict[str, Estimate]:
     instance), as the budget check at submit and `on_demand_only_usd` in the status count them.
     """
     from orchestrator.core.placement import cheapest
-    from providers.base import Market
+    from vocab import Market
 
     shards = spec.array.shards if spec.array else 1
     hours = spec.schedule.estimated_hours + shards * spec.schedule.restart_overhead_hours
@@ -109,7 +111,7 @@ def estimate(spec: JobSpec, offers: Sequence[Offer]) -> dict[str, Estimate]:
 def budget_warning(spec: JobSpec, estimates: dict[str, Estimate]) -> str | None:
     """A warning when the budget cannot pay for the work on on-demand, which the deadline may require."""
     from orchestrator.core.placement import markets_allowed
-    from providers.base import Market
+    from vocab import Market
 
     budget, on_demand = spec.schedule.budget_usd, estimates.get(str(Market.ON_DEMAND))
     if budget is None or on_demand is None or Market.ON_DEMAND not in markets_allowed(spec):
@@ -133,7 +135,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
         return submit_gpujob(args.file, args.namespace)
     from orchestrator.cli.wiring import open_store
-    from orchestrator.core.spec import load_items_of
+    from orchestrator.job_files import load_items_of
     from orchestrator.store import orch_home
     from orchestrator.store.repo import new_id
 
@@ -192,7 +194,7 @@ def wait(store: Store, job_id: str, spec: JobSpec, *, tick: float, quiet: bool) 
     from orchestrator.cli.campaign_items import controller_items
     from orchestrator.cli.wiring import build_providers
     from orchestrator.loop.reconciler import Reconciler
-    from providers.base import SystemClock
+    from vocab import SystemClock
 
     clock = SystemClock()
     providers = build_providers(spec.placement.providers, clock=clock)

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 from orchestrator.extras import missing_extra
 from orchestrator.store import Store, database_url, make_engine, orch_home
 from orchestrator.store.engine import ensure_schema
-from providers.base import Clock, PermanentError, Provider, ProviderError, SystemClock
+from providers.base import Provider
+from vocab import Clock, PermanentError, ProviderError, SystemClock
 
 if TYPE_CHECKING:
     from orchestrator.loop.executor import Executor
 
-AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "orchestrator.agent")
+AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "orchestrator.job.agent")
 
 
 def open_store(*, auto_upgrade: bool | None = None) -> Store:

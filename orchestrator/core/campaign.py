@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.core.cost import money
-from orchestrator.core.item_records import ItemCounts, QuarantinedItem
 from orchestrator.core.status import JobStatus
+from orchestrator.job.item_records import ItemCounts, QuarantinedItem
 
 __all__ = ["RATE_WINDOW_S", "CampaignStatus", "campaign_status"]
 

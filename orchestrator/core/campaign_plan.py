@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from orchestrator.core.campaign_zones import ZoneAges, hold_back, spot_zones_for_new_worker
-from orchestrator.core.item_records import ItemCounts
-from providers.base import Market, Offer
+from orchestrator.job.item_records import ItemCounts
+from vocab import Market, Offer
 
 
 @dataclass

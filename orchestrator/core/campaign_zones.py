@@ -33,7 +33,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from providers.base import Market, Offer
+from vocab import Market, Offer
 
 # A zone's spot must have been up this many restart overheads before a new worker pays one there.
 SETTLE_OVERHEADS = 2.5

@@ -28,7 +28,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from orchestrator.core.model import AttemptState, AttemptView, NodeSpan, Outcome, TaskState
 from orchestrator.core.spec import JobSpec
-from providers.base import Billing, Market, Offer
+from vocab import Billing, Market, Offer
 
 # Dollars in JSON keep four decimals: a campaign's cost per item is a fraction of a cent.
 JSON_DECIMALS = 4

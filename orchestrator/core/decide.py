@@ -16,7 +16,7 @@ from orchestrator.core.policy import Choice, Situation, get_policy
 from orchestrator.core.policy.multizone_base import Placement
 from orchestrator.core.reasons import market_reason, switch_reason
 from orchestrator.core.spec import JobSpec
-from providers.base import EndReason, Instance, Market, NoticeKind, Offer
+from vocab import EndReason, Instance, Market, NoticeKind, Offer
 
 # Exit statuses of a job stopped by a signal (143 = 128 + SIGTERM, the SDK's; 137 = SIGKILL after the grace).
 CANCEL_EXIT_CODES = frozenset({130, 137, 143})

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from providers.base import Instance, Market
+from vocab import Instance, Market
 
 
 class TaskState(StrEnum):

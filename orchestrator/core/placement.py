@@ -9,7 +9,7 @@ from orchestrator.core.cost import idle_price_of
 from orchestrator.core.policy.multizone_base import Zone
 from orchestrator.core.policy.multizone_live import zones_of
 from orchestrator.core.spec import JobSpec, SpecError
-from providers.base import Market, Offer
+from vocab import Market, Offer
 
 
 def usable(offers: Iterable[Offer], market: Market, avoid: Mapping[str, float], now: float) -> list[Offer]:

@@ -9,7 +9,7 @@ it changes ("1 of 4 slots: the deadline needs 1"). The figures are the ones the 
 from __future__ import annotations
 
 from orchestrator.core.policy.base import Choice, Situation
-from providers.base import Market
+from vocab import Market
 
 
 def _slack_h(s: Situation) -> float | None:

@@ -7,9 +7,9 @@ work cannot meet, a policy beside a fixed market, a campaign's keys) follow here
 are what the rest of orch uses: frozen dataclasses, light to import, rebuilt from the stored JSON by
 `spec_from_dict` without validating again, so `orch status` never loads pydantic.
 
-Nothing here reads the clock; the submission time is passed in so that a relative deadline resolves
-the same way in the live loop, the simulator and the tests. `load_spec` reads the one file it is
-given, bounded (`providers.bounded_read`); everything else takes text or a decoded document.
+Nothing here reads the clock or a file: the submission time is passed in so that a relative deadline
+resolves the same way in the live loop, the simulator and the tests, and the job file and a campaign's
+items file are read by `orchestrator.job_files`; everything here takes text or a decoded document.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.core.items_input import ParsedItem, format_for, load_items
 from orchestrator.core.spec_limits import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_RESTART_OVERHEAD_HOURS,
@@ -35,8 +33,8 @@ from orchestrator.core.spec_limits import (
     nul_path,
     show,
 )
-from providers.base import Resources
-from providers.bounded_read import FileRefused, display, read_bounded_text
+from orchestrator.job.items_format import format_for
+from vocab import Resources
 
 if TYPE_CHECKING:
     from orchestrator.core.spec_model import ArrayFile, ScheduleFile
@@ -44,7 +42,7 @@ if TYPE_CHECKING:
 # The bounds and the vocabulary live in spec_limits, shared with the models; named here as well.
 __all__ = ["MARKETS", "MAX_HOURS", "MAX_RESTART_OVERHEAD_HOURS", "MAX_SPEC_BYTES", "ArraySpec", "CheckpointSpec",
            "GangSpec", "JobSpec", "PlacementSpec", "RetrySpec", "ScheduleSpec", "SpecError", "check_gang_providers",
-           "load_items_of", "load_spec", "parse_spec", "parse_spec_dict", "spec_from_dict"]
+           "parse_spec", "parse_spec_dict", "spec_from_dict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,35 +361,6 @@ def _campaign(source: str, a: ArrayFile) -> ArraySpec:
     # Until the items file is read, one nominal item per worker slot: the deadline check sees each
     # slot's share of the work, which is what the campaign's slots will each do.
     return ArraySpec(count=workers, shard_size=1, items=a.items, format=a.format, output=a.output, workers=workers)
-
-
-def load_items_of(spec: JobSpec, job_file: str | Path) -> tuple[JobSpec, list[ParsedItem]]:
-    """Read a campaign's items file (a relative path is from the job file's folder): the spec with
-    the resolved path and the item count, and the items. Every problem is a `SpecError` on
-    `array.items` whose message names the items file and line; nothing is stored before this passed."""
-    array = spec.array
-    if array is None or array.items is None:
-        return spec, []
-    path = Path(job_file).resolve().parent / array.items
-    try:
-        items = load_items(str(path), format_for(array.items, array.format), source=display(array.items))
-    except ValueError as exc:  # ItemsError included
-        raise SpecError(display(job_file), "array.items", str(exc)) from None
-    return replace(spec, array=replace(array, items=str(path)).with_item_count(len(items))), items
-
-
-def load_spec(path: str | Path, *, submitted_at: float, policies: Callable[[str], bool] | None = None) -> JobSpec:
-    """Read and parse a job file; a missing, unreadable, special or oversized file is a `SpecError` too.
-
-    A job file is a few hundred bytes: anything past `MAX_SPEC_BYTES` (1 MiB) is a mistake, such as
-    `orch submit /dev/zero` or a data file named by accident, and is refused without reading it all.
-    """
-    source = display(path)
-    try:
-        text = read_bounded_text(path, MAX_SPEC_BYTES)
-    except FileRefused as exc:
-        raise SpecError(source, "", f"cannot read the file: {exc}" if exc.unreadable else str(exc)) from None
-    return parse_spec(text, source=source, submitted_at=submitted_at, policies=policies)
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:

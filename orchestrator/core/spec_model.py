@@ -60,7 +60,7 @@ from orchestrator.core.spec_limits import (
     key_text,
     show,
 )
-from providers.base import ARCHITECTURES
+from vocab import ARCHITECTURES
 
 # --- one refusal, one line ------------------------------------------------------------------------
 

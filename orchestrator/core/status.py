@@ -13,7 +13,7 @@ from typing import Any
 from orchestrator.core.cost import JobCost, gang_hourly, hourly_price, idle_price_of, job_cost, money
 from orchestrator.core.model import AttemptState, AttemptView, TaskView, job_state
 from orchestrator.core.spec import JobSpec
-from providers.base import Market, Offer
+from vocab import Market, Offer
 
 
 def task_work_hours(spec: JobSpec, task: TaskView) -> float:

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrator.core.item_records import ItemCounts
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.spec import JobSpec
+from orchestrator.job.item_records import ItemCounts
+from orchestrator.job.items_format import ParsedItem
 
 # .status.phase values, Kubernetes-style CamelCase (the store backend maps job states onto them).
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled", "BudgetExceeded"})

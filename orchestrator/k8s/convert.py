@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from orchestrator.core.items_input import ParsedItem
-from orchestrator.core.spec import JobSpec, SpecError, load_items_of, parse_spec, parse_spec_dict
+from orchestrator.core.spec import JobSpec, SpecError, parse_spec, parse_spec_dict
+from orchestrator.job.items_format import ParsedItem
+from orchestrator.job_files import load_items_of
 from orchestrator.k8s.crd import API_VERSION, KIND
 from orchestrator.k8s.gpujob_items import (
     ITEM_LIST,

@@ -11,7 +11,7 @@ controller has no such file. It gives the items instead:
   `binaryData`. A ConfigMap holds at most 1 MiB.
 
 Either way the text goes through the very reader `orch submit` uses for a file
-(`orchestrator.core.items_input.parse_items`), with the same limits; a problem is one `SpecError`
+(`orchestrator.job.items_format.parse_items`), with the same limits; a problem is one `SpecError`
 naming the GpuJob, the field and the problem (with the line or entry), and the controller stores
 nothing. A ConfigMap that does not exist yet is `ItemsNotReady` (the GpuJob waits for it, as a pod
 waits for a ConfigMap it mounts), not an error: `kubectl apply -f dir/` may create it second.
@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.core.items_input import FORMATS, ItemsError, ParsedItem, format_for, parse_items
 from orchestrator.core.spec import SpecError
+from orchestrator.job.items_format import FORMATS, ItemsError, ParsedItem, format_for, parse_items
 
 __all__ = ["ITEMS_FROM", "ITEM_LIST", "MAX_INLINE_ITEMS", "ConfigMapData", "GpuJobItems", "ItemsNotReady",
            "read_gpujob_items", "split_items_fields"]

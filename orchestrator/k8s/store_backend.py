@@ -10,17 +10,17 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.model import AttemptState, AttemptView
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import JobStatus, job_status
+from orchestrator.job.items_format import ParsedItem
 from orchestrator.k8s.backend import GpuJobStatus, UnknownJob
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
 from orchestrator.store.items import ItemStore
 from orchestrator.store.repo import new_id
 from orchestrator.store.views import JobView
-from providers.base import Market, Offer
+from vocab import Market, Offer
 
 # A job whose live attempts all wait for capacity (a pod without a node, an image being pulled).
 LAUNCHING = "Launching"

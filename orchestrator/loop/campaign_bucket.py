@@ -2,7 +2,7 @@
 
 A campaign whose workers cannot reach the controller (docs/campaigns.md, "Cloud instances") talks
 through objects under its checkpoint URI (`items_uri`), laid out by
-`orchestrator.worker.bucket_source`. Each tick, for every such campaign, `BucketPump.pump` lists the
+`orchestrator.job.worker.bucket_source`. Each tick, for every such campaign, `BucketPump.pump` lists the
 pending requests (one LIST: applied requests are deleted, so the listing holds only what is new) and,
 per worker in stamp order, checks the request's token, applies it to `ItemStore` exactly as the item
 service would, writes the answer if the call has one, and deletes the request.
@@ -25,9 +25,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from orchestrator.checkpoint.conditional import ConditionalObjects, open_conditional, result_key
-from orchestrator.checkpoint.storage import StorageError
 from orchestrator.core.model import AttemptState, AttemptView
+from orchestrator.job.checkpoint.conditional import ConditionalObjects, open_conditional, result_key
+from orchestrator.job.checkpoint.storage import StorageError
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.store.item_service import lease_record
 from orchestrator.store.item_source import ItemEndpoint, attempt_token, items_uri

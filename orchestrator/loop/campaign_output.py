@@ -13,7 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from orchestrator.checkpoint.storage import StorageError, open_storage
+from orchestrator.job.checkpoint.storage import StorageError, open_storage
 from orchestrator.store.items import ItemStore
 
 

@@ -29,7 +29,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from providers.base import Instance, LaunchRequest, Notice, Offer, Provider, Resources, TransientError
+from providers.base import Provider, zone_signals
+from vocab import Instance, LaunchRequest, Notice, Offer, Resources, TransientError, ZoneSignal
 
 T = TypeVar("T")
 
@@ -182,8 +183,8 @@ def _outcome(fn: Callable[[], T]) -> T | Exception:
 class TimedProvider:
     """A provider whose protocol calls are bounded by the executor's timeout.
 
-    Everything else (its `abilities`, `share_capacity`, settings) passes
-    through unchanged, so the loop cannot tell the wrapper from the provider except by its patience.
+    Its `abilities` are the provider's; the optional protocols the loop uses are answered here, typed
+    (zone signals, bounded like the rest); anything else is the provider's own business (`inner`).
     """
 
     def __init__(self, inner: Provider, executor: Executor) -> None:
@@ -208,5 +209,9 @@ class TimedProvider:
     def notices(self) -> list[Notice]:
         return self._executor.call(self._inner.notices, f"{self.name} notices")
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    def zone_signals(self, offers: Sequence[Offer]) -> Mapping[str, ZoneSignal]:
+        return zone_signals(self._inner, offers)  # bounded by its caller (`loop.zones`), as one call
+
+    @property
+    def inner(self) -> Provider:
+        return self._inner

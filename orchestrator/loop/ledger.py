@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from orchestrator.core.model import AttemptView, Outcome
 from orchestrator.store import Store
-from providers.base import Instance
+from vocab import Instance
+
+if TYPE_CHECKING:
+    from orchestrator.loop.observation import Observation
+    from orchestrator.loop.snapshot import JobSnapshot
 
 log = logging.getLogger("orch.reconciler")
+GUESS_WATCH_S = 7200.0  # a guessed end is watched this long (EC2 lists a terminated instance about an hour)
 SETTLE_TOLERANCE_S = 0.5  # below this an end is already the cloud's (float round trips)
 # Ends the loop records before the cloud has said when: on a notice (at its deadline), or lost (at the
 # tick whose listing missed the instance past its grace).
@@ -56,3 +62,26 @@ def reaped(store: Store, attempt: AttemptView, now: float) -> None:
     """An instance whose attempt had ended ran on until the reaper terminated it now: billed to now."""
     if attempt.ended_at is not None and attempt.ended_at < now - SETTLE_TOLERANCE_S and not attempt.unbilled:
         store.settle_end(attempt, now, now, why="its instance ran on until the reaper stopped it")
+
+
+def settle_tick(store: Store, obs: Observation, snapshots: Mapping[str, JobSnapshot], guessed: Mapping[str, float],
+                now: float) -> tuple[dict[str, float], set[str]]:
+    """`settle_ends` for one tick's listing: the held jobs' ended attempts, and those this controller ended
+    on a guess lately (`guessed`: attempt id -> when), whose job may have finished since (read from the
+    store). Returns the guesses still watched and the held jobs whose attempts moved."""
+    watched = {a: at for a, at in guessed.items() if now - at < GUESS_WATCH_S}
+    if all(inst.alive for _, inst in obs.seen):
+        return watched, set()
+    by_id = {a.id: (job_id, a) for job_id, snap in snapshots.items() for t in snap.tasks
+             for a in snap.attempts_of(t.id) if not a.live}
+    attempts = {k: a for k, (_, a) in by_id.items()}
+    for _, inst in obs.seen:
+        aid = inst.attempt_id
+        if aid is not None and aid in watched and aid not in attempts and not inst.alive:
+            found = store.attempt(aid)
+            if found is not None:
+                attempts[aid] = found
+    moved = settle_ends(store, (i for _, i in obs.seen), attempts, now)
+    for aid in moved:
+        watched.pop(aid, None)
+    return watched, {by_id[a][0] for a in moved if a in by_id}

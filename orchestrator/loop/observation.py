@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from providers.base import Instance, Notice
+from vocab import Instance, Notice
 
 
 @dataclass

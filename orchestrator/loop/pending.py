@@ -64,7 +64,7 @@ _ATTEMPT_AT = {name: i for i, name in enumerate(_ATTEMPT_FIELDS)}
 
 
 def with_progress(task: TaskView, values: Mapping[str, float]) -> TaskView:
-    """The task as the snapshot holds it once `values` (`store.observations.progress_values`) are written."""
+    """The task as the snapshot holds it once `values` (`core.plan.progress.progress_values`) are written."""
     fields: list[Any] = list(_task_values(task))
     for name in TASK_PROGRESS.intersection(values):
         fields[_TASK_AT[name]] = values[name]

@@ -24,13 +24,19 @@ first at the next tick.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
-from orchestrator.checkpoint import Heartbeat, Manifest, Storage, read_heartbeat
+from orchestrator.core.model import AttemptState
+from orchestrator.job.checkpoint import Heartbeat, Manifest, Storage, read_heartbeat
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.task_facts import newest_manifest_of
+
+if TYPE_CHECKING:
+    from orchestrator.loop.observation import Observation
+    from orchestrator.loop.snapshot import JobSnapshot
 
 log = logging.getLogger("orch.reconciler")
 PER_TICK = 256
@@ -119,3 +125,17 @@ class ProgressReads:
                 and held.manifest.seq == hb.newest_checkpoint):
             return Read(now, hb, held.manifest), 1  # no newer checkpoint than the one in hand
         return Read(now, hb, newest_manifest_of(store, hb)), 2
+
+
+def wanted(obs: Observation, snapshots: Mapping[str, JobSnapshot]) -> list[Want]:
+    """The running attempts whose heartbeat and manifest this tick may read (those whose provider reports
+    progress itself need none)."""
+    out = []
+    for snap in snapshots.values():
+        for t in snap.tasks:
+            a = snap.live_attempt(t.id)
+            inst = obs.instances.get(a.id) if a is not None else None
+            if a is None or inst is None or inst.progress is not None or a.state is not AttemptState.RUNNING:
+                continue
+            out.append(Want(a.id, t.id, t.checkpoint_uri, a.number, ended=not inst.alive))
+    return out

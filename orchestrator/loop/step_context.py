@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.loop.zones import ZoneContext
-from providers.base import Offer
+from vocab import Offer
 
 if TYPE_CHECKING:
     from orchestrator.core.policy.base import SpotHistory

@@ -3,7 +3,7 @@
 Two rules hold for every state change a step makes (a transition, an attempt begun, started or ended):
 the task's observations held for the tick's end (`loop.pending`) are written first, so the change
 never lands beside an older progress; and the step notes that it wrote, so its task is read again
-into the snapshot afterwards (`TaskWorker.wrote`). Before, two `__getattr__` proxies cast to `Store`
+into the snapshot afterwards (`TaskStep.wrote`). Before, two `__getattr__` proxies cast to `Store`
 applied these by method name, and mypy checked nothing through them.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.core.model import AttemptView, Outcome, TaskView, Transition
 from orchestrator.loop.pending import PendingWrites
 from orchestrator.store import Store
-from providers.base import Offer
+from vocab import Offer
 
 
 class StepStore:

@@ -1,5 +1,5 @@
-"""What a task step reads and asks of providers and checkpoint storage: small facts, kept apart from the
-step itself (`reconcile_task.TaskWorker`) so that it reads as the sequence of decisions it is."""
+"""Small reads a task's step and the tick need from the store and checkpoint storage, and the campaign's
+memory from tick to tick, kept apart from the step (`reconcile_task`) and the plan (`core.plan`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestrator.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest
-from orchestrator.checkpoint.manifest import read_manifest
 from orchestrator.core.campaign_plan import (
     CampaignFacts,
     gpu_of_new_worker,
@@ -20,7 +18,9 @@ from orchestrator.core.campaign_plan import (
 )
 from orchestrator.core.campaign_zones import SETTLE_OVERHEADS, ZoneAges, observe_zones
 from orchestrator.core.model import AttemptView, Outcome
-from providers.base import Market, Offer, offer_key
+from orchestrator.job.checkpoint import Heartbeat, Manifest, Storage, StorageError, newest_manifest
+from orchestrator.job.checkpoint.manifest import read_manifest
+from vocab import Market, Offer
 
 if TYPE_CHECKING:
     from orchestrator.store import Store
@@ -33,29 +33,6 @@ def asked_to_stop(store: Store, job_id: str, attempt_id: str) -> bool:
     """Whether the loop asked this attempt's instance to stop gracefully (its `stopping` event): the one
     record that survives a controller restart, so a successor knows not to wait out the listing grace."""
     return store.has_event(job_id, "stopping", attempt_id=attempt_id)
-
-
-def draining(attempt: AttemptView, now: float) -> bool:
-    """An attempt ended on an interruption notice whose instance may still run (and save) until its deadline."""
-    return attempt.outcome is Outcome.PREEMPTED and attempt.ended_at is not None and attempt.ended_at > now
-
-
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """What one look at a live attempt's heartbeat found (all empty when nothing could be read)."""
-
-    exit_code: int | None = None
-    moved: bool = False
-    interrupted: bool = False
-    heartbeat_at: float | None = None
-    provider_progress: bool = False
-    # Nothing could be read yet (never read within the budget, or every read failed): silence cannot be
-    # judged, and "could not look" never means "not alive".
-    unread: bool = False
-
-
-def attempt_key(a: AttemptView) -> str:
-    return offer_key(a.provider, a.region, a.zone, a.instance_type, a.market)
 
 
 def newest_manifest_of(storage: Storage, hb: Heartbeat | None) -> Manifest | None:

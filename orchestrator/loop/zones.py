@@ -30,20 +30,9 @@ from orchestrator.core.policy.multizone_live import situation as zone_situation
 from orchestrator.loop.executor import Executor
 from orchestrator.loop.observation import Observation
 from orchestrator.loop.snapshot import JobSnapshot
-from providers.base import (
-    CapacityMemory,
-    Clock,
-    EndReason,
-    Instance,
-    InstanceState,
-    Market,
-    NoticeKind,
-    Offer,
-    Provider,
-    ProviderError,
-    zone_signals,
-)
+from providers.base import Provider, zone_signals
 from providers.catalog import Catalog, load_catalog
+from vocab import CapacityMemory, Clock, EndReason, Instance, InstanceState, Market, NoticeKind, Offer, ProviderError
 
 log = logging.getLogger("orch.reconciler")
 

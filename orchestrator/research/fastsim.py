@@ -29,8 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.core.policy.base import Choice, Policy, Situation, SpotHistory
-from providers.base import Billing, Market
 from providers.sim import DEFAULT_ON_DEMAND_PRICE, DEFAULT_SPOT_PRICE
+from vocab import Billing, Market
 
 # p3.2xlarge in us-west-2 as priced in the paper's simulator (`sky_spot/utils.py` COSTS): the sim
 # provider's defaults, so the fast path and the full loop price alike by construction.

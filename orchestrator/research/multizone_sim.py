@@ -35,7 +35,7 @@ from orchestrator.core.policy.multizone_base import (
     any_history,
 )
 from orchestrator.research.fastsim import Setup
-from providers.base import Market
+from vocab import Market
 
 _DONE_EPS_S = 1e-3
 

@@ -3,7 +3,7 @@
 Served by Starlette on uvicorn (the `server` extra), on a thread of the controller
 (`orch controller --kubernetes`, every replica: the items live in the shared
 store, so any replica answers for any job and a failover does not interrupt the workers). A worker
-(`orchestrator.worker.http_source.HttpItemSource`) calls
+(`orchestrator.job.worker.http_source.HttpItemSource`) calls
 
     POST /v1/jobs/<job id>/workers/<attempt id>/<op>      Authorization: Bearer <token>
 

@@ -1,5 +1,5 @@
 """How a campaign worker reaches its items: `worker_environment` (what the loop puts in an attempt's
-environment) and `SqlItemSource`, a worker's `ItemSource` (orchestrator/worker/sources.py) straight on
+environment) and `SqlItemSource`, a worker's `ItemSource` (orchestrator/job/worker/sources.py) straight on
 orch's database.
 
 Two transports, chosen per provider:
@@ -13,7 +13,7 @@ Two transports, chosen per provider:
   as that one worker of that one job and nothing else: an HMAC of the job and attempt ids under the
   controller's secret (`attempt_token`), so nothing is stored per attempt and every replica that
   shares the secret checks it the same way.
-- **The job's bucket** (ORCH_ITEMS_BUCKET + ORCH_ITEMS_TOKEN, `orchestrator.worker.bucket_source`),
+- **The job's bucket** (ORCH_ITEMS_BUCKET + ORCH_ITEMS_TOKEN, `orchestrator.job.worker.bucket_source`),
   for cloud instances whose controller has no address they could reach: requests and results as
   objects under the job's checkpoint URI, written with conditional writes, applied to the store by
   the controller each tick (`orchestrator.loop.campaign_bucket`).
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from orchestrator.core.item_records import Lease
+from orchestrator.job.item_records import Lease
 from orchestrator.store.engine import make_engine
 from orchestrator.store.items import ItemStore
 from orchestrator.store.tables import JobRow

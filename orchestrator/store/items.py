@@ -40,7 +40,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from orchestrator.core.item_records import (
+from orchestrator.job.item_records import (
     OPEN,
     WAITING,
     ItemCounts,
@@ -49,7 +49,7 @@ from orchestrator.core.item_records import (
     Lease,
     QuarantinedItem,
 )
-from orchestrator.core.items_input import ParsedItem
+from orchestrator.job.items_format import ParsedItem
 from orchestrator.store.tables import EventRow, ItemRow
 
 __all__ = ["MAX_REASONS", "MAX_RESULT_BYTES", "ItemCounts", "ItemResult", "ItemState", "ItemStore", "Lease",

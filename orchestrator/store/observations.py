@@ -15,7 +15,6 @@ from collections.abc import Mapping
 
 from sqlalchemy import Connection, Engine, bindparam, text, update
 
-from orchestrator.core.model import clamp_progress
 from orchestrator.store.tables import AttemptRow, TaskRow
 
 # The columns an observation may set (not state changes); anything else is refused, which also keeps
@@ -24,19 +23,10 @@ TASK_PROGRESS = frozenset({"progress_committed", "progress_reported"})
 ATTEMPT_NOTES = frozenset({"productive_at", "progress_end", "last_checkpoint_at"})
 
 
-def progress_values(committed: float | None, reported: float | None) -> dict[str, float]:
-    """The task columns one progress observation sets (clamped to [0, 1]; None leaves a column)."""
-    values: dict[str, float] = {}
-    if committed is not None:
-        values["progress_committed"] = clamp_progress(committed)
-    if reported is not None:
-        values["progress_reported"] = clamp_progress(reported)
-    return values
-
-
 def write_observations(engine: Engine, progress: Mapping[str, Mapping[str, float]],
                        notes: Mapping[str, Mapping[str, float]]) -> None:
-    """`progress`: task id -> task columns (`progress_values`); `notes`: attempt id -> attempt columns."""
+    """`progress`: task id -> task columns (`core.plan.progress.progress_values`); `notes`: attempt id ->
+    attempt columns."""
     if not progress and not notes:
         return
     with engine.begin() as conn:

@@ -16,7 +16,6 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.core.items_input import ParsedItem
 from orchestrator.core.model import (
     TRANSITIONS,
     AttemptState,
@@ -29,6 +28,7 @@ from orchestrator.core.model import (
     Transition,
 )
 from orchestrator.core.spec import JobSpec
+from orchestrator.job.items_format import ParsedItem
 from orchestrator.store import gang, reads
 from orchestrator.store.items import insert_items
 from orchestrator.store.job_list import EVERY_JOB, JobFilter, count_jobs, select_jobs
@@ -42,7 +42,7 @@ from orchestrator.store.views import (
     event_view,
     job_view,
 )
-from providers.base import Offer
+from vocab import Offer
 
 
 class AmbiguousJob(LookupError):

@@ -9,7 +9,7 @@ from typing import Any
 from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState, TaskView
 from orchestrator.core.spec import JobSpec, spec_from_dict
 from orchestrator.store.tables import AttemptRow, EventRow, JobRow, TaskRow
-from providers.base import Market
+from vocab import Market
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from typing import TypeVar
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, NoCredentialsError
 from botocore.parsers import ResponseParserError
 
-from providers.base import CapacityError, PermanentError, ProviderError, QuotaError, TransientError
 from providers.settings_file import RetrySettings
+from vocab import CapacityError, PermanentError, ProviderError, QuotaError, TransientError
 
 PROVIDER = "aws"
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from providers.aws.errors import error_code
 from providers.aws.launch import TAG_ATTEMPT, TAG_MANAGED, TAG_NODES, attempt_tags
-from providers.base import LaunchRequest
+from vocab import LaunchRequest
 
 # One RunInstances of this many nodes at most (the spec's own limit is 128 nodes).
 MAX_GANG_NODES = 128

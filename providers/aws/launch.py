@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from providers.aws.settings import AwsSettings, AwsSettingsError
-from providers.base import RESUME_NOT_BEFORE, LaunchRequest, Market, PermanentError
 from providers.startup import StartupRules, agent_script
+from vocab import RESUME_NOT_BEFORE, LaunchRequest, Market, PermanentError
 
 PROVIDER = "aws"
 TAG_MANAGED, TAG_JOB, TAG_TASK, TAG_ATTEMPT = "orch:managed", "orch:job", "orch:task", "orch:attempt"

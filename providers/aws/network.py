@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from providers.base import PermanentError
+from vocab import PermanentError
 
 __all__ = ["ITEM_SERVICE_GROUP", "open_item_service"]
 

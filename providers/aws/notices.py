@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from providers.aws.errors import aws_errors, error_code
-from providers.base import NoticeKind
+from vocab import NoticeKind
 
 INTERRUPTION = "EC2 Spot Instance Interruption Warning"
 REBALANCE = "EC2 Instance Rebalance Recommendation"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from providers.aws.launch import TAG_ATTEMPT, TAG_JOB, TAG_MANAGED, TAG_NODES, TAG_TASK
-from providers.base import EndReason, Instance, InstanceState, Market
+from vocab import EndReason, Instance, InstanceState, Market
 
 PROVIDER = "aws"
 MANAGED_FILTER = {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]}

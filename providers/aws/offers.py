@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from providers.base import Billing, CapacityMemory, Market, Offer, Resources
 from providers.catalog import InstanceType
+from vocab import Billing, CapacityMemory, Market, Offer, Resources
 
 PROVIDER = "aws"
 # "Linux/UNIX (Amazon VPC)" is the same product in accounts old enough to have EC2-Classic.

@@ -27,7 +27,8 @@ from providers.aws.observe import describe_managed, spot_request_ids_to_check, s
 from providers.aws.offers import OfferCache, newest_spot_prices, region_offers, spot_history, zone_offerings
 from providers.aws.settings import AwsSettings, load_aws_settings
 from providers.aws.signals import PlacementScores, price_signals
-from providers.base import (
+from providers.catalog import InstanceType, load_catalog
+from vocab import (
     Abilities,
     CapacityError,
     CapacityMemory,
@@ -42,7 +43,6 @@ from providers.base import (
     Resources,
     ZoneSignal,
 )
-from providers.catalog import InstanceType, load_catalog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from providers.base import Market, Offer, ProviderError, ZoneSignal
+from vocab import Market, Offer, ProviderError, ZoneSignal
 
 log = logging.getLogger(__name__)
 PROVIDER = "aws"

@@ -20,8 +20,8 @@ import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 
-from providers.base import CapacityError, PermanentError, ProviderError, QuotaError, TransientError
 from providers.settings_file import RetrySettings
+from vocab import CapacityError, PermanentError, ProviderError, QuotaError, TransientError
 
 PROVIDER = "gcp"
 T = TypeVar("T")

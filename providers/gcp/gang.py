@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from providers.base import LaunchRequest
 from providers.catalog import InstanceType
 from providers.gcp.launch import instance_body, instance_name
 from providers.gcp.settings import GcpSettings
+from vocab import LaunchRequest
 
 MAX_GANG_NODES = 128
 LABEL_NODES = "orch-nodes"  # on a gang's VMs: the gang's size

@@ -20,11 +20,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from providers.base import LaunchRequest, Market, PermanentError
 from providers.catalog import InstanceType
 from providers.gcp.network import WORKER_TAG
 from providers.gcp.settings import GcpSettings
 from providers.startup import StartupRules, agent_script
+from vocab import LaunchRequest, Market, PermanentError
 
 PROVIDER = "gcp"
 LABEL_MANAGED, LABEL_JOB, LABEL_TASK, LABEL_ATTEMPT = "orch-managed", "orch-job", "orch-task", "orch-attempt"

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from providers.base import EndReason, Instance, InstanceState, Market
 from providers.gcp.gang import LABEL_NODES, rank_of
 from providers.gcp.launch import (
     LABEL_ATTEMPT,
@@ -31,6 +30,7 @@ from providers.gcp.launch import (
     META_TASK,
     META_TYPE,
 )
+from vocab import EndReason, Instance, InstanceState, Market
 
 PROVIDER = "gcp"
 MANAGED_FILTER = f'labels.{LABEL_MANAGED} = "true"'

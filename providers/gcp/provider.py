@@ -19,20 +19,6 @@ from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 
-from providers.base import (
-    Abilities,
-    CapacityError,
-    CapacityMemory,
-    Clock,
-    Instance,
-    LaunchRequest,
-    Notice,
-    Offer,
-    PermanentError,
-    ProviderError,
-    Resources,
-    TransientError,
-)
 from providers.catalog import catalog_offers, load_catalog
 from providers.gcp.clients import ComputeClients
 from providers.gcp.errors import PROVIDER, call, gcp_errors, operation_error
@@ -47,6 +33,20 @@ from providers.gcp.observe import (
     zones_to_check,
 )
 from providers.gcp.settings import GcpSettings, GcpSettingsError
+from vocab import (
+    Abilities,
+    CapacityError,
+    CapacityMemory,
+    Clock,
+    Instance,
+    LaunchRequest,
+    Notice,
+    Offer,
+    PermanentError,
+    ProviderError,
+    Resources,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

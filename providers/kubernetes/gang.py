@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from providers.base import LaunchRequest
 from providers.kubernetes.pods import (
     ANN_ATTEMPT,
     LABEL_MANAGED,
@@ -23,6 +22,7 @@ from providers.kubernetes.pods import (
     label_value,
     ts,
 )
+from vocab import LaunchRequest
 
 PODGROUP_GROUP, PODGROUP_VERSION, PODGROUP_PLURAL = "scheduling.x-k8s.io", "v1alpha1", "podgroups"
 LABEL_POD_GROUP = "scheduling.x-k8s.io/pod-group"  # what the coscheduling plugin reads on a pod

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from providers.base import EndReason, Instance, InstanceState, LaunchRequest, Market, Notice, NoticeKind
+from vocab import EndReason, Instance, InstanceState, LaunchRequest, Market, Notice, NoticeKind
 
 PROVIDER = "kubernetes"
 LABEL_MANAGED = "orch.dev/managed"

@@ -18,22 +18,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from providers.base import (
-    Abilities,
-    Billing,
-    Clock,
-    Instance,
-    LaunchRequest,
-    Market,
-    Notice,
-    Offer,
-    PermanentError,
-    ProviderError,
-    QuotaError,
-    Resources,
-    SystemClock,
-    TransientError,
-)
 from providers.catalog import load_catalog
 from providers.kubernetes.gang import (
     MAX_GANG_NODES,
@@ -59,6 +43,22 @@ from providers.kubernetes.pods import (
     read_notice,
     read_pod,
     started,
+)
+from vocab import (
+    Abilities,
+    Billing,
+    Clock,
+    Instance,
+    LaunchRequest,
+    Market,
+    Notice,
+    Offer,
+    PermanentError,
+    ProviderError,
+    QuotaError,
+    Resources,
+    SystemClock,
+    TransientError,
 )
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from providers.base import LaunchRequest, PermanentError
 from providers.local.records import instance_id_for, read_json, write_json
+from vocab import LaunchRequest, PermanentError
 
 # The spec's limit; processes on one machine, so mostly for examples and tests.
 MAX_GANG_NODES = 128

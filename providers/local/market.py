@@ -36,9 +36,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from providers.base import PermanentError
 from providers.bounded_read import MIB, FileRefused, display, read_bounded_text
 from providers.local.settings import MAX_GAP_SECONDS, MAX_ZONES, MIN_GAP_SECONDS, ZONE_NAME, LocalSettings
+from vocab import PermanentError
 
 # No reclamation is scheduled further ahead than this; an attempt running longer is simply re-checked
 # at its next launch. Thirty days covers every trace in the public set.

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from providers.base import Clock
+from vocab import Clock
 
 PROC = Path("/proc")
 INSTANCE_ENV = "ORCH_LOCAL_INSTANCE_ID"

@@ -21,7 +21,22 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
-from providers.base import (
+from providers.catalog import load_catalog
+from providers.local.gang import MAX_GANG_NODES, check_gang_size, forget_gang, gang_port, node_instance_id
+from providers.local.market import SpotMarket, build_market
+from providers.local.proc import Attempt, Sessions, find_by_argument, job_environment, program_problem
+from providers.local.records import (
+    Gone,
+    InstanceDir,
+    InstanceRecord,
+    MarketFiles,
+    instance_id_for,
+    locked,
+    read_json,
+    write_json,
+)
+from providers.local.settings import LOCAL_REGION, LocalSettings
+from vocab import (
     Abilities,
     CapacityError,
     Clock,
@@ -38,21 +53,6 @@ from providers.base import (
     Resources,
     TransientError,
 )
-from providers.catalog import load_catalog
-from providers.local.gang import MAX_GANG_NODES, check_gang_size, forget_gang, gang_port, node_instance_id
-from providers.local.market import SpotMarket, build_market
-from providers.local.proc import Attempt, Sessions, find_by_argument, job_environment, program_problem
-from providers.local.records import (
-    Gone,
-    InstanceDir,
-    InstanceRecord,
-    MarketFiles,
-    instance_id_for,
-    locked,
-    read_json,
-    write_json,
-)
-from providers.local.settings import LOCAL_REGION, LocalSettings
 
 P = ParamSpec("P")
 R = TypeVar("R")

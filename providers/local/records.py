@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.base import EndReason, PermanentError
 from providers.local.settings import LocalSettings
+from vocab import EndReason, PermanentError
 
 
 class Gone(Exception):

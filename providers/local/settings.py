@@ -25,9 +25,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from providers.base import PermanentError
 from providers.catalog import load_catalog, region_of_zone
 from providers.settings_file import SettingsModel, dotted, explain, fail, rule
+from vocab import PermanentError
 
 AVAILABILITY_MODELS = ("random", "trace", "always")
 # Where a zone is: every zone in region `local`, or in the region its name says (`us-east4-a` ->

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.core.item_records import ItemCounts
+from orchestrator.job.item_records import ItemCounts
 from orchestrator.k8s.leader import LeaseSettings
 from orchestrator.k8s.run import ControllerProcess, ControllerSettings
 from orchestrator.k8s.store_backend import StoreBackend
@@ -35,7 +35,6 @@ from orchestrator.store.engine import upgrade
 from orchestrator.store.item_service import ItemService
 from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
-from providers.base import SystemClock
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.kube_fake import KubeFake
 from tests.kube_real.chart import (
@@ -51,6 +50,7 @@ from tests.kube_real.cluster import Cluster, kube_required
 from tests.kube_real.nodes import NodeSim
 from tests.kube_real.world import GROUP, PLURAL, VERSION, GpuJobs, eventually, new_namespace, release_namespace
 from tests.test_k8s_campaign import _descendants
+from vocab import SystemClock
 
 pytestmark = pytest.mark.kube
 
@@ -163,7 +163,7 @@ def test_a_campaign_gpujob_runs_on_real_scheduled_pods_as_the_charts_service_acc
     store = Store(engine)
     provider = KubernetesProvider(api, KubernetesSettings(namespace=namespace, instance_types=("p3.2xlarge",),
                                                           snapshot_ttl_s=0.0,
-                                                          agent=(sys.executable, "-m", "orchestrator.agent")))
+                                                          agent=(sys.executable, "-m", "orchestrator.job.agent")))
     service = ItemService(store, secret=SECRET, host="127.0.0.1", port=0)
     reconciler = Reconciler(store, {"kubernetes": provider}, SystemClock(), tick_seconds=0.2,
                             item_endpoint=ItemEndpoint(f"http://127.0.0.1:{service.port}", SECRET))

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from providers.base import Instance
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests import test_conformance as suite
 from tests.conformance_support import World, catalog_on_demand, unknown_instance
 from tests.kube_real.cluster import Cluster
 from tests.kube_real.nodes import NodeSim
 from tests.kube_real.world import GpuJobs, eventually
+from vocab import Instance
 
 pytestmark = pytest.mark.kube
 

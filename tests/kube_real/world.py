@@ -21,9 +21,9 @@ from orchestrator.k8s.store_backend import StoreBackend
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store, make_engine
 from orchestrator.store.engine import upgrade
-from providers.base import SystemClock
 from providers.kubernetes.pods import Placement
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
+from vocab import SystemClock
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

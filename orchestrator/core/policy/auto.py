@@ -26,7 +26,7 @@ from orchestrator.core.policy.market_model import STEP_H, MarketModel
 from orchestrator.core.policy.planner import Grid, Plan, grid_for, plan
 from orchestrator.core.policy.registry import register
 from orchestrator.core.policy.simple import past_point_of_no_return, safety_net, spot_only, uniform_progress
-from providers.base import Market
+from vocab import Market
 
 # Plans kept in memory at once (a 60 h task's plan is about 11 MiB, a 200 h one about 34 MiB:
 # `python bench/plan.py`).

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from providers.base import Market
+from vocab import Market
 
 # Comparisons of hours computed along different paths (t * C0 / R0 against a sum of tick lengths)
 # must not flip on the last bit: the paper's simulator does them in exact seconds.

@@ -25,7 +25,7 @@ from orchestrator.core.policy.market_model import STEP_H
 from orchestrator.core.policy.multizone_base import MultiPolicy, MultiSituation, Placement
 from orchestrator.core.policy.multizone_plan import VALUES, ValuePlans, zone_cell
 from orchestrator.core.policy.simple import past_point_of_no_return, safety_net, uniform_progress
-from providers.base import Market
+from vocab import Market
 
 _MULTI: dict[str, MultiPolicy] = {}
 

@@ -23,7 +23,7 @@ from orchestrator.core.policy.multizone_base import (
     any_history,
     move_costs,
 )
-from providers.base import Market, Offer
+from vocab import Market, Offer
 
 
 def zones_of(offers: Sequence[Offer]) -> tuple[Zone, ...]:

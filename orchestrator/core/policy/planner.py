@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from orchestrator.core.policy.base import Choice, Situation
 from orchestrator.core.policy.market_model import N_FEATURES, STEP_H, MarketModel, available_cells, feature_of
-from providers.base import Market
+from vocab import Market
 
 _BIG = np.float32(1e6)  # the value of missing the deadline: never chosen while anything else exists
 _MAX_SLACK_UNITS = 1000  # table size bound: slack beyond it plans as if it were this much

@@ -14,7 +14,7 @@ import math
 
 from orchestrator.core.policy.base import EPS_H, Choice, Situation
 from orchestrator.core.policy.registry import register
-from providers.base import Market
+from vocab import Market
 
 # Slack in tick counts is compared after rounding; keep float noise from crossing an integer.
 _TICK_EPS = 1e-7

@@ -3,7 +3,7 @@
 For a campaign whose controller has no address its workers could reach (a laptop, a CI runner): the
 worker and the controller share only the job's bucket (ORCH_ITEMS_BUCKET, under the job's checkpoint
 URI), which the instance's own role may already write. Every object is written with a conditional
-write (`orchestrator.checkpoint.conditional`: S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`), so
+write (`orchestrator.job.checkpoint.conditional`: S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`), so
 nothing is ever overwritten and every race has one winner:
 
     req/<attempt>/<stamp>.json   a call of this worker, carrying its token; the controller applies it
@@ -40,9 +40,9 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_random_exponential
 
-from orchestrator.checkpoint.conditional import ConditionalObjects, open_conditional, result_key
-from orchestrator.checkpoint.storage import StorageError
-from orchestrator.core.item_records import Lease
+from orchestrator.job.checkpoint.conditional import ConditionalObjects, open_conditional, result_key
+from orchestrator.job.checkpoint.storage import StorageError
+from orchestrator.job.item_records import Lease
 
 __all__ = ["BucketItemSource"]
 

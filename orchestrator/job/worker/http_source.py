@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_before_delay, wait_random_exponential
 
-from orchestrator.core.item_records import Lease
+from orchestrator.job.item_records import Lease
 
 __all__ = ["HttpItemSource", "ItemServiceError"]
 

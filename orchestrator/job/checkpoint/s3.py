@@ -24,8 +24,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from orchestrator.checkpoint.base import ObjectNotFound, StorageError
-from orchestrator.checkpoint.filestore import validate_key
+from orchestrator.job.checkpoint.base import ObjectNotFound, StorageError
+from orchestrator.job.checkpoint.filestore import validate_key
 
 MIB = 1024 * 1024
 _MISSING = ("NoSuchKey", "404", "NotFound")

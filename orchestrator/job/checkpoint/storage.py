@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.checkpoint.base import ObjectNotFound, Storage, StorageError
 from orchestrator.extras import missing_extra
+from orchestrator.job.checkpoint.base import ObjectNotFound, Storage, StorageError
 
 __all__ = ["ObjectNotFound", "Storage", "StorageError", "StorageFactory", "open_storage", "register_scheme"]
 
@@ -40,14 +40,14 @@ def open_storage(uri: str) -> Storage:
 def _load_builtin(scheme: str) -> None:
     """Backends are imported on first use so that an SDK is loaded only by the jobs that need it."""
     if scheme == "file":
-        from orchestrator.checkpoint.filestore import FileStorage
+        from orchestrator.job.checkpoint.filestore import FileStorage
 
         register_scheme("file", FileStorage)
     elif scheme == "s3":
-        from orchestrator.checkpoint.s3 import S3Storage
+        from orchestrator.job.checkpoint.s3 import S3Storage
 
         register_scheme("s3", S3Storage)
     elif scheme == "gs":
-        from orchestrator.checkpoint.gcs import GcsStorage
+        from orchestrator.job.checkpoint.gcs import GcsStorage
 
         register_scheme("gs", GcsStorage)

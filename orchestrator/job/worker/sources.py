@@ -13,7 +13,7 @@ import threading
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
-from orchestrator.core.item_records import Lease
+from orchestrator.job.item_records import Lease
 
 __all__ = ["ItemSource", "MemoryItemSource"]
 
@@ -63,10 +63,14 @@ class MemoryItemSource:
 
     @classmethod
     def from_file(cls, path: str, fmt: str | None = None, **options: Any) -> MemoryItemSource:
-        """Parse an items file as `orch submit` would (FASTA, text or JSONL by extension or `fmt`)."""
-        from orchestrator.core.items_input import format_for, load_items
+        """Parse an items file as `orch submit` would (FASTA, text or JSONL by extension or `fmt`): a worker
+        run by hand, on the user's own file."""
+        from pathlib import Path
 
-        return cls([json.loads(it.payload) for it in load_items(path, format_for(path, fmt))], **options)
+        from orchestrator.job.items_format import format_for, parse_items
+
+        items = parse_items(Path(path).read_text(encoding="utf-8"), format_for(path, fmt), source=path)
+        return cls([json.loads(it.payload) for it in items], **options)
 
     def lease(self, n: int) -> list[Lease]:
         with self._lock:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from orchestrator.checkpoint.filestore import write_atomic
-from orchestrator.checkpoint.publisher import HeartbeatPublisher
-from orchestrator.checkpoint.rendezvous import (
+from orchestrator.job.checkpoint.filestore import write_atomic
+from orchestrator.job.checkpoint.publisher import HeartbeatPublisher
+from orchestrator.job.checkpoint.rendezvous import (
     DEFAULT_WAIT_S,
     GangNode,
     RendezvousError,
@@ -36,8 +36,8 @@ from orchestrator.checkpoint.rendezvous import (
     read_gang_notice,
     rendezvous,
 )
-from orchestrator.checkpoint.storage import Storage, StorageError, open_storage
-from orchestrator.notices import (
+from orchestrator.job.checkpoint.storage import Storage, StorageError, open_storage
+from orchestrator.job.notices import (
     AgentNotice,
     FileNoticeSource,
     GceNoticeSource,
@@ -45,7 +45,7 @@ from orchestrator.notices import (
     NoticeSource,
     NoticeSourceError,
 )
-from providers.base import NoticeKind
+from vocab import NoticeKind
 
 log = logging.getLogger("orch.agent")
 # sysexits' EX_TEMPFAIL: a gang node that never found its head; the job did not start.

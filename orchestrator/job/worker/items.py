@@ -1,6 +1,6 @@
 """The job-side SDK for campaigns: `for item in orch.items(): …; item.done(result)`.
 
-    from orchestrator import worker as orch
+    from orchestrator.job import worker as orch
 
     for item in orch.items():
         with item:                      # an exception fails this item (OOM noted) and the loop goes on
@@ -12,9 +12,9 @@ it is not), and stops taking items once an interruption notice arrives (the agen
 `Checkpointer`), giving back the items it holds but has not started. Items that are done are never
 handed out again, so a restarted worker simply carries on with what is left.
 
-`ItemSource` (orchestrator/worker/sources.py) is the seam: `SqlItemSource`
+`ItemSource` (orchestrator/job/worker/sources.py) is the seam: `SqlItemSource`
 (orchestrator/store/item_source.py) talks to orch's own database, given as ORCH_ITEMS_URL to local
-workers; `HttpItemSource` (orchestrator/worker/http_source.py) talks to the controller's item
+workers; `HttpItemSource` (orchestrator/job/worker/http_source.py) talks to the controller's item
 service, given as ORCH_ITEMS_ENDPOINT and a per-attempt ORCH_ITEMS_TOKEN to pods and cloud workers,
 which must not hold database credentials. `MemoryItemSource` runs a worker by hand, without orch.
 See docs/campaigns.md.
@@ -31,10 +31,10 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from orchestrator.checkpoint.interrupts import Interrupts
-from orchestrator.checkpoint.sdk import _interrupt_signals
-from orchestrator.core.item_records import Lease
-from orchestrator.worker.sources import ItemSource
+from orchestrator.job.checkpoint.interrupts import Interrupts
+from orchestrator.job.checkpoint.sdk import _interrupt_signals
+from orchestrator.job.item_records import Lease
+from orchestrator.job.worker.sources import ItemSource
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "Item", "ItemsConfigError", "WorkerItems", "is_out_of_memory", "items",
            "source_from_env"]
@@ -266,17 +266,32 @@ def source_from_env(env: Mapping[str, str]) -> ItemSource:
         if not token:
             raise ItemsConfigError("ORCH_ITEMS_ENDPOINT or ORCH_ITEMS_BUCKET is set but ORCH_ITEMS_TOKEN is not")
         if not env.get("ORCH_ITEMS_ENDPOINT"):
-            from orchestrator.worker.bucket_source import BucketItemSource
+            from orchestrator.job.worker.bucket_source import BucketItemSource
 
             return BucketItemSource(endpoint, job_id=job_id, owner=owner, token=token, gpu_memory_gb=memory,
                                     lease_seconds=lease_s,
                                     retry_for_s=float(env.get("ORCH_ITEMS_RETRY_SECONDS") or 300.0))
-        from orchestrator.worker.http_source import HttpItemSource
+        from orchestrator.job.worker.http_source import HttpItemSource
 
         return HttpItemSource(endpoint, job_id=job_id, owner=owner, token=token, gpu_memory_gb=memory,
                               lease_seconds=lease_s, ca_pem=env.get("ORCH_ITEMS_CA") or None,
                               retry_for_s=float(env.get("ORCH_ITEMS_RETRY_SECONDS") or 300.0))
     assert url is not None
-    from orchestrator.store.item_source import SqlItemSource  # SQLAlchemy only for workers that use it
+    return database_source(url)(url, job_id=job_id, owner=owner, gpu_memory_gb=memory, lease_seconds=lease_s)
 
-    return SqlItemSource(url, job_id=job_id, owner=owner, gpu_memory_gb=memory, lease_seconds=lease_s)
+
+ITEM_SOURCES = "orch.item_sources"
+
+
+def database_source(url: str) -> Callable[..., ItemSource]:
+    """The source for orch's own database (a local job, on the controller's host): the installed control
+    plane provides it as the `orch.item_sources` entry point `database` (pyproject.toml), so this package
+    never imports the store. A job image without the control plane has none, and says so."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=ITEM_SOURCES, name="database")
+    if not found:
+        raise ItemsConfigError(f"ORCH_ITEMS_URL is set, but no {ITEM_SOURCES} entry point 'database' is installed: "
+                               "a worker that reads orch's database runs where orch itself is installed")
+    source: Callable[..., ItemSource] = next(iter(found)).load()
+    return source

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from orchestrator.checkpoint.filestore import validate_key
-from orchestrator.checkpoint.storage import StorageError
 from orchestrator.extras import missing_extra
+from orchestrator.job.checkpoint.filestore import validate_key
+from orchestrator.job.checkpoint.storage import StorageError
 
 __all__ = ["ConditionalObjects", "Versioned", "open_conditional", "result_key"]
 
 
 def result_key(index: int) -> str:
-    """Where a campaign item's one result lies in its items bucket (orchestrator/worker/bucket_source.py):
+    """Where a campaign item's one result lies in its items bucket (orchestrator/job/worker/bucket_source.py):
     here, where both the worker and the controller's pump may import it."""
     return f"res/{index:09d}.json"
 
@@ -89,7 +89,7 @@ class S3Objects:
     """S3 (and moto, MinIO): conditional PutObject / DeleteObject, client from the standard chain."""
 
     def __init__(self, uri: str, *, client: Any | None = None) -> None:
-        from orchestrator.checkpoint.s3 import default_client
+        from orchestrator.job.checkpoint.s3 import default_client
 
         self.uri = uri
         self.bucket, self.prefix = _split(uri, "s3")
@@ -171,7 +171,7 @@ class GcsObjects:
         if session is None:  # the credentials the checkpoint storage uses, from the standard chain
             from google.auth.transport.requests import AuthorizedSession
 
-            from orchestrator.checkpoint.gcs import default_credentials
+            from orchestrator.job.checkpoint.gcs import default_credentials
 
             session = AuthorizedSession(default_credentials()[0])  # type: ignore[no-untyped-call]
         self._session = session

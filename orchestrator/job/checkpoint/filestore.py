@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from orchestrator.checkpoint.base import ObjectNotFound, StorageError
+from orchestrator.job.checkpoint.base import ObjectNotFound, StorageError
 
 # Temporary files carry this prefix; `list` hides them and keys may not use it.
 _TMP_PREFIX = ".orch-tmp-"

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.checkpoint.heartbeat import Heartbeat, write_heartbeat
-from orchestrator.checkpoint.manifest import newest_manifest
-from orchestrator.checkpoint.storage import Storage
+from orchestrator.job.checkpoint.heartbeat import Heartbeat, write_heartbeat
+from orchestrator.job.checkpoint.manifest import newest_manifest
+from orchestrator.job.checkpoint.storage import Storage
 
 log = logging.getLogger("orch.agent")
 

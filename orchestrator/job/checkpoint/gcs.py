@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from orchestrator.checkpoint.base import ObjectNotFound, StorageError
-from orchestrator.checkpoint.filestore import validate_key
+from orchestrator.job.checkpoint.base import ObjectNotFound, StorageError
+from orchestrator.job.checkpoint.filestore import validate_key
 
 MIB = 1024 * 1024
 CHUNK_QUANTUM = 256 * 1024  # GCS wants resumable chunks in multiples of 256 KiB (all but the last)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.checkpoint.filestore import validate_key
-from orchestrator.checkpoint.storage import ObjectNotFound, Storage, StorageError
+from orchestrator.job.checkpoint.filestore import validate_key
+from orchestrator.job.checkpoint.storage import ObjectNotFound, Storage, StorageError
 
 log = logging.getLogger("orch.checkpoint")
 

@@ -2,8 +2,9 @@
 
 Checked completely before anything is stored, like the job file itself: a problem is one
 `ItemsError` naming the file, the line and what is wrong, so `orch submit` refuses the whole
-campaign with one line and stores nothing. The file is read through `providers.bounded_read` (a
-regular file, at most `MAX_ITEMS_FILE_BYTES`), because its path comes from the user.
+campaign with one line and stores nothing. The file is read by `orchestrator.job_files` through
+`providers.bounded_read` (a regular file, at most `MAX_ITEMS_FILE_BYTES`), because its path comes from
+the user; this module parses text.
 
 Each item becomes a `ParsedItem`: its position (`index`, 0-based, the order results stream in), a
 short `key` shown in listings (a FASTA record's id, a JSON object's `"id"`), and its `payload` as JSON
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from providers.bounded_read import MIB, FileRefused, display, read_bounded_text
+from vocab.text import MIB, display
 
 __all__ = [
     "FORMATS",
@@ -32,7 +33,6 @@ __all__ = [
     "ItemsError",
     "ParsedItem",
     "format_for",
-    "load_items",
     "parse_items",
 ]
 
@@ -77,16 +77,6 @@ def format_for(path: str, given: str | None = None) -> str:
     known = ", ".join(sorted(_EXTENSIONS))
     raise ValueError(f"cannot tell the format of {display(path)} from its extension (known: {known}); "
                      "set array.format to fasta, text or jsonl")
-
-
-def load_items(path: str, fmt: str, *, source: str | None = None) -> list[ParsedItem]:
-    """Read and parse an items file; every problem (unreadable, too large, malformed) is an `ItemsError`."""
-    source = source or display(path)
-    try:
-        text = read_bounded_text(path, MAX_ITEMS_FILE_BYTES)
-    except FileRefused as exc:
-        raise ItemsError(source, None, f"cannot read the file: {exc}" if exc.unreadable else str(exc)) from None
-    return parse_items(text, fmt, source=source)
 
 
 def parse_items(text: str, fmt: str, *, source: str) -> list[ParsedItem]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from providers.base import NoticeKind
+from vocab import NoticeKind
 
 DEFAULT_IMDS_URL = "http://169.254.169.254"
 DEFAULT_GCE_METADATA_URL = "http://metadata.google.internal"

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from orchestrator.checkpoint.base import ObjectNotFound, Storage, StorageError
-from providers.base import NoticeKind
+from orchestrator.job.checkpoint.base import ObjectNotFound, Storage, StorageError
+from vocab import NoticeKind
 
 GANG_PREFIX = "_orch/gang"
 # Long enough for the slowest node of a gang to boot and pull its image.

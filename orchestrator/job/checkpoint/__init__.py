@@ -4,20 +4,20 @@ Importing this package loads no cloud SDK: `s3://` and `gs://` backends are impo
 such a URI is opened, so a job on a laptop or a `file://` share needs neither boto3 nor google-cloud.
 """
 
-from orchestrator.checkpoint.heartbeat import HEARTBEAT_KEY, Heartbeat, read_heartbeat, write_heartbeat
-from orchestrator.checkpoint.manifest import (
+from orchestrator.job.checkpoint.heartbeat import HEARTBEAT_KEY, Heartbeat, read_heartbeat, write_heartbeat
+from orchestrator.job.checkpoint.manifest import (
     CorruptCheckpoint,
     FileEntry,
     Manifest,
     newest_manifest,
 )
-from orchestrator.checkpoint.sdk import (
+from orchestrator.job.checkpoint.sdk import (
     INTERRUPTED_EXIT_CODE,
     CheckpointConfigError,
     Checkpointer,
     LoadedCheckpoint,
 )
-from orchestrator.checkpoint.storage import ObjectNotFound, Storage, StorageError, open_storage
+from orchestrator.job.checkpoint.storage import ObjectNotFound, Storage, StorageError, open_storage
 
 __all__ = [
     "HEARTBEAT_KEY",

@@ -11,7 +11,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 
-from orchestrator.checkpoint.storage import ObjectNotFound, Storage
+from orchestrator.job.checkpoint.storage import ObjectNotFound, Storage
 
 log = logging.getLogger("orch.checkpoint")
 

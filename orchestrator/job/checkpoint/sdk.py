@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.checkpoint import interval
-from orchestrator.checkpoint.filestore import validate_key, write_atomic
-from orchestrator.checkpoint.interrupts import Interrupts
-from orchestrator.checkpoint.manifest import (
+from orchestrator.job.checkpoint import interval
+from orchestrator.job.checkpoint.filestore import validate_key, write_atomic
+from orchestrator.job.checkpoint.interrupts import Interrupts
+from orchestrator.job.checkpoint.manifest import (
     CorruptCheckpoint,
     FileEntry,
     Manifest,
@@ -37,7 +37,7 @@ from orchestrator.checkpoint.manifest import (
     sha256_file,
     verify_into,
 )
-from orchestrator.checkpoint.storage import ObjectNotFound, Storage, StorageError, open_storage
+from orchestrator.job.checkpoint.storage import ObjectNotFound, Storage, StorageError, open_storage
 
 log = logging.getLogger("orch.checkpoint")
 

@@ -1,0 +1,143 @@
+"""The executor of a task's plan: each action of `core.plan` carried out, in order, against the providers
+(through the bounded pool: `Reconciler.providers` are timed by `loop.executor`) and the store (through
+the step's unit of work, `loop.step_store`).
+
+Nothing here decides. Where an answer needs judging (a launch refused, an instance that started), the
+judgement is the core's (`core.plan.launch`) and its actions are carried out here in turn. A plan stops
+at the first action that could not be done when the rest depend on it: a stop the provider refused
+(`StopInstance.must`), an attempt the store would not end (another controller, a cancel in between).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from orchestrator.core.campaign_plan import CampaignFacts
+from orchestrator.core.model import AttemptView, IllegalTransition, TaskState, TaskView
+from orchestrator.core.plan.actions import (
+    Action,
+    AvoidOffers,
+    EndAttempt,
+    Launch,
+    LaunchAgain,
+    MarkStarted,
+    MoveTask,
+    Note,
+    Plan,
+    RecordInstance,
+    ReleaseItems,
+    Replan,
+    StopInstance,
+)
+from orchestrator.core.plan.launch import MAX_OFFERS_PER_TICK, launched, refused, unanswered, where
+from orchestrator.loop.executor import CallTimedOut
+from orchestrator.loop.step_context import StepContext
+from orchestrator.loop.step_store import StepStore
+from orchestrator.store.views import JobView
+from vocab import LaunchRequest, Offer, ProviderError
+
+log = logging.getLogger("orch.reconciler")
+
+
+class Act:
+    """Carries out one task's plans within one tick."""
+
+    def __init__(self, r: StepContext, job: JobView, store: StepStore, campaign: CampaignFacts | None,
+                 offers: Sequence[Offer], task: Callable[[], TaskView],
+                 request: Callable[[AttemptView, Offer], LaunchRequest]) -> None:
+        self.r, self.job, self.store, self.campaign, self.offers = r, job, store, campaign, offers
+        self._task, self._request = task, request  # the task as the snapshot now holds it; a launch's request
+
+    @property
+    def now(self) -> float:
+        return self.r.clock.now()
+
+    def run(self, plan: Plan) -> bool:
+        """Carry out `plan`; True when it asks to be planned again and was carried out whole."""
+        for action in plan:
+            if isinstance(action, Replan):
+                return True
+            if not self._do(action):
+                return False
+        return False
+
+    def _do(self, action: Action) -> bool:
+        """One action; False when the plan must stop here."""
+        match action:
+            case StopInstance(instance, must):
+                try:
+                    self.r.providers[instance.provider].terminate(instance)
+                except ProviderError as exc:
+                    log.warning("stopping instance %s failed: %s", instance.instance_id, exc)
+                    return not must
+            case EndAttempt():
+                return self._end(action)
+            case ReleaseItems(attempt, failure):
+                if self.campaign is not None:
+                    self.r.items.release_worker(attempt.id, now=self.now, failure=failure,
+                                                max_failures=self.job.spec.retry.max_failures)
+                    self.campaign.remove_worker(attempt.market, attempt.zone)
+            case MoveTask(task_id, transition, message):
+                self.store.transition(task_id, transition, self.now, message=message)
+            case Note(kind, message, attempt_id):
+                self.store.add_event(self.job.id, kind, message, self.now, task_id=self._task().id,
+                                     attempt_id=attempt_id)
+            case AvoidOffers(keys, until):
+                self.r.capacity.refuse_all(keys, until)
+            case MarkStarted(attempt, instance_id, started_at):
+                self.store.attempt_running(attempt, instance_id, self.now, started_at=started_at)
+            case RecordInstance(attempt, instance_id):
+                self.store.attempt_instance(attempt, instance_id)
+            case Launch(offers, reason):
+                self._launch(offers, reason)
+            case LaunchAgain(attempt, offer):
+                self._start(attempt, offer)
+        return True
+
+    def _end(self, a: EndAttempt) -> bool:
+        try:
+            self.store.end_attempt(a.attempt, a.outcome, self.now, task_transitions=a.transitions, message=a.message,
+                                   exit_code=a.exit_code, failures=a.failures, ended_at=a.ended_at,
+                                   unbilled=a.unbilled)
+        except IllegalTransition:
+            # Ended meanwhile (another controller, a race with a cancel): the next tick sees how.
+            log.warning("attempt %s changed before it could be ended; left to the next tick", a.attempt.id)
+            return False
+        if a.guessed:  # the cloud's end is not seen yet: watched, and billed to it once it is (`loop.ledger`)
+            self.r.guessed_ends[a.attempt.id] = self.now
+        return True
+
+    def _launch(self, offers: tuple[Offer, ...], reason: str) -> None:
+        """Begin an attempt on the first offer that starts; after each refusal, go on only while the task
+        still waits (a permanent error has failed it)."""
+        for offer in offers[:MAX_OFFERS_PER_TICK]:
+            task = self._task()
+            if task.state is not TaskState.PENDING:
+                return
+            attempt = self.store.begin_attempt(task, offer, self.now, reason=reason)
+            if self._start(attempt, offer):
+                if self.campaign is not None:
+                    self.campaign.add_worker(offer.market, offer.zone)
+                return
+
+    def _start(self, attempt: AttemptView, offer: Offer) -> bool:
+        """Launch `attempt` on `offer`; True unless the launch was refused."""
+        provider = self.r.providers[offer.provider]
+        try:
+            inst = provider.launch(self._request(attempt, offer))
+        except CallTimedOut as exc:
+            log.warning("launch of attempt %s on %s: %s", attempt.id, where(offer), exc)
+            self.run(unanswered(attempt, offer, exc))
+            return True
+        except Exception as exc:
+            if not isinstance(exc, ProviderError):
+                log.exception("launching attempt %s on %s failed unexpectedly", attempt.id, where(offer))
+            self.run(refused(exc, attempt, offer, self.offers, self.now))
+            return False
+        try:
+            self.run(launched(attempt, inst, provider.abilities.bills_from_start))
+        except IllegalTransition:
+            log.warning("attempt %s changed while launching; the reaper will settle it", attempt.id)
+        return True
+
