@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from vocab import (
     ARCHITECTURES,
+    DEFAULT_MASTER_PORT,
     RESUME_NOT_BEFORE,
     Abilities,
     Billing,
@@ -37,6 +38,7 @@ from vocab import (
     TransientError,
     ZoneSignal,
     architecture_rank,
+    gang_environment,
     offer_key,
 )
 
@@ -83,6 +85,35 @@ class Provider(Protocol):
 
 
 @runtime_checkable
+class LaunchesGangs(Protocol):
+    """Providers whose `abilities.max_gang_nodes` > 1: launch and release gangs of identical nodes.
+
+    `launch_gang(request)` starts `request.nodes` nodes of `request.offer`, all or nothing: it returns
+    one `Instance` per rank (sorted by rank, each tagged with the attempt id and its `node_rank`), or
+    raises (`CapacityError` when the cloud could not place them all) with nothing left running: what
+    was started is terminated before the error leaves. Repeated with the same `attempt_id` it returns
+    the gang already made. `release_gang` deletes what the gang held besides its nodes (a placement
+    group, a resource policy, a PodGroup) once its nodes are gone: idempotent; False while the cloud
+    still holds it in use (call again on a later tick).
+    """
+
+    def launch_gang(self, request: LaunchRequest) -> list[Instance]: ...
+
+    def release_gang(self, request: LaunchRequest) -> bool: ...
+
+
+def launch_nodes(provider: Provider, request: LaunchRequest) -> list[Instance]:
+    """One launch for any number of nodes: the loop's single entry point for gangs and single nodes."""
+    if request.nodes == 1:
+        return [provider.launch(request)]
+    limit = provider.abilities.max_gang_nodes
+    if request.nodes < 1 or request.nodes > limit or not isinstance(provider, LaunchesGangs):
+        raise PermanentError(f"{provider.name} cannot launch {request.nodes} nodes as one gang (at most {limit})",
+                             provider=provider.name, code="GangTooLarge")
+    return provider.launch_gang(request)
+
+
+@runtime_checkable
 class ChecksOptions(Protocol):
     """Optional: providers whose `[placement.options.<name>]` can be checked at submission.
 
@@ -120,6 +151,7 @@ class LogSource(Protocol):
 # The vocabulary and the protocols, for the adapters that import both from their seam.
 __all__ = [
     "ARCHITECTURES",
+    "DEFAULT_MASTER_PORT",
     "RESUME_NOT_BEFORE",
     "Abilities",
     "Billing",
@@ -131,6 +163,7 @@ __all__ = [
     "Instance",
     "InstanceState",
     "LaunchRequest",
+    "LaunchesGangs",
     "LogSource",
     "Market",
     "Notice",
@@ -147,6 +180,8 @@ __all__ = [
     "TransientError",
     "ZoneSignal",
     "architecture_rank",
+    "gang_environment",
+    "launch_nodes",
     "offer_key",
     "zone_signals",
 ]

@@ -38,8 +38,11 @@ class StartupRules:
 
 
 def attempt_environment(request: LaunchRequest, rules: StartupRules) -> dict[str, str]:
-    """The job's env plus orch's contract variables, which win over anything the job set."""
-    env = request.environment()
+    """The job's env plus orch's contract variables, which win over anything the job set.
+
+    A gang's nodes all boot from this one script (EC2 `MinCount`, GCE `bulkInsert`): it carries no rank,
+    and the agent reads each node's own from the instance metadata."""
+    env = request.environment(rank=None if request.nodes > 1 else 0)
     for name in env:
         if name.upper() in rules.credential_variables:
             raise PermanentError(
@@ -52,13 +55,19 @@ def attempt_environment(request: LaunchRequest, rules: StartupRules) -> dict[str
     return env
 
 
+# What the agent adds to a gang node's environment once it runs (its rank, the head's address): a
+# container must be handed them by name too (`docker run --env NAME` passes nothing for an unset name).
+AGENT_GANG_VARIABLES = ("ORCH_NODE_RANK", "NODE_RANK", "MASTER_ADDR")
+
+
 def job_argv(request: LaunchRequest, env: Mapping[str, str]) -> list[str]:
     """The job's command, wrapped in `docker run` when the job names an image."""
     if not request.image:
         return list(request.command)
     argv = ["docker", "run", "--rm", "--gpus", "all", "--network", "host"]
-    for name in sorted(env):
-        argv += ["--env", name]  # the value is inherited from the script's environment
+    names = set(env) | (set(AGENT_GANG_VARIABLES) if request.nodes > 1 else set())
+    for name in sorted(names):
+        argv += ["--env", name]  # the value is inherited from the script's (or the agent's) environment
     if request.workdir:
         argv += ["--workdir", request.workdir]
     return [*argv, request.image, *request.command]

@@ -42,6 +42,7 @@ from providers.aws.notices import ensure_notice_queue
 from providers.aws.provider import AwsProvider
 from providers.aws.settings import AwsSettings, RegionSettings
 from providers.settings_file import RetrySettings
+from tests import aws_placement
 from tests.http_fake import LoopbackServer, ManualClock, QuietHandler
 
 REGION, OTHER_REGION = "us-east-1", "us-west-2"
@@ -291,6 +292,8 @@ def aws_world(aws_env: str, aws_base: _Base) -> Iterator[AwsWorld]:
     VPC), a security group per region, an instance profile, a notice queue with its EventBridge
     rules, and an IMDSv2 emulator for agents started with `AwsWorld.start_locally`."""
     queue_url = clean_moto(client_factory(aws_env))
+    aws_placement.install()  # moto does not serve placement groups itself
+    aws_placement.reset()
     faults = Faults()
     factory = client_factory(aws_env, faults)
     with ImdsEmulator() as imds:

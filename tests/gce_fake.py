@@ -27,6 +27,7 @@ import pytest
 
 from providers.gcp.provider import GcpProvider
 from providers.gcp.settings import GcpSettings, parse_gcp_settings
+from tests.gce_fake_gangs import GangRoutes
 from tests.gcs_fake import anonymous
 from tests.http_fake import ManualClock as ManualClock  # re-exported: the GCP tests' clock
 from tests.http_fake import QuietHandler, ServedFake, serving
@@ -43,6 +44,14 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/compute/v1/projects/([^/]+)/global/firewalls/([^/]+)$"), "firewalls.get"),
     ("POST", re.compile(r"^/compute/v1/projects/([^/]+)/global/firewalls$"), "firewalls.insert"),
     ("POST", re.compile(r"^/compute/v1/projects/([^/]+)/global/operations/([^/]+)/wait$"), "globalOperations.wait"),
+    ("POST", re.compile(r"^/compute/v1/projects/([^/]+)/zones/([^/]+)/instances/bulkInsert$"), "bulkInsert"),
+    ("POST", re.compile(r"^/compute/v1/projects/([^/]+)/regions/([^/]+)/resourcePolicies$"), "resourcePolicies.insert"),
+    ("GET", re.compile(r"^/compute/v1/projects/([^/]+)/regions/([^/]+)/resourcePolicies/([^/]+)$"),
+     "resourcePolicies.get"),
+    ("DELETE", re.compile(r"^/compute/v1/projects/([^/]+)/regions/([^/]+)/resourcePolicies/([^/]+)$"),
+     "resourcePolicies.delete"),
+    ("POST", re.compile(r"^/compute/v1/projects/([^/]+)/regions/([^/]+)/operations/([^/]+)/wait$"),
+     "regionOperations.wait"),
 ]
 _LABEL_FILTER = re.compile(r'^labels\.([a-z0-9_-]+)\s*=\s*"?([^"\s]*)"?$')
 _OPTYPE_FILTER = re.compile(r'^operationType\s*=\s*"?([^"\s]*)"?$')
@@ -103,7 +112,7 @@ class Operation:
         return out
 
 
-class GceFake(ServedFake):
+class GceFake(GangRoutes, ServedFake):
     """State and fault injection; `url` is the `api_endpoint` to give the real client."""
 
     def __init__(self, project: str = "orch-test") -> None:
@@ -117,6 +126,9 @@ class GceFake(ServedFake):
         self.request_ids: list[str] = []
         self.inserted: list[dict[str, Any]] = []  # every accepted insert body, as sent
         self.firewalls: dict[str, dict[str, Any]] = {}  # by name, as inserted
+        self.policies: dict[tuple[str, str], dict[str, Any]] = {}  # (region, name) -> resource policy
+        self.bulk_inserted: list[dict[str, Any]] = []  # every accepted bulkInsert body, as sent
+        self.free_vms: dict[str, int] = {}  # zone -> VMs a bulkInsert can have there (absent: any number)
         self.forget_request_ids = False
         self._faults: dict[str, list[HttpFault]] = {}
         self._stockouts: dict[str, tuple[str, bool]] = {}
@@ -193,6 +205,11 @@ class GceFake(ServedFake):
                         "firewalls.get": self._firewall_get,
                         "firewalls.insert": self._firewall_insert,
                         "globalOperations.wait": self._global_operation,
+                        "bulkInsert": self._bulk_insert,
+                        "resourcePolicies.insert": self._policy_insert,
+                        "resourcePolicies.get": self._policy_get,
+                        "resourcePolicies.delete": self._policy_delete,
+                        "regionOperations.wait": self._region_operation,
                     }
                     return 200, handlers[action](*match.groups()[1:], query=query, body=body)
         raise HttpFault(404, "notFound", f"no route for {method} {path}")

@@ -100,6 +100,8 @@ class KubeFake(ServedFake):
         self.faults: list[Fault] = []
         self.stalls: list[Fault] = []  # `code` unused; `times` requests wait `seconds` (in `message`)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in arrival order
+        # API group/versions this cluster does not serve (a CRD not installed): 404, as a real server says.
+        self.missing_apis: set[str] = set()
         self.cond = threading.Condition()
         self.stopping = False
 
@@ -371,6 +373,8 @@ def _handler(fake: KubeFake) -> type[BaseHTTPRequestHandler]:
                 with fake.cond:
                     fake._check_fault(method, parts.path)
                 r = parse_route(parts.path)
+                if r.api in fake.missing_apis:
+                    raise ApiError(404, "NotFound", "the server could not find the requested resource")
                 if method == "GET" and query.get("watch") in ("true", "1"):
                     return self._stream(r, query)
                 code, body = self._dispatch(method, r, query)

@@ -79,10 +79,10 @@ def satisfies(offer: Offer, r: Resources) -> bool:
 
 # What each provider says it can do (`providers.base.Abilities`): the loop reads only this record.
 ABILITIES = {
-    "aws": Abilities(replaces_on_notice=True),
-    "kubernetes": Abilities(bills_from_start=True, stops_gracefully=True),
-    "local": Abilities(offers_per_job=True),
-    "gcp": Abilities(),
+    "aws": Abilities(replaces_on_notice=True, max_gang_nodes=128),
+    "kubernetes": Abilities(bills_from_start=True, stops_gracefully=True, max_gang_nodes=128),
+    "local": Abilities(offers_per_job=True, max_gang_nodes=128),
+    "gcp": Abilities(max_gang_nodes=128),
     "sim": Abilities(),
 }
 

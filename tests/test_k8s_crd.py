@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.core.spec import ArraySpec, CheckpointSpec, JobSpec, PlacementSpec, RetrySpec, ScheduleSpec, SpecError
+from orchestrator.core.spec import (
+    ArraySpec,
+    CheckpointSpec,
+    GangSpec,
+    JobSpec,
+    PlacementSpec,
+    RetrySpec,
+    ScheduleSpec,
+    SpecError,
+)
 from orchestrator.k8s.backend import GpuJobStatus, render_status
 from orchestrator.k8s.convert import gpujob_from_toml, job_spec_from_gpujob
 from orchestrator.k8s.crd import PRINTER_COLUMNS, build_crd, render_crd, spec_schema
@@ -57,8 +66,8 @@ def _schema_keys(schema: dict[str, Any], prefix: str = "") -> set[str]:
 
 def test_every_model_field_is_in_the_schema() -> None:
     keys = _schema_keys(spec_schema())
-    renamed = {"resources.gpus": "resources.gpu", "schedule.deadline": "schedule.deadline"}
-    for prefix, cls in [("", JobSpec), ("resources.", Resources), ("schedule.", ScheduleSpec),
+    renamed = {"resources.gpus": "resources.gpu", "schedule.deadline": "schedule.deadline", "gang": "resources.nodes"}
+    for prefix, cls in [("", JobSpec), ("resources.", Resources), ("resources.", GangSpec), ("schedule.", ScheduleSpec),
                         ("checkpoint.", CheckpointSpec), ("retry.", RetrySpec), ("placement.", PlacementSpec),
                         ("array.", ArraySpec)]:
         for f in dataclasses.fields(cls):
@@ -74,7 +83,9 @@ def test_every_schema_key_is_accepted_by_the_job_file_parser() -> None:
     # The other spelling of deadline_hours, and a campaign's keys (tests/test_k8s_campaign_spec.py).
     assert schema_keys - used == {"schedule.deadline", "array.items", "array.format", "array.output", "array.workers",
                                   "array.item_list", "array.items_from", "array.items_from.config_map",
-                                  "array.items_from.key"}
+                                  "array.items_from.key",
+                                  # A gang is not an array job (tests/test_gang_spec.py).
+                                  "resources.nodes", "resources.min_nodes", "resources.mixed_markets"}
     spec = job_spec_from_gpujob(gpujob(FULL_SPEC))
     assert spec.name == "fold-all"
     assert spec.resources == Resources(("A100", "H100"), 2, 40.0, "ampere")

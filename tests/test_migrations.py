@@ -13,7 +13,7 @@ from orchestrator.store import SchemaError, make_engine
 from orchestrator.store.engine import SCHEMA_HEAD, current_revision, downgrade, ensure_schema, head_revision, upgrade
 from orchestrator.store.tables import Base
 
-TABLES = {"jobs", "tasks", "attempts", "events", "observed_prices", "campaign_items"}
+TABLES = {"jobs", "tasks", "attempts", "events", "observed_prices", "campaign_items", "attempt_nodes"}
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_upgrade_downgrade_upgrade(bare_engine: Engine) -> None:
     assert _tables(bare_engine) == set()
     upgrade(bare_engine)
     assert _tables(bare_engine) == TABLES
-    assert current_revision(bare_engine) == head_revision(bare_engine) == SCHEMA_HEAD == "0005"
+    assert current_revision(bare_engine) == head_revision(bare_engine) == SCHEMA_HEAD == "0006"
     downgrade(bare_engine, "base")
     assert _tables(bare_engine) == set()
     assert current_revision(bare_engine) is None
@@ -87,7 +87,7 @@ def test_0003_adds_campaign_items_and_its_downgrade_removes_only_them(bare_engin
         conn.execute(text("INSERT INTO campaign_items (job_id, \"index\", payload, state, leases, failures, "
                           "created_at, updated_at) VALUES ('j1', 0, '\"x\"', 'queued', 0, 0, 1.0, 1.0)"))
     downgrade(bare_engine, "0002")
-    assert _tables(bare_engine) == TABLES - {"campaign_items"}
+    assert _tables(bare_engine) == TABLES - {"campaign_items", "attempt_nodes"}
     with bare_engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM jobs")).scalars().all() == ["j1"]
 
@@ -99,7 +99,7 @@ def test_0005_leaves_room_for_in_place_updates_on_postgresql_and_nothing_on_sqli
                                      "('jobs', 'tasks', 'attempts', 'events')"))
             return {name: options for name, options in rows}
 
-    upgrade(bare_engine)
+    upgrade(bare_engine, "0005")
     assert current_revision(bare_engine) == "0005"
     if bare_engine.dialect.name != "postgresql":
         downgrade(bare_engine, "0004")  # a no-op there, and a round trip all the same
@@ -109,3 +109,27 @@ def test_0005_leaves_room_for_in_place_updates_on_postgresql_and_nothing_on_sqli
                               "attempts": ["fillfactor=70"], "events": None}
     downgrade(bare_engine, "0004")
     assert set(fill_factors().values()) == {None}
+
+
+def test_0006_gives_every_attempt_one_node_and_its_downgrade_keeps_the_attempts(bare_engine: Engine) -> None:
+    upgrade(bare_engine, "0005")
+    with bare_engine.begin() as conn:
+        conn.execute(text("INSERT INTO jobs (id, name, spec, source, created_at, estimated_hours, policy, "
+                          "checkpoint_uri) VALUES ('j1', 'n', '{}', 's', 1.0, 1.0, 'auto', 'file:///x')"))
+        conn.execute(text("INSERT INTO tasks (id, job_id, \"index\", state, failures, progress_committed, "
+                          "progress_reported, checkpoint_uri, updated_at) VALUES ('t1', 'j1', 0, 'running', 0, 0, 0, "
+                          "'file:///x', 1.0)"))
+        conn.execute(text("INSERT INTO attempts (id, task_id, job_id, number, provider, region, instance_type, market, "
+                          "price_per_hour, on_demand_price_per_hour, price_source, billing_increment_s, "
+                          "billing_minimum_s, state, launched_at, unbilled, progress_start) VALUES ('a1', 't1', 'j1', "
+                          "0, 'aws', 'r', 'p3', 'spot', 1.0, 3.0, 'catalog', 1, 60, 'running', 1.0, false, 0.0)"))
+    upgrade(bare_engine, "0006")
+    with bare_engine.begin() as conn:
+        assert conn.execute(text("SELECT nodes FROM attempts")).scalars().all() == [1]
+        conn.execute(text("INSERT INTO attempt_nodes (attempt_id, rank, market, price_per_hour, launched_at) "
+                          "VALUES ('a1', 0, 'spot', 1.0, 1.0)"))
+    downgrade(bare_engine, "0005")
+    assert "attempt_nodes" not in _tables(bare_engine)
+    assert "nodes" not in {c["name"] for c in inspect(bare_engine).get_columns("attempts")}
+    with bare_engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM attempts")).scalars().all() == ["a1"]

@@ -18,7 +18,15 @@ import pytest
 
 from orchestrator.cli.schema import render
 from orchestrator.core import spec_model
-from orchestrator.core.spec import ArraySpec, CheckpointSpec, JobSpec, PlacementSpec, RetrySpec, ScheduleSpec
+from orchestrator.core.spec import (
+    ArraySpec,
+    CheckpointSpec,
+    GangSpec,
+    JobSpec,
+    PlacementSpec,
+    RetrySpec,
+    ScheduleSpec,
+)
 from orchestrator.core.spec_docs import rewrite, table
 from vocab import Resources
 
@@ -93,4 +101,9 @@ def test_the_models_and_the_runtime_records_have_the_same_fields() -> None:
                           (spec_model.RetryFile, RetrySpec), (spec_model.PlacementFile, PlacementSpec),
                           (spec_model.ArrayFile, ArraySpec)]:
         keys = {renamed.get((model.__name__, k), k) for k in model.model_fields}
+        if model is spec_model.ResourcesFile:  # `[resources]` also holds the gang's keys: `JobSpec.gang`
+            assert keys - {f.name for f in dataclasses.fields(record)} == {f.name for f in dataclasses.fields(GangSpec)}
+            keys -= {f.name for f in dataclasses.fields(GangSpec)}
+        if model is spec_model.JobFile:
+            keys.add("gang")
         assert keys == {f.name for f in dataclasses.fields(record)}, model.__name__

@@ -23,7 +23,8 @@ from orchestrator.store.engine import current_revision, ensure_schema, head_revi
 
 REPO = Path(__file__).resolve().parent.parent
 FOLD = REPO / "examples" / "fold" / "job.toml"
-TABLES = {"jobs", "tasks", "attempts", "events", "observed_prices", "campaign_items", "alembic_version"}
+TABLES = {"jobs", "tasks", "attempts", "events", "observed_prices", "campaign_items", "attempt_nodes",
+          "alembic_version"}
 
 
 def _orch_env(home: Path) -> dict[str, str]:

@@ -46,7 +46,8 @@ def _attempt(task_id: str, n: int, rng: random.Random) -> AttemptView:
                   state=AttemptState.ENDED if ended else AttemptState.RUNNING,
                   outcome=Outcome.PREEMPTED if ended else None, launched_at=launched, started_at=launched,
                   ended_at=launched + 600 if ended else None, progress_start=0.0, unbilled=False,
-                  productive_at=launched + rng.uniform(60, 600) if rng.random() < 0.7 else None)
+                  productive_at=launched + rng.uniform(60, 600) if rng.random() < 0.7 else None,
+                  nodes=rng.choice((1, 1, 4)), node_spans=())  # gangs too: every node counts in both sums
     return AttemptView(**fields)  # type: ignore[arg-type]
 
 

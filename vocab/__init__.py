@@ -4,11 +4,22 @@ abilities, errors, time. Both `orchestrator` and `providers` import it; it impor
 from vocab.abilities import Abilities, CapacityMemory, ZoneSignal
 from vocab.clock import Clock, SystemClock
 from vocab.errors import CapacityError, PermanentError, ProviderError, QuotaError, TransientError
-from vocab.instances import RESUME_NOT_BEFORE, EndReason, Instance, InstanceState, LaunchRequest, Notice, NoticeKind
+from vocab.instances import (
+    DEFAULT_MASTER_PORT,
+    RESUME_NOT_BEFORE,
+    EndReason,
+    Instance,
+    InstanceState,
+    LaunchRequest,
+    Notice,
+    NoticeKind,
+    gang_environment,
+)
 from vocab.markets import ARCHITECTURES, Billing, Market, Offer, Resources, architecture_rank, offer_key
 
 __all__ = [
     "ARCHITECTURES",
+    "DEFAULT_MASTER_PORT",
     "RESUME_NOT_BEFORE",
     "Abilities",
     "Billing",
@@ -31,5 +42,6 @@ __all__ = [
     "TransientError",
     "ZoneSignal",
     "architecture_rank",
+    "gang_environment",
     "offer_key",
 ]

@@ -26,6 +26,8 @@ class Abilities:
     stops_gracefully: bool = False
     # Offers depend on the job (the local provider's simulated market is configured per job).
     offers_per_job: bool = False
+    # The most nodes `launch_gang` starts as one all-or-nothing gang (1: no gangs; providers.base.LaunchesGangs).
+    max_gang_nodes: int = 1
 
 
 class CapacityMemory(Mapping[str, float]):

@@ -216,7 +216,8 @@ def status_detail(s: JobStatus, width: int | None = None, *, utc: bool = False, 
         lines.insert(2, f"  controller {controller}")
     ran = [a for a in s.attempts if not a.unbilled]
     if ran:
-        rows = [(str(a.number), a.task_id[:8], str(a.market), a.instance_type, a.zone or a.region,
+        rows = [(str(a.number), a.task_id[:8], str(a.market),
+                 a.instance_type if a.nodes == 1 else f"{a.nodes} x {a.instance_type}", a.zone or a.region,
                  f"${a.price_per_hour:.4f}", when(a.launched_at, utc), when(a.ended_at, utc),
                  str(a.outcome or a.state)) for a in ran]
         lines.append("")

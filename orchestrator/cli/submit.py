@@ -33,7 +33,7 @@ def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
     from orchestrator.cli.wiring import build_providers, known_providers
     from orchestrator.core.placement import check_placeable
     from orchestrator.core.policy import has_policy
-    from orchestrator.core.spec import SpecError
+    from orchestrator.core.spec import SpecError, check_gang_providers
     from orchestrator.job_files import load_spec
     from providers.base import ChecksOptions
     from providers.catalog import load_catalog
@@ -50,6 +50,7 @@ def prepare(path: str, now: float) -> tuple[JobSpec, list[Offer]]:
         base = Path(path).resolve().parent
         spec = dataclasses.replace(spec, workdir=str((base / (spec.workdir or ".")).resolve()))
     providers = build_providers(spec.placement.providers)
+    check_gang_providers(spec, {n: p.abilities.max_gang_nodes for n, p in providers.items()}, source=path)
     offers: list[Offer] = []
     for name, provider in providers.items():
         if isinstance(provider, ChecksOptions):

@@ -14,6 +14,9 @@ the benchmarks all call `job_cost`. Definitions (docs/cost.md):
   neither, since the work it paid for did not produce the result the yardstick prices.
 - lost to preemptions: for each preempted attempt, the time since its newest checkpoint (or since it
   became productive) at its price: work that has to be done again.
+- gangs (`[resources] nodes = N`): every figure counts every node. An attempt's nodes are billed each
+  from its own recorded span (`NodeSpan`: price, launch, end); before its spans are recorded, as N
+  nodes at the attempt's price over the attempt's time. Hours are node-hours.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState
+from orchestrator.core.model import AttemptState, AttemptView, NodeSpan, Outcome, TaskState
 from orchestrator.core.spec import JobSpec
 from vocab import Billing, Market, Offer
 
@@ -68,20 +71,68 @@ def attempt_seconds(a: AttemptView, now: float) -> float:
     return max(0.0, end - max(start, a.launched_at))
 
 
+def node_seconds(a: AttemptView, node: NodeSpan, now: float) -> float:
+    """Billed time of one node of a gang: from its launch (not before its attempt started billing) to its
+    own recorded end, else its attempt's end, else `now`. Nothing while the attempt is launching."""
+    if a.state is AttemptState.LAUNCHING:
+        return 0.0
+    start = max(node.launched_at, a.started_at if a.started_at is not None else a.launched_at, a.launched_at)
+    end = node.ended_at if node.ended_at is not None else a.ended_at if a.ended_at is not None else now
+    return max(0.0, end - start)
+
+
+def _pieces(a: AttemptView, now: float) -> list[tuple[Market, float, float, int]]:
+    """(market, seconds, price per hour, how many nodes) of what an attempt ran: one piece per recorded
+    node of a gang, else its `nodes` alike at the attempt's market, price and time."""
+    if a.node_spans:
+        return [(n.market, node_seconds(a, n, now), n.price_per_hour, 1) for n in a.node_spans]
+    return [(a.market, attempt_seconds(a, now), a.price_per_hour, a.nodes)]
+
+
+def attempt_cost_by_market(a: AttemptView, now: float) -> dict[Market, float]:
+    out = {Market.SPOT: 0.0, Market.ON_DEMAND: 0.0}
+    if a.unbilled:
+        return out
+    billing = Billing(a.billing_increment_s, a.billing_minimum_s)
+    for market, seconds, price, count in _pieces(a, now):
+        out[market] += count * price * billing.billed_seconds(seconds) / 3600.0
+    return out
+
+
 def attempt_cost(a: AttemptView, now: float) -> float:
+    """What the attempt's instances cost up to `now`: every node of a gang."""
+    return sum(attempt_cost_by_market(a, now).values())
+
+
+def node_hours(a: AttemptView, now: float, market: Market) -> float:
+    """Instance-hours the attempt ran on `market` (a gang's nodes each count); 0 when unbilled."""
     if a.unbilled:
         return 0.0
-    billed = Billing(a.billing_increment_s, a.billing_minimum_s).billed_seconds(attempt_seconds(a, now))
-    return a.price_per_hour * billed / 3600.0
+    return sum(count * seconds for m, seconds, _, count in _pieces(a, now) if m is market) / 3600.0
+
+
+def hourly_price(a: AttemptView) -> float:
+    """What the attempt costs per hour while it runs: its live nodes' prices, or `nodes` x its price."""
+    if a.node_spans:
+        return sum(n.price_per_hour for n in a.node_spans if n.ended_at is None)
+    return a.nodes * a.price_per_hour
 
 
 def attempt_lost(a: AttemptView) -> float:
-    """Cost of the work a preemption threw away (0 for any other outcome)."""
+    """Cost of the work a preemption threw away (0 for any other outcome): for a gang, on every node
+    that ran between the newest checkpoint and the end (one reclaimed node stops them all)."""
     if a.outcome is not Outcome.PREEMPTED or a.ended_at is None:
         return 0.0
     # Explicit None tests: a simulated clock starts at 0.0, and `or` would skip a checkpoint made then.
-    since = next(t for t in (a.last_checkpoint_at, a.productive_at, a.started_at, a.launched_at) if t is not None)
-    return max(0.0, a.ended_at - max(since, a.launched_at)) * a.price_per_hour / 3600.0
+    since = max(next(t for t in (a.last_checkpoint_at, a.productive_at, a.started_at, a.launched_at)
+                     if t is not None), a.launched_at)
+    if not a.node_spans:
+        return max(0.0, a.ended_at - since) * a.nodes * a.price_per_hour / 3600.0
+    lost = 0.0
+    for n in a.node_spans:
+        end = min(n.ended_at, a.ended_at) if n.ended_at is not None else a.ended_at
+        lost += max(0.0, end - max(since, n.launched_at)) * n.price_per_hour / 3600.0
+    return lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +190,11 @@ def job_cost(attempts: Sequence[AttemptView], *, now: float, remaining_usd: floa
     `on_demand_only_usd` is the same whole job on on-demand capacity, the yardstick for savings;
     `state` is the job's state (`orchestrator.core.model.job_state`), which decides what savings mean.
     """
-    spot = sum(attempt_cost(a, now) for a in attempts if a.market is Market.SPOT)
-    on_demand = sum(attempt_cost(a, now) for a in attempts if a.market is Market.ON_DEMAND)
+    by_market = [attempt_cost_by_market(a, now) for a in attempts]
+    spot = sum(c[Market.SPOT] for c in by_market)
+    on_demand = sum(c[Market.ON_DEMAND] for c in by_market)
     spent = spot + on_demand
     projected = spent + remaining_usd
-    billed = [a for a in attempts if not a.unbilled]
     saved, projected_saved = savings(state, on_demand_only_usd=on_demand_only_usd, projected_usd=projected)
     return JobCost(
         spent_usd=spent,
@@ -155,8 +206,8 @@ def job_cost(attempts: Sequence[AttemptView], *, now: float, remaining_usd: floa
         projected_saved_usd=projected_saved,
         lost_usd=sum(attempt_lost(a) for a in attempts),
         preemptions=sum(1 for a in attempts if a.outcome is Outcome.PREEMPTED),
-        spot_hours=sum(attempt_seconds(a, now) for a in billed if a.market is Market.SPOT) / 3600.0,
-        on_demand_hours=sum(attempt_seconds(a, now) for a in billed if a.market is Market.ON_DEMAND) / 3600.0,
+        spot_hours=sum(node_hours(a, now, Market.SPOT) for a in attempts),
+        on_demand_hours=sum(node_hours(a, now, Market.ON_DEMAND) for a in attempts),
     )
 
 
@@ -164,4 +215,12 @@ def idle_price_of(spec: JobSpec, cheapest_spot: Offer | None, cheapest_on_demand
     """The price an unplaced task is expected to run at (`status.idle_price`), from the cheapest spot and
     on-demand offers: spot, or on-demand for an on-demand job or when no spot is offered."""
     offer = cheapest_on_demand if spec.schedule.market == "on-demand" or cheapest_spot is None else cheapest_spot
-    return offer.price_per_hour if offer is not None else None
+    return gang_hourly(spec, offer.price_per_hour) if offer is not None else None
+
+
+def gang_hourly(spec: JobSpec, node_price: float) -> float:
+    """A task's price per hour on nodes at `node_price`: all `[resources] nodes` of a gang, or the one node.
+
+    The projections, the budget guard and the on-demand yardstick price a gang at its full size; an
+    elastic gang running short costs less and is priced from its live nodes (`hourly_price`)."""
+    return spec.gang.nodes * node_price

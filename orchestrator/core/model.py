@@ -8,10 +8,11 @@ machine; `orchestrator.store` is the one place that applies it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from vocab import Market
+from vocab import Instance, Market
 
 
 class TaskState(StrEnum):
@@ -115,6 +116,29 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class NodeSpan:
+    """One node of a gang attempt, as recorded: its own price and times bill it (`cost.attempt_cost`).
+
+    `ended_at` None: still running, or ended with its attempt (then the attempt's end bills it). An
+    elastic gang that grows back gives a rank a second span."""
+
+    rank: int
+    instance_id: str | None
+    zone: str | None
+    market: Market
+    price_per_hour: float
+    launched_at: float
+    ended_at: float | None = None
+
+
+def spans_of(instances: Sequence[Instance], price_per_hour: float, now: float) -> tuple[NodeSpan, ...]:
+    """The spans to record for a gang just launched (`Store.record_attempt_nodes`): one per node, at the
+    offer's price, launched when the provider says (else `now`)."""
+    return tuple(NodeSpan(i.node_rank, i.instance_id, i.zone, i.market, price_per_hour,
+                          i.launched_at if i.launched_at is not None else now) for i in instances)
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptView:
     """What the pure core knows of one attempt (read from the store, no ORM object)."""
 
@@ -148,6 +172,9 @@ class AttemptView:
     unbilled: bool = False
     # Where the price came from: "api", "catalog", or "unknown" (money figures then mean nothing).
     price_source: str = "catalog"
+    # A gang's size, and its nodes' own records once launched (store.gang); () for a single node.
+    nodes: int = 1
+    node_spans: tuple[NodeSpan, ...] = ()
 
     @property
     def live(self) -> bool:

@@ -73,14 +73,16 @@ def check_placeable(spec: JobSpec, offers: Sequence[Offer], *, source: str, know
                         f"{_describe(spec)} on {' or '.join(allowed)}")
     budget = spec.schedule.budget_usd
     if budget is not None:
-        low = min(o.price_per_hour for o in candidates)
+        # A gang pays every node: its work (node-hours / nodes) costs the same on fewer nodes of an elastic one.
+        low = min(o.price_per_hour for o in candidates) * spec.gang.nodes
         # Every shard of an array job pays its own restart overhead on its own instance.
         shards = spec.array.shards if spec.array else 1
         hours = spec.schedule.estimated_hours + shards * spec.schedule.restart_overhead_hours
         if budget < low * hours:
+            nodes = f" ({spec.gang.nodes} nodes)" if spec.gang.is_gang else ""
             raise SpecError(source, "schedule.budget_usd",
                             f"${budget:.2f} is below the cheapest possible run: {hours:g} h at "
-                            f"${low:.4f}/h = ${low * hours:.2f}")
+                            f"${low:.4f}/h{nodes} = ${low * hours:.2f}")
 
 
 def _describe(spec: JobSpec) -> str:

@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 # The bounds and the vocabulary live in spec_limits, shared with the models; named here as well.
 __all__ = ["MARKETS", "MAX_HOURS", "MAX_RESTART_OVERHEAD_HOURS", "MAX_SPEC_BYTES", "ArraySpec", "CheckpointSpec",
-           "JobSpec", "PlacementSpec", "RetrySpec", "ScheduleSpec", "SpecError", "parse_spec",
-           "parse_spec_dict", "spec_from_dict"]
+           "GangSpec", "JobSpec", "PlacementSpec", "RetrySpec", "ScheduleSpec", "SpecError", "check_gang_providers",
+           "parse_spec", "parse_spec_dict", "spec_from_dict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +74,27 @@ class PlacementSpec:
     regions: tuple[str, ...] = ()
     # Per-provider settings passed to that provider untouched, e.g. [placement.options.local].
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GangSpec:
+    """`[resources] nodes`: a job that runs on `nodes` instances at once, all or nothing (docs/gangs.md).
+
+    `min_nodes` < `nodes` makes it elastic: it may run on as few as `min_nodes`. `mixed_markets` lets one
+    gang hold spot and on-demand nodes together; without it every node of a gang is on one market.
+    """
+
+    nodes: int = 1
+    min_nodes: int = 1
+    mixed_markets: bool = False
+
+    @property
+    def is_gang(self) -> bool:
+        return self.nodes > 1
+
+    @property
+    def elastic(self) -> bool:
+        return self.min_nodes < self.nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +145,7 @@ class JobSpec:
     retry: RetrySpec = field(default_factory=RetrySpec)
     placement: PlacementSpec = field(default_factory=PlacementSpec)
     array: ArraySpec | None = None
+    gang: GangSpec = field(default_factory=GangSpec)
 
     @property
     def policy_name(self) -> str:
@@ -185,6 +207,7 @@ def parse_spec_dict(
         raise SpecError(source, "command", "is required (or give an image)")
     schedule = _schedule(source, job.schedule, submitted_at, policies)
     array = _array(source, job.array) if job.array is not None else None
+    gang = _gang(source, job.resources.nodes, job.resources.min_nodes, job.resources.mixed_markets, array)
     _check_deadline(source, schedule, array, submitted_at)
     resources, checkpoint, retry, placement = job.resources, job.checkpoint, job.retry, job.placement
     return JobSpec(
@@ -197,7 +220,36 @@ def parse_spec_dict(
         retry=RetrySpec(retry.max_failures, tuple(retry.recover_on_exit_codes)),
         placement=PlacementSpec(tuple(placement.providers), tuple(placement.regions), dict(placement.options)),
         array=array,
+        gang=gang,
     )
+
+
+def _gang(source: str, nodes: int, min_nodes: int | None, mixed: bool, array: ArraySpec | None) -> GangSpec:
+    if min_nodes is not None and min_nodes > nodes:
+        raise SpecError(source, "resources.min_nodes", f"must be at most nodes ({nodes}), got {min_nodes}")
+    if nodes > 1 and array is not None:
+        kind = "a campaign" if array.is_campaign else "an array job"
+        raise SpecError(source, "resources.nodes",
+                        f"a gang (nodes = {nodes}) cannot be {kind}: each task of [array] runs on its own "
+                        "instance and is launched, preempted and resumed alone, while a gang's nodes run one task "
+                        "together; submit the gang as its own job")
+    return GangSpec(nodes, nodes if min_nodes is None else min_nodes, mixed)
+
+
+def check_gang_providers(spec: JobSpec, max_gang_nodes: Mapping[str, int], *, source: str) -> None:
+    """Refuse a gang that a listed provider cannot launch as one (its `Abilities.max_gang_nodes`).
+
+    Every provider the job names must hold the whole gang: the loop may place the job on any of them.
+    """
+    if not spec.gang.is_gang:
+        return
+    for name in spec.placement.providers:
+        limit = max_gang_nodes.get(name, 1)
+        if limit < spec.gang.nodes:
+            held = "launches no gangs" if limit <= 1 else f"launches gangs of at most {limit} nodes"
+            raise SpecError(source, "resources.nodes",
+                            f"{spec.gang.nodes} nodes, but provider {name!r} {held} all-or-nothing; "
+                            "remove it from placement.providers or ask for fewer nodes")
 
 
 _HEADER = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")
@@ -327,4 +379,5 @@ def spec_from_dict(data: Mapping[str, Any]) -> JobSpec:
         placement=PlacementSpec(tuple(data["placement"]["providers"]), tuple(data["placement"]["regions"]),
                                 dict(data["placement"]["options"])),
         array=ArraySpec(**arr) if arr else None,
+        gang=GangSpec(**data["gang"]) if data.get("gang") else GangSpec(),  # specs stored before gangs: none
     )

@@ -32,6 +32,7 @@ MAX_HOURS = 87_600.0  # ten years: work, deadlines
 MIN_WORK_HOURS = 0.001  # 3.6 s: below the loop's resolution
 MAX_RESTART_OVERHEAD_HOURS = 24.0
 MAX_GPU_COUNT = 256
+MAX_NODES = 128  # nodes of one gang (`[resources] nodes`): ESM-1v's 128 V100s at one GPU a node
 MAX_GPU_MEMORY_GB = 4096.0
 MAX_BUDGET_USD = 1e9
 MAX_KEEP = 1000

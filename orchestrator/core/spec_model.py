@@ -52,6 +52,7 @@ from orchestrator.core.spec_limits import (
     MAX_ITEMS,
     MAX_KEEP,
     MAX_NAME,
+    MAX_NODES,
     MAX_RESTART_OVERHEAD_HOURS,
     MAX_WORKERS,
     MIN_WORK_HOURS,
@@ -297,6 +298,14 @@ class ResourcesFile(Table):
     min_architecture: Annotated[str, AfterValidator(_architecture)] | None = Field(
         default=None, json_schema_extra={"x-one-of": list(ARCHITECTURES)})
     """Oldest acceptable architecture, case-insensitive; newer ones qualify (`"ampere"` for bf16)."""
+    nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] = 1
+    """Instances that run the job together as one gang, each with the resources above: all launched at once
+    or none, ranks `0 … nodes-1` (see [gangs.md](gangs.md)). Not with `[array]`."""
+    min_nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] | None = _none("`nodes`")
+    """Fewest nodes the job can run on (an elastic job: torchrun's elastic rendezvous, DeepSpeed's elastic
+    config); at most `nodes`."""
+    mixed_markets: bool = False
+    """Whether one gang may mix spot and on-demand nodes. `false`: every node of a gang is on the same market."""
 
 
 class ScheduleFile(Table):

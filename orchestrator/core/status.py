@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.core.cost import JobCost, idle_price_of, job_cost, money
+from orchestrator.core.cost import JobCost, gang_hourly, hourly_price, idle_price_of, job_cost, money
 from orchestrator.core.model import AttemptState, AttemptView, TaskView, job_state
 from orchestrator.core.spec import JobSpec
 from vocab import Market, Offer
@@ -65,7 +65,7 @@ def _attempt_dict(a: AttemptView) -> dict[str, Any]:
             "zone": a.zone, "instance_type": a.instance_type, "market": str(a.market),
             "price_per_hour": a.price_per_hour, "state": str(a.state),
             "outcome": None if a.outcome is None else str(a.outcome), "instance_id": a.instance_id,
-            "launched_at": a.launched_at, "ended_at": a.ended_at, "exit_code": a.exit_code}
+            "launched_at": a.launched_at, "ended_at": a.ended_at, "exit_code": a.exit_code, "nodes": a.nodes}
 
 
 def idle_price(spec: JobSpec, offers: Sequence[Offer]) -> float | None:
@@ -85,7 +85,7 @@ def remaining_usd(spec: JobSpec, tasks: Sequence[TaskView], attempts: Sequence[A
     never launches what would take that total past the budget) and the GpuJob status all use it, so
     the total a user sees is the total the guard enforces.
     """
-    running = {a.task_id: a.price_per_hour for a in attempts if a.state is not AttemptState.ENDED}
+    running = {a.task_id: hourly_price(a) for a in attempts if a.state is not AttemptState.ENDED}
     return sum(((1.0 - t.progress_committed) * task_work_hours(spec, t) + overhead_h)
                * running.get(t.id, idle if idle is not None else 0.0)
                for t in tasks if t.id != skip and not t.state.terminal)
@@ -112,7 +112,7 @@ def job_status(*, job_id: str, name: str, spec: JobSpec, created_at: float, dead
     state = job_state([t.state for t in tasks])
     left_usd = remaining_usd(spec, tasks, attempts, idle=fallback, overhead_h=overhead)
     cost = job_cost(attempts, now=now, remaining_usd=left_usd, state=state,
-                    on_demand_only_usd=(total_work + overhead * len(tasks)) * (od_price or 0.0))
+                    on_demand_only_usd=(total_work + overhead * len(tasks)) * gang_hourly(spec, od_price or 0.0))
     slack = None
     if deadline_at is not None and any(not t.state.terminal for t in tasks):
         slack = (deadline_at - now) / 3600.0 - remaining_h / max(1, sum(not t.state.terminal for t in tasks))

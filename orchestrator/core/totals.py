@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.core.cost import attempt_cost
+from orchestrator.core.cost import attempt_cost, hourly_price
 from orchestrator.core.model import AttemptState, AttemptView, TaskView
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import task_work_hours
@@ -63,7 +63,7 @@ class JobTotals:
                 overhead_h += (a.productive_at - a.launched_at) / 3600.0
                 overhead_n += 1
             if a.state is not AttemptState.ENDED:
-                live_price = a.price_per_hour
+                live_price = hourly_price(a)
         if task.state.terminal:
             return _Share(spent=spent, overhead_h=overhead_h, overhead_n=overhead_n)
         price = live_price if live_price is not None else (self.idle if self.idle is not None else 0.0)

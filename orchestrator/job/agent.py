@@ -27,8 +27,18 @@ from types import FrameType
 
 from orchestrator.job.checkpoint.filestore import write_atomic
 from orchestrator.job.checkpoint.publisher import HeartbeatPublisher
-from orchestrator.job.checkpoint.storage import StorageError, open_storage
+from orchestrator.job.checkpoint.rendezvous import (
+    DEFAULT_WAIT_S,
+    GangNode,
+    RendezvousError,
+    forward_gang_notice,
+    gang_node,
+    read_gang_notice,
+    rendezvous,
+)
+from orchestrator.job.checkpoint.storage import Storage, StorageError, open_storage
 from orchestrator.job.notices import (
+    AgentNotice,
     FileNoticeSource,
     GceNoticeSource,
     ImdsNoticeSource,
@@ -38,6 +48,8 @@ from orchestrator.job.notices import (
 from vocab import NoticeKind
 
 log = logging.getLogger("orch.agent")
+# sysexits' EX_TEMPFAIL: a gang node that never found its head; the job did not start.
+RENDEZVOUS_FAILED = 75
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +63,7 @@ class AgentOptions:
     heartbeat_interval: float = 5.0
     poll_interval: float = 1.0
     status_file: Path | None = None
+    rendezvous_timeout: float = DEFAULT_WAIT_S
 
 
 def parse_signal(text: str) -> signal.Signals:
@@ -88,6 +101,8 @@ def parse_args(argv: Sequence[str]) -> AgentOptions:
     p.add_argument("--heartbeat-interval", type=_positive, default=5.0, metavar="S")
     p.add_argument("--poll-interval", type=_positive, default=1.0, metavar="S")
     p.add_argument("--status-file", type=Path, help="write the job's exit status here as JSON")
+    p.add_argument("--rendezvous-timeout", type=_positive, default=DEFAULT_WAIT_S, metavar="S",
+                   help="a gang node's wait for the head's address (default 900)")
     ns = p.parse_args(own)
     if not command:
         p.error("give the job's command after '--'")
@@ -101,6 +116,7 @@ def parse_args(argv: Sequence[str]) -> AgentOptions:
         heartbeat_interval=ns.heartbeat_interval,
         poll_interval=ns.poll_interval,
         status_file=ns.status_file,
+        rendezvous_timeout=ns.rendezvous_timeout,
     )
 
 
@@ -141,6 +157,8 @@ class Supervisor:
         self._killed = False
         self._failing: set[str] = set()
         self.publisher: HeartbeatPublisher | None = None
+        # A gang node tells its peers of its own notice through this (see `join_gang`).
+        self.on_interrupt: Callable[[float | None, str], None] | None = None
 
     def start(self, env: Mapping[str, str]) -> int:
         """Start the job in a process group of its own; pass on signals that came first.
@@ -170,6 +188,8 @@ class Supervisor:
             log.info("%s: sending %s to the job", why, signal.Signals(signum).name)
             self.signal_group(signum)
             self._signalled = True
+            if self.on_interrupt is not None:
+                self.on_interrupt(self._now() + max(grace, 0.0), why)
         self.interrupted = True
         if self.publisher is not None:
             self.publisher.mark(interrupted=True)
@@ -229,6 +249,82 @@ class Supervisor:
         return exit_status(returncode)
 
 
+class GangNoticeSource:
+    """The gang's shared notice (`rendezvous.forward_gang_notice`), read at most every `every_s`: one
+    object read per node every few seconds, not every poll."""
+
+    def __init__(self, storage: Storage, attempt_id: str, *, every_s: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.storage = storage
+        self.attempt_id = attempt_id
+        self.name = f"gang:{attempt_id}"
+        self._every = every_s
+        self._monotonic = monotonic
+        self._next = 0.0
+
+    def poll(self) -> AgentNotice | None:
+        if self._monotonic() < self._next:
+            return None
+        self._next = self._monotonic() + self._every
+        notice = read_gang_notice(self.storage, self.attempt_id)
+        return None if notice is None else AgentNotice(NoticeKind.INTERRUPTION, self.name, notice.deadline)
+
+
+def node_rank(sources: Sequence[NoticeSource]) -> int:
+    """A gang node's rank where one boot template made every node (EC2, GCE): asked of the instance."""
+    errors = []
+    for source in sources:
+        ask = getattr(source, "node_rank", None)
+        if ask is None:
+            continue
+        try:
+            return int(ask())
+        except NoticeSourceError as e:
+            errors.append(str(e))
+    raise RendezvousError("ORCH_NODE_RANK is not set and no metadata source gives it"
+                          + (f": {'; '.join(errors)}" if errors else ""))
+
+
+def join_gang(supervisor: Supervisor, env: Mapping[str, str], *,
+              sleep: Callable[[float], None] = time.sleep) -> tuple[dict[str, str], GangNode | None]:
+    """A gang node's environment once the head is known, and its notices shared with every rank.
+
+    Single nodes pass through untouched. Raises `RendezvousError` (or ValueError, StorageError) when
+    the node cannot join: the job must not start without its peers.
+    """
+    out = dict(env)
+    if int(out.get("ORCH_NUM_NODES", "1") or 1) <= 1:
+        return out, None
+    if not out.get("ORCH_NODE_RANK"):
+        rank = node_rank(supervisor.sources)
+        out.update(ORCH_NODE_RANK=str(rank), NODE_RANK=str(rank))
+    node = gang_node(out)
+    assert node is not None
+    uri = out.get("ORCH_CHECKPOINT_URI")
+    if not uri:
+        if not out.get("MASTER_ADDR"):
+            raise RendezvousError("a gang node needs ORCH_CHECKPOINT_URI to find its head")
+        return out, node
+    storage = open_storage(uri)
+    out.update(rendezvous(storage, node, out, wait_s=supervisor.options.rendezvous_timeout,
+                          monotonic=supervisor._monotonic, sleep=sleep, now=supervisor._now))
+    supervisor.sources.append(GangNoticeSource(storage, node.attempt_id, every_s=5 * supervisor.options.poll_interval,
+                                               monotonic=supervisor._monotonic))
+
+    def share(deadline: float | None, why: str) -> None:
+        if why.startswith("interruption notice from gang:"):
+            return  # the peers have it already
+        try:
+            forward_gang_notice(storage, node.attempt_id, at=supervisor._now(), deadline=deadline,
+                                source=f"rank {node.rank}: {why}")
+        except StorageError as e:
+            log.warning("could not tell the gang of the notice: %s", e)
+
+    supervisor.on_interrupt = share
+    log.info("gang node %d of %d; head at %s:%s", node.rank, node.nodes, out["MASTER_ADDR"], out["MASTER_PORT"])
+    return out, node
+
+
 def child_env(options: AgentOptions, base: Mapping[str, str], workdir: Path) -> dict[str, str]:
     env = dict(base)
     env.setdefault("ORCH_PROGRESS_FILE", str(workdir / "progress.json"))
@@ -280,6 +376,13 @@ def run(options: AgentOptions, base_env: Mapping[str, str] | None = None, *,
 def _supervise(supervisor: Supervisor, env: Mapping[str, str]) -> int:
     options = supervisor.options
     try:
+        env, node = join_gang(supervisor, env)
+    except (RendezvousError, ValueError, StorageError) as e:
+        log.error("cannot join the gang: %s", e)
+        if options.status_file is not None:
+            write_status(options.status_file, RENDEZVOUS_FAILED, False, started=False)
+        return RENDEZVOUS_FAILED
+    try:
         pid = supervisor.start(env)
     except OSError as e:
         log.error("cannot start %s: %s", options.command[0], e)
@@ -287,7 +390,8 @@ def _supervise(supervisor: Supervisor, env: Mapping[str, str]) -> int:
         if options.status_file is not None:
             write_status(options.status_file, exit_code, False, started=False)
         return exit_code
-    publisher = make_publisher(env, pid, options.heartbeat_interval)
+    # Rank 0's heartbeat and checkpoint are the gang's; the other ranks publish none of their own.
+    publisher = make_publisher(env, pid, options.heartbeat_interval) if node is None or node.rank == 0 else None
     if publisher is not None:
         publisher.mark(interrupted=supervisor.interrupted)
         supervisor.publisher = publisher

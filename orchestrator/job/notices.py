@@ -132,6 +132,13 @@ class ImdsNoticeSource:
             return body
         raise NoticeSourceError(f"{self.name}: GET {path} refused a fresh token")
 
+    def node_rank(self) -> int:
+        """A gang node's rank on EC2: its launch index in the one RunInstances that made the gang."""
+        body = self._get("/latest/meta-data/ami-launch-index")
+        if body is None or not body.strip().isdigit():
+            raise NoticeSourceError(f"{self.name}: no ami-launch-index")
+        return int(body)
+
     def poll(self) -> AgentNotice | None:
         action = self._get("/latest/meta-data/spot/instance-action")
         if action is not None:
@@ -171,6 +178,17 @@ class GceNoticeSource:
         self.name = f"gce:{self.base_url}"
         self._http = _Http(timeout)
         self._now = now
+
+    def node_rank(self) -> int:
+        """A gang node's rank on GCE: bulkInsert names each VM `<gang>-r<rank>` (providers/gcp/gang.py)."""
+        status, body = self._http.call(
+            "GET", f"{self.base_url}/computeMetadata/v1/instance/name", {"Metadata-Flavor": "Google"}
+        )
+        name = body.decode(errors="replace").strip()
+        _, sep, rank = name.rpartition("-r")
+        if status != 200 or not sep or not rank.isdigit():
+            raise NoticeSourceError(f"{self.name}: instance name {name!r} carries no gang rank")
+        return int(rank)
 
     def poll(self) -> AgentNotice | None:
         status, body = self._http.call(

@@ -17,6 +17,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, select
 
 from orchestrator.core.model import AttemptState, AttemptView, TaskView
 from orchestrator.core.spec import JobSpec, spec_from_dict
+from orchestrator.store.gang import with_spans
 from orchestrator.store.tables import AttemptRow, JobRow, TaskRow
 from orchestrator.store.views import (
     ATTEMPT_COLUMNS,
@@ -56,13 +57,13 @@ def chunks(ids: Collection[str]) -> Iterator[list[str]]:
 
 def task_with_attempts(conn: Connection, task_id: str) -> tuple[TaskView | None, list[AttemptView]]:
     row = conn.execute(_TASK, {"id": task_id}).first()
-    attempts = [attempt_from_row(a) for a in conn.execute(_ATTEMPTS_OF_TASK, {"id": task_id})]
+    attempts = with_spans(conn, [attempt_from_row(a) for a in conn.execute(_ATTEMPTS_OF_TASK, {"id": task_id})])
     return (task_from_row(row) if row is not None else None), attempts
 
 
 def attempt(conn: Connection, attempt_id: str) -> AttemptView | None:
     row = conn.execute(_ATTEMPT, {"id": attempt_id}).first()
-    return attempt_from_row(row) if row is not None else None
+    return with_spans(conn, [attempt_from_row(row)])[0] if row is not None else None
 
 
 def tasks(conn: Connection, job_id: str) -> list[TaskView]:
@@ -70,7 +71,7 @@ def tasks(conn: Connection, job_id: str) -> list[TaskView]:
 
 
 def attempts(conn: Connection, job_id: str) -> list[AttemptView]:
-    return [attempt_from_row(r) for r in conn.execute(_ATTEMPTS_OF_JOB, {"id": job_id})]
+    return with_spans(conn, [attempt_from_row(r) for r in conn.execute(_ATTEMPTS_OF_JOB, {"id": job_id})])
 
 
 def tasks_of(conn: Connection, job_ids: Collection[str]) -> dict[str, list[TaskView]]:
@@ -86,6 +87,8 @@ def attempts_of(conn: Connection, job_ids: Collection[str]) -> dict[str, list[At
     for chunk in chunks(job_ids):
         for r in conn.execute(_ATTEMPTS_OF_JOBS, {"ids": chunk}):
             out[r[0]].append(attempt_from_row(r[1:]))
+    if any(a.nodes > 1 for views in out.values() for a in views):
+        out = {job: with_spans(conn, views) for job, views in out.items()}
     return out
 
 

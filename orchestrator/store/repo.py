@@ -21,6 +21,7 @@ from orchestrator.core.model import (
     AttemptState,
     AttemptView,
     IllegalTransition,
+    NodeSpan,
     Outcome,
     TaskState,
     TaskView,
@@ -28,7 +29,7 @@ from orchestrator.core.model import (
 )
 from orchestrator.core.spec import JobSpec
 from orchestrator.job.items_format import ParsedItem
-from orchestrator.store import reads
+from orchestrator.store import gang, reads
 from orchestrator.store.items import insert_items
 from orchestrator.store.job_list import EVERY_JOB, JobFilter, count_jobs, select_jobs
 from orchestrator.store.leases import JobLeases
@@ -260,7 +261,7 @@ class Store(JobLeases):
     # --- attempts ------------------------------------------------------------------------------
 
     def begin_attempt(self, task: TaskView, offer: Offer, now: float, *, message: str = "",
-                      reason: str = "") -> AttemptView:
+                      reason: str = "", nodes: int = 1) -> AttemptView:
         """`pending -> launching` and the attempt row, before the provider is called (its id is the token).
 
         The guarded transition runs first: it takes the task's row lock, so the loser of a race gets
@@ -279,7 +280,7 @@ class Store(JobLeases):
                 price_per_hour=offer.price_per_hour, on_demand_price_per_hour=offer.on_demand_price_per_hour,
                 price_source=offer.price_source, billing_increment_s=offer.billing.increment_seconds,
                 billing_minimum_s=offer.billing.minimum_seconds, state=str(AttemptState.LAUNCHING),
-                launched_at=now, progress_start=task.progress_committed, unbilled=False,
+                launched_at=now, progress_start=task.progress_committed, unbilled=False, nodes=nodes,
             )
             # The event was made with a placeholder; it gets the numbered message before it is written
             # (it was an UPDATE by attempt id, a column no index covers: every event scanned, 14 ms a
@@ -403,6 +404,20 @@ class Store(JobLeases):
     def attempt(self, attempt_id: str) -> AttemptView | None:
         with self.engine.connect() as conn:
             return reads.attempt(conn, attempt_id)
+
+    # --- gangs (orchestrator/store/gang.py) ------------------------------------------------------
+
+    def record_attempt_nodes(self, attempt_id: str, spans: Sequence[NodeSpan]) -> int:
+        """A gang attempt's launched nodes (idempotent per rank and launch); the number of rows added."""
+        return gang.record_spans(self.engine, attempt_id, spans)
+
+    def end_attempt_node(self, attempt_id: str, instance_id: str, ended_at: float) -> bool:
+        """One node of a gang ended at the cloud's time; False when it was already recorded ended."""
+        return gang.end_span(self.engine, attempt_id, instance_id, ended_at)
+
+    def attempt_nodes(self, attempt_id: str) -> tuple[NodeSpan, ...]:
+        with self.engine.connect() as conn:
+            return gang.spans_of(conn, [attempt_id]).get(attempt_id, ())
 
     # --- events and prices ---------------------------------------------------------------------
 

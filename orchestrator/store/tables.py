@@ -94,6 +94,29 @@ class AttemptRow(Base):
     progress_end: Mapped[float | None] = mapped_column(Float)
     last_checkpoint_at: Mapped[float | None] = mapped_column(Float)
     message: Mapped[str | None] = mapped_column(Text)
+    # A gang's nodes (`[resources] nodes`); each has its row in attempt_nodes once launched.
+    nodes: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class AttemptNodeRow(Base):
+    """One node of a gang attempt: what it cost is derived from its price and times (core/cost.py).
+
+    Written only by orchestrator/store/gang.py: a row per rank when the gang launched, its end when the
+    provider's listing shows the node gone.
+    """
+
+    __tablename__ = "attempt_nodes"
+    __table_args__ = (UniqueConstraint("attempt_id", "rank", "launched_at", name="uq_attempt_nodes_span"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    instance_id: Mapped[str | None] = mapped_column(String(255))
+    zone: Mapped[str | None] = mapped_column(String(64))
+    market: Mapped[str] = mapped_column(String(16))
+    price_per_hour: Mapped[float] = mapped_column(Float)
+    launched_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
 
 
 class EventRow(Base):

@@ -99,6 +99,7 @@ def attempt_view(r: AttemptRow) -> AttemptView:
         productive_at=r.productive_at,
         unbilled=r.unbilled,
         price_source=r.price_source,
+        nodes=r.nodes,
     )
 
 
@@ -123,7 +124,7 @@ ATTEMPT_COLUMNS = (AttemptRow.id, AttemptRow.task_id, AttemptRow.number, Attempt
                    AttemptRow.billing_minimum_s, AttemptRow.state, AttemptRow.outcome, AttemptRow.instance_id,
                    AttemptRow.launched_at, AttemptRow.started_at, AttemptRow.ended_at, AttemptRow.exit_code,
                    AttemptRow.progress_start, AttemptRow.progress_end, AttemptRow.last_checkpoint_at,
-                   AttemptRow.productive_at, AttemptRow.unbilled, AttemptRow.price_source)
+                   AttemptRow.productive_at, AttemptRow.unbilled, AttemptRow.price_source, AttemptRow.nodes)
 # Every job column a view needs except the spec: a held job's spec is parsed once (it never changes
 # after submit), so a tick neither fetches nor JSON-decodes it again (`JobView.spec` comes apart).
 JOB_COLUMNS = (JobRow.id, JobRow.name, JobRow.source, JobRow.created_at, JobRow.deadline_at, JobRow.budget_usd,
@@ -147,7 +148,7 @@ def attempt_from_row(r: Sequence[Any]) -> AttemptView:
     outcome = r[13]
     return AttemptView(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _MARKET[r[7]], r[8], r[9], r[10], r[11],
                        _ATTEMPT_STATE[r[12]], _OUTCOME[outcome] if outcome else None, r[14], r[15], r[16],
-                       r[17], r[18], r[19], r[20], r[21], r[22], r[23], r[24])
+                       r[17], r[18], r[19], r[20], r[21], r[22], r[23], r[24], r[25])
 
 
 def job_from_row(r: Sequence[Any], spec: JobSpec) -> JobView:

@@ -19,6 +19,7 @@ from vocab import RESUME_NOT_BEFORE, LaunchRequest, Market, PermanentError
 
 PROVIDER = "aws"
 TAG_MANAGED, TAG_JOB, TAG_TASK, TAG_ATTEMPT = "orch:managed", "orch:job", "orch:task", "orch:attempt"
+TAG_NODES = "orch:nodes"  # on a gang's nodes: the gang's size; each node's rank is its AmiLaunchIndex
 USER_DATA_LIMIT = 16 * 1024  # bytes, before the base64 encoding boto3 applies
 # A wait longer than a spot notice (120 s) plus clock skew means a wrong clock: start at once instead.
 MAX_RESUME_WAIT_S = 900

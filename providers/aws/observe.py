@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from providers.aws.launch import TAG_ATTEMPT, TAG_JOB, TAG_MANAGED, TAG_TASK
+from providers.aws.launch import TAG_ATTEMPT, TAG_JOB, TAG_MANAGED, TAG_NODES, TAG_TASK
 from vocab import EndReason, Instance, InstanceState, Market
 
 PROVIDER = "aws"
@@ -140,4 +140,5 @@ def to_instance(raw: Mapping[str, Any], region: str, spot_statuses: Mapping[str,
         ended_at=ended_at(str(raw.get("StateTransitionReason", ""))) if state is InstanceState.TERMINATED else None,
         exit_code=None,
         reason=end_reason(state_name, reason_code, spot_status),
+        node_rank=int(raw.get("AmiLaunchIndex") or 0) if TAG_NODES in tags else 0,
     )

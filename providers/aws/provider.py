@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from providers.aws.clients import ClientFactory, default_client_factory
 from providers.aws.errors import PROVIDER, call, error_code
+from providers.aws.gang import MAX_GANG_NODES, delete_group, ensure_group, find_gang, gang_params
 from providers.aws.launch import TAG_ATTEMPT, TAG_MANAGED, launch_params
 from providers.aws.notices import Ec2Event, delete, instance_tags, parse_event, receive
 from providers.aws.observe import describe_managed, spot_request_ids_to_check, spot_request_statuses, to_instance
@@ -52,7 +53,8 @@ class AwsProvider:
     name = PROVIDER
     # A replacement launched on an interruption notice boots at once and starts its job only after
     # ORCH_RESUME_NOT_BEFORE (the old instance's deadline): see `aws_launch.user_data`.
-    abilities = Abilities(replaces_on_notice=True)
+    # A gang is one RunInstances of N in a cluster placement group (`providers.aws.gang`).
+    abilities = Abilities(replaces_on_notice=True, max_gang_nodes=MAX_GANG_NODES)
 
     def __init__(self, clock: Clock, settings: AwsSettings, *, client_factory: ClientFactory | None = None) -> None:
         self.clock = clock
@@ -188,6 +190,60 @@ class AwsProvider:
         except Exception as exc:
             self._terminate_attempt(ec2, region, request.attempt_id)
             raise PermanentError(f"RunInstances in {region}: unreadable answer: {exc!r}", provider=PROVIDER) from exc
+
+    def launch_gang(self, request: LaunchRequest) -> list[Instance]:
+        """One RunInstances of `MinCount = MaxCount = nodes` in the attempt's cluster placement group:
+        EC2 starts all or none. A failure after EC2 may have acted terminates whatever the attempt made."""
+        offer = request.offer
+        if offer.provider != PROVIDER:
+            raise PermanentError(f"offer {offer.key} is not an AWS offer", provider=PROVIDER)
+        if not 1 < request.nodes <= MAX_GANG_NODES:
+            raise PermanentError(f"aws launches gangs of 2..{MAX_GANG_NODES} nodes, not {request.nodes}",
+                                 provider=PROVIDER, code="GangTooLarge")
+        region = offer.region
+        ec2 = self.client("ec2", region)
+        base = launch_params(request, self.settings)
+        group = self._call(lambda: ensure_group(ec2, request, self.settings.tags), "CreatePlacementGroup", region)
+        params = gang_params(base, request, group)
+
+        def find_or_run() -> list[dict[str, Any]]:
+            return find_gang(ec2, request.attempt_id) or list(ec2.run_instances(**params)["Instances"])
+
+        try:
+            raws = self._call(find_or_run, "RunInstances", region)
+        except CapacityError as exc:
+            self._offers.capacity_failed(offer, exc.retry_after)
+            self.release_gang(request)  # nothing runs in it: the group goes too
+            raise
+        except QuotaError:
+            self.release_gang(request)
+            raise
+        except ProviderError:
+            self._terminate_gang(ec2, region, request.attempt_id)
+            raise
+        gang = sorted((to_instance(raw, region, {}) for raw in raws), key=lambda i: i.node_rank)
+        if [i.node_rank for i in gang] != list(range(request.nodes)):
+            self._terminate_gang(ec2, region, request.attempt_id)
+            raise CapacityError(f"RunInstances in {region} started {len(gang)} of {request.nodes} nodes; "
+                                "all were terminated", provider=PROVIDER, code="GangIncomplete",
+                                retry_after=self.settings.capacity_retry_after_seconds)
+        return gang
+
+    def release_gang(self, request: LaunchRequest) -> bool:
+        """Delete the attempt's placement group; False while EC2 still counts a node in it."""
+        region = request.offer.region
+        ec2 = self.client("ec2", region)
+        return self._call(lambda: delete_group(ec2, request.attempt_id), "DeletePlacementGroup", region)
+
+    def _terminate_gang(self, ec2: Any, region: str, attempt_id: str) -> None:
+        """Best effort, as `_terminate_attempt`: every node the attempt made, in one call."""
+        try:
+            found = self._call(lambda: find_gang(ec2, attempt_id), "DescribeInstances", region)
+            ids = [str(i["InstanceId"]) for i in found if i.get("State", {}).get("Name") != "terminated"]
+            if ids:
+                self._call(lambda: ec2.terminate_instances(InstanceIds=ids), "TerminateInstances", region)
+        except ProviderError as exc:
+            log.warning("could not clean up after the failed gang launch of attempt %s: %s", attempt_id, exc)
 
     def _find_attempt(self, ec2: Any, attempt_id: str) -> dict[str, Any] | None:
         reply = ec2.describe_instances(

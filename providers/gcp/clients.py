@@ -33,6 +33,7 @@ class ComputeClients:
         self._instances: Any = None
         self._operations: Any = None
         self._network: tuple[Any, Any] | None = None
+        self._policies: tuple[Any, Any] | None = None
 
     def _make(self) -> None:
         from google.cloud import compute_v1
@@ -73,6 +74,28 @@ class ComputeClients:
                     kwargs["client_options"] = dict(self._options)
                 self._network = (compute_v1.FirewallsClient(**kwargs), compute_v1.GlobalOperationsClient(**kwargs))
             return self._network
+
+    @property
+    def resource_policies(self) -> Any:
+        """Made only by a controller that launches gangs (compact placement policies)."""
+        from google.cloud import compute_v1
+
+        with self._lock:
+            if self._policies is None:
+                kwargs: dict[str, Any] = {"transport": self._transport}
+                if self._credentials is not None:
+                    kwargs["credentials"] = self._credentials
+                if self._options:
+                    kwargs["client_options"] = dict(self._options)
+                self._policies = (compute_v1.ResourcePoliciesClient(**kwargs),
+                                  compute_v1.RegionOperationsClient(**kwargs))
+            return self._policies[0]
+
+    @property
+    def region_operations(self) -> Any:
+        self.resource_policies  # noqa: B018  (makes both)
+        assert self._policies is not None
+        return self._policies[1]
 
     @property
     def operations(self) -> Any:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from providers.gcp.gang import LABEL_NODES, rank_of
 from providers.gcp.launch import (
     LABEL_ATTEMPT,
     LABEL_JOB,
@@ -143,6 +144,7 @@ def to_instance(raw: Any, preemptions: Mapping[str, float | None]) -> Instance:
         ended_at=ended if state is not InstanceState.RUNNING else None,
         exit_code=None,
         reason=end_reason(state, preempted),
+        node_rank=rank_of(str(raw.name)) if LABEL_NODES in labels else 0,
     )
 
 

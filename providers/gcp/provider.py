@@ -22,6 +22,7 @@ from google.api_core import exceptions as gexc
 from providers.catalog import catalog_offers, load_catalog
 from providers.gcp.clients import ComputeClients
 from providers.gcp.errors import PROVIDER, call, gcp_errors, operation_error
+from providers.gcp.gang import MAX_GANG_NODES, bulk_body, node_name, policy_body, policy_name
 from providers.gcp.launch import instance_body, request_id
 from providers.gcp.observe import (
     basename,
@@ -58,7 +59,8 @@ FORGET_GONE_SECONDS = 600.0
 
 class GcpProvider:
     name = PROVIDER
-    abilities = Abilities()
+    # A gang is one bulkInsert of N under a compact placement policy (`providers.gcp.gang`).
+    abilities = Abilities(max_gang_nodes=MAX_GANG_NODES)
 
     def __init__(
         self,
@@ -180,6 +182,95 @@ class GcpProvider:
         with self._lock:
             self._known[(zone, name)] = instance
         return instance
+
+    def launch_gang(self, request: LaunchRequest) -> list[Instance]:
+        """One bulkInsert of `count = minCount = nodes` in the offer's zone under the attempt's compact
+        placement policy: GCE makes all or none. After any failure every VM named for the gang is deleted."""
+        offer = request.offer
+        if offer.provider != PROVIDER:
+            raise PermanentError(f"offer {offer.key} is not a GCP offer", provider=PROVIDER)
+        if not 1 < request.nodes <= MAX_GANG_NODES:
+            raise PermanentError(f"gcp launches gangs of 2..{MAX_GANG_NODES} nodes, not {request.nodes}",
+                                 provider=PROVIDER, code="GangTooLarge")
+        itype = load_catalog().get(PROVIDER, offer.instance_type)
+        if itype is None:
+            raise PermanentError(f"{offer.instance_type!r} is not a GCP type of the catalog", provider=PROVIDER)
+        zone = str(offer.zone)
+        where = self._where(zone)
+        policy = self._call(lambda: self._ensure_policy(request), "resourcePolicies.insert", self._where(offer.region))
+        try:
+            body = bulk_body(request, self.settings, itype, policy)
+        except GcpSettingsError as exc:
+            raise PermanentError(str(exc), provider=PROVIDER, code="RegionNotConfigured") from None
+        names = [node_name(request.attempt_id, rank) for rank in range(request.nodes)]
+        try:
+            op = self._call(lambda: self._bulk_insert(zone, body, request.attempt_id), "instances.bulkInsert", where)
+            if op is not None:
+                self._wait(op, zone, "instances.bulkInsert")
+            gang = [to_instance(self._call(lambda n=n: self._get(zone, n), "instances.get", where), {})  # type: ignore[misc]
+                    for n in names]
+        except ProviderError as exc:
+            if isinstance(exc, CapacityError):
+                self.capacity.refuse(offer.key, self.clock.now() + exc.retry_after)
+            for name in names:  # all or nothing, whatever GCE did before the failure reached us
+                self._delete_quietly(zone, name)
+            with contextlib.suppress(ProviderError):
+                self.release_gang(request)
+            raise
+        with self._lock:
+            self._known.update({(zone, i.instance_id): i for i in gang})
+        return gang
+
+    def _ensure_policy(self, request: LaunchRequest) -> str:
+        """The attempt's compact placement policy, made unless an earlier try made it; its URL."""
+        from google.cloud import compute_v1
+
+        region, project = request.offer.region, self.settings.project
+        try:
+            req = compute_v1.InsertResourcePolicyRequest(
+                project=project, region=region, request_id=request_id("policy/" + request.attempt_id),
+                resource_policy_resource=compute_v1.ResourcePolicy(policy_body(request)))
+            op = self._clients.resource_policies.insert_unary(request=req, retry=None,
+                                                              timeout=self.settings.request_timeout_seconds)
+            if op.status != compute_v1.Operation.Status.DONE:
+                self._clients.region_operations.wait(project=project, region=region, operation=op.name, retry=None,
+                                                     timeout=self.settings.operation_timeout_seconds)
+        except gexc.Conflict:
+            pass  # made by an earlier try
+        return f"projects/{project}/regions/{region}/resourcePolicies/{policy_name(request.attempt_id)}"
+
+    def _bulk_insert(self, zone: str, body: Mapping[str, Any], attempt_id: str) -> Any:
+        """The bulkInsert operation, or None when an earlier try already made the gang (409)."""
+        from google.cloud import compute_v1
+
+        req = compute_v1.BulkInsertInstanceRequest(
+            project=self.settings.project, zone=zone, request_id=request_id("gang/" + attempt_id),
+            bulk_insert_instance_resource_resource=compute_v1.BulkInsertInstanceResource(body))
+        try:
+            return self._clients.instances.bulk_insert_unary(request=req, retry=None,
+                                                             timeout=self.settings.request_timeout_seconds)
+        except gexc.Conflict:
+            return None
+
+    def release_gang(self, request: LaunchRequest) -> bool:
+        """Delete the attempt's placement policy; False while GCE says a VM still uses it."""
+        region = request.offer.region
+
+        def go() -> bool:
+            try:
+                self._clients.resource_policies.delete_unary(
+                    project=self.settings.project, region=region, resource_policy=policy_name(request.attempt_id),
+                    retry=None, timeout=self.settings.request_timeout_seconds)
+            except gexc.NotFound:
+                return True
+            except gexc.BadRequest as exc:
+                reasons = {str(e.get("reason")) for e in (exc.errors or []) if isinstance(e, dict)}
+                if "resourceInUseByAnotherResource" in reasons or "already being used" in str(exc):
+                    return False
+                raise
+            return True
+
+        return self._call(go, "resourcePolicies.delete", self._where(region))
 
     def _insert(self, zone: str, body: Mapping[str, Any], attempt_id: str) -> Any:
         """The insert operation, or None when an earlier try already made the instance (409)."""

@@ -23,6 +23,8 @@ LABEL_JOB = "orch.dev/job"
 LABEL_TASK = "orch.dev/task"
 LABEL_ATTEMPT = "orch.dev/attempt"
 LABEL_MARKET = "orch.dev/market"
+LABEL_RANK = "orch.dev/rank"  # a gang's pods: the node's rank (providers.kubernetes.gang)
+LABEL_NODES = "orch.dev/nodes"  # a gang's pods: the gang's size
 ANN_ATTEMPT = "orch.dev/attempt-id"  # full ids; label values are cut to 63 characters
 ANN_JOB = "orch.dev/job-id"
 ANN_TASK = "orch.dev/task-id"
@@ -116,21 +118,22 @@ def placement_for(market: Market, placement: Placement) -> dict[str, Any]:
     return out
 
 
-def attempt_env(request: LaunchRequest) -> list[dict[str, str]]:
+def attempt_env(request: LaunchRequest, rank: int = 0) -> list[dict[str, str]]:
     """The attempt's environment (`LaunchRequest.environment`) as a container's env list."""
-    return [{"name": k, "value": v} for k, v in request.environment().items()]
+    return [{"name": k, "value": v} for k, v in request.environment(rank).items()]
 
 
 def pod_manifest(request: LaunchRequest, *, image: str, agent: Sequence[str], placement: Placement,
-                 with_instance_type: bool, service_account: str | None) -> dict[str, Any]:
-    """The pod for one attempt. The agent wraps the command; an image-only job runs unwrapped."""
+                 with_instance_type: bool, service_account: str | None, rank: int = 0) -> dict[str, Any]:
+    """The pod for one attempt (for a gang: for its node `rank`, see `providers.kubernetes.gang`). The
+    agent wraps the command; an image-only job runs unwrapped."""
     offer = request.offer
     grace = max(0, math.ceil(request.grace_seconds))
     command = [*agent, "--grace", f"{request.grace_seconds:g}", "--", *request.command] if request.command else None
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": request.image or image,
-        "env": attempt_env(request),
+        "env": attempt_env(request, rank),
         "resources": {"limits": {GPU_RESOURCE: str(offer.gpu_count)},
                       "requests": {GPU_RESOURCE: str(offer.gpu_count)}},
     }
@@ -280,7 +283,7 @@ def read_pod(pod: Mapping[str, Any], nodes: Nodes, *, region: str, now: float,
         instance_id=str(meta.get("name")), instance_type=node_labels.get(INSTANCE_TYPE_LABEL) or ann.get(ANN_TYPE, ""),
         market=market, state=state, attempt_id=ann.get(ANN_ATTEMPT), job_id=ann.get(ANN_JOB),
         task_id=ann.get(ANN_TASK), launched_at=ts(meta.get("creationTimestamp")), ended_at=ended_at,
-        exit_code=code, reason=reason,
+        exit_code=code, reason=reason, node_rank=int(labels.get(LABEL_RANK, "0") or 0),
     )
 
 

@@ -13,11 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from providers.catalog import load_catalog
+from providers.kubernetes.gang import (
+    MAX_GANG_NODES,
+    PODGROUP_GROUP,
+    PODGROUP_PLURAL,
+    PODGROUP_VERSION,
+    as_gang_pod,
+    group_name,
+    overdue_gangs,
+    podgroup_manifest,
+)
 from providers.kubernetes.pods import (
     ANN_STOP,
     FINALIZER,
@@ -43,6 +54,7 @@ from vocab import (
     Notice,
     Offer,
     PermanentError,
+    ProviderError,
     QuotaError,
     Resources,
     SystemClock,
@@ -52,6 +64,7 @@ from vocab import (
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+log = logging.getLogger(__name__)
 _CONFLICT_RETRIES = 5  # read-modify-write rounds on a pod others write too (scheduler, kubelet)
 _OPTION_KEYS = frozenset({"preset", "spot_labels", "on_demand_labels", "node_selector", "tolerations"})
 
@@ -73,6 +86,11 @@ class KubernetesSettings:
     service_account: str | None = None
     schedule_timeout_s: float = 900.0  # a pod unscheduled this long is reported failed-to-start
     snapshot_ttl_s: float = 1.0
+    # Gangs (providers.kubernetes.gang): without a PodGroup API, a gang not all bound this long after
+    # its creation is deleted whole; with one, the scheduler that runs the coscheduling plugin, if it is
+    # not the default scheduler (None: leave schedulerName alone).
+    gang_bind_timeout_s: float = 600.0
+    gang_scheduler_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +141,7 @@ class KubernetesProvider:
     # the attempt launching (and unbilled) while the pod waits for a node or pulls its image. Deleting a
     # pod gives it its grace period to save: the loop waits to see it stopped before ending a cancelled
     # attempt.
-    abilities = Abilities(bills_from_start=True, stops_gracefully=True)
+    abilities = Abilities(bills_from_start=True, stops_gracefully=True, max_gang_nodes=MAX_GANG_NODES)
 
     def __init__(self, api_client: ApiClient, settings: KubernetesSettings | None = None, *,
                  clock: Clock | None = None) -> None:
@@ -138,6 +156,7 @@ class KubernetesProvider:
         self._api = api_client
         self._core = client.CoreV1Api(api_client)
         self._snapshot: tuple[float, list[dict[str, Any]], dict[str, dict[str, Any]]] | None = None
+        self._podgroups: tuple[float, bool] | None = None  # (asked at, served): the API is asked every 5 min
 
     def _plain(self, obj: Any) -> Any:
         return self._api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
@@ -237,6 +256,118 @@ class KubernetesProvider:
                         schedule_timeout_s=self.settings.schedule_timeout_s)
         return replace(inst, instance_type=request.offer.instance_type)
 
+    def launch_gang(self, request: LaunchRequest) -> list[Instance]:
+        """`request.nodes` pods as one gang (`providers.kubernetes.gang`): under a PodGroup where the
+        cluster serves one, else plain pods that `instances()` deletes whole if not all bound in time.
+        A pod that cannot be created deletes the ones made before it (and the PodGroup)."""
+        from kubernetes.client import V1Pod
+
+        offer = request.offer
+        if offer.provider != PROVIDER or offer.region != self.settings.region:
+            raise PermanentError(f"offer {offer.key} is not an offer of this cluster ({self.settings.region})",
+                                 provider=PROVIDER, code="ForeignOffer")
+        if not 1 < request.nodes <= MAX_GANG_NODES:
+            raise PermanentError(f"kubernetes launches gangs of 2..{MAX_GANG_NODES} pods, not {request.nodes}",
+                                 provider=PROVIDER, code="GangTooLarge")
+        placement = self._placement(request.options)
+        ns = self.settings.namespace
+        group = group_name(request.attempt_id) if self._podgroups_served() else None
+        made: list[str] = []
+        try:
+            if group is not None:
+                self._create_podgroup(request)
+            pods = []
+            for rank in range(request.nodes):
+                body = as_gang_pod(pod_manifest(request, image=self.settings.image, agent=self.settings.agent,
+                                                placement=placement, with_instance_type=offer.price_source != "unknown"
+                                                or bool(self.settings.instance_types),
+                                                service_account=self.settings.service_account, rank=rank),
+                                   request, rank, pod_group=group, scheduler_name=self.settings.gang_scheduler_name)
+                try:
+                    with _translate("create gang pod"):
+                        pods.append(self._plain(self._core.create_namespaced_pod(ns, V1Pod.model_validate(body))))
+                except TransientError as exc:
+                    if not _is_status(exc, 409):
+                        raise
+                    with _translate("read existing gang pod"):
+                        pods.append(self._plain(self._core.read_namespaced_pod(body["metadata"]["name"], ns)))
+                made.append(body["metadata"]["name"])
+        except ProviderError:
+            for name in made:  # all or nothing: the pods made so far go, then the group
+                with contextlib.suppress(ProviderError):
+                    self._delete_pod(name)
+            if group is not None:
+                with contextlib.suppress(ProviderError):
+                    self._delete_podgroup(group)
+            raise
+        self._snapshot = None
+        now = self.clock.now()
+        return [replace(read_pod(p, None, region=self.settings.region, now=now,
+                                 schedule_timeout_s=self.settings.schedule_timeout_s),
+                        instance_type=offer.instance_type) for p in pods]
+
+    def release_gang(self, request: LaunchRequest) -> bool:
+        """Delete the gang's PodGroup once none of its pods is left; False while one is."""
+        self._snapshot = None
+        if any(i.attempt_id == request.attempt_id for i in self.instances()):
+            return False
+        if self._podgroups_served():
+            self._delete_podgroup(group_name(request.attempt_id))
+        return True
+
+    def _podgroups_served(self) -> bool:
+        """Whether the cluster serves the coscheduling PodGroup API (asked at most every 5 minutes)."""
+        from kubernetes import client
+
+        now = self.clock.now()
+        if self._podgroups is not None and now - self._podgroups[0] < 300.0:
+            return self._podgroups[1]
+        try:
+            with _translate("list podgroups"):
+                client.CustomObjectsApi(self._api).list_namespaced_custom_object(
+                    PODGROUP_GROUP, PODGROUP_VERSION, self.settings.namespace, PODGROUP_PLURAL, limit=1)
+            served = True
+        except PermanentError as exc:
+            if not _is_status(exc, 404):
+                raise
+            served = False
+        self._podgroups = (now, served)
+        return served
+
+    def _create_podgroup(self, request: LaunchRequest) -> None:
+        from kubernetes import client
+
+        body = podgroup_manifest(request, self.settings.gang_bind_timeout_s)
+        try:
+            with _translate("create podgroup"):
+                client.CustomObjectsApi(self._api).create_namespaced_custom_object(
+                    PODGROUP_GROUP, PODGROUP_VERSION, self.settings.namespace, PODGROUP_PLURAL, body)
+        except TransientError as exc:
+            if not _is_status(exc, 409):  # made by an earlier try
+                raise
+
+    def _delete_podgroup(self, name: str) -> None:
+        from kubernetes import client
+
+        try:
+            with _translate("delete podgroup"):
+                client.CustomObjectsApi(self._api).delete_namespaced_custom_object(
+                    PODGROUP_GROUP, PODGROUP_VERSION, self.settings.namespace, PODGROUP_PLURAL, name)
+        except PermanentError as exc:
+            if not _is_status(exc, 404):
+                raise
+
+    def _delete_pod(self, name: str) -> None:
+        ns = self.settings.namespace
+        try:
+            self._mark_for_termination(name, ns)
+            with _translate("delete pod"):
+                self._core.delete_namespaced_pod(name, ns)
+        except PermanentError as exc:
+            if not _is_status(exc, 404):
+                raise
+        self._snapshot = None
+
     def terminate(self, instance: Instance) -> None:
         """Delete the pod after marking it as orch's doing; a pod already gone is not an error."""
         ns = self.settings.namespace
@@ -282,8 +413,18 @@ class KubernetesProvider:
         return pods, nodes
 
     def instances(self) -> list[Instance]:
+        """Every orch pod; a gang without a PodGroup not all bound in time is deleted whole first (its
+        pods are then seen stopping, and gone)."""
         pods, nodes = self._observe()
         now = self.clock.now()
+        overdue = overdue_gangs(pods, now=now, timeout_s=self.settings.gang_bind_timeout_s)
+        for attempt_id, names in overdue.items():
+            log.warning("gang of attempt %s not all bound after %g s: deleting its %d pods", attempt_id,
+                        self.settings.gang_bind_timeout_s, len(names))
+            for name in names:
+                self._delete_pod(name)
+        if overdue:
+            pods, nodes = self._observe()
         return [read_pod(p, nodes, region=self.settings.region, now=now,
                          schedule_timeout_s=self.settings.schedule_timeout_s) for p in pods]
 

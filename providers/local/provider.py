@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
 from providers.catalog import load_catalog
+from providers.local.gang import MAX_GANG_NODES, check_gang_size, forget_gang, gang_port, node_instance_id
 from providers.local.market import SpotMarket, build_market
 from providers.local.proc import Attempt, Sessions, find_by_argument, job_environment, program_problem
 from providers.local.records import (
@@ -103,8 +104,9 @@ class LocalProvider:
 
     name = "local"
 
-    # Each job has its own simulated market (its options, its recorded epoch): offers are per job.
-    abilities = Abilities(offers_per_job=True)
+    # Each job has its own simulated market (its options, its recorded epoch): offers are per job. A
+    # gang is a process per rank on this machine (`providers.local.gang`).
+    abilities = Abilities(offers_per_job=True, max_gang_nodes=MAX_GANG_NODES)
 
     def __init__(self, home: Path, clock: Clock, *, agent_command: Sequence[str],
                  settings: LocalSettings | None = None) -> None:
@@ -222,11 +224,44 @@ class LocalProvider:
     @_translated
     def launch(self, request: LaunchRequest) -> Instance:
         """Start the attempt; a second call with the same `attempt_id` returns the same instance."""
+        return self._launch_node(request, instance_id_for(request.attempt_id), None, request.environment())
+
+    @_translated
+    def launch_gang(self, request: LaunchRequest) -> list[Instance]:
+        """`request.nodes` processes, one per rank, all or nothing (see `LaunchesGangs`).
+
+        The head is 127.0.0.1 on a port free when the gang is first launched, recorded so that a
+        repeated launch gives every node the same one. A node that cannot start (capacity, a bad
+        program) terminates the nodes started before it, then the error leaves.
+        """
+        check_gang_size(request, MAX_GANG_NODES)
+        with locked(self.home / "launch.lock"):
+            port = gang_port(self.home, request.attempt_id)
+        started: list[Instance] = []
+        try:
+            for rank in range(request.nodes):
+                env = {**request.environment(rank), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+                started.append(self._launch_node(request, node_instance_id(request.attempt_id, rank), rank, env))
+        except BaseException:
+            for instance in started:
+                self.terminate(instance)
+            raise
+        return started
+
+    def release_gang(self, request: LaunchRequest) -> bool:
+        """The gang's recorded port is forgotten once no node of it is alive."""
+        if any(i.alive and i.attempt_id == request.attempt_id for i in self.instances()):
+            return False
+        forget_gang(self.home, request.attempt_id)
+        return True
+
+    def _launch_node(self, request: LaunchRequest, instance_id: str, rank: int | None,
+                     env: Mapping[str, str]) -> Instance:
         self._walked = None
         offer = request.offer
         if offer.provider != self.name:
             raise PermanentError(f"local cannot launch offer {offer.key}", provider=self.name)
-        idir = InstanceDir(self._root, instance_id_for(request.attempt_id))
+        idir = InstanceDir(self._root, instance_id)
         # The home-wide lock makes "is there a record?" and "create it" one step across processes.
         with locked(self.home / "launch.lock"):
             created = not idir.path.exists()
@@ -234,15 +269,18 @@ class LocalProvider:
             with idir.lock():
                 record = idir.load()
                 if record is None:
-                    record = self._create(idir, request, remove_on_error=created)
-                    self._start(idir, record, request)
+                    record = self._create(idir, request, rank, remove_on_error=created)
+                    self._start(idir, record, request, env)
                 elif record.pid is None and not record.ended:
-                    self._adopt_or_start(idir, record, request)
+                    self._adopt_or_start(idir, record, request, env)
                 return self._instance(idir, record)
 
-    def _create(self, idir: InstanceDir, request: LaunchRequest, *, remove_on_error: bool) -> InstanceRecord:
+    def _create(self, idir: InstanceDir, request: LaunchRequest, rank: int | None, *,
+                remove_on_error: bool) -> InstanceRecord:
         try:
             record = self._new_record(idir, request)
+            if rank is not None:
+                record.extra["node_rank"] = rank
         except BaseException:
             if remove_on_error:  # a refused launch (no capacity, bad options) leaves no trace
                 shutil.rmtree(idir.path, ignore_errors=True)
@@ -287,19 +325,21 @@ class LocalProvider:
             workdir=request.workdir,
         )
 
-    def _adopt_or_start(self, idir: InstanceDir, record: InstanceRecord, request: LaunchRequest) -> None:
+    def _adopt_or_start(self, idir: InstanceDir, record: InstanceRecord, request: LaunchRequest,
+                        env: Mapping[str, str]) -> None:
         """Finish a launch that crashed after writing its record: the process may exist already."""
         found = find_by_argument(str(idir.notice_path))
         if found is None:
-            self._start(idir, record, request)
+            self._start(idir, record, request, env)
         else:
             record.pid, record.pid_start_time = found.pid, found.start_time
             idir.save(record)
 
-    def _start(self, idir: InstanceDir, record: InstanceRecord, request: LaunchRequest) -> None:
+    def _start(self, idir: InstanceDir, record: InstanceRecord, request: LaunchRequest,
+               job_env: Mapping[str, str]) -> None:
         argv = [*self._agent, "--notice-file", str(idir.notice_path), "--status-file", str(idir.status_path),
                 "--grace", str(request.grace_seconds), "--", *request.command]
-        env = job_environment(os.environ, request.environment(), record.instance_id)
+        env = job_environment(os.environ, job_env, record.instance_id)
         problem = program_problem(request.command, cwd=request.workdir, env=env)
         if problem is not None:
             self._failed_to_start(idir, record, f"local cannot start the job: {_shown(request.command[0])} {problem}")
@@ -437,4 +477,5 @@ class LocalProvider:
             attempt_id=record.attempt_id, job_id=record.job_id, task_id=record.task_id,
             launched_at=record.launched_at, ended_at=record.ended_at, exit_code=record.exit_code,
             reason=EndReason(record.reason) if record.reason else None, log_uri=str(idir.log_path),
+            node_rank=int(record.extra.get("node_rank", 0)),
         )
