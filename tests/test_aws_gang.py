@@ -8,9 +8,10 @@ from dataclasses import replace
 import pytest
 
 from providers.aws.gang import group_name
-from providers.base import CapacityError, LaunchRequest, Market, PermanentError, Resources, launch_nodes
+from providers.base import launch_nodes
 from tests import aws_placement
 from tests.aws_support import REGION, AwsWorld
+from vocab import CapacityError, LaunchRequest, Market, PermanentError, Resources
 
 
 def gang_request(world: AwsWorld, nodes: int = 3, attempt: str = "gang-1") -> LaunchRequest:

@@ -11,10 +11,11 @@ import dataclasses
 
 import pytest
 
-from providers.base import LaunchesGangs, LaunchRequest, PermanentError, launch_nodes
+from providers.base import LaunchesGangs, launch_nodes
 from tests import test_conformance
 from tests.conformance_support import World
 from tests.test_conformance import request_for
+from vocab import LaunchRequest, PermanentError
 
 # The suite's fixture (every provider), bound here so pytest finds it for this module's tests.
 world = test_conformance.world

@@ -28,7 +28,8 @@ from orchestrator.job.checkpoint.rendezvous import (
     rendezvous,
 )
 from orchestrator.job.notices import GceNoticeSource, ImdsNoticeSource, NoticeSourceError
-from providers.base import LaunchRequest, Market, Offer, gang_environment
+from providers.base import gang_environment
+from vocab import LaunchRequest, Market, Offer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from orchestrator.core.spec import GangSpec, JobSpec, ScheduleSpec
 from orchestrator.core.status import job_status
 from orchestrator.store import Store
 from orchestrator.store.tables import JobRow
-from providers.base import Billing, Market, Offer, Resources
+from vocab import Billing, Market, Offer, Resources
 
 CK = "file:///tmp/orch-ck/gang"
 
@@ -141,7 +141,7 @@ def test_status_projects_and_compares_the_whole_gang(store: Store) -> None:
 
 
 def test_the_spans_of_a_launched_gang_are_what_the_provider_returned() -> None:
-    from providers.base import Instance, InstanceState
+    from vocab import Instance, InstanceState
 
     nodes = [Instance("aws", "r", "r-a", f"i-{r}", "p3", Market.SPOT, InstanceState.PENDING, "a", node_rank=r,
                       launched_at=50.0 if r else None) for r in range(2)]

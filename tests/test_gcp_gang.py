@@ -7,11 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from providers.base import CapacityError, LaunchRequest, Market, Offer, PermanentError, Resources, launch_nodes
+from providers.base import launch_nodes
 from providers.gcp.gang import node_name, policy_name
 from providers.gcp.provider import GcpProvider
 from tests import gce_fake
 from tests.gce_fake import GceFake, ManualClock
+from vocab import CapacityError, LaunchRequest, Market, Offer, PermanentError, Resources
 
 fake, clock, gcp = gce_fake.FIXTURES
 

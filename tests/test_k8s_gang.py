@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from providers.base import PermanentError, TransientError, launch_nodes
+from providers.base import launch_nodes
 from providers.kubernetes.gang import LABEL_POD_GROUP, gang_pod_name, group_name, overdue_gangs
 from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.http_fake import ManualClock
 from tests.kube_fake import KubeFake
 from tests.test_k8s_provider import NS, request
+from vocab import PermanentError, TransientError
 
 PODGROUPS = ("scheduling.x-k8s.io/v1alpha1", "podgroups")
 

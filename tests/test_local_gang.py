@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.wiring import AGENT_COMMAND
-from providers.base import CapacityError, Market, TransientError, launch_nodes
+from providers.base import launch_nodes
 from providers.local.gang import node_instance_id
 from tests import local_support
 from tests.local_support import make, request, wait_for
+from vocab import CapacityError, Market, TransientError
 
 # The shared fixture, bound here so pytest finds it for this module's tests.
 home = local_support.home

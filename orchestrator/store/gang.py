@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.core.model import AttemptView, NodeSpan
 from orchestrator.store.tables import AttemptNodeRow, AttemptRow, JobRow
-from providers.base import Market
+from vocab import Market
 
 _SPANS = (AttemptNodeRow.attempt_id, AttemptNodeRow.rank, AttemptNodeRow.instance_id, AttemptNodeRow.zone,
           AttemptNodeRow.market, AttemptNodeRow.price_per_hour, AttemptNodeRow.launched_at, AttemptNodeRow.ended_at)

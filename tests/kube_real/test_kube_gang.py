@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from providers.base import LaunchRequest, Market, Resources, launch_nodes
+from providers.base import launch_nodes
 from providers.kubernetes.gang import (
     LABEL_POD_GROUP,
     PODGROUP_GROUP,
@@ -31,6 +31,7 @@ from providers.kubernetes.provider import KubernetesProvider, KubernetesSettings
 from tests.kube_real.cluster import Cluster
 from tests.kube_real.nodes import NodeSim
 from tests.kube_real.world import eventually
+from vocab import LaunchRequest, Market, Resources
 
 pytestmark = pytest.mark.kube
 
