@@ -28,29 +28,44 @@ from orchestrator.loop.task_context import all_offers, policy_context
 from orchestrator.loop.task_facts import asked_to_stop
 from orchestrator.loop.zones import ZoneView
 from orchestrator.store.item_source import worker_environment
+from orchestrator.store.views import JobView
 from vocab import Instance, LaunchRequest, Offer
 
 MAX_ROUNDS = 4  # launching -> started -> ended -> placed is the longest chain of replans
+
+
+def job_facts_of(job: JobView) -> JobFacts:
+    """What the plan knows of the job, made once per job and tick."""
+    return JobFacts(job.id, job.spec, job.created_at, cancel_requested=job.cancel_requested_at is not None)
 
 
 class TaskStep:
     """One task's step, over the tick's snapshot of its job (see `orchestrator.loop.snapshot`)."""
 
     def __init__(self, r: StepContext, snap: JobSnapshot, task: TaskView, totals: JobTotals | None = None,
-                 campaign: CampaignFacts | None = None, offers: list[Offer] | None = None) -> None:
+                 campaign: CampaignFacts | None = None, offers: list[Offer] | None = None,
+                 job_facts: JobFacts | None = None) -> None:
         self.r, self.snap, self.job, self.task = r, snap, snap.job, task
         # The job's offers this tick, shared by its steps (fetched here for a lone step).
         self.job_offers = offers if offers is not None else r.job_offers(snap.job)
         self.offers = all_offers(self.job_offers, campaign)
         self.campaign = campaign
         self.zones = ZoneView(r, snap, task)  # several zones: the multi-zone policy's view (loop/zones.py)
-        idle = r.offer_summary(self.job_offers).idle_price(snap.job.spec)
-        self.totals = totals if totals is not None else JobTotals.of(
-            snap.job.spec, snap.tasks, snap.attempts_of, idle=idle, now=r.clock.now())
+        if totals is None:  # a lone step: the job's sums made here
+            idle = r.offer_summary(self.job_offers).idle_price(snap.job.spec)
+            totals = JobTotals.of(snap.job.spec, snap.tasks, snap.attempts_of, idle=idle, now=r.clock.now())
+        self.totals = totals
         # Observations wait for the tick's end (`loop.pending`); any other write sends this task's first.
         self.store = StepStore(r.store, r.pending, task.id)
-        self.act = Act(r, snap.job, self.store, campaign, self.offers, self._refresh, self._request)
-        self.abilities = {name: p.abilities for name, p in r.providers.items()}
+        self._act: Act | None = None  # made for the first plan with something to do (most have nothing)
+        self.abilities = r.abilities
+        self.job_facts = job_facts or job_facts_of(snap.job)
+
+    @property
+    def act(self) -> Act:
+        if self._act is None:
+            self._act = Act(self.r, self.snap.job, self.store, self.campaign, self.offers, self._refresh, self._request)
+        return self._act
 
     @property
     def wrote(self) -> bool:
@@ -61,7 +76,8 @@ class TaskStep:
     def step(self, obs: Observation) -> None:
         try:
             for _ in range(MAX_ROUNDS):
-                if not self.act.run(plan_task(self._facts(obs))):
+                plan = plan_task(self._facts(obs))
+                if not plan or not self.act.run(plan):
                     return
         finally:
             self.zones.close_tick()
@@ -72,15 +88,14 @@ class TaskStep:
         task = self._refresh()
         live = self.snap.live_attempt(task.id)
         live_facts = self._live(live, obs) if live is not None else None
-        # With the progress just observed, in the snapshot and in the job's sums the policy reads (the
-        # measured restart overhead moves with a `productive_at` noted this tick).
-        task = self.task = self.snap.task(task.id) or task
-        self.totals.update(task, self.snap.attempts_of(task.id))
-        job = self.job
-        return TaskFacts(
-            job=JobFacts(job.id, job.spec, job.created_at, cancel_requested=job.cancel_requested_at is not None),
-            task=task, attempts=tuple(self.snap.attempts_of(task.id)), live=live_facts, now=self.r.clock.now(),
-            context=self._context, abilities=self.abilities, campaign=self.campaign)
+        if live_facts is not None and live_facts.seen.moved:
+            # With the progress just observed, in the snapshot and in the job's sums the policy reads (the
+            # measured restart overhead moves with a `productive_at` noted this tick).
+            task = self.task = self.snap.task(task.id) or task
+            self.totals.update(task, self.snap.attempts_of(task.id))
+        return TaskFacts(job=self.job_facts, task=task, attempts=self.snap.attempts_of(task.id), live=live_facts,
+                         now=self.r.clock.now(), context=self._context, abilities=self.abilities,
+                         campaign=self.campaign)
 
     def _live(self, live: AttemptView, obs: Observation) -> LiveFacts:
         provider = self.r.providers[live.provider]
@@ -157,7 +172,9 @@ class TaskStep:
         if self.store.wrote:
             self.r.reread_task(self.snap, self.task.id)
             self.store.wrote = False  # the snapshot holds every write so far: no second re-read after the step
-        self.task = self.snap.task(self.task.id) or self.task
-        self.totals.update(self.task, self.snap.attempts_of(self.task.id))
+            self.task = self.snap.task(self.task.id) or self.task
+            self.totals.update(self.task, self.snap.attempts_of(self.task.id))  # the job's sums follow the change
+        else:
+            self.task = self.snap.task(self.task.id) or self.task
         return self.task
 

@@ -34,7 +34,7 @@ from orchestrator.loop.observation import Observation
 from orchestrator.loop.offers import OfferBook
 from orchestrator.loop.pending import PendingWrites
 from orchestrator.loop.progress_reads import ProgressReads, wanted
-from orchestrator.loop.reconcile_task import TaskStep
+from orchestrator.loop.reconcile_task import TaskStep, job_facts_of
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.loop.zones import ZoneEvidence
 from orchestrator.store import Store
@@ -42,7 +42,7 @@ from orchestrator.store.item_source import ItemEndpoint
 from orchestrator.store.items import ItemStore
 from orchestrator.store.views import JobView
 from providers.base import Provider, SharesCapacity
-from vocab import CapacityMemory, Clock, Offer, ProviderError, Resources
+from vocab import Abilities, CapacityMemory, Clock, Offer, ProviderError, Resources
 
 log = logging.getLogger("orch.reconciler")
 
@@ -90,6 +90,7 @@ class Reconciler:
     book: OfferBook = field(init=False)
     campaigns: Campaigns = field(init=False)
     listings: Listings = field(init=False)
+    abilities: dict[str, Abilities] = field(init=False)  # by provider name, for the plan
 
     def __post_init__(self) -> None:
         for provider in self.providers.values():
@@ -99,6 +100,7 @@ class Reconciler:
         self.book = OfferBook(self.store, self.providers, self.clock, self.capacity)
         self.campaigns = Campaigns(self.store, self.clock, self.capacity)
         self.listings = Listings(born=self.clock.now())
+        self.abilities = {name: p.abilities for name, p in self.providers.items()}
 
     def tick(self, *, job_ids: Collection[str] | None = None, reap: bool = True) -> list[str]:
         """One pass over the jobs this controller holds; returns the ids of jobs still unfinished.
@@ -278,8 +280,9 @@ class Reconciler:
             self.campaigns.progress(snap, campaign, offers, self.pending)
         idle = self.offer_summary(offers).idle_price(job.spec)
         totals = JobTotals.of(job.spec, snap.tasks, snap.attempts_of, idle=idle, now=self.clock.now())
+        facts = job_facts_of(job)
         for task in [t for t in snap.tasks if not t.state.terminal]:
-            step = TaskStep(self, snap, task, totals, campaign, offers)
+            step = TaskStep(self, snap, task, totals, campaign, offers, facts)
             try:
                 step.step(obs)
             except ProviderError as exc:

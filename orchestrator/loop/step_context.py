@@ -3,11 +3,12 @@ the step (`reconcile_task`) and the zone view (`zones`) name it instead of impor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.loop.snapshot import JobSnapshot
 from orchestrator.loop.zones import ZoneContext
-from vocab import Offer
+from vocab import Abilities, Offer
 
 if TYPE_CHECKING:
     from orchestrator.core.policy.base import SpotHistory
@@ -49,3 +50,6 @@ class StepContext(ZoneContext, Protocol):
 
     @property
     def guessed_ends(self) -> dict[str, float]: ...
+
+    @property
+    def abilities(self) -> Mapping[str, Abilities]: ...

@@ -5,11 +5,15 @@ The policy's context is the one fact given as a function: building it asks the p
 signals, and most ticks of most tasks need no policy at all (a cancelled or settling attempt, a worker
 slot that waits), so the plan asks for it only when a rule needs the policy. For the plan it is a value:
 the same call gives the same context within a round, and tests pass a constant.
+
+The records are read-only by convention, not frozen: they are built for every task in every tick (a
+frozen dataclass's `__init__` costs five times a plain one's, which `bench/scale.py` showed), and
+nothing keeps them past the round they are planned in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.core.campaign_plan import CampaignFacts
@@ -20,7 +24,7 @@ from orchestrator.core.spec import JobSpec
 from vocab import Abilities, Instance, Notice, Offer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JobFacts:
     id: str
     spec: JobSpec
@@ -28,7 +32,7 @@ class JobFacts:
     cancel_requested: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LiveFacts:
     """The task's live attempt and what this tick saw of it."""
 
@@ -45,11 +49,11 @@ class LiveFacts:
     relaunch_offer: Offer | None = None  # a launching attempt's offer, if it is still offered
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskFacts:
     job: JobFacts
     task: TaskView
-    attempts: tuple[AttemptView, ...]  # the task's attempts, oldest first
+    attempts: Sequence[AttemptView]  # the task's attempts, oldest first
     live: LiveFacts | None
     now: float
     # The policy's context: with the live attempt (keep or stop it), or without (place the task, or a

@@ -2,7 +2,8 @@
 heartbeat says, from plain values (the loop reads checkpoint storage; `loop.progress_reads`).
 
 Pure, so the arithmetic that decides the measured restart overhead (`productive_at`) and which
-checkpoint counts as this attempt's is tested on numbers.
+checkpoint counts as this attempt's is tested on numbers. The records are made for every live task in
+every tick, so they are plain (read-only by convention), like `core.plan.facts`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from orchestrator.core.model import AttemptView, TaskView, clamp_progress
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProgressRead:
     """One read of an attempt's heartbeat and newest checkpoint manifest (None where absent). `fresh`:
     read this tick (a stale read still tells the exit code and when the agent was last heard from)."""
@@ -27,7 +28,7 @@ class ProgressRead:
     checkpoint_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Seen:
     """What one look at a live attempt found (all empty when nothing could be read)."""
 
@@ -41,7 +42,7 @@ class Seen:
     unread: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Observed:
     """`seen`, and what to record: the task's progress columns and the attempt's notes."""
 
