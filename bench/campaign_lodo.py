@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import re
 import statistics
 import sys
 import time
@@ -86,6 +87,39 @@ def table(rows: list[tuple[str, int, int, float, RunResult, float]], names: list
     return out
 
 
+LINE = re.compile(r"^(?P<name>[\w.-]+) start (?P<start>\d+) seed (?P<seed>\d+): (?P<x>[\d.]+) x bound, "
+                  r"deadline met (?P<met>True|False|None), lost (?P<lost>\d+)(?:, duplicates (?P<dup>\d+))?")
+
+
+def summarise(log: Path) -> list[str]:
+    """The table of a sweep from its progress lines (stderr), for a sweep stopped before its end: per
+    dataset the runs' cost over their bound (mean, median, worst and its start), deadlines met, items
+    lost (and duplicated, where the line says)."""
+    runs: dict[str, list[tuple[int, int, float, bool, int, int | None]]] = {}
+    for text in log.read_text().splitlines():
+        m = LINE.match(text)
+        if m:
+            runs.setdefault(m["name"], []).append((int(m["start"]), int(m["seed"]), float(m["x"]), m["met"] == "True",
+                                                   int(m["lost"]), None if m["dup"] is None else int(m["dup"])))
+    out = [f"From the progress lines of `{log.name}`: {sum(map(len, runs.values()))} runs.", "",
+           "| dataset | held out from the rules | runs (starts at h) | mean x bound | median | worst | runs over 1.10 "
+           "| deadlines met | items lost | duplicates |", "|" + "---|" * 10]
+    for name, rs in runs.items():
+        gap = cw.load(name).gap_s
+        x = [r[2] for r in rs]
+        dups = [r[5] for r in rs]
+        out.append(f"| {name} | {'no' if name == CHOSEN_ON else 'yes'} | {len(rs)} "
+                   f"({', '.join(f'{r[0] * gap / 3600:.0f}' for r in rs)}) | {statistics.mean(x):.3f} | "
+                   f"{statistics.median(x):.3f} | {max(x):.3f} | {sum(1 for v in x if v > TARGET)} | "
+                   f"{sum(1 for r in rs if r[3])} of {len(rs)} | {sum(r[4] for r in rs)} | "
+                   f"{'not logged' if None in dups else sum(d for d in dups if d is not None)} |")
+    every = [r[2] for rs in runs.values() for r in rs]
+    worst = max(every, default=float("nan"))
+    out += ["", f"- at most {TARGET:.2f} x the all-spot bound at every start run: worst {worst:.3f} "
+            f"({'met' if worst <= TARGET else 'NOT met'}; {sum(1 for v in every if v > TARGET)} of {len(every)} over)"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--datasets", nargs="*", default=list(cw.names()), choices=list(cw.names()))
@@ -97,7 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--detail", action="store_true", help="one line per run as well")
     parser.add_argument("--limit", type=int, default=None, help="the first N runs of the round robin only")
+    parser.add_argument("--summarise", type=Path, default=None, metavar="LOG",
+                        help="print (and with --write-docs, write) the table of a sweep's progress lines; run nothing")
     args = parser.parse_args(argv)
+    if args.summarise is not None:
+        lines = summarise(args.summarise)
+        print("\n".join(lines))
+        if args.write_docs:
+            replace_between(DOCS, START, END, lines)
+        return 0
     per = {n: cw.starts(cw.load(n), every_h=args.every_h, deadline_h=DEADLINE_H, offset_h=args.offset_h)
            for n in args.datasets}
     # round robin over the datasets, so a sweep cut short (--limit) still covers each of them
@@ -108,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     with multiprocessing.get_context("fork").Pool(args.processes) as pool:
         for row in pool.imap(one, jobs, chunksize=1):
             rows.append(row)  # each run as it ends, so a long sweep shows where it stands
-            print(f"{row[0]} start {row[1]} seed {row[2]}: {row[4].cost_usd / row[3]:.3f} x bound, "
-                  f"deadline met {row[4].deadline_met}, lost {row[4].lost}", file=sys.stderr, flush=True)
+            r = row[4]
+            print(f"{row[0]} start {row[1]} seed {row[2]}: {r.cost_usd / row[3]:.3f} x bound, "
+                  f"deadline met {r.deadline_met}, lost {r.lost}, duplicates {r.duplicates}, on-demand h "
+                  f"{r.on_demand_hours:.1f}, launches {r.launches}", file=sys.stderr, flush=True)
     took = time.perf_counter() - began
     argv_s = " ".join(argv if argv is not None else sys.argv[1:])
     lines = [f"Command: `python bench/campaign_lodo.py {argv_s}`".replace(" `", " `").rstrip() +
