@@ -12,9 +12,11 @@ item times from ESMFold's length scaling). The all-spot bound of a run is its ow
 spot price. Figures: per dataset, the runs' cost over that bound (mean, median, worst, and the spread
 over seeds at each start), deadlines met, items lost and duplicated.
 
-Nothing here is tuned: the campaign rules' constants (`core/campaign_plan.py`, `core/campaign_zones.py`)
+No constant is tuned here: the campaign rules' constants (`core/campaign_plan.py`, `core/campaign_zones.py`)
 were chosen before issue 25 on the April 2023 V100 week (`aws-v100-preempt-2023-04`, and checked on the
-aws-04-19 CPU week), so that dataset's rows are not held out from them; the other four are.
+aws-04-19 CPU week), so that dataset's rows are not held out from them; the other four are. One rule
+without a constant (no on-demand for new workers while there is time to spare) was chosen on one run
+of `aws-v100-16node` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
