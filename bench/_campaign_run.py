@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench._campaign_workers import CampaignWorkers
+from bench._campaign_world import World
 from orchestrator.core.model import AttemptView
 from orchestrator.core.spec import parse_spec
 from orchestrator.core.status import job_status
@@ -91,17 +92,24 @@ def job_toml(run: RunSpec, *, items: int, item_seconds: float) -> str:
             f'[array]\nitems = "items.txt"\nworkers = {run.workers}\n')
 
 
-def run_campaign(run: RunSpec, traces: Mapping[str, Trace], *, items: int = 10_000, item_seconds: float = 14.0,
-                 start_tick: int = 0, max_hours: float = 24 * 7) -> RunResult:
-    """Submit the campaign and tick the loop until it finishes (or `max_hours` of simulated time pass)."""
+def run_campaign(run: RunSpec, traces: Mapping[str, Trace], *, items: int = 10_000,
+                 item_seconds: float | Sequence[float] = 14.0, start_tick: int = 0, max_hours: float = 24 * 7,
+                 world: World | None = None, estimate_s: float | None = None) -> RunResult:
+    """Submit the campaign and tick the loop until it finishes (or `max_hours` of simulated time pass).
+
+    `item_seconds`: one figure for every item, or one per item. `world` (its epoch is the clock's
+    start, 1,700,000,000): the unkind world's draws; `estimate_s` what the job file says an item
+    takes (default: the items' mean)."""
     wall = time.perf_counter()
     clock = SimClock()
     start = clock.now()
+    per = [float(item_seconds)] * items if isinstance(item_seconds, (int, float)) else list(item_seconds)
+    estimate = sum(per) / max(1, len(per)) if estimate_s is None else estimate_s
     with tempfile.TemporaryDirectory(prefix="orch-campaign-") as tmp:
         folder = Path(tmp)
         (folder / "items.txt").write_text("".join(f"seq-{i:06d}\n" for i in range(items)))
         job_file = folder / "job.toml"
-        job_file.write_text(job_toml(run, items=items, item_seconds=item_seconds))
+        job_file.write_text(job_toml(run, items=items, item_seconds=estimate))
         spec = parse_spec(job_file.read_text(), source=str(job_file), submitted_at=start)
         spec, parsed = load_items_of(spec, job_file)
         engine = make_engine(f"sqlite:///{folder / 'orch.db'}")
@@ -111,8 +119,9 @@ def run_campaign(run: RunSpec, traces: Mapping[str, Trace], *, items: int = 10_0
             job_id = store.submit(spec, source=str(job_file), now=start, checkpoint_uri=(folder / "ckpt").as_uri(),
                                   items=parsed)
             sim = SimProvider(clock, traces, spot_price=SPOT_USD, on_demand_price=ON_DEMAND_USD,
-                              restart_overhead_hours=OVERHEAD_H, start_tick=start_tick, epoch=start)
-            workers = CampaignWorkers(sim, ItemStore(engine), item_seconds=item_seconds)
+                              restart_overhead_hours=OVERHEAD_H, start_tick=start_tick, epoch=start,
+                              reclaim_time=None if world is None else world.reclaim_at)
+            workers = CampaignWorkers(sim, ItemStore(engine), item_seconds=item_seconds, world=world)
             loop = Reconciler(store, {"sim": workers}, clock, owner="bench", tick_seconds=TICK_S,
                               lease_seconds=1e12)
             ticks = 0
@@ -167,8 +176,8 @@ def waste(attempts: Sequence[AttemptView], workers: CampaignWorkers, end: float)
         life = max(0.0, stop - a.launched_at)
         first = w.first_item_at if w.first_item_at is not None else stop
         head = min(life, max(0.0, first - a.launched_at))
-        in_hand = max(0.0, stop - (w.held_until - workers.item_seconds)) if w.held is not None else 0.0
-        items = workers.done_by.get(a.id, 0) * workers.item_seconds
+        in_hand = max(0.0, stop - w.held_at) if w.held is not None else 0.0
+        items = w.work_s
         overhead += head
         lost += in_hand
         idle += max(0.0, life - head - in_hand - items)

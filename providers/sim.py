@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -172,8 +172,13 @@ class SimProvider:
         epoch: float | None = None,
         billing: Billing | None = None,
         zone_regions: Mapping[str, str] | None = None,
+        reclaim_time: Callable[[str, float], float] | None = None,
     ) -> None:
-        """`epoch` (default: the clock's now) is when tick `start_tick` of every trace begins."""
+        """`epoch` (default: the clock's now) is when tick `start_tick` of every trace begins.
+
+        `reclaim_time(zone, launched_at)`, if given, says when a spot instance launched then is
+        reclaimed, instead of the zone's next outage: a benchmark that draws each instance's fate
+        on its own (several instances in one zone are not all taken back at once)."""
         if not traces:
             raise ValueError("the sim provider needs at least one trace (one per zone)")
         # NaN passes `x <= 0` unnoticed (it fails every comparison): finiteness is checked first.
@@ -198,6 +203,7 @@ class SimProvider:
         self.zones = {name: _Zone(name, t, nodes, start, start_tick, placed.get(name, region))
                       for name, t in traces.items()}
         self.kind = _instance_kind(instance_type)
+        self.reclaim_time = reclaim_time
         self._attempts: dict[str, _Attempt] = {}  # by attempt id
         self._by_instance: dict[str, _Attempt] = {}
 
@@ -243,7 +249,7 @@ class SimProvider:
             launched_at=now,
             work_starts_at=work_starts,
             done_at=work_starts + left_h * 3600.0,
-            reclaimed_at=zone.reclaimed_at(now) if offer.market is Market.SPOT else None,
+            reclaimed_at=self._reclaimed_at(zone, now) if offer.market is Market.SPOT else None,
         )
         self._attempts[request.attempt_id] = attempt
         self._by_instance[attempt.instance_id] = attempt
@@ -265,6 +271,16 @@ class SimProvider:
         return []
 
     # --- helpers --------------------------------------------------------------------------------
+
+    def _reclaimed_at(self, zone: _Zone, launched: float) -> float:
+        if self.reclaim_time is None:
+            return zone.reclaimed_at(launched)
+        return max(launched, min(zone.reclaimed_at(launched), self.reclaim_time(zone.name, launched)))
+
+    def reclaims(self) -> dict[str, float]:
+        """Attempt id -> when its spot instance is (or was) reclaimed: what the world knows and the
+        loop does not (a benchmark draws interruption notices from it)."""
+        return {a.request.attempt_id: a.reclaimed_at for a in self._attempts.values() if a.reclaimed_at is not None}
 
     def next_change(self) -> float:
         """When the next trace tick begins in any zone: a loop can sleep exactly until then."""

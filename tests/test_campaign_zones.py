@@ -114,9 +114,19 @@ def test_with_time_to_spare_a_zone_that_just_came_back_is_shown_unavailable_and_
     assert len(offers_for_items(offers, facts)) == len(offers)  # nothing removed, only shown unavailable
 
 
+def test_with_time_to_spare_a_new_worker_buys_no_on_demand() -> None:
+    """Every slot could do the work left in half the time left: a new worker waits for spot rather
+    than buy on-demand (issue 25's campaigns bought on-demand hours with 10 h to spare)."""
+    ages = ZoneAges({"a1": 0.0}, frozenset({"a1", "b1"}))
+    offers = [_offer("a1", False), _offer("b1", False), _offer("a1", None, Market.ON_DEMAND)]
+    shown = offers_for_items(offers, _campaign(ages))
+    assert [o.available for o in shown if o.market is Market.ON_DEMAND] == [False]
+    assert offers_for_items(offers, _campaign(ages, spare=False)) == tuple(offers)  # tight: on-demand is there
+
+
 def test_a_tight_deadline_or_none_holds_nothing_back() -> None:
     ages = ZoneAges({"a1": 0.95 * H}, frozenset({"a1"}))
-    offers = [_offer("a1", True)]
+    offers = [_offer("a1", True), _offer("a1", None, Market.ON_DEMAND)]
     for facts in (_campaign(ages, spare=False), dataclasses.replace(_campaign(ages), zones=None)):
         assert not facts.holds_back
         assert offers_for_items(offers, facts) == tuple(offers)

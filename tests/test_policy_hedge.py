@@ -70,3 +70,18 @@ def test_the_multi_zone_default_returns_to_spot_when_ahead_in_a_spot_scarce_regi
     for policy in (make_zone_auto(market, ValuePlans(FLICKER)), get_multi_policy("auto")):
         placed = policy(m)
         assert placed.choice is Choice.SPOT and placed.zone == 0
+
+
+def test_idle_it_does_not_launch_on_demand_that_it_would_leave_at_the_next_tick() -> None:
+    """Idle after a reclamation, ahead of the line with spot up: the plan's on-demand would be left
+    again at once by the rule above (a launch and a switch every tick in issue 25's campaign bench),
+    so the default takes spot, as Uniform Progress does; behind the line, the plan's call stands."""
+    s = _task(current=None, elapsed_h=24.0, done_h=24.0 * 24.4 / 36.0 + 0.3,
+              history=SpotHistory(observed_h=24.0, available_h=1.0, current_run_h=TICK, in_available_run=True,
+                                  recent_available=0.05))
+    policy = ModelPolicy(FLICKER)
+    assert policy.plan_for(grid_for(36.0, 24.0, 0.2, 3.15)).choice(s) is Choice.ON_DEMAND
+    assert hedge(s, Choice.ON_DEMAND) is Choice.SPOT
+    assert policy(s) is Choice.SPOT
+    assert hedge(replace(s, done_h=7.0), Choice.ON_DEMAND) is Choice.ON_DEMAND
+    assert hedge(replace(s, spot_available=False), Choice.ON_DEMAND) is Choice.ON_DEMAND

@@ -16,6 +16,7 @@ spread over them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -193,6 +194,11 @@ def offers_for_items(offers: Sequence[Offer], facts: CampaignFacts) -> tuple[Off
         out = tuple(o for o in offers if o.gpu_memory_gb > needed) or out
     if not facts.holds_back or facts.zones is None:
         return out
+    # With time to spare, a new worker does not buy on-demand: every slot could still do the work left
+    # in `SPARE_SHARE` of the time left, so waiting for spot costs nothing the deadline needs, and once
+    # that stops holding the slots may take it (each still behind its own safety net). Without this,
+    # workers bought on-demand hours with 10 h to spare (issue 25; bench/campaign_lodo.py).
+    out = tuple(dataclasses.replace(o, available=False) if o.market is Market.ON_DEMAND else o for o in out)
     spot = [o for o in out if o.market is Market.SPOT and o.zone is not None]
     zones = {o.zone for o in spot if o.zone is not None}
     refused = zones - {o.zone for o in spot if o.zone is not None and facts.avoid.get(o.key, 0.0) <= facts.now}

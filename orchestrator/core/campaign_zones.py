@@ -17,8 +17,10 @@ begun is often a blip shorter than the launch overhead. So, while the deadline l
 
 The rest is the policy's, unchanged: the offers of held-back zones are shown to it as unavailable
 (not removed: the multi-zone policy's memory is keyed by the zones offered), so with no settled zone
-it waits, or goes on-demand when its safety net says the deadline needs it. When the deadline is
-tight (every slot wanted) or absent, nothing is held back: then speed is what is asked.
+it waits. While the deadline leaves time to spare, on-demand is shown unavailable to new workers too
+(`campaign_plan.offers_for_items`, issue 25): it is bought only once the slots could no longer do the
+work left in half the time left. When the deadline is tight (every slot wanted) or absent, nothing is
+held back: then speed is what is asked.
 
 Measured by `bench/campaign.py` (docs/benchmarks.md, "Campaigns"). 2.5 overheads was chosen on a
 replay of the same model over 46 start times of the V100 week (`python -m bench._campaign_replay`:

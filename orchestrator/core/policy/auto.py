@@ -20,6 +20,8 @@ missed, because the net is checked first on every call.
 
 from __future__ import annotations
 
+import dataclasses
+
 from orchestrator.core.policy._fitted import MODEL
 from orchestrator.core.policy.base import Choice, Situation
 from orchestrator.core.policy.market_model import STEP_H, MarketModel
@@ -91,6 +93,13 @@ def hedge(s: Situation, choice: Choice) -> Choice:
     plan's call: it is where most of what the plan gains comes from (docs/policy.md, "Results").
     """
     if s.current is Market.ON_DEMAND and choice is Choice.ON_DEMAND and uniform_progress(s) is Choice.SPOT:
+        return Choice.SPOT
+    # Idle, it does not launch on-demand that the rule above would leave at the next tick: a launch
+    # and a switch every tick (issue 25's campaign bench, a worker with 2.8 h of work and 9.8 h to
+    # spare after a reclamation: 746 one-minute on-demand attempts in one run). It takes spot then,
+    # as Uniform Progress does.
+    if (s.current is None and choice is Choice.ON_DEMAND and s.spot_available
+            and uniform_progress(dataclasses.replace(s, current=Market.ON_DEMAND)) is Choice.SPOT):
         return Choice.SPOT
     return choice
 
