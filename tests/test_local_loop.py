@@ -203,3 +203,26 @@ def test_the_budget_cap_stops_a_running_job_and_further_launches(
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(pid)
+
+
+def test_an_agent_that_cannot_start_fails_the_task_instead_of_relaunching_for_ever(
+    tmp_path: Path, orch_home: Path, sqlite_store: Store
+) -> None:
+    """An agent that dies without a status (here: exit 1 at once, as one whose Python has no orch does)
+    is a failure of the job's side, counted against max_failures; as a lost instance it was relaunched
+    every tick without end."""
+    from orchestrator.loop.reconciler import Reconciler
+    from providers.local.provider import LocalProvider
+    from vocab import SystemClock
+
+    path = job_toml(tmp_path, command=python_command("print('never runs')"), market="on-demand")
+    job_id = submit(sqlite_store, path, orch_home)
+    clock = SystemClock()
+    broken = LocalProvider(orch_home / "local", clock, agent_command=(sys.executable, "-c", "raise SystemExit(1)"))
+    r = Reconciler(sqlite_store, {"local": broken}, clock, owner="test", tick_seconds=0.2)
+    run_until(r, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=60)
+    assert sqlite_store.tasks(job_id)[0].state is TaskState.FAILED
+    attempts = sqlite_store.attempts(job_id)
+    assert len(attempts) == 4  # max_failures = 3: the fourth failure ends the task
+    messages = [e.message for e in sqlite_store.events(job_id)]
+    assert any("ended without an exit status; 4 failures" in m for m in messages), messages[-4:]

@@ -187,6 +187,7 @@ class Sessions:
 
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._exits: dict[int, int] = {}  # pid -> exit status, for the agents this object started
 
     def spawn(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], log: Path) -> ProcInfo:
         """Start `argv` as a new session writing to `log`; OSError if it cannot start."""
@@ -202,8 +203,18 @@ class Sessions:
 
     def reap(self) -> None:
         for pid, child in list(self._children.items()):
-            if child.poll() is not None:
+            code = child.poll()
+            if code is not None:
                 del self._children[pid]
+                self._exits[pid] = code
+                if len(self._exits) > 10_000:  # a long-lived controller keeps the recent ones
+                    self._exits.pop(next(iter(self._exits)))
+
+    def agent_exit(self, attempt: Attempt) -> int | None:
+        """How the attempt's agent process exited, when this object started it and saw it end (None
+        otherwise: an agent started by an earlier controller is judged by its status file alone)."""
+        self.reap()
+        return self._exits.get(attempt.pid) if attempt.pid is not None else None
 
     def agent_alive(self, attempt: Attempt) -> bool:
         self.reap()

@@ -431,7 +431,7 @@ class LocalProvider:
         if not alive:
             # Also whatever the job left behind when the agent ended.
             self._sessions.kill(_attempt(record))
-            record.finish(read_json(idir.status_path), now)
+            record.finish(read_json(idir.status_path), now, agent_exit=self._sessions.agent_exit(_attempt(record)))
             idir.save(record)
 
     def _collect_garbage(self, idir: InstanceDir, record: InstanceRecord) -> bool:

@@ -77,7 +77,7 @@ class InstanceRecord:
         self.ended_at = at
         self.exit_code = exit_code
 
-    def finish(self, status: object, now: float) -> None:
+    def finish(self, status: object, now: float, *, agent_exit: int | None = None) -> None:
         """Record how the attempt ended, from what we did to it and the agent's status.json (if any).
 
         Our own actions win: a terminate is TERMINATED, a kill at the notice deadline PREEMPTED. A job
@@ -85,6 +85,11 @@ class InstanceRecord:
         one that finished by itself EXITED; one that vanished without a status is LOST. A job the agent
         could not start at all (it says `"started": false`) is FAILED_TO_START, without an exit status:
         nothing ran, so the attempt is never billed.
+
+        `agent_exit`: the agent's own exit status, when this provider started it and saw it end. An
+        agent that exited with an error without writing a status (it could not even import orch: the
+        job's Python has no orch) is EXITED without an exit status, which the loop counts as a failure:
+        as LOST it was relaunched every tick for ever. One killed by a signal from outside stays LOST.
         """
         info = status if isinstance(status, dict) else None
         if info is not None and info.get("started") is False and self.terminate_requested_at is None:
@@ -97,7 +102,8 @@ class InstanceRecord:
         elif self.killed_at is not None or (self.notice_at is not None and (info is None or info.get("interrupted"))):
             reason = EndReason.PREEMPTED
         else:
-            reason = EndReason.EXITED if info is not None else EndReason.LOST
+            failed_agent = info is None and agent_exit is not None and agent_exit > 0  # killed by a signal: lost
+            reason = EndReason.EXITED if info is not None or failed_agent else EndReason.LOST
         exit_code = info.get("exit_code") if info else None
         ended_at = info.get("ended_at") if info else None
         if self.killed_at is not None or isinstance(ended_at, bool) or not isinstance(ended_at, int | float):
