@@ -370,16 +370,7 @@ class KubernetesProvider:
 
     def terminate(self, instance: Instance) -> None:
         """Delete the pod after marking it as orch's doing; a pod already gone is not an error."""
-        ns = self.settings.namespace
-        name = instance.instance_id
-        try:
-            self._mark_for_termination(name, ns)
-            with _translate("delete pod"):
-                self._core.delete_namespaced_pod(name, ns)
-        except PermanentError as exc:
-            if not _is_status(exc, 404):
-                raise
-        self._snapshot = None
+        self._delete_pod(instance.instance_id)
 
     def _mark_for_termination(self, name: str, ns: str) -> None:
         """Annotate the pod as stopped by orch and drop orch's finalizer, guarded by the resourceVersion
