@@ -81,7 +81,7 @@ class Act:
             case MoveTask(task_id, transition, message):
                 self.store.transition(task_id, transition, self.now, message=message)
             case Note(kind, message, attempt_id):
-                self.store.add_event(self.job.id, kind, message, self.now, task_id=self._task().id,
+                self.store.add_event(self.job.id, kind, message, self.now, task_id=self.store.task_id,
                                      attempt_id=attempt_id)
             case AvoidOffers(keys, until):
                 self.r.capacity.refuse_all(keys, until)

@@ -20,11 +20,11 @@ from vocab import Offer
 
 class StepStore:
     def __init__(self, store: Store, pending: PendingWrites, task_id: str) -> None:
-        self._store, self._pending, self._task_id = store, pending, task_id
+        self._store, self._pending, self.task_id = store, pending, task_id
         self.wrote = False  # a state change since the step last read its task again
 
     def _changing(self) -> None:
-        self._pending.flush(self._store, task_id=self._task_id)
+        self._pending.flush(self._store, task_id=self.task_id)
         self.wrote = True
 
     # --- state changes ----------------------------------------------------------------------------
