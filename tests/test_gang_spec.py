@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.cli.submit import prepare
 from orchestrator.cli.wiring import open_store
-from orchestrator.core.spec import GangSpec, SpecError, check_gang_providers, spec_from_dict
+from orchestrator.core.spec import GangSpec, check_gang_providers, spec_from_dict
 from tests.test_spec import GOOD, edit, parse, refused
 
 GANG = edit("gpu_count = 1\n", "gpu_count = 8\nnodes = 4\n")
@@ -85,22 +85,20 @@ def test_the_budget_must_pay_for_every_node(tmp_path: Path, orch_home: Path) -> 
         prepare(str(path), 1_800_000_000.0)
 
 
-def test_a_gang_is_refused_before_anything_is_stored_until_the_controller_runs_gangs(
+def test_a_gang_is_stored_for_the_controller_to_run_and_a_gpujob_with_nodes_converts(
         tmp_path: Path, orch_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The loop places every task on one node: a stored gang would run its command alone, without the
-    other ranks. `orch submit` says so in one line and stores nothing; the GpuJob path says the same."""
+    """Now that the loop runs gangs (tests/test_gang_loop.py), `orch submit` stores one as it is, and a
+    GpuJob's `nodes` reaches the same spec."""
     from orchestrator.cli.main import main
     from orchestrator.k8s.convert import job_spec_from_gpujob
 
     path = tmp_path / "job.toml"
     path.write_text('name = "g"\ncommand = ["true"]\n[resources]\ngpu = "V100"\nnodes = 3\n[schedule]\n'
                     'estimated_hours = 1\n[placement]\nproviders = ["local"]\n')
-    assert main(["submit", str(path)]) != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "resources.nodes: 3 nodes: the controller does not run gang jobs yet" in err[0]
-    assert open_store().jobs() == []
+    assert main(["submit", str(path)]) == 0, capsys.readouterr().err
+    (job,) = open_store().jobs()
+    assert job.spec.gang.nodes == 3
     gpujob = {"metadata": {"name": "g", "namespace": "ml", "uid": "u"},
               "spec": {"command": ["true"], "resources": {"gpu": ["V100"], "nodes": 2},
                        "schedule": {"estimated_hours": 1}}}
-    with pytest.raises(SpecError, match=r"resources\.nodes: 2 nodes: the controller does not run gang jobs yet"):
-        job_spec_from_gpujob(gpujob)
+    assert job_spec_from_gpujob(gpujob).gang.nodes == 2

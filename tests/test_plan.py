@@ -257,8 +257,8 @@ def test_a_refused_launch_is_unbilled_and_avoids_what_the_refusal_covers() -> No
 
 def test_a_launched_pod_is_recorded_unbilled_until_it_starts() -> None:
     a = launching()
-    assert launched(a, instance(InstanceState.PENDING), True) == (RecordInstance(a, "i-1"),)
-    assert launched(a, instance(InstanceState.PENDING), False) == (MarkStarted(a, "i-1", 5.0),)
+    assert launched(a, [instance(InstanceState.PENDING)], True, 1.0) == (RecordInstance(a, "i-1"),)
+    assert launched(a, [instance(InstanceState.PENDING)], False, 1.0) == (MarkStarted(a, "i-1", 5.0),)
 
 
 def test_a_replacement_resumes_not_before_its_predecessors_notice_deadline() -> None:

@@ -135,7 +135,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
         return submit_gpujob(args.file, args.namespace)
     from orchestrator.cli.wiring import open_store
-    from orchestrator.core.spec import refuse_unrun_gang
     from orchestrator.job_files import load_items_of
     from orchestrator.store import orch_home
     from orchestrator.store.repo import new_id
@@ -144,7 +143,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     store = open_store()  # first: a store that cannot be used is said before any provider makes folders
     spec, offers = prepare(args.file, now)
     spec, items = load_items_of(spec, args.file)  # a campaign's items, checked whole before anything is stored
-    refuse_unrun_gang(spec, source=args.file)
     job_id = new_id()
     # Without a checkpoint URI each job gets its own folder; a URI given in the file is used as is,
     # so resubmitting the same job resumes from its checkpoints.

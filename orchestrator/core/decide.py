@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from orchestrator.core.cost import gang_hourly, hourly_price
 from orchestrator.core.model import LOST, AttemptView, Outcome, TaskView, Transition
 from orchestrator.core.placement import markets_allowed, usable
 from orchestrator.core.policy import Choice, Situation, get_policy
@@ -159,7 +160,7 @@ def _fits(ctx: Context, offer: Offer) -> bool:
     if budget is None:
         return True
     s = ctx.situation
-    need = (s.remaining_work_h + s.overhead_h) * offer.price_per_hour
+    need = (s.remaining_work_h + s.overhead_h) * gang_hourly(ctx.spec, offer.price_per_hour)
     return ctx.spent_usd + ctx.others_usd + need <= budget + 1e-9
 
 
@@ -181,7 +182,7 @@ def choose(ctx: Context) -> Action:
     # The budget is a cap: a live attempt is stopped when the next tick's cost would cross it, since the
     # loop cannot stop it between ticks (work that turned out longer than projected, after a reclamation
     # that lost a save, crossed a budget by 1.65 cents in the simulation harness, seed 874).
-    next_tick_usd = ctx.live.price_per_hour * s.tick_h if ctx.live is not None else 0.0
+    next_tick_usd = hourly_price(ctx.live) * s.tick_h if ctx.live is not None else 0.0  # every node of a gang
     if budget is not None and ctx.spent_usd + next_tick_usd >= budget:
         if ctx.live is not None:
             return Stop(Outcome.BUDGET, (Transition.OVER_BUDGET,),
@@ -226,7 +227,7 @@ def choose(ctx: Context) -> Action:
         cheapest = offers[0]
         return OverBudget(
             f"the remaining work ({s.remaining_work_h:.2f} h + {s.overhead_h:.2f} h overhead) at "
-            f"${cheapest.price_per_hour:.4f}/h would take the job past its ${budget:.2f} budget")
+            f"${gang_hourly(ctx.spec, cheapest.price_per_hour):.4f}/h would take the job past its ${budget:.2f} budget")
     return Launch(affordable, market_reason(s, choice, asked=ctx.spec.schedule.market))
 
 

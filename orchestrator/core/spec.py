@@ -252,18 +252,6 @@ def check_gang_providers(spec: JobSpec, max_gang_nodes: Mapping[str, int], *, so
                             "remove it from placement.providers or ask for fewer nodes")
 
 
-def refuse_unrun_gang(spec: JobSpec, *, source: str) -> None:
-    """Refuse, before anything is stored, a gang that this version's controller would not run as one.
-
-    The providers launch gangs all-or-nothing and `orch simulate --nodes` plans them, but the reconcile
-    loop still places every task on one node: a gang stored now would run its command on a single node
-    with no rendezvous. Said in one line until the loop's gang plan lands (issue 22)."""
-    if spec.gang.is_gang:
-        raise SpecError(source, "resources.nodes",
-                        f"{spec.gang.nodes} nodes: the controller does not run gang jobs yet (their launch, "
-                        "policy and simulation exist: `orch simulate JOB --nodes N`); ask for nodes = 1")
-
-
 _HEADER = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")
 _KEY = re.compile(r"\s*([A-Za-z0-9_-]+)\s*=")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from orchestrator.core.spec import JobSpec, SpecError, parse_spec, parse_spec_dict, refuse_unrun_gang
+from orchestrator.core.spec import JobSpec, SpecError, parse_spec, parse_spec_dict
 from orchestrator.job.items_format import ParsedItem
 from orchestrator.job_files import load_items_of
 from orchestrator.k8s.crd import API_VERSION, KIND
@@ -93,7 +93,6 @@ def _parse(obj: Mapping[str, Any], policies: Callable[[str], bool] | None) -> tu
     created = meta.get("creationTimestamp")
     submitted_at = ts(created) or 0.0  # the API server's RFC 3339 time, as pods' are read
     parsed = parse_spec_dict(_without_nulls(doc), source=source, submitted_at=submitted_at, policies=policies)
-    refuse_unrun_gang(parsed, source=source)
     return parsed, items
 
 

@@ -14,11 +14,12 @@ import logging
 from collections.abc import Callable, Sequence
 
 from orchestrator.core.campaign_plan import CampaignFacts
-from orchestrator.core.model import AttemptView, IllegalTransition, TaskState, TaskView
+from orchestrator.core.model import AttemptView, IllegalTransition, TaskState, TaskView, spans_of
 from orchestrator.core.plan.actions import (
     Action,
     AvoidOffers,
     EndAttempt,
+    ForwardNotice,
     Launch,
     LaunchAgain,
     MarkStarted,
@@ -26,15 +27,21 @@ from orchestrator.core.plan.actions import (
     Note,
     Plan,
     RecordInstance,
+    RecordNodes,
+    ReleaseGang,
     ReleaseItems,
     Replan,
     StopInstance,
 )
 from orchestrator.core.plan.launch import MAX_OFFERS_PER_TICK, launched, refused, unanswered, where
+from orchestrator.job.checkpoint.base import StorageError
+from orchestrator.job.checkpoint.rendezvous import forward_gang_notice
 from orchestrator.loop.executor import CallTimedOut
+from orchestrator.loop.gangs import release_request
 from orchestrator.loop.step_context import StepContext
 from orchestrator.loop.step_store import StepStore
 from orchestrator.store.views import JobView
+from providers.base import launch_nodes
 from vocab import LaunchRequest, Offer, ProviderError
 
 log = logging.getLogger("orch.reconciler")
@@ -93,6 +100,22 @@ class Act:
                 self._launch(offers, reason)
             case LaunchAgain(attempt, offer):
                 self._start(attempt, offer)
+            case RecordNodes(attempt, nodes, price):
+                self.store.record_attempt_nodes(attempt.id, spans_of(nodes, price, self.now))
+            case ForwardNotice(attempt, notice):
+                return self._forward(attempt, notice.at, notice.deadline)
+            case ReleaseGang(attempt):
+                request = release_request(self.job.id, attempt, self._task().checkpoint_uri)
+                self.r.gang_releases.release(self.r.providers[attempt.provider], request)
+        return True
+
+    def _forward(self, attempt: AttemptView, at: float, deadline: float | None) -> bool:
+        """A gang's notice to every rank, through its checkpoint storage; False: not written (next tick)."""
+        try:
+            forward_gang_notice(self.r.storage(self._task().checkpoint_uri), attempt.id, at=at, deadline=deadline)
+        except (StorageError, OSError) as exc:
+            log.warning("could not forward the notice of attempt %s to its gang: %s", attempt.id, exc)
+            return False
         return True
 
     def _end(self, a: EndAttempt) -> bool:
@@ -115,7 +138,7 @@ class Act:
             task = self._task()
             if task.state is not TaskState.PENDING:
                 return
-            attempt = self.store.begin_attempt(task, offer, self.now, reason=reason)
+            attempt = self.store.begin_attempt(task, offer, self.now, reason=reason, nodes=self.job.spec.gang.nodes)
             if self._start(attempt, offer):
                 if self.campaign is not None:
                     self.campaign.add_worker(offer.market, offer.zone)
@@ -125,7 +148,7 @@ class Act:
         """Launch `attempt` on `offer`; True unless the launch was refused."""
         provider = self.r.providers[offer.provider]
         try:
-            inst = provider.launch(self._request(attempt, offer))
+            nodes = launch_nodes(provider, self._request(attempt, offer))
         except CallTimedOut as exc:
             log.warning("launch of attempt %s on %s: %s", attempt.id, where(offer), exc)
             self.run(unanswered(attempt, offer, exc))
@@ -136,7 +159,7 @@ class Act:
             self.run(refused(exc, attempt, offer, self.offers, self.now))
             return False
         try:
-            self.run(launched(attempt, inst, provider.abilities.bills_from_start))
+            self.run(launched(attempt, nodes, provider.abilities.bills_from_start, offer.price_per_hour))
         except IllegalTransition:
             log.warning("attempt %s changed while launching; the reaper will settle it", attempt.id)
         return True

@@ -29,8 +29,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from providers.base import Provider, zone_signals
-from vocab import Instance, LaunchRequest, Notice, Offer, Resources, TransientError, ZoneSignal
+from providers.base import LaunchesGangs, Provider, zone_signals
+from vocab import Instance, LaunchRequest, Notice, Offer, PermanentError, Resources, TransientError, ZoneSignal
 
 T = TypeVar("T")
 
@@ -199,6 +199,21 @@ class TimedProvider:
 
     def launch(self, request: LaunchRequest) -> Instance:
         return self._executor.call(lambda: self._inner.launch(request), f"{self.name} launch of {request.attempt_id}")
+
+    def launch_gang(self, request: LaunchRequest) -> list[Instance]:
+        inner = self._gangs()
+        return self._executor.call(lambda: inner.launch_gang(request),
+                                   f"{self.name} launch of the gang {request.attempt_id}")
+
+    def release_gang(self, request: LaunchRequest) -> bool:
+        inner = self._gangs()
+        return self._executor.call(lambda: inner.release_gang(request),
+                                   f"{self.name} release of the gang {request.attempt_id}")
+
+    def _gangs(self) -> LaunchesGangs:
+        if not isinstance(self._inner, LaunchesGangs):  # `launch_nodes` asks `max_gang_nodes` first
+            raise PermanentError(f"{self.name} does not launch gangs", provider=self.name, code="GangTooLarge")
+        return self._inner
 
     def instances(self) -> list[Instance]:
         return self._executor.call(self._inner.instances, f"{self.name} instances")

@@ -56,18 +56,33 @@ class Listings:
         jobs, orphans). An attempt row is committed before its launch, so an instance another process
         launches meanwhile can never look like an orphan here.
         """
-        live = {a.id for snap in snapshots.values() for t in snap.tasks for a in snap.attempts_of(t.id) if a.live}
+        nodes = {a.id: a.nodes for snap in snapshots.values() for t in snap.tasks for a in snap.attempts_of(t.id)
+                 if a.live}
+        live = set(nodes)
         unknown = [i.attempt_id for _, i in obs.seen if i.attempt_id is not None and i.attempt_id not in live]
         if unknown:
             live |= store.live_among(unknown)
         if len(self.last_seen) > 2 * len(live) + 1000:
             self.last_seen = {k: v for k, v in self.last_seen.items() if k in live}
+        gangs: list[str] = []
         for name, inst in obs.seen:
-            if inst.attempt_id is not None and inst.attempt_id in live:
-                obs.instances[inst.attempt_id] = inst
-                self.last_seen[inst.attempt_id] = now
+            aid = inst.attempt_id
+            if aid is not None and aid in live:
+                if inst.node_rank > 0:  # a gang's node: its head stands for the attempt
+                    obs.members.setdefault(aid, []).append(inst)
+                    continue
+                obs.instances[aid] = inst
+                if nodes.get(aid, 1) > 1:
+                    gangs.append(aid)
+                else:
+                    self.last_seen[aid] = now
             elif inst.alive:
                 obs.orphans.append((name, inst))
+        for aid in gangs:  # a gang counts as seen only whole: one node missing runs out its grace (G2)
+            members = obs.members.get(aid, [])
+            members.sort(key=lambda i: i.node_rank)
+            if len(members) >= nodes[aid] - 1:
+                self.last_seen[aid] = now
         return obs
 
     def seen_since(self, attempt_id: str, started: float) -> float:

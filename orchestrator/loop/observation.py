@@ -15,7 +15,8 @@ from vocab import Instance, Notice
 class Observation:
     """What one tick saw. `listed` holds the providers whose list call succeeded this tick."""
 
-    instances: dict[str, Instance] = field(default_factory=dict)  # by attempt id
+    instances: dict[str, Instance] = field(default_factory=dict)  # by attempt id (a gang's: its head, rank 0)
+    members: dict[str, list[Instance]] = field(default_factory=dict)  # a gang's other nodes, by attempt id
     listed: set[str] = field(default_factory=set)
     notices: dict[str, Notice] = field(default_factory=dict)  # by attempt id
     orphans: list[tuple[str, Instance]] = field(default_factory=list)

@@ -118,7 +118,8 @@ class TaskStep:
             live, provider.abilities, listed=True, instance=inst,
             seen_since=self.r.seen_since(live.id, live.started_at or live.launched_at), seen=seen,
             notice=notice, notice_recorded=recorded, reclaim_avoided=avoided,
-            asked_to_stop=cancel and asked_to_stop(self.r.store, self.job.id, live.id), relaunch_offer=relaunch)
+            asked_to_stop=cancel and asked_to_stop(self.r.store, self.job.id, live.id), relaunch_offer=relaunch,
+            members=tuple(obs.members.get(live.id, ())))
 
     def _observe(self, live: AttemptView, inst: Instance) -> Seen:
         """Read what the attempt's progress says (`core.plan.progress.observe`) and hold it for the tick's

@@ -27,6 +27,7 @@ from orchestrator.job.checkpoint.storage import Storage, open_storage
 from orchestrator.loop import snapshot
 from orchestrator.loop.campaign_tick import Campaigns
 from orchestrator.loop.executor import Executor
+from orchestrator.loop.gangs import GangReleases
 from orchestrator.loop.heap import Heap
 from orchestrator.loop.ledger import settle_tick
 from orchestrator.loop.listing import Listings, reap
@@ -86,6 +87,8 @@ class Reconciler:
     # Attempts this controller ended on a guess (lost, or on a notice) -> when: their end is set to the
     # cloud's once the listing shows it, even after their job has finished (`loop.ledger`).
     guessed_ends: dict[str, float] = field(default_factory=dict)
+    # Ended gangs whose provider still holds their placement (`loop.gangs`): released at a later tick.
+    gang_releases: GangReleases = field(default_factory=GangReleases)
     # Made from the fields above (`__post_init__`): the tick's offers, campaigns and listing.
     book: OfferBook = field(init=False)
     campaigns: Campaigns = field(init=False)
@@ -159,6 +162,8 @@ class Reconciler:
                     active.append(job_id)
         finally:
             self._flush_observations()
+            if self.gang_releases.waiting:
+                self.gang_releases.retry(self.providers)
             if reap:
                 self._reap(obs)
         return active

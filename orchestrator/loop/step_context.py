@@ -12,6 +12,8 @@ from vocab import Abilities, Offer
 
 if TYPE_CHECKING:
     from orchestrator.core.policy.base import SpotHistory
+    from orchestrator.job.checkpoint.base import Storage
+    from orchestrator.loop.gangs import GangReleases
     from orchestrator.loop.pending import PendingWrites
     from orchestrator.loop.progress_reads import ProgressReads
     from orchestrator.store import Store
@@ -53,3 +55,8 @@ class StepContext(ZoneContext, Protocol):
 
     @property
     def abilities(self) -> Mapping[str, Abilities]: ...
+
+    @property
+    def gang_releases(self) -> GangReleases: ...
+
+    def storage(self, uri: str) -> Storage: ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.core.model import AttemptView, Outcome, TaskView, Transition
+from orchestrator.core.model import AttemptView, NodeSpan, Outcome, TaskView, Transition
 from orchestrator.loop.pending import PendingWrites
 from orchestrator.store import Store
 from vocab import Offer
@@ -34,9 +34,10 @@ class StepStore:
         self._changing()
         self._store.transition(task_id, name, now, message=message, attempt_id=attempt_id, **values)
 
-    def begin_attempt(self, task: TaskView, offer: Offer, now: float, *, reason: str = "") -> AttemptView:
+    def begin_attempt(self, task: TaskView, offer: Offer, now: float, *, reason: str = "",
+                      nodes: int = 1) -> AttemptView:
         self._changing()
-        return self._store.begin_attempt(task, offer, now, reason=reason)
+        return self._store.begin_attempt(task, offer, now, reason=reason, nodes=nodes)
 
     def attempt_instance(self, attempt: AttemptView, instance_id: str) -> None:
         self._changing()
@@ -53,6 +54,10 @@ class StepStore:
         self._changing()
         self._store.end_attempt(attempt, outcome, now, task_transitions=task_transitions, message=message,
                                 exit_code=exit_code, unbilled=unbilled, failures=failures, ended_at=ended_at)
+
+    def record_attempt_nodes(self, attempt_id: str, spans: Sequence[NodeSpan]) -> None:
+        self._changing()
+        self._store.record_attempt_nodes(attempt_id, spans)
 
     # --- reads and events (no state change: nothing to write first) --------------------------------
 

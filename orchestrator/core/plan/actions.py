@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.core.model import AttemptView, Outcome, Transition
-from vocab import Instance, Offer
+from vocab import Instance, Notice, Offer
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +112,38 @@ class LaunchAgain:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordNodes:
+    """A gang's nodes as launched: one span each, billed at `price_per_hour` (`Store.record_attempt_nodes`)."""
+
+    attempt: AttemptView
+    nodes: tuple[Instance, ...]
+    price_per_hour: float
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardNotice:
+    """A notice for one node of a gang, written where every rank's agent reads it
+    (`orchestrator.job.checkpoint.rendezvous`): one reclaimed node stops the whole gang, each rank
+    saving in its own grace. A failed write ends the plan there, so the next tick writes it again."""
+
+    attempt: AttemptView
+    notice: Notice
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseGang:
+    """A gang attempt has ended: what it held besides its nodes (a placement group, a resource policy, a
+    PodGroup) is released once its nodes are gone, tried again each tick until the provider says so."""
+
+    attempt: AttemptView
+
+
+@dataclass(frozen=True, slots=True)
 class Replan:
     """Gather this task's facts again and plan once more in this tick: a task whose attempt just ended is
     placed at once, as a reclaimed job wants, not a tick later."""
 
 
 Action = (MarkStarted | RecordInstance | StopInstance | EndAttempt | ReleaseItems | MoveTask | Note | AvoidOffers
-          | Launch | LaunchAgain | Replan)
+          | Launch | LaunchAgain | RecordNodes | ForwardNotice | ReleaseGang | Replan)
 Plan = tuple[Action, ...]

@@ -47,6 +47,8 @@ class LiveFacts:
     reclaim_avoided: bool = False  # its offer is avoided past the notice's deadline already
     asked_to_stop: bool = False  # the loop asked its instance to stop gracefully (a `stopping` event)
     relaunch_offer: Offer | None = None  # a launching attempt's offer, if it is still offered
+    # A gang's other nodes as listed this tick (ranks 1..N-1 that were seen, by rank); `instance` is rank 0.
+    members: tuple[Instance, ...] = ()
 
 
 @dataclass(slots=True)

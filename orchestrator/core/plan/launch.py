@@ -6,7 +6,8 @@ that the executor makes for a `Launch` (`orchestrator.loop.act`), as values.
   error the provider did not translate: the same launch would fail on every tick).
 - `unanswered`: a call that did not answer in time may still make the instance; the attempt stays
   launching and the next tick launches it again with the same token.
-- `launched`: an instance that waits unbilled is only recorded; any other is started.
+- `launched`: an instance that waits unbilled is only recorded; any other is started. A gang's nodes are
+  recorded first, one span each, and the gang is its head (rank 0) from then on (`core.plan.gang`).
 - `launch_request`: the request, fixed for the attempt (a relaunch with the same token sends the same).
 """
 
@@ -16,7 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from orchestrator.core.model import AttemptView, Outcome, TaskView, Transition
-from orchestrator.core.plan.actions import AvoidOffers, EndAttempt, Note, Plan, RecordInstance
+from orchestrator.core.plan.actions import AvoidOffers, EndAttempt, Note, Plan, RecordInstance, RecordNodes
 from orchestrator.core.plan.task import draining, started
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import task_work_hours
@@ -64,10 +65,13 @@ def unanswered(attempt: AttemptView, offer: Offer, exc: Exception) -> Plan:
     return (Note("provider_error", f"launch on {where(offer)}: {exc}", attempt.id),)
 
 
-def launched(attempt: AttemptView, inst: Instance, bills_from_start: bool) -> Plan:
-    if inst.state is InstanceState.PENDING and bills_from_start:
-        return (RecordInstance(attempt, inst.instance_id),)  # running (and billed) once started
-    return (started(attempt, inst, bills_from_start),)
+def launched(attempt: AttemptView, nodes: Sequence[Instance], bills_from_start: bool, price_per_hour: float) -> Plan:
+    """`nodes`: what the launch returned, one instance per node (one for a single node)."""
+    head = min(nodes, key=lambda i: i.node_rank)
+    record: Plan = (RecordNodes(attempt, tuple(nodes), price_per_hour),) if attempt.nodes > 1 else ()
+    if bills_from_start and any(i.state is InstanceState.PENDING for i in nodes):
+        return (*record, RecordInstance(attempt, head.instance_id))  # running (and billed) once started
+    return (*record, started(attempt, head, bills_from_start))
 
 
 def launch_request(spec: JobSpec, job_id: str, task: TaskView, attempt: AttemptView, offer: Offer,
@@ -91,5 +95,5 @@ def launch_request(spec: JobSpec, job_id: str, task: TaskView, attempt: AttemptV
         offer=offer, command=spec.command, env=env, checkpoint_uri=task.checkpoint_uri,
         grace_seconds=spec.checkpoint.grace_seconds, image=spec.image, workdir=spec.workdir,
         estimated_hours=task_work_hours(spec, task), progress=task.progress_committed,
-        options=dict(spec.placement.options.get(offer.provider, {})),
+        options=dict(spec.placement.options.get(offer.provider, {})), nodes=spec.gang.nodes,
     )

@@ -19,6 +19,9 @@ The rules, in the order a tick applies them (each a few lines below, each tested
 7. No live attempt: cancel, or place the task by the policy (a campaign's worker slot first asks
    `campaign_plan.plan_slot`); a predecessor still saving limits the offers to providers that can
    hold the new job back.
+
+A gang's attempt (`[resources] nodes`) runs these rules on its head, rank 0, with the rules of
+`core.plan.gang` (G1-G5) where holding N nodes changes them.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from orchestrator.core.decide import Launch as LaunchChoice
 from orchestrator.core.decide import OverBudget, choose, judge_ended, replace_on_notice
 from orchestrator.core.live import Listing, exited_ok_but_alive, keep_or_stop, read_listing, silent
 from orchestrator.core.model import LOST, AttemptState, AttemptView, Outcome, TaskState, Transition
+from orchestrator.core.plan import gang
 from orchestrator.core.plan.actions import (
     Action,
     AvoidOffers,
     EndAttempt,
+    ForwardNotice,
     Launch,
     LaunchAgain,
     MarkStarted,
@@ -79,19 +84,30 @@ def _live(f: TaskFacts, lf: LiveFacts) -> Plan:
         launching = _launching(f, lf)
         if launching is not None:
             return launching
-    listing = read_listing(listed=True, present=inst is not None, alive=inst is not None and inst.alive,
+    group = gang.is_gang(a)
+    # A gang is present when all its nodes are listed (G2): one missing past the grace ends it.
+    present = inst is not None and (not group or gang.complete(lf))
+    listing = read_listing(listed=True, present=present, alive=inst is not None and inst.alive,
                            since=lf.seen_since, now=f.now)
     if listing is Listing.SETTLING and not (cancel and lf.asked_to_stop):
         return ()
     if inst is not None and inst.state is InstanceState.STOPPING and cancel:
         return ()  # cancelled, still saving (a pod's grace period): billed, and live until it has stopped
-    if inst is None or listing is Listing.ENDED:  # rule 3
+    broken = gang.broken_member(lf) if group and inst is not None and inst.alive else None
+    if inst is None or listing is Listing.ENDED or broken is not None:  # rule 3, G2
         stop: Plan = ()
-        if inst is None and a.instance_id is not None:
+        head_runs = inst is not None and inst.alive
+        if group and a.node_spans:
+            # The gang's nodes still running are stopped first (G2), and those the listing no longer shows
+            # by id, as a single node is below.
+            stop = tuple(StopInstance(g) for g in gang.ghosts(lf, f.job.id))
+            if inst is not None and head_runs:
+                stop = (*stop, StopInstance(inst), *gang.stop_members(lf, must=True))
+        elif inst is None and a.instance_id is not None:
             # A listing can lag: one still running beside its replacement would do the work twice and bill
             # unseen, so it is stopped by id before its attempt is given up.
             stop = (StopInstance(_ghost(f, a, a.instance_id)),)
-        return (*stop, *_finish(f, lf, inst, lf.seen), Replan())
+        return (*stop, *_finish(f, lf, inst, lf.seen, stopped=bool(stop) and head_runs), Replan())
     assert inst is not None
     if exited_ok_but_alive(lf.seen.exit_code):  # rule 4
         done = dataclasses.replace(inst, state=InstanceState.TERMINATED, reason=EndReason.EXITED, exit_code=0,
@@ -101,7 +117,9 @@ def _live(f: TaskFacts, lf: LiveFacts) -> Plan:
     if lf.notice is not None:  # rule 5
         if not lf.notice_recorded:
             left = (f", {max(0.0, lf.notice.deadline - f.now):.0f} s to save" if lf.notice.deadline else "")
-            notes = (Note("notice", f"{lf.notice.kind} notice for attempt {a.number}{left}", a.id),)
+            # A gang's every rank hears it (G4), before it is on the record: a failed write is tried again.
+            forward = (ForwardNotice(a, lf.notice),) if group else ()
+            notes = (*forward, Note("notice", f"{lf.notice.kind} notice for attempt {a.number}{left}", a.id))
         handed = _replace_early(f, lf)
         if handed:
             return (*notes, *handed)
@@ -125,7 +143,11 @@ def _launching(f: TaskFacts, lf: LiveFacts) -> Plan | None:
             return (EndAttempt(a, Outcome.LAUNCH_FAILED, (Transition.LAUNCH_FAILED,),
                                "offer no longer available on restart", unbilled=True),)
         return (LaunchAgain(a, lf.relaunch_offer),)
-    if inst.state is InstanceState.PENDING and lf.abilities.bills_from_start:
+    waiting = inst.state is InstanceState.PENDING
+    if gang.is_gang(a) and lf.abilities.bills_from_start and inst.alive and not gang.all_started(lf):
+        # G1: the gang starts when all its nodes have; none ended yet (else the listing's rules decide).
+        waiting = all(m.alive for m in lf.members)
+    if waiting and lf.abilities.bills_from_start:
         if not f.job.cancel_requested:
             return ()  # waiting for a node: nothing is billed yet
         return _stop(f, lf, inst, Outcome.CANCELLED, (Transition.CANCEL,),
@@ -148,33 +170,46 @@ def _stop(f: TaskFacts, lf: LiveFacts, inst: Instance, outcome: Outcome, transit
     the next tick asks again). A cancelled attempt on a provider that stops gracefully (a pod's grace
     period, for the job to save) runs and is billed until it is seen gone: it ends then, by rule 3."""
     a = lf.attempt
-    ask = StopInstance(inst)
+    ask: Plan = (StopInstance(inst), *gang.stop_members(lf, must=True))
     if outcome is Outcome.CANCELLED and lf.abilities.stops_gracefully and not unbilled:
         if lf.asked_to_stop:
-            return (ask,)
-        return (ask, Note("stopping", f"attempt {a.number}: {reason}; its instance may save until it stops", a.id))
+            return ask
+        return (*ask, Note("stopping", f"attempt {a.number}: {reason}; its instance may save until it stops", a.id))
     release = (ReleaseItems(a),) if f.campaign is not None else ()
-    return (ask, EndAttempt(a, outcome, transitions, reason, unbilled=unbilled), *release)
+    return (*ask, EndAttempt(a, outcome, transitions, reason, unbilled=unbilled), *release, *gang.released(a))
 
 
 def _finish(f: TaskFacts, lf: LiveFacts, inst: Instance | None, seen: Seen, *,
-            release: Instance | None = None) -> Plan:
+            release: Instance | None = None, stopped: bool = False) -> Plan:
     """The attempt has ended (or is given up): judge how, record it, then let the provider release what is
-    left (a pod's finalizer, a stopped VM), which may fail without undoing the record."""
+    left (a pod's finalizer, a stopped VM), which may fail without undoing the record.
+
+    A gang is judged on the node that explains its end (G3), its nodes still alive are stopped after the
+    record (`stopped`: the plan stopped them before it) and its resources released (G5)."""
     a = lf.attempt
-    verdict = judge_ended(f.job.spec, f.task, a, inst, seen.exit_code, cancel_requested=f.job.cancel_requested,
-                          interrupted=seen.interrupted,
+    judged, exit_code, interrupted = inst, seen.exit_code, seen.interrupted
+    if gang.is_gang(a):
+        judged = gang.cause(lf, inst, exit_code)
+        if judged is not None and judged.alive:
+            judged = None  # a node missing from the listing: lost
+        exit_code = exit_code if judged is inst else None  # the head's heartbeat speaks for the head only
+        interrupted = gang.interrupted(lf)
+    verdict = judge_ended(f.job.spec, f.task, a, judged, exit_code, cancel_requested=f.job.cancel_requested,
+                          interrupted=interrupted,
                           items_left=f.campaign.counts.left if f.campaign is not None else 0)
-    ended_at = inst.ended_at if inst is not None and inst.ended_at is not None else f.now
+    ended_at = judged.ended_at if judged is not None and judged.ended_at is not None else f.now
     out: list[Action] = [EndAttempt(a, verdict.outcome, verdict.transitions, verdict.message,
                                     exit_code=verdict.exit_code, failures=verdict.failures,
                                     ended_at=max(ended_at, a.launched_at), unbilled=verdict.unbilled,
-                                    guessed=inst is None)]
+                                    guessed=judged is None)]
     if f.campaign is not None:
         out.append(ReleaseItems(a, verdict.message if verdict.outcome is Outcome.FAILED else None))
     leftover = release if release is not None else inst
-    if leftover is not None:
+    if leftover is not None and not stopped:
         out.append(StopInstance(leftover, must=False))
+    if not stopped:
+        out.extend(gang.stop_members(lf, must=False))
+    out.extend(gang.released(a))
     return tuple(out)
 
 
@@ -190,7 +225,7 @@ def _replace_early(f: TaskFacts, lf: LiveFacts) -> Plan:
     a, notice = lf.attempt, lf.notice
     assert notice is not None
     if (notice.deadline is None or f.job.cancel_requested or a.state is not AttemptState.RUNNING
-            or a.market is not Market.SPOT or not lf.abilities.replaces_on_notice):
+            or a.market is not Market.SPOT or not lf.abilities.replaces_on_notice or gang.is_gang(a)):
         return ()
     if notice.kind is NoticeKind.INTERRUPTION and not lf.reclaim_avoided:
         # That capacity is going away: not for the successor. Avoided first, then planned again, so the
