@@ -17,6 +17,7 @@ gang on spot capacity needs from its collective, whatever implements it:
 from __future__ import annotations
 
 import json
+import select
 import socket
 import struct
 import time
@@ -88,6 +89,14 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def _vector(msg: Mapping[str, Any], key: str, size: int) -> list[float]:
+    """The message's vector, or PeerLost: a peer that sends something else is not one of ours."""
+    value = msg.get(key)
+    if not isinstance(value, list) or len(value) != size or not all(isinstance(x, int | float) for x in value):
+        raise PeerLost(f"a message without a {key} of {size} numbers")
+    return [float(x) for x in value]
 
 
 def vector_sum(vectors: Sequence[Sequence[float]]) -> list[float]:
@@ -162,7 +171,7 @@ class Head:
             msg = receive(self.members[rank])
             if msg.get("step") != step:
                 raise PeerLost(f"rank {rank} sent step {msg.get('step')!r} during step {step}")
-            vectors.append([float(x) for x in msg["grad"]])
+            vectors.append(_vector(msg, "grad", len(grad)))
             stop = stop or bool(msg.get("stop"))
         total = vector_sum(vectors)
         for rank in sorted(self.members):
@@ -183,7 +192,7 @@ class Member:
         self.sock = _connect(addr, port, deadline, interrupted)
         try:
             send(self.sock, {"rank": me.rank, "nodes": me.nodes, "step": me.step, "digest": me.digest})
-            self.sock.settimeout(max(deadline - time.monotonic(), 1.0))  # the head waits for the others
+            _wait_readable(self.sock, deadline, interrupted)  # the head answers once every rank has joined
             answer = receive(self.sock)
             if not answer.get("ok"):
                 raise GangMismatch(str(answer.get("error") or "the head refused this rank"))
@@ -197,10 +206,19 @@ class Member:
         msg = receive(self.sock)
         if msg.get("step") != step:
             raise PeerLost(f"the head answered step {msg.get('step')!r} during step {step}")
-        return [float(x) for x in msg["total"]], bool(msg.get("stop"))
+        return _vector(msg, "total", len(grad)), bool(msg.get("stop"))
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _wait_readable(sock: socket.socket, deadline: float, interrupted: Callable[[], bool]) -> None:
+    """Until the peer has sent something: in short slices, so an interruption is not kept waiting."""
+    while not select.select([sock], [], [], 0.2)[0]:
+        if interrupted():
+            raise PeerLost("interrupted while the gang was gathering")
+        if time.monotonic() >= deadline:
+            raise PeerLost("the head did not start the gang before the connect timeout")
 
 
 def _connect(addr: str, port: int, deadline: float, interrupted: Callable[[], bool]) -> socket.socket:
