@@ -147,3 +147,24 @@ def test_a_policy_stop_stops_every_node_and_releases_the_gang() -> None:
     end = next(x for x in plan if isinstance(x, EndAttempt))
     assert end.outcome is Outcome.SWITCHED
     assert ReleaseGang(end.attempt) in plan
+
+
+# --- the budget counts every node ------------------------------------------------------------------
+
+
+def test_the_budget_prices_every_node_of_a_gang() -> None:
+    from orchestrator.core.decide import Launch as LaunchChoice
+    from orchestrator.core.decide import OverBudget, Stop, choose
+    from orchestrator.core.spec import GangSpec
+    from tests.test_decide import spec
+
+    # 10 h of work + 0.1 h overhead at $0.9/h is $9.09 for one node, $36.36 for four.
+    one, four = spec(budget=20.0), replace(spec(budget=20.0), gang=GangSpec(nodes=4, min_nodes=4))
+    assert isinstance(choose(ctx(one, now=NOW)), LaunchChoice)
+    assert isinstance(choose(ctx(four, now=NOW)), OverBudget)
+    # A running gang is stopped before the next tick's cost of all its nodes would cross the budget.
+    live, sit = gang_attempt(), situation(tick_h=0.1)
+    spent = 20.0 - 2 * 0.918 * 0.1  # one node's next tick fits, three nodes' do not
+    assert isinstance(choose(ctx(four, sit, live=live, spent_usd=spent, now=NOW)), Stop)
+    single = replace(live, nodes=1, node_spans=())
+    assert not isinstance(choose(ctx(one, sit, live=single, spent_usd=spent, now=NOW)), Stop)
