@@ -11,6 +11,7 @@ from orchestrator.core.live import LISTING_GRACE_S
 from orchestrator.core.model import AttemptView, NodeSpan, Outcome
 from orchestrator.core.plan.actions import (
     EndAttempt,
+    EndNodes,
     ForwardNotice,
     MarkStarted,
     Note,
@@ -83,7 +84,9 @@ def test_one_reclaimed_node_stops_every_other_node_first_and_the_gang_is_preempt
     end = plan[2]
     assert isinstance(end, EndAttempt) and end.outcome is Outcome.PREEMPTED and not end.guessed
     assert end.ended_at == NOW - 3.0  # the reclaimed node's end
-    assert plan[3:] == (ReleaseGang(plan[2].attempt), Replan())
+    # Each node billed to its own end: the reclaimed one to the cloud's, the two stopped now to now.
+    assert plan[3] == EndNodes(end.attempt, (("i-1", NOW), ("i-2", NOW), ("i-3", NOW - 3.0)))
+    assert plan[4:] == (ReleaseGang(end.attempt), Replan())
 
 
 def test_ranks_that_fail_because_a_peer_was_reclaimed_do_not_make_the_gang_a_failure() -> None:
@@ -107,8 +110,10 @@ def test_a_rank_that_finished_waits_for_the_head_which_decides() -> None:
     done = plan_task(facts(gang(head=ended(0, EndReason.EXITED, 0), members=(ended(1, EndReason.EXITED, 0), node(2)))))
     end = done[0]
     assert isinstance(end, EndAttempt) and end.outcome is Outcome.SUCCEEDED
-    # The rank still running is stopped after the record (a failed stop leaves it to the reaper).
-    assert done[1:] == (StopInstance(node(0, InstanceState.TERMINATED, reason=EndReason.EXITED, exit_code=0,
+    # The rank still running is stopped after the record (a failed stop leaves it to the reaper), and billed
+    # to now; those that ended, to their own ends.
+    assert done[1] == EndNodes(end.attempt, (("i-1", NOW - 3.0), ("i-2", NOW - 3.0), ("i-3", NOW)))
+    assert done[2:] == (StopInstance(node(0, InstanceState.TERMINATED, reason=EndReason.EXITED, exit_code=0,
                                           ended_at=NOW - 3.0), must=False),
                         StopInstance(node(2), must=False), ReleaseGang(end.attempt), Replan())
 

@@ -19,6 +19,7 @@ from orchestrator.core.plan.actions import (
     Action,
     AvoidOffers,
     EndAttempt,
+    EndNodes,
     ForwardNotice,
     Launch,
     LaunchAgain,
@@ -102,6 +103,9 @@ class Act:
                 self._start(attempt, offer)
             case RecordNodes(attempt, nodes, price):
                 self.store.record_attempt_nodes(attempt.id, spans_of(nodes, price, self.now))
+            case EndNodes(attempt, ends):
+                for instance_id, at in ends:
+                    self.store.end_attempt_node(attempt.id, instance_id, at)
             case ForwardNotice(attempt, notice):
                 return self._forward(attempt, notice.at, notice.deadline)
             case ReleaseGang(attempt):

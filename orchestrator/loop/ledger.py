@@ -47,8 +47,8 @@ def settle_ends(store: Store, listed: Iterable[Instance], attempts: Mapping[str,
         if inst.alive or inst.ended_at is None or inst.attempt_id is None:
             continue
         a = attempts.get(inst.attempt_id)
-        if a is None or a.live or a.unbilled or a.ended_at is None or a.outcome not in GUESSED:
-            continue
+        if a is None or a.live or a.unbilled or a.ended_at is None or a.outcome not in GUESSED or a.nodes > 1:
+            continue  # a gang's nodes are billed to their own ends (`core.plan.gang.ended_nodes`)
         if max(inst.ended_at, a.launched_at) >= a.ended_at - SETTLE_TOLERANCE_S:
             continue
         why = ("its instance was reclaimed before the notice's deadline" if a.outcome is Outcome.PREEMPTED

@@ -59,6 +59,10 @@ class StepStore:
         self._changing()
         self._store.record_attempt_nodes(attempt_id, spans)
 
+    def end_attempt_node(self, attempt_id: str, instance_id: str, ended_at: float) -> None:
+        self._changing()
+        self._store.end_attempt_node(attempt_id, instance_id, ended_at)
+
     # --- reads and events (no state change: nothing to write first) --------------------------------
 
     def attempt(self, attempt_id: str) -> AttemptView | None:

@@ -121,6 +121,16 @@ class RecordNodes:
 
 
 @dataclass(frozen=True, slots=True)
+class EndNodes:
+    """A gang's nodes ended: (instance id, when) each, the cloud's time where the listing shows it, else the
+    moment the plan asked the provider to stop the node. Each node is billed to its own end, not to the
+    attempt's (the node that ended the gang went first; the others ran until they were stopped)."""
+
+    attempt: AttemptView
+    ends: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ForwardNotice:
     """A notice for one node of a gang, written where every rank's agent reads it
     (`orchestrator.job.checkpoint.rendezvous`): one reclaimed node stops the whole gang, each rank
@@ -145,5 +155,5 @@ class Replan:
 
 
 Action = (MarkStarted | RecordInstance | StopInstance | EndAttempt | ReleaseItems | MoveTask | Note | AvoidOffers
-          | Launch | LaunchAgain | RecordNodes | ForwardNotice | ReleaseGang | Replan)
+          | Launch | LaunchAgain | RecordNodes | EndNodes | ForwardNotice | ReleaseGang | Replan)
 Plan = tuple[Action, ...]

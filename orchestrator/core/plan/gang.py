@@ -20,7 +20,7 @@ the gang's; this module adds what holding N nodes changes:
 from __future__ import annotations
 
 from orchestrator.core.model import AttemptView
-from orchestrator.core.plan.actions import Action, ReleaseGang, StopInstance
+from orchestrator.core.plan.actions import Action, EndNodes, ReleaseGang, StopInstance
 from orchestrator.core.plan.facts import LiveFacts
 from vocab import EndReason, Instance, InstanceState
 
@@ -85,6 +85,24 @@ def ghosts(lf: LiveFacts, job_id: str) -> tuple[Instance, ...]:
 
 def released(a: AttemptView) -> tuple[Action, ...]:
     return (ReleaseGang(a),) if is_gang(a) else ()
+
+
+def ended_nodes(lf: LiveFacts, head: Instance | None, now: float) -> tuple[Action, ...]:
+    """G5: every node's own end once the gang's attempt ends: as listed where it has ended, else now (it
+    is stopped in this plan, or is missing from the listing and stopped by id)."""
+    a = lf.attempt
+    if not is_gang(a):
+        return ()
+    listed = {i.instance_id: i for i in (head, *lf.members) if i is not None}
+    ends = []
+    for span in a.node_spans:
+        if span.instance_id is None or span.ended_at is not None:
+            continue
+        inst = listed.get(span.instance_id)
+        ended = inst is not None and not inst.alive and inst.ended_at is not None
+        ends.append((span.instance_id, inst.ended_at if ended and inst is not None and inst.ended_at is not None
+                     else now))
+    return (EndNodes(a, tuple(ends)),) if ends else ()
 
 
 def interrupted(lf: LiveFacts) -> bool:

@@ -176,7 +176,8 @@ def _stop(f: TaskFacts, lf: LiveFacts, inst: Instance, outcome: Outcome, transit
             return ask
         return (*ask, Note("stopping", f"attempt {a.number}: {reason}; its instance may save until it stops", a.id))
     release = (ReleaseItems(a),) if f.campaign is not None else ()
-    return (*ask, EndAttempt(a, outcome, transitions, reason, unbilled=unbilled), *release, *gang.released(a))
+    return (*ask, EndAttempt(a, outcome, transitions, reason, unbilled=unbilled), *gang.ended_nodes(lf, inst, f.now),
+            *release, *gang.released(a))
 
 
 def _finish(f: TaskFacts, lf: LiveFacts, inst: Instance | None, seen: Seen, *,
@@ -201,7 +202,7 @@ def _finish(f: TaskFacts, lf: LiveFacts, inst: Instance | None, seen: Seen, *,
     out: list[Action] = [EndAttempt(a, verdict.outcome, verdict.transitions, verdict.message,
                                     exit_code=verdict.exit_code, failures=verdict.failures,
                                     ended_at=max(ended_at, a.launched_at), unbilled=verdict.unbilled,
-                                    guessed=judged is None)]
+                                    guessed=judged is None), *gang.ended_nodes(lf, inst, f.now)]
     if f.campaign is not None:
         out.append(ReleaseItems(a, verdict.message if verdict.outcome is Outcome.FAILED else None))
     leftover = release if release is not None else inst
