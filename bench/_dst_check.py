@@ -1,11 +1,11 @@
 """The invariants of the deterministic simulation harness, checked after every tick and at the end.
 
 - two_live_instances: never two instances doing one task's work at once.
-- leak: an instance whose attempt the store has ended (and that is not draining its notice) is gone
-  within 3 ticks; at the end nothing is alive but the instances of live attempts (a job without a
-  deadline may still wait out a long spot outage at the horizon).
-- ledger: each attempt's recorded cost equals the world's bill for its instance, to the cent (0 for
-  a launch that made none).
+- leak: an instance (every node of a gang) whose attempt the store has ended (and that is not draining
+  its notice) is gone within 3 ticks; at the end nothing is alive but the instances of live attempts (a
+  job without a deadline may still wait out a long spot outage at the horizon).
+- ledger: each attempt's recorded cost equals the world's bill for its instances (every node of a gang),
+  to the cent (0 for a launch that made none).
 - budget: a job's recorded spend never passes its budget.
 - deadline: a job with a deadline finishes by it, unless on-demand was out, or the harness held the
   controller back, for more than one restart overhead of its life, or its budget cannot pay for on-demand.
@@ -55,7 +55,7 @@ def trace_line(n: int, now: float, store: Store, world: World) -> str:
         parts.append(job.id[-4:] + ":" + ",".join(t.state.value[:4] for t in tasks))
         attempts = store.attempts(job.id)
         parts.append("[" + ",".join(f"{a.id[-4:]}{a.state.value[:3]}{a.market.value[:2]}" for a in attempts) + "]")
-    alive = sorted(i.instance_id for i in world.instances_by_attempt.values() if i.alive)
+    alive = sorted(i.instance_id for i in world.all_nodes() if i.alive)
     parts.append("alive=" + ",".join(alive))
     return " ".join(parts)
 
@@ -69,13 +69,14 @@ def after_tick(state: State, store: Store, world: World, now: float, violations:
         if len(working) > 1:
             _add(violations, "two_live_instances", f"task {task}: attempts {sorted(working)} at work at {now:.0f}")
     ended = {a.id: a for job in store.jobs() for a in store.attempts(job.id) if not a.live}
-    for aid, inst in world.instances_by_attempt.items():
+    for inst in world.all_nodes():
+        aid, iid = inst.request.attempt_id, inst.instance_id
         a = ended.get(aid)
         if not inst.alive or a is None or (a.ended_at is not None and a.ended_at > now):
-            state.orphan_ticks.pop(aid, None)
+            state.orphan_ticks.pop(iid, None)
             continue
-        state.orphan_ticks[aid] = state.orphan_ticks.get(aid, 0) + 1
-        if state.orphan_ticks[aid] > LEAK_TICKS:
+        state.orphan_ticks[iid] = state.orphan_ticks.get(iid, 0) + 1
+        if state.orphan_ticks[iid] > LEAK_TICKS:
             _add(violations, "leak", f"{inst.instance_id} (attempt {aid}) alive {LEAK_TICKS}+ ticks after its "
                                      f"attempt ended ({a.outcome})")
     for message in world.facts.stale[state.stale_seen:]:
@@ -86,7 +87,7 @@ def after_tick(state: State, store: Store, world: World, now: float, violations:
 def at_end(state: State, store: Store, world: World, items: ItemStore, now: float,
            violations: dict[str, list[str]]) -> None:
     live = {a.id for job in store.jobs() for a in store.attempts(job.id) if a.live}
-    for inst in world.instances_by_attempt.values():
+    for inst in world.all_nodes():
         if inst.alive and inst.request.attempt_id not in live:  # a live attempt's: its job still runs (`stuck`)
             _add(violations, "leak", f"{inst.instance_id} (attempt {inst.request.attempt_id}) alive at the end "
                                      "with no live attempt")
@@ -105,7 +106,7 @@ def at_end(state: State, store: Store, world: World, items: ItemStore, now: floa
         # spot may have spent or lost first; otherwise orch rightly waits for spot, whatever the deadline.
         sched = job.spec.schedule
         on_demand_usd = (sched.estimated_hours + 2 * sched.restart_overhead_hours) * 1.2 * max(
-            z.on_demand_price for z in world.zones.values())
+            z.on_demand_price for z in world.zones.values()) * job.spec.gang.nodes
         affordable = job.budget_usd is None or job.budget_usd >= on_demand_usd
         on_time = succeeded and done_at is not None and job.deadline_at is not None and done_at <= job.deadline_at
         if affordable and job.deadline_at is not None and not on_time:
@@ -128,18 +129,19 @@ def at_end(state: State, store: Store, world: World, items: ItemStore, now: floa
 
 
 def _ledger(a: AttemptView, world: World, now: float, violations: dict[str, list[str]]) -> None:
-    inst = world.instances_by_attempt.get(a.id)
+    nodes = world.nodes(a.id)
     recorded = attempt_cost(a, now)
-    if inst is None:
+    if not nodes:
         if recorded > CENT:
             _add(violations, "ledger", f"attempt {a.id} recorded {recorded:.4f} with no instance made")
         return
-    bill = inst.bill()
-    if inst.ended_at is None or a.live:
+    if any(n.ended_at is None for n in nodes) or a.live:
         return  # still running at the end: counted by `leak` or `stuck`
+    bill = sum(n.bill() for n in nodes)
     if abs(recorded - bill) >= CENT:
-        _add(violations, "ledger", f"attempt {a.id} ({a.outcome}, {a.market}) recorded {recorded:.4f}, billed "
-                                   f"{bill:.4f}: ended {a.ended_at} vs {inst.ended_at} ({inst.reason})")
+        ends = ", ".join(f"{n.ended_at} ({n.reason})" for n in nodes)
+        _add(violations, "ledger", f"attempt {a.id} ({a.outcome}, {a.market}, {len(nodes)} node(s)) recorded "
+                                   f"{recorded:.4f}, billed {bill:.4f}: ended {a.ended_at} vs {ends}")
 
 
 def _blocked_s(world: World, job: Any, plan: Any) -> float:

@@ -127,6 +127,25 @@ class FaultyProvider:
             raise CallTimedOut("injected: the cloud made the instance, its answer was lost")
         return inst
 
+    def launch_gang(self, request: LaunchRequest) -> list[Instance]:
+        """The same seams as one node's launch: the gang is one call."""
+        self.seams.step("launch")
+        self._throttle("launch", 2)
+        market = request.offer.market
+        if self.seams.take("capacity_spot" if market is Market.SPOT else "capacity_od") is not None:
+            raise CapacityError(f"injected: no {market} capacity for the gang", provider=self.name, retry_after=300.0)
+        if self.seams.take("timeout_launch") is not None:
+            raise CallTimedOut("injected: the gang's launch call timed out before the cloud saw it")
+        nodes: list[Instance] = self.inner.launch_gang(request)
+        if self.seams.take("lost_answer") is not None:
+            raise CallTimedOut("injected: the cloud made the gang, its answer was lost")
+        return nodes
+
+    def release_gang(self, request: LaunchRequest) -> bool:
+        self.seams.step("release_gang")
+        released: bool = self.inner.release_gang(request)
+        return released
+
     def instances(self) -> list[Instance]:
         self.seams.step("instances")
         self._throttle("instances", 3)
@@ -158,7 +177,8 @@ class FaultyProvider:
 
 
 WRITES = ("claim", "renew_lease", "release_jobs", "transition", "record_observations", "begin_attempt",
-          "attempt_instance", "attempt_running", "end_attempt", "add_event", "mark_finished", "record_prices")
+          "attempt_instance", "attempt_running", "end_attempt", "add_event", "mark_finished", "record_prices",
+          "record_attempt_nodes", "end_attempt_node")
 
 
 class FaultyStore(Store):

@@ -13,7 +13,11 @@ What the loop meets here and not on the trace-replaying `providers.sim`:
   a notice, and writes the agent's heartbeat, which the loop reads as in production;
 - campaign workers lease and commit items through the real `ItemStore`, and can die holding one;
 - a ledger: every instance is billed by the world from its launch to its real end, at its price,
-  with the offer's billing rule. The harness holds the loop's recorded cost to this bill.
+  with the offer's billing rule. The harness holds the loop's recorded cost to this bill;
+- gangs (`launch_gang`): N nodes made at once, each reclaimed by its own draw (one at a time); a notice
+  for any node reaches the head's job (as the agents share it), and a node lost without one either
+  makes every other rank's job save and exit 75 (a broken all-reduce) or hangs the gang, which then
+  makes no progress until the loop stops it.
 
 Everything is a function of the seed: ids, reclamation moments and notice fates come from seeded
 generators keyed by attempt id, so a run replays exactly.
@@ -25,20 +29,27 @@ import heapq
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from orchestrator.job.checkpoint import ObjectNotFound
+from bench._dst_parts import (
+    BILLING,
+    LEASE_SECONDS,
+    LISTED_AFTER_END_S,
+    MAX_GANG_NODES,
+    NOTICE_S,
+    PEER_LOST_EXIT,
+    Facts,
+    MemStorage,
+    SimInstance,
+    ZoneSpec,
+)
 from orchestrator.job.checkpoint.heartbeat import Heartbeat, write_heartbeat
 from orchestrator.job.checkpoint.manifest import MANIFEST_NAME, checkpoint_prefix, scan
 from orchestrator.job.checkpoint.sdk import Checkpointer
-from orchestrator.job.item_records import Lease
 from orchestrator.store.items import ItemStore
 from providers.catalog import load_catalog
 from vocab import (
     RESUME_NOT_BEFORE,
     Abilities,
-    Billing,
     CapacityError,
     EndReason,
     Instance,
@@ -52,125 +63,13 @@ from vocab import (
     Resources,
 )
 
-BILLING = Billing(increment_seconds=1, minimum_seconds=60)
-NOTICE_S = 120.0  # AWS's two minutes
-LISTED_AFTER_END_S = 3600.0  # a terminated instance stays in the listing this long (EC2: about an hour)
-LEASE_SECONDS = 120.0  # the worker SDK's item lease
-
-
-class MemStorage:
-    """Object storage in memory (the `Storage` protocol), one per checkpoint URI."""
-
-    def __init__(self, uri: str) -> None:
-        self.uri = uri
-        self.objects: dict[str, bytes] = {}
-        self.fail_reads = False  # a fault: the store cannot be read this tick
-
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self.objects[key] = bytes(data)
-
-    def put_file(self, key: str, path: Path) -> None:
-        self.objects[key] = path.read_bytes()
-
-    def get_bytes(self, key: str) -> bytes:
-        self._check()
-        try:
-            return self.objects[key]
-        except KeyError:
-            raise ObjectNotFound(f"{self.uri}: no object {key}") from None
-
-    def get_file(self, key: str, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.get_bytes(key))
-
-    def list(self, prefix: str = "") -> list[str]:
-        self._check()
-        return sorted(k for k in self.objects if k.startswith(prefix))
-
-    def delete(self, key: str) -> None:
-        self.objects.pop(key, None)
-
-    def _check(self) -> None:
-        if self.fail_reads:
-            from orchestrator.job.checkpoint import StorageError
-            raise StorageError(f"{self.uri}: injected read failure")
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneSpec:
-    name: str
-    region: str
-    spot_price: float
-    on_demand_price: float
-    spot_outages: tuple[tuple[float, float], ...]  # (start, end) in seconds from the epoch
-    on_demand_outages: tuple[tuple[float, float], ...]
-
-
-@dataclass(slots=True)
-class SimInstance:
-    """One instance and the job process on it."""
-
-    request: LaunchRequest
-    instance_id: str
-    zone: ZoneSpec
-    market: Market
-    price: float
-    launched_at: float
-    work_start: float
-    campaign: bool
-    rng: random.Random
-    reclaim_at: float | None = None
-    notice_at: float | None = None
-    notice_deadline: float | None = None
-    terminated_at: float | None = None
-    ended_at: float | None = None
-    reason: EndReason | None = None
-    exit_code: int | None = None
-    # the job side
-    started: bool = False
-    resumed_from: float = 0.0
-    progress: float = 0.0
-    saved_on_notice: bool = False
-    next_ckpt: float = math.inf
-    ckpt: Checkpointer | None = None
-    newest_seq: int | None = None
-    interrupted: bool = False
-    held: Lease | None = None
-    held_until: float = 0.0
-    dies_at: float | None = None  # a campaign worker that dies holding its item (exit 1)
-
-    @property
-    def stop_at(self) -> float:
-        return min(t for t in (self.reclaim_at, self.terminated_at, math.inf) if t is not None)
-
-    @property
-    def alive(self) -> bool:
-        return self.ended_at is None
-
-    def bill(self) -> float:
-        end = self.ended_at
-        if end is None:
-            return math.nan
-        return self.price * BILLING.billed_seconds(end - self.launched_at) / 3600.0
-
-
-@dataclass
-class Facts:
-    """What the job side did, for the invariants: resumes, checkpoint writes, item commits."""
-
-    resumes: list[tuple[str, int, float, int | None, float]] = field(default_factory=list)  # task, attempt, at, seq, p
-    writes: list[tuple[str, int, float, int]] = field(default_factory=list)  # task, attempt, at, seq
-    stale: list[str] = field(default_factory=list)  # messages: a resume from older than the newest verified
-    commits: dict[tuple[str, int], int] = field(default_factory=dict)  # (job, item) -> accepted commits
-    working: dict[str, set[str]] = field(default_factory=dict)  # task -> attempt ids doing its work now
-
 
 class World:
     """The simulated cloud: zones, instances, storage and the job side, advanced by `advance(now)`."""
 
     name = "sim"
     # As AWS: a replacement may start while its predecessor drains its notice.
-    abilities = Abilities(replaces_on_notice=True)
+    abilities = Abilities(replaces_on_notice=True, max_gang_nodes=MAX_GANG_NODES)
 
     def __init__(self, clock: Callable[[], float], zones: Sequence[ZoneSpec], *, seed: int, items: ItemStore,
                  ckpt_every_s: float, save_s: float, item_seconds: Mapping[str, float],
@@ -185,7 +84,9 @@ class World:
         self.p_corrupt = p_corrupt
         self.p_worker_death = p_worker_death
         self.storages: dict[str, MemStorage] = {}
-        self.instances_by_attempt: dict[str, SimInstance] = {}
+        self.instances_by_attempt: dict[str, SimInstance] = {}  # the head of a gang
+        self.members: dict[str, list[SimInstance]] = {}  # a gang's ranks 1..N-1, by attempt id
+        self.by_id: dict[str, SimInstance] = {}
         self.facts = Facts()
         self.kind = load_catalog().find("p3.2xlarge")
         assert self.kind is not None
@@ -241,16 +142,46 @@ class World:
             self._plan_reclaim(inst)
         if campaign and self.p_worker_death and rng.random() < self.p_worker_death:
             inst.dies_at = inst.work_start + rng.uniform(0.0, 3 * 3600.0)
-        self.instances_by_attempt[request.attempt_id] = inst
+        self.instances_by_attempt[request.attempt_id] = self.by_id[inst.instance_id] = inst
         return self._view(inst, now)
+
+    def launch_gang(self, request: LaunchRequest) -> list[Instance]:
+        """All `request.nodes` at once or none (the head's launch refuses for all); the same again for
+        the same attempt."""
+        head_view = self.launch(request)
+        head = self.instances_by_attempt[request.attempt_id]
+        if request.attempt_id not in self.members:
+            nodes = []
+            for rank in range(1, request.nodes):
+                node = SimInstance(request=request, instance_id=f"{head.instance_id}-r{rank}", zone=head.zone,
+                                   market=head.market, price=head.price, launched_at=head.launched_at,
+                                   work_start=head.work_start, campaign=False,
+                                   rng=random.Random(f"{self.seed}:{request.attempt_id}:r{rank}"), rank=rank)
+                if node.market is Market.SPOT:
+                    self._plan_reclaim(node)
+                nodes.append(node)
+                self.by_id[node.instance_id] = node
+            self.members[request.attempt_id] = nodes
+        now = self.clock()
+        return [head_view, *(self._view(m, now) for m in self.members[request.attempt_id])]
+
+    def release_gang(self, request: LaunchRequest) -> bool:
+        return not any(n.alive for n in self.nodes(request.attempt_id))
+
+    def nodes(self, attempt_id: str) -> list[SimInstance]:
+        head = self.instances_by_attempt.get(attempt_id)
+        return [*([head] if head is not None else []), *self.members.get(attempt_id, ())]
+
+    def all_nodes(self) -> list[SimInstance]:
+        return list(self.by_id.values())
 
     def instances(self) -> list[Instance]:
         now = self.clock()
-        return [self._view(i, now) for i in self.instances_by_attempt.values()
+        return [self._view(i, now) for i in self.by_id.values()
                 if i.ended_at is None or now - i.ended_at < LISTED_AFTER_END_S]
 
     def terminate(self, instance: Instance) -> None:
-        inst = self.instances_by_attempt.get(instance.attempt_id or "")
+        inst = self.by_id.get(instance.instance_id)
         if inst is not None and inst.alive and inst.terminated_at is None:
             inst.terminated_at = self.clock()
             self._end(inst, inst.terminated_at, EndReason.TERMINATED, None)
@@ -258,7 +189,7 @@ class World:
     def notices(self) -> list[Notice]:
         now = self.clock()
         out = []
-        for inst in self.instances_by_attempt.values():
+        for inst in self.by_id.values():
             if inst.notice_at is None or inst.notice_at > now or inst.notice_deadline is None:
                 continue
             if inst.alive or (self.duplicate_notices and inst.ended_at is not None and now - inst.ended_at < 120):
@@ -281,7 +212,7 @@ class World:
     def storm(self, zone: str, start: float, end: float) -> None:
         """A reclamation storm: the zone's spot capacity goes now, every instance there within minutes."""
         self.extra_outages.setdefault(zone, []).append((start, end))
-        for inst in self.instances_by_attempt.values():
+        for inst in self.by_id.values():
             if inst.alive and inst.market is Market.SPOT and inst.zone.name == zone:
                 self._plan_reclaim(inst)
 
@@ -293,7 +224,7 @@ class World:
         now = self.clock()
         if start is None:
             return
-        rng = random.Random(f"{self.seed}:{inst.request.attempt_id}:{start}")
+        rng = random.Random(f"{self.seed}:{inst.request.attempt_id}:{start}" + (f":r{inst.rank}" if inst.rank else ""))
         length = next(e - s for s, e in outs if s == start)
         reclaim = max(start, now) + rng.uniform(0.0, min(600.0, length))
         if inst.reclaim_at is not None and inst.reclaim_at <= reclaim:
@@ -315,23 +246,30 @@ class World:
     def advance(self, now: float) -> None:
         """Run the job side of every live instance up to `now`, events in time order across instances."""
         heap: list[tuple[float, str]] = []
-        for aid, inst in self.instances_by_attempt.items():
+        for iid, inst in self.by_id.items():
             if inst.alive:
-                heapq.heappush(heap, (self._next_event(inst), aid))
+                heapq.heappush(heap, (self._next_event(inst), iid))
         while heap:
-            at, aid = heapq.heappop(heap)
-            inst = self.instances_by_attempt[aid]
+            at, iid = heapq.heappop(heap)
+            inst = self.by_id[iid]
             if at > now or not inst.alive:
                 continue
             self._fire(inst, at)
             if inst.alive:
-                heapq.heappush(heap, (self._next_event(inst), aid))
+                heapq.heappush(heap, (self._next_event(inst), iid))
         for inst in self.instances_by_attempt.values():
             if inst.alive and not inst.campaign and inst.started:
                 self._heartbeat(inst, now)
 
+    def _heard(self, inst: SimInstance) -> float | None:
+        """When the job heard of a notice: its own, or (a gang's head) the first of any node's."""
+        ats = [n.notice_at for n in (inst, *self.members.get(inst.request.attempt_id, ())) if n.notice_at is not None]
+        return min(ats, default=None)
+
     def _next_event(self, inst: SimInstance) -> float:
         stop = inst.stop_at
+        if inst.rank:
+            return stop  # a gang's other rank: only its own end
         if inst.dies_at is not None:
             stop = min(stop, max(inst.dies_at, inst.work_start))
         if not inst.started:
@@ -342,8 +280,9 @@ class World:
         else:
             cands.append(self._done_at(inst))
             cands.append(inst.next_ckpt)
-            if inst.notice_at is not None and not inst.saved_on_notice:
-                cands.append(max(inst.notice_at, inst.work_start) + self.save_s)
+            heard = self._heard(inst)
+            if heard is not None and not inst.saved_on_notice:
+                cands.append(max(heard, inst.work_start) + self.save_s)
         return min(cands)
 
     def _done_at(self, inst: SimInstance) -> float:
@@ -361,6 +300,8 @@ class World:
             reason = EndReason.PREEMPTED if inst.reclaim_at is not None and at >= inst.reclaim_at - 1e-9 \
                 else EndReason.TERMINATED
             self._end(inst, stop, reason, None)
+            if inst.rank and reason is EndReason.PREEMPTED:
+                self._peer_lost(inst, stop)
             return
         if not inst.started:
             self._start(inst, at)
@@ -374,7 +315,8 @@ class World:
             self._heartbeat(inst, at, exit_code=0)
             self._end(inst, at, EndReason.EXITED, 0)
             return
-        if inst.notice_at is not None and not inst.saved_on_notice and at >= inst.notice_at:
+        heard = self._heard(inst)
+        if heard is not None and not inst.saved_on_notice and at >= heard:
             inst.saved_on_notice = True
             self._save(inst, at, p)
             inst.resumed_from, inst.work_start, inst.interrupted = p, at, True  # stops working: waits for the end
@@ -384,6 +326,24 @@ class World:
         if at >= inst.next_ckpt:
             self._save(inst, at, p)
             inst.next_ckpt = at + self.ckpt_every_s
+
+    def _peer_lost(self, lost: SimInstance, at: float) -> None:
+        """A gang's node reclaimed: its peers' collective breaks. Either every other rank's job exits 75
+        (the head saving its last complete step first), or the gang hangs, working no more, until the loop
+        stops it (the seeded draw of the lost node)."""
+        head = self.instances_by_attempt.get(lost.request.attempt_id)
+        if head is None or not head.alive:
+            return
+        exits = lost.rng.random() < 0.5
+        if head.started and not head.interrupted:
+            p = self._progress_at(head, at)
+            if exits:
+                self._save(head, at, p)
+            head.resumed_from, head.work_start, head.interrupted, head.next_ckpt = p, at, True, math.inf
+        if exits:
+            for node in self.nodes(lost.request.attempt_id):
+                if node.alive:
+                    self._end(node, at, EndReason.EXITED, PEER_LOST_EXIT)
 
     def _progress_at(self, inst: SimInstance, at: float) -> float:
         if inst.interrupted:
@@ -480,7 +440,8 @@ class World:
         inst.ended_at, inst.reason, inst.exit_code = at, reason, exit_code
         if inst.ckpt is not None:
             inst.ckpt.close()
-        self.facts.working.get(inst.request.task_id, set()).discard(inst.request.attempt_id)
+        if not inst.rank:
+            self.facts.working.get(inst.request.task_id, set()).discard(inst.request.attempt_id)
 
     def _view(self, inst: SimInstance, now: float) -> Instance:
         k = self.kind
@@ -490,7 +451,7 @@ class World:
                         instance_id=inst.instance_id, instance_type=k.name, market=inst.market,
                         state=InstanceState.RUNNING if inst.alive else InstanceState.TERMINATED,
                         attempt_id=r.attempt_id, job_id=r.job_id, task_id=r.task_id, launched_at=inst.launched_at,
-                        ended_at=inst.ended_at, exit_code=inst.exit_code, reason=inst.reason)
+                        ended_at=inst.ended_at, exit_code=inst.exit_code, reason=inst.reason, node_rank=inst.rank)
 
 
 def _inside(windows: Sequence[tuple[float, float]], at: float) -> bool:

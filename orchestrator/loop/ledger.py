@@ -47,8 +47,17 @@ def settle_ends(store: Store, listed: Iterable[Instance], attempts: Mapping[str,
         if inst.alive or inst.ended_at is None or inst.attempt_id is None:
             continue
         a = attempts.get(inst.attempt_id)
-        if a is None or a.live or a.unbilled or a.ended_at is None or a.outcome not in GUESSED or a.nodes > 1:
-            continue  # a gang's nodes are billed to their own ends (`core.plan.gang.ended_nodes`)
+        if a is not None and a.nodes > 1 and not a.live and not a.unbilled:
+            # A gang's nodes are billed to their own ends (`core.plan.gang.ended_nodes`): a node's end the
+            # loop guessed (missing from the listing, or asked to stop) moves to the cloud's, earlier only.
+            span = next((s for s in a.node_spans if s.instance_id == inst.instance_id), None)
+            if (span is not None and span.ended_at is not None
+                    and max(inst.ended_at, span.launched_at) < span.ended_at - SETTLE_TOLERANCE_S
+                    and store.settle_node_end(a.id, inst.instance_id, inst.ended_at)):
+                moved.append(a.id)
+            continue
+        if a is None or a.live or a.unbilled or a.ended_at is None or a.outcome not in GUESSED:
+            continue
         if max(inst.ended_at, a.launched_at) >= a.ended_at - SETTLE_TOLERANCE_S:
             continue
         why = ("its instance was reclaimed before the notice's deadline" if a.outcome is Outcome.PREEMPTED

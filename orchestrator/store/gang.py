@@ -3,8 +3,9 @@
 A gang attempt (`attempts.nodes` > 1) holds N instances. Each node's own launch, end, market and
 price are recorded here, because money is derived from recorded prices and times
 (orchestrator.core.cost) and a gang's nodes need not end together nor, with `mixed_markets`, cost the
-same. Rows are only inserted (a span per rank and launch) and ended (a guarded UPDATE while
-`ended_at` is NULL): this module is the only writer of the table. Every write bumps the job's version
+same. Rows are only inserted (a span per rank and launch), ended (a guarded UPDATE while `ended_at` is
+NULL) and settled (an end moved earlier, to the cloud's, when the loop had to guess it): this module is
+the only writer of the table. Every write bumps the job's version
 in the same transaction, so the loop's snapshot of the job reads the change.
 """
 
@@ -95,3 +96,18 @@ def end_span(engine: Engine, attempt_id: str, instance_id: str, ended_at: float)
         if n == 1:
             _bump_job_of(s, attempt_id)
         return bool(n == 1)
+
+
+def settle_span(engine: Engine, attempt_id: str, instance_id: str, ended_at: float) -> bool:
+    """The node on `instance_id` ended at `ended_at` (the cloud's time), before the end recorded for it (a
+    guess: the node was missing from the listing, or asked to stop): that end is moved earlier, never
+    later, never before its launch. False when there is nothing to move."""
+    with Session(engine) as s, s.begin():
+        row = s.execute(select(AttemptNodeRow).where(
+            AttemptNodeRow.attempt_id == attempt_id, AttemptNodeRow.instance_id == instance_id,
+            AttemptNodeRow.ended_at.is_not(None)).order_by(AttemptNodeRow.launched_at.desc()).limit(1)).scalar()
+        end = max(ended_at, row.launched_at) if row is not None else None
+        if row is None or end is None or row.ended_at is None or end >= row.ended_at:
+            return False
+        s.execute(update(AttemptNodeRow).where(AttemptNodeRow.id == row.id).values(ended_at=end))
+        return _bump_job_of(s, attempt_id)
