@@ -115,6 +115,19 @@ class FaultyProvider:
         return result
 
     def launch(self, request: LaunchRequest) -> Instance:
+        self._before_launch(request)
+        inst: Instance = self.inner.launch(request)
+        self._after_launch()
+        return inst
+
+    def launch_gang(self, request: LaunchRequest) -> list[Instance]:
+        """The same seams as one node's launch: the gang is one call."""
+        self._before_launch(request)
+        nodes: list[Instance] = self.inner.launch_gang(request)
+        self._after_launch()
+        return nodes
+
+    def _before_launch(self, request: LaunchRequest) -> None:
         self.seams.step("launch")
         self._throttle("launch", 2)
         market = request.offer.market
@@ -122,24 +135,10 @@ class FaultyProvider:
             raise CapacityError(f"injected: no {market} capacity", provider=self.name, retry_after=300.0)
         if self.seams.take("timeout_launch") is not None:
             raise CallTimedOut("injected: the launch call timed out before the cloud saw it")
-        inst: Instance = self.inner.launch(request)
+
+    def _after_launch(self) -> None:
         if self.seams.take("lost_answer") is not None:
             raise CallTimedOut("injected: the cloud made the instance, its answer was lost")
-        return inst
-
-    def launch_gang(self, request: LaunchRequest) -> list[Instance]:
-        """The same seams as one node's launch: the gang is one call."""
-        self.seams.step("launch")
-        self._throttle("launch", 2)
-        market = request.offer.market
-        if self.seams.take("capacity_spot" if market is Market.SPOT else "capacity_od") is not None:
-            raise CapacityError(f"injected: no {market} capacity for the gang", provider=self.name, retry_after=300.0)
-        if self.seams.take("timeout_launch") is not None:
-            raise CallTimedOut("injected: the gang's launch call timed out before the cloud saw it")
-        nodes: list[Instance] = self.inner.launch_gang(request)
-        if self.seams.take("lost_answer") is not None:
-            raise CallTimedOut("injected: the cloud made the gang, its answer was lost")
-        return nodes
 
     def release_gang(self, request: LaunchRequest) -> bool:
         self.seams.step("release_gang")

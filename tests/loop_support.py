@@ -96,3 +96,16 @@ def pid_alive(pid: int) -> bool:
         return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def reclaim_node(home: Path, attempt_id: str, rank: int) -> None:
+    """The local market takes one node of a gang now (its own notice), as clouds reclaim nodes one at a
+    time: its record's reclaim time is set under the instance's lock, and the provider does the rest."""
+    from providers.local.gang import node_instance_id
+    from providers.local.records import InstanceDir
+
+    idir = InstanceDir(home / "local" / "instances", node_instance_id(attempt_id, rank))
+    with idir.lock():
+        record = json.loads(idir.record_path.read_text())
+        record["reclaim_at"] = time.time()
+        idir.record_path.write_text(json.dumps(record))

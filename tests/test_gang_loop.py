@@ -8,7 +8,6 @@ Real processes and real time, kept short (0.2 s ticks, a 1 s notice).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -18,8 +17,7 @@ from orchestrator.core.cost import attempt_cost
 from orchestrator.core.model import Outcome, TaskState
 from orchestrator.store import Store
 from providers.local.gang import node_instance_id
-from providers.local.records import InstanceDir
-from tests.loop_support import job_toml, python_command, reconciler, run_until, submit
+from tests.loop_support import job_toml, python_command, reclaim_node, reconciler, run_until, submit
 
 pytestmark = pytest.mark.slow
 
@@ -84,11 +82,7 @@ def test_one_reclaimed_node_stops_the_whole_gang_which_is_relaunched(
     r = reconciler(sqlite_store, orch_home)
     run_until(r, lambda: _ran(tmp_path, 0, 3), timeout=60)
     (first,) = sqlite_store.attempts(job_id)
-    idir = InstanceDir(orch_home / "local" / "instances", node_instance_id(first.id, 2))
-    with idir.lock():
-        record = json.loads(idir.record_path.read_text())
-        record["reclaim_at"] = time.time()
-        idir.record_path.write_text(json.dumps(record))
+    reclaim_node(orch_home, first.id, 2)
     run_until(r, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=90)
 
     assert sqlite_store.tasks(job_id)[0].state is TaskState.SUCCEEDED

@@ -20,9 +20,7 @@ import pytest
 
 from orchestrator.core.model import Outcome, TaskState
 from orchestrator.store import Store
-from providers.local.gang import node_instance_id
-from providers.local.records import InstanceDir
-from tests.loop_support import REPO, reconciler, run_until, submit, write_trace
+from tests.loop_support import REPO, reclaim_node, reconciler, run_until, submit, write_trace
 
 pytestmark = pytest.mark.slow
 
@@ -86,11 +84,7 @@ def test_a_four_node_gang_survives_reclamations_with_the_uninterrupted_result(
     run_until(r, lambda: time.time() > (second.started_at or 0.0) + 4.0, timeout=30)
     second = next(a for a in sqlite_store.attempts(job_id) if a.number == 1)
     if second.live:
-        idir = InstanceDir(orch_home / "local" / "instances", node_instance_id(second.id, 2))
-        with idir.lock():
-            record = json.loads(idir.record_path.read_text())
-            record["reclaim_at"] = time.time()
-            idir.record_path.write_text(json.dumps(record))
+        reclaim_node(orch_home, second.id, 2)
     run_until(r, lambda: sqlite_store.tasks(job_id)[0].state.terminal, timeout=120)
 
     task = sqlite_store.tasks(job_id)[0]

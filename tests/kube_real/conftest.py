@@ -17,7 +17,7 @@ import pytest
 
 from tests.kube_real.cluster import Cluster, find_binaries, kube_required
 from tests.kube_real.nodes import NodeSim
-from tests.kube_real.world import install_crd, new_namespace, release_namespace
+from tests.kube_real.world import Controller, install_crd, new_namespace, release_namespace
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +58,12 @@ def nodes(cluster: Cluster, namespace: str) -> Iterator[NodeSim]:
     sim.stop()
     with contextlib.suppress(Exception):
         sim.cleanup()
+
+
+@pytest.fixture
+def ctl(cluster: Cluster, namespace: str, nodes: NodeSim, tmp_path: Path) -> Iterator[Controller]:
+    """The shipped controller on a thread, with its own SQLite store, over this test's namespace."""
+    running = Controller(cluster.api_client(), namespace, "replica-a", store_dir=tmp_path)
+    yield running
+    running.stop()
+    assert running.crashed is None and running.code in (0, None)

@@ -4,8 +4,6 @@ spot node under one of them is taken away."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,14 +16,6 @@ from tests.kube_real.world import SPEC, Controller, GpuJobs, eventually
 pytestmark = pytest.mark.kube
 
 GANG = {**SPEC, "resources": {"nodes": 2}}
-
-
-@pytest.fixture
-def ctl(cluster: Cluster, namespace: str, nodes: NodeSim, tmp_path: Path) -> Iterator[Controller]:
-    running = Controller(cluster.api_client(), namespace, "replica-a", store_dir=tmp_path)
-    yield running
-    running.stop()
-    assert running.crashed is None and running.code in (0, None)
 
 
 def running_gang(jobs: GpuJobs, size: int, attempt: str | None = None) -> list[Any]:

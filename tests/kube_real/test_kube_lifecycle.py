@@ -9,8 +9,6 @@ missing toleration leaves the pod Pending and the test fails on the wait, not on
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,14 +20,6 @@ from tests.kube_real.nodes import NodeSim
 from tests.kube_real.world import Controller, GpuJobs, describe, eventually
 
 pytestmark = pytest.mark.kube
-
-
-@pytest.fixture
-def ctl(cluster: Cluster, namespace: str, nodes: NodeSim, tmp_path: Path) -> Iterator[Controller]:
-    running = Controller(cluster.api_client(), namespace, "replica-a", store_dir=tmp_path)
-    yield running
-    running.stop()
-    assert running.crashed is None and running.code in (0, None)
 
 
 @pytest.fixture
