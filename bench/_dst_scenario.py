@@ -2,9 +2,9 @@
 
 Every choice is drawn from the seed's generator, in a fixed order, so a seed names one world and one
 set of jobs. The mix covers what the loop must survive: single tasks and arrays, a campaign of
-leased items with workers, gangs of 2-4 nodes, jobs over one zone and over several, jobs with a
-budget, and deadlines from loose to tight (the work plus a few restart overheads, so on-demand must be
-bought in time).
+leased items with workers, gangs of 2-4 nodes (half of them elastic down to 2), jobs over one zone
+and over several, jobs with a budget, and deadlines from loose to tight (the work plus a few restart
+overheads, so on-demand must be bought in time).
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def _zone(rng: random.Random, name: str, region: str, epoch: float) -> ZoneSpec:
 def _job(rng: random.Random, i: int) -> JobPlan:
     kind = rng.choices(["single", "multi", "array", "campaign", "gang"], weights=[3, 3, 1, 2, 2])[0]
     nodes = rng.randint(2, 4) if kind == "gang" else 1
+    min_nodes = rng.choice([nodes, 2]) if kind == "gang" else 1  # half the gangs elastic (down to 2)
     work_h = round(rng.uniform(0.4, 3.0), 3)
     overhead_h = 0.1
     deadline = rng.choice(["none", "loose", "tight", "tight"])
@@ -84,7 +85,8 @@ def _job(rng: random.Random, i: int) -> JobPlan:
         budget = round(nodes * work_h * ON_DEMAND_USD * rng.uniform(0.5, 1.6), 2)
     regions = '["r1"]' if kind == "multi" else ('["r2"]' if kind == "single" else "[]")
     lines = [f'name = "dst-{i}-{kind}"', 'command = ["python3", "work.py"]', "[resources]", 'gpu = "V100"',
-             f"nodes = {nodes}", "[schedule]", f"estimated_hours = {work_h}", f'market = "{market}"',
+             f"nodes = {nodes}", f"min_nodes = {min_nodes}", "[schedule]", f"estimated_hours = {work_h}",
+             f'market = "{market}"',
              f"restart_overhead_hours = {overhead_h}"]
     if deadline_h is not None:
         lines.append(f"deadline_hours = {deadline_h}")
@@ -101,7 +103,7 @@ def _job(rng: random.Random, i: int) -> JobPlan:
         if item_s > 100.0:  # the worker holds one lease per item: keep items inside it
             item_s = rng.uniform(40.0, 100.0)
             work_h = round(items * item_s / HOUR, 4)
-            lines[6] = f"estimated_hours = {work_h}"
+            lines[7] = f"estimated_hours = {work_h}"
         lines += ["[array]", 'items = "items.txt"', f"workers = {rng.randint(2, 3)}"]
     return JobPlan(name=f"dst-{i}-{kind}", toml="\n".join(lines) + "\n", work_h=work_h, deadline_h=deadline_h,
                    budget_usd=budget, items=items, item_seconds=item_s, nodes=nodes)

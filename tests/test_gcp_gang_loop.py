@@ -73,3 +73,32 @@ def test_the_loop_launches_a_gang_in_one_bulk_insert_and_replaces_it_whole(
     assert not {node_name(first.id, rank) for rank in range(3)} & left  # the whole first gang deleted
     _until(r, lambda: ("us-central1", policy_name(first.id)) not in fake.policies, "the first gang's policy to go")
     assert ("us-central1", policy_name(second.id)) in fake.policies
+
+
+def test_an_elastic_gang_starts_on_fewer_nodes_when_the_zone_cannot_hold_all_and_grows_back_at_its_relaunch(
+        gcp: GcpProvider, fake: GceFake, clock: ManualClock, sqlite_store: Store, tmp_path: Path) -> None:
+    """`min_nodes = 2` of 3: the zone holds two VMs, so the gang of three is refused (all or nothing, nothing
+    billed) and one of two starts in the same tick; once a VM is lost and the zone holds three again, the
+    relaunch asks for all three first."""
+    fake.free_vms["us-central1-a"] = fake.free_vms["us-central1-b"] = 2
+    path = tmp_path / "job.toml"
+    path.write_text(JOB.format(uri=(tmp_path / "ckpt").as_uri()).replace("nodes = 3\n", "nodes = 3\nmin_nodes = 2\n"))
+    spec = load_spec(path, submitted_at=clock.now())
+    job_id = sqlite_store.submit(spec, source=str(path), now=clock.now(), checkpoint_uri=spec.checkpoint.uri or "")
+    r = Reconciler(sqlite_store, {"gcp": gcp}, clock, owner="g", tick_seconds=0.1)
+
+    def live() -> AttemptView | None:
+        return next((a for a in sqlite_store.attempts(job_id) if a.live and a.instance_id), None)
+
+    _until(r, lambda: live() is not None, "the gang to launch")
+    short = live()
+    assert short is not None and short.nodes == 2 and len(short.node_spans) == 2
+    refused = [a for a in sqlite_store.attempts(job_id) if a.outcome is Outcome.LAUNCH_FAILED]
+    assert refused and all(a.nodes == 3 and a.unbilled for a in refused)
+    assert {name for (_, name) in fake.instances} == {node_name(short.id, 0), node_name(short.id, 1)}
+
+    fake.free_vms.clear()  # capacity for the whole gang again
+    fake.preempt(node_name(short.id, 1))
+    _until(r, lambda: (a := live()) is not None and a.id != short.id, "the relaunch")
+    whole = live()
+    assert whole is not None and whole.nodes == 3

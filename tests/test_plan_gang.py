@@ -173,3 +173,17 @@ def test_the_budget_prices_every_node_of_a_gang() -> None:
     assert isinstance(choose(ctx(four, sit, live=live, spent_usd=spent, now=NOW)), Stop)
     single = replace(live, nodes=1, node_spans=())
     assert not isinstance(choose(ctx(one, sit, live=single, spent_usd=spent, now=NOW)), Stop)
+
+
+def test_an_elastic_gang_is_tried_at_a_few_sizes_largest_first() -> None:
+    from orchestrator.core.plan.launch import gang_sizes
+    from orchestrator.core.spec import GangSpec
+    from tests.test_decide import spec
+
+    def sizes(nodes: int, low: int) -> tuple[int, ...]:
+        return gang_sizes(replace(spec(), gang=GangSpec(nodes=nodes, min_nodes=low)))
+
+    assert sizes(4, 4) == (4,) and sizes(1, 1) == (1,)
+    assert sizes(4, 2) == (4, 3, 2)
+    assert sizes(128, 64) == (128, 96, 64)  # not 65 launches a tick
+    assert sizes(8, 1) == (8, 6, 4, 1)

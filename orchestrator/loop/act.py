@@ -34,7 +34,7 @@ from orchestrator.core.plan.actions import (
     Replan,
     StopInstance,
 )
-from orchestrator.core.plan.launch import MAX_OFFERS_PER_TICK, launched, refused, unanswered, where
+from orchestrator.core.plan.launch import MAX_OFFERS_PER_TICK, gang_sizes, launched, refused, unanswered, where
 from orchestrator.job.checkpoint.base import StorageError
 from orchestrator.job.checkpoint.rendezvous import forward_gang_notice
 from orchestrator.loop.executor import CallTimedOut
@@ -43,7 +43,7 @@ from orchestrator.loop.step_context import StepContext
 from orchestrator.loop.step_store import StepStore
 from orchestrator.store.views import JobView
 from providers.base import launch_nodes
-from vocab import LaunchRequest, Offer, ProviderError
+from vocab import CapacityError, LaunchRequest, Offer, ProviderError
 
 log = logging.getLogger("orch.reconciler")
 
@@ -137,34 +137,39 @@ class Act:
 
     def _launch(self, offers: tuple[Offer, ...], reason: str) -> None:
         """Begin an attempt on the first offer that starts; after each refusal, go on only while the task
-        still waits (a permanent error has failed it)."""
+        still waits (a permanent error has failed it). An elastic gang refused for capacity tries its
+        smaller sizes on the same offer first (`gang_sizes`), each an attempt of its own."""
         for offer in offers[:MAX_OFFERS_PER_TICK]:
-            task = self._task()
-            if task.state is not TaskState.PENDING:
-                return
-            attempt = self.store.begin_attempt(task, offer, self.now, reason=reason, nodes=self.job.spec.gang.nodes)
-            if self._start(attempt, offer):
-                if self.campaign is not None:
-                    self.campaign.add_worker(offer.market, offer.zone)
-                return
+            for nodes in gang_sizes(self.job.spec):
+                task = self._task()
+                if task.state is not TaskState.PENDING:
+                    return
+                attempt = self.store.begin_attempt(task, offer, self.now, reason=reason, nodes=nodes)
+                answer = self._start(attempt, offer)
+                if answer is None:
+                    if self.campaign is not None:
+                        self.campaign.add_worker(offer.market, offer.zone)
+                    return
+                if not isinstance(answer, CapacityError):
+                    break  # the next offer, if the task still waits
 
-    def _start(self, attempt: AttemptView, offer: Offer) -> bool:
-        """Launch `attempt` on `offer`; True unless the launch was refused."""
+    def _start(self, attempt: AttemptView, offer: Offer) -> Exception | None:
+        """Launch `attempt` on `offer`; the refusal, or None once it started (or may have)."""
         provider = self.r.providers[offer.provider]
         try:
             nodes = launch_nodes(provider, self._request(attempt, offer))
         except CallTimedOut as exc:
             log.warning("launch of attempt %s on %s: %s", attempt.id, where(offer), exc)
             self.run(unanswered(attempt, offer, exc))
-            return True
+            return None
         except Exception as exc:
             if not isinstance(exc, ProviderError):
                 log.exception("launching attempt %s on %s failed unexpectedly", attempt.id, where(offer))
             self.run(refused(exc, attempt, offer, self.offers, self.now))
-            return False
+            return exc
         try:
             self.run(launched(attempt, nodes, provider.abilities.bills_from_start, offer.price_per_hour))
         except IllegalTransition:
             log.warning("attempt %s changed while launching; the reaper will settle it", attempt.id)
-        return True
+        return None
 

@@ -9,6 +9,9 @@ that the executor makes for a `Launch` (`orchestrator.loop.act`), as values.
 - `launched`: an instance that waits unbilled is only recorded; any other is started. A gang's nodes are
   recorded first, one span each, and the gang is its head (rank 0) from then on (`core.plan.gang`).
 - `launch_request`: the request, fixed for the attempt (a relaunch with the same token sends the same).
+- `gang_sizes`: the sizes a gang is launched at, largest first: its `nodes`, and for an elastic gang
+  (`min_nodes` < `nodes`) a few smaller ones down to `min_nodes`, tried on the same offer when a larger
+  one is refused for capacity (the job resumes on however many nodes it gets, from rank 0's checkpoint).
 """
 
 from __future__ import annotations
@@ -74,6 +77,16 @@ def launched(attempt: AttemptView, nodes: Sequence[Instance], bills_from_start: 
     return (*record, started(attempt, head, bills_from_start))
 
 
+def gang_sizes(spec: JobSpec) -> tuple[int, ...]:
+    """`nodes`, then (elastic) three quarters, half and `min_nodes`: at most four launches an offer, so a
+    gang of 128 does not make 65 calls a tick."""
+    g = spec.gang
+    if not g.elastic:
+        return (g.nodes,)
+    steps = (g.nodes, (g.nodes * 3) // 4, g.nodes // 2, g.min_nodes)
+    return tuple(sorted({max(g.min_nodes, k) for k in steps}, reverse=True))
+
+
 def launch_request(spec: JobSpec, job_id: str, task: TaskView, attempt: AttemptView, offer: Offer,
                    attempts: Sequence[AttemptView], campaign_env: Mapping[str, str] | None = None) -> LaunchRequest:
     """`campaign_env`: how a campaign's worker reaches its items (only the loop knows; None: no campaign)."""
@@ -95,5 +108,5 @@ def launch_request(spec: JobSpec, job_id: str, task: TaskView, attempt: AttemptV
         offer=offer, command=spec.command, env=env, checkpoint_uri=task.checkpoint_uri,
         grace_seconds=spec.checkpoint.grace_seconds, image=spec.image, workdir=spec.workdir,
         estimated_hours=task_work_hours(spec, task), progress=task.progress_committed,
-        options=dict(spec.placement.options.get(offer.provider, {})), nodes=spec.gang.nodes,
+        options=dict(spec.placement.options.get(offer.provider, {})), nodes=attempt.nodes,
     )
