@@ -52,7 +52,7 @@ def test_the_loop_puts_the_reasons_in_its_events() -> None:
         for job in store.jobs():
             seen.extend((job.name, e.kind, e.message) for e in store.events(job.id))
 
-    outcome = run_seed(4, faults=[], inspect=collect)
+    outcome = run_seed(25, faults=[], inspect=collect)  # a seed whose second job is a campaign
     assert not outcome.failed, outcome.violations
     launches = [m for _, kind, m in seen if kind == "launch"]
     assert launches and all(": " in m.split(" at $", 1)[1] for m in launches), launches
