@@ -13,6 +13,7 @@ from orchestrator.core.plan.actions import (
     EndAttempt,
     EndNodes,
     ForwardNotice,
+    LaunchAgain,
     MarkStarted,
     Note,
     RecordInstance,
@@ -70,8 +71,23 @@ def test_a_pod_gang_starts_when_every_node_has_and_is_stopped_whole_if_cancelled
     *stops, end = plan_task(facts(waiting, cancel=True))[:4]
     assert {s.instance.instance_id for s in stops if isinstance(s, StopInstance)} == {"i-1", "i-2", "i-3"}
     assert isinstance(end, EndAttempt) and end.outcome is Outcome.CANCELLED and end.unbilled
-    started, again = plan_task(facts(gang(a, abilities=POD_LIKE)))
+    record, started, again = plan_task(facts(gang(a, abilities=POD_LIKE)))
+    assert record == RecordNodes(a, (node(0), node(1), node(2)), a.price_per_hour)
     assert isinstance(started, MarkStarted) and started.instance_id == "i-1" and again == Replan()
+
+
+def test_a_gang_whose_launch_answer_was_lost_is_launched_again_until_whole_then_recorded() -> None:
+    """The launch made the gang but its answer never came (no spans yet): the listing shows the head and
+    only some nodes, so the same token is sent again (it returns the gang made); listed whole, every node
+    is recorded from the listing as the gang starts. The simulation harness found the gap (seed 696)."""
+    from tests.test_decide import SPOT_A
+
+    a = replace(launching(), nodes=3)
+    part = gang(a, members=(node(1),), relaunch_offer=SPOT_A)
+    assert plan_task(facts(part)) == (LaunchAgain(a, SPOT_A),)
+    record, started, _ = plan_task(facts(gang(a)))
+    assert record == RecordNodes(a, (node(0), node(1), node(2)), a.price_per_hour)
+    assert isinstance(started, MarkStarted) and started.instance_id == "i-1"
 
 
 # --- G2, G3: one node lost ------------------------------------------------------------------------

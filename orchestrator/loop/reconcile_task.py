@@ -112,14 +112,15 @@ class TaskStep:
         avoided = (notice is not None and notice.deadline is not None
                    and self.r.capacity.get(attempt_key(live), 0.0) >= notice.deadline + RECLAIMED_AVOID_S)
         relaunch = None
-        if live.state is AttemptState.LAUNCHING and inst is None:
+        members = tuple(obs.members.get(live.id, ()))
+        if live.state is AttemptState.LAUNCHING and (inst is None or len(members) < live.nodes - 1):
             relaunch = next((o for o in self.offers if o.key == attempt_key(live)), None)
         return LiveFacts(
             live, provider.abilities, listed=True, instance=inst,
             seen_since=self.r.seen_since(live.id, live.started_at or live.launched_at), seen=seen,
             notice=notice, notice_recorded=recorded, reclaim_avoided=avoided,
             asked_to_stop=cancel and asked_to_stop(self.r.store, self.job.id, live.id), relaunch_offer=relaunch,
-            members=tuple(obs.members.get(live.id, ())))
+            members=members)
 
     def _observe(self, live: AttemptView, inst: Instance) -> Seen:
         """Read what the attempt's progress says (`core.plan.progress.observe`) and hold it for the tick's

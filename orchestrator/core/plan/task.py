@@ -45,6 +45,7 @@ from orchestrator.core.plan.actions import (
     MoveTask,
     Note,
     Plan,
+    RecordNodes,
     ReleaseItems,
     Replan,
     StopInstance,
@@ -138,6 +139,8 @@ def _live(f: TaskFacts, lf: LiveFacts) -> Plan:
 def _launching(f: TaskFacts, lf: LiveFacts) -> Plan | None:
     """Rule 2; None when the listing decides instead (an instance that ended before it was seen started)."""
     a, inst = lf.attempt, lf.instance
+    if inst is not None and gang.is_gang(a) and not gang.complete(lf) and lf.relaunch_offer is not None:
+        return (LaunchAgain(a, lf.relaunch_offer),)  # G1: the same token returns the whole gang, recorded then
     if inst is None:
         if lf.relaunch_offer is None:
             return (EndAttempt(a, Outcome.LAUNCH_FAILED, (Transition.LAUNCH_FAILED,),
@@ -153,7 +156,10 @@ def _launching(f: TaskFacts, lf: LiveFacts) -> Plan | None:
         return _stop(f, lf, inst, Outcome.CANCELLED, (Transition.CANCEL,),
                      f"attempt {a.number} cancelled before its instance started", unbilled=True)
     if inst.alive or not lf.abilities.bills_from_start:
-        return (started(a, inst, lf.abilities.bills_from_start), Replan())
+        # A gang whose launch answer was lost is recorded here, from the listing (`RecordNodes` skips a node
+        # recorded already).
+        record = (RecordNodes(a, (inst, *lf.members), a.price_per_hour),) if gang.is_gang(a) else ()
+        return (*record, started(a, inst, lf.abilities.bills_from_start), Replan())
     return None
 
 
