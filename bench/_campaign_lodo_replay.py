@@ -3,6 +3,9 @@ rules leave-one-dataset-out on every start, where `bench/campaign_lodo.py` (the 
 minute or more a start.
 
     python -m bench._campaign_lodo_replay                  # every dataset, a start every 6 h, seeds 0 and 1
+    python -m bench._campaign_lodo_replay --variants       # the shipped rule with other constants (seed 0)
+    python -m bench._campaign_lodo_replay --timeline aws-1node-2022 0   # one start's launches
+    python -m bench._campaign_lodo_replay --compare LOG    # beside the real loop's runs of a sweep
 
 The model is `bench/_campaign_replay.py`'s, on the world's draws: 60 s ticks; the workers wanted are
 `core.campaign_plan.workers_wanted`'s and the time to spare `time_to_spare`'s (the items' true work,
@@ -21,6 +24,7 @@ A rule is the zones a new worker may use (`Allow`), given the zones' state; the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
 import statistics
@@ -58,6 +62,7 @@ class Run:
     launches: int = 0
     finish_h: float | None = None
     workers: list[Worker] = field(default_factory=list)
+    log: list[Worker] = field(default_factory=list)  # every worker launched, in order
 
 
 # (ages, zones up, spot workers per zone, now, settle h) -> zones a new spot worker may use
@@ -111,6 +116,7 @@ def replay(name: str | cw.CampaignData, start: int, seed: int, allow: Allow = sh
             else:
                 break
             run.launches += 1
+            run.log.append(run.workers[-1])
         step = TICK_S
         work = sum(max(0.0, min(now + step, w.ends) - max(now, w.launched + OVERHEAD_H * 3600.0))
                    for w in run.workers) / 3600.0
@@ -135,6 +141,9 @@ def _observe(prev: cz.ZoneAges | None, zones: tuple[str, ...], up: set[str], now
                     price_per_hour=0.918, gpu="V100", gpu_count=1, gpu_memory_gb=16.0, architecture="x86_64",
                     on_demand_price_per_hour=3.06, available=z in up) for z in zones]
     return cz.observe_zones(prev, offers, now, reclaimed)
+
+
+_plain_observe = _observe
 
 
 def ramp(per_overhead: float, settle_h: float | None = None) -> Allow:
@@ -187,6 +196,21 @@ def lodo(every_h: float, seeds: list[int], names: list[str]) -> list[str]:
                        f"{max(x):.3f} | {len(over)} ({sum(1 for r in over if r.billed_od_h > 0)}) | "
                        f"{statistics.mean(r.launches for _, r in rs):.0f} | "
                        f"{sum(1 for _, r in rs if r.finish_h is None or r.finish_h > DEADLINE_H)} |")
+    spread = {n: [abs(a - b) for a, b in _pairs([v for v, _ in res[n, SHIPPED]], len(seeds))] for n in names}
+    out += ["", "The shipped rule's spread over the seeds at one start (largest x bound minus smallest): " + "; ".join(
+        f"{n} median {statistics.median(d):.3f}, largest {max(d):.3f}" for n, d in spread.items() if d) + "."]
+    out += ["", "The shipped rule's runs over 1.10, with the share of the 24 h that any zone held spot:", "",
+            "| dataset | start h | seed | x bound | launches | on-demand h | finish h | spot up in some zone |",
+            "|" + "---|" * 8]
+    for name in names:
+        data = cw.load(name)
+        starts = cw.starts(data, every_h=every_h, deadline_h=DEADLINE_H)
+        per_h = 3600.0 / data.gap_s
+        for (start, seed), (v, r) in zip(((s, k) for s in starts for k in seeds), res[name, SHIPPED], strict=True):
+            if v > 1.10:
+                up = (data.counts[:, start:start + round(DEADLINE_H * per_h)] >= 1).any(axis=0).mean()
+                out.append(f"| {name} | {start / per_h:.0f} | {seed} | {v:.3f} | {r.launches} | {r.billed_od_h:.1f} | "
+                           f"{r.finish_h if r.finish_h is None else round(r.finish_h, 1)} | {up:.0%} |")
     out += ["", "| held out | rule chosen on the others | its runs over 1.10 / mean there | shipped there | "
             "held out: chosen over 1.10 / mean / worst | held out: shipped over 1.10 / mean / worst |",
             "|" + "---|" * 6]
@@ -205,6 +229,62 @@ def lodo(every_h: float, seeds: list[int], names: list[str]) -> list[str]:
                    f"{sum(1 for v, _ in hb if v > 1.10)} / {statistics.mean(v for v, _ in hb):.3f} / "
                    f"{max(v for v, _ in hb):.3f} | {sum(1 for v, _ in hs if v > 1.10)} / "
                    f"{statistics.mean(v for v, _ in hs):.3f} / {max(v for v, _ in hs):.3f} |")
+    return out
+
+
+def _pairs(x: list[float], seeds: int) -> list[tuple[float, float]]:
+    """(largest, smallest) of each start's runs, the runs being start-major with `seeds` per start."""
+    return [(max(x[i:i + seeds]), min(x[i:i + seeds])) for i in range(0, len(x), seeds)] if seeds > 1 else []
+
+
+def timeline(name: str, start_h: float, seed: int) -> list[str]:
+    """One replayed start's launches: when, where, how many together, and how long they lived."""
+    data = cw.load(name)
+    x, run = replay(name, round(start_h * 3600.0 / data.gap_s), seed)
+    out = [f"{name} from hour {start_h:g}, seed {seed}: {x:.3f} x bound, {run.launches} launches", "",
+           "| hour | zone | workers launched | hours each lived (until reclaimed or the end) |", "|---|---|---|---|"]
+    end = EPOCH + (run.finish_h or 0.0) * 3600.0
+    groups: dict[tuple[float, str], list[float]] = {}
+    for w in run.log:
+        groups.setdefault((w.launched, w.zone or "on-demand"), []).append((min(w.ends, end) - w.launched) / 3600.0)
+    for (at, zone), lives in groups.items():
+        out.append(f"| {(at - EPOCH) / 3600:.2f} | {zone} | {len(lives)} | {', '.join(f'{h:.2f}' for h in lives)} |")
+    return out
+
+
+def variants(every_h: float, seed: int, names: list[str]) -> list[str]:
+    """The shipped launch rule with one of the campaign's other choices changed, on one seed: the workers'
+    share of the time left (`campaign_plan.WORK_SHARE_OF_TIME_LEFT`, 0.3) at 0.2 and 0.45; a zone up at
+    first sight counted unsettled (not as settled); a reclamation not restarting its zone's run."""
+    def first_sight(prev: cz.ZoneAges | None, zones: tuple[str, ...], up: set[str], now: float,
+                    reclaimed: dict[str, float]) -> cz.ZoneAges:
+        ages = _plain_observe(prev, zones, up, now, reclaimed)
+        return ages if prev is not None else dataclasses.replace(ages, up_since={z: now for z in ages.up_since})
+
+    def no_restart(prev: cz.ZoneAges | None, zones: tuple[str, ...], up: set[str], now: float,
+                   reclaimed: dict[str, float]) -> cz.ZoneAges:
+        return _plain_observe(prev, zones, up, now, {})
+
+    out = ["| dataset | variant | runs | mean x bound | median | worst | runs over 1.10 | of them bought on-demand |",
+           "|" + "---|" * 8]
+    global _observe
+    share = cp.WORK_SHARE_OF_TIME_LEFT
+    cases: list[tuple[str, float, Callable[..., cz.ZoneAges]]] = [
+        ("shipped", share, _plain_observe), ("work share 0.2", 0.2, _plain_observe),
+        ("work share 0.45", 0.45, _plain_observe), ("up at first sight: unsettled", share, first_sight),
+        ("reclamation restarts no run", share, no_restart)]
+    try:
+        for name in names:
+            starts = cw.starts(cw.load(name), every_h=every_h, deadline_h=DEADLINE_H)
+            for label, work_share, observe in cases:
+                cp.WORK_SHARE_OF_TIME_LEFT, _observe = work_share, observe
+                rs = [replay(name, s, seed) for s in starts]
+                x = [v for v, _ in rs]
+                out.append(f"| {name} | {label} | {len(rs)} | {statistics.mean(x):.3f} | {statistics.median(x):.3f} "
+                           f"| {max(x):.3f} | {sum(1 for v in x if v > 1.10)} | "
+                           f"{sum(1 for v, r in rs if v > 1.10 and r.billed_od_h > 0)} |")
+    finally:
+        cp.WORK_SHARE_OF_TIME_LEFT, _observe = share, _plain_observe
     return out
 
 
@@ -233,10 +313,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="*", default=list(cw.names()), choices=list(cw.names()))
     parser.add_argument("--every-h", type=float, default=6.0)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
+    parser.add_argument("--timeline", nargs=2, default=None, metavar=("DATASET", "HOUR"),
+                        help="one start's launches (first seed)")
+    parser.add_argument("--variants", action="store_true",
+                        help="the shipped rule with the work share or the zone ages changed (first seed only)")
     parser.add_argument("--compare", type=Path, default=None, metavar="LOG",
                         help="the replay beside the real loop's runs in a campaign_lodo.py sweep's progress lines")
     args = parser.parse_args(argv)
-    lines = compare(args.compare) if args.compare else lodo(args.every_h, args.seeds, args.datasets)
+    if args.compare:
+        lines = compare(args.compare)
+    elif args.timeline:
+        lines = timeline(args.timeline[0], float(args.timeline[1]), args.seeds[0])
+    elif args.variants:
+        lines = variants(args.every_h, args.seeds[0], args.datasets)
+    else:
+        lines = lodo(args.every_h, args.seeds, args.datasets)
     print("\n".join(lines))
     return 0
 

@@ -44,6 +44,7 @@ def test_a_zone_that_blinks_out_reclaims_its_workers_and_costs_launches() -> Non
     calm, calm_run = rp.replay(_data([steady, steady]), 0, 0, node_loss_per_h=0.0)
     rough, rough_run = rp.replay(_data([blinking, blinking]), 0, 0, node_loss_per_h=0.0)
     assert rough_run.launches > 3 * calm_run.launches
+    assert len(rough_run.log) == rough_run.launches and all(w.zone is not None for w in rough_run.log)
     assert rough > calm + 0.05
 
 
