@@ -69,7 +69,7 @@ def test_compare_reads_the_sweeps_progress_lines(tmp_path: Path) -> None:
     except (OSError, KeyError, ValueError):  # the public traces are not here: the parse alone
         assert rp.LINE.match(line) is not None
         return
-    assert out[2].startswith("| aws-v100-4node | 0 | 0 | 1.019 |") and out[2].split("|")[6].strip() == "14"
+    assert out[2].startswith("| aws-v100-4node | 0 | 0 | 1.018 |") and out[2].split("|")[6].strip() == "14"
     assert "over 1 runs" in out[-1]
 
 
