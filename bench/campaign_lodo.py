@@ -16,7 +16,9 @@ No constant is tuned here: the campaign rules' constants (`core/campaign_plan.py
 were chosen before issue 25 on the April 2023 V100 week (`aws-v100-preempt-2023-04`, and checked on the
 aws-04-19 CPU week), so that dataset's rows are not held out from them; the other four are. One rule
 without a constant (no on-demand for new workers while there is time to spare) was chosen on one run
-of `aws-v100-16node` (docs/benchmarks.md).
+of `aws-v100-16node` (docs/benchmarks.md). A run takes minutes on a loaded 2-core machine, most of it
+in the real `ItemStore` and loop (docs/benchmarks.md has the profile); `bench/_campaign_lodo_replay.py`
+replays every start as arithmetic to score launch rules, and `--compare` sets it beside this sweep.
 """
 
 from __future__ import annotations
