@@ -8,7 +8,8 @@
   to the cent (0 for a launch that made none).
 - budget: a job's recorded spend never passes its budget.
 - deadline: a job with a deadline finishes by it, unless on-demand was out, or the harness held the
-  controller back, for more than one restart overhead of its life, or its budget cannot pay for on-demand.
+  controller back, or damaged checkpoints made it do saved work again, for more than one restart
+  overhead of its life, or its budget cannot pay for on-demand.
 - items: every campaign item is committed exactly once and listed once in the results.
 - stale_resume: no attempt resumes from older than the newest verified checkpoint, nor does an
   earlier attempt write one after a later attempt resumed.
@@ -146,7 +147,8 @@ def _ledger(a: AttemptView, world: World, now: float, violations: dict[str, list
 
 def _blocked_s(world: World, job: Any, plan: Any) -> float:
     """How long on-demand capacity was out in the job's zones during its life (a deadline may then be
-    infeasible), plus the time the harness held the controller back."""
+    infeasible), plus the time the harness held the controller back and the saved work it had to do again
+    because its newest checkpoints were damaged (no policy sees that coming)."""
     end = job.deadline_at or job.created_at
     blocked = 0.0
     regions = set(job.spec.placement.regions)
@@ -155,7 +157,8 @@ def _blocked_s(world: World, job: Any, plan: Any) -> float:
             continue
         for s, e in z.on_demand_outages:
             blocked += max(0.0, min(e, end) - max(s, job.created_at))
-    return blocked + sum(sec for at, sec in world.holds if job.created_at <= at <= end)
+    held = sum(sec for at, sec in world.holds if job.created_at <= at <= end)
+    return blocked + held + world.redone.get(job.id, 0.0)
 
 
 def _items(job_id: str, plan: Any, world: World, items: ItemStore, succeeded: bool,

@@ -97,6 +97,9 @@ class World:
         # (when, seconds): the harness held the controller back (a stall, a fault that costs a tick):
         # a deadline that this ate into may have become infeasible.
         self.holds: list[tuple[float, float]] = []
+        # Work a job had saved and must do again because its newest checkpoints were damaged: seconds, by job.
+        self.redone: dict[str, float] = {}
+        self._saved_at: dict[tuple[str, int], float] = {}  # (uri, seq) -> the progress it saved
 
     # --- Provider protocol ----------------------------------------------------------------------
 
@@ -370,6 +373,10 @@ class World:
             self.facts.stale.append(f"task {task} attempt {inst.request.attempt_number} resumed from "
                                     f"{seq} while {newest_ok} was the newest verified checkpoint")
         self.facts.resumes.append((task, inst.request.attempt_number, at, seq, p))
+        written = max((saved for (uri, _), saved in self._saved_at.items() if uri == storage.uri), default=0.0)
+        if written > p:  # a newer save was damaged: its work is done again
+            job = inst.request.job_id
+            self.redone[job] = self.redone.get(job, 0.0) + (written - p) * max(1.0, inst.request.estimated_hours * 3600)
         inst.resumed_from, inst.progress, inst.newest_seq = p, p, seq
         inst.next_ckpt = at + self.ckpt_every_s
 
@@ -390,6 +397,7 @@ class World:
                 break
         m = inst.ckpt.save({"state.txt": f"{progress:.9f}".encode()}, progress=progress)
         inst.newest_seq, inst.progress = m.seq, progress
+        self._saved_at[(inst.request.checkpoint_uri, m.seq)] = progress
         self.facts.writes.append((task, inst.request.attempt_number, at, m.seq))
         if self.p_corrupt and inst.rng.random() < self.p_corrupt:
             self.corrupt(inst.request.checkpoint_uri, m.seq)
