@@ -21,6 +21,7 @@ import pytest
 from orchestrator.cli.main import build_parser
 from orchestrator.cli.wiring import known_providers, open_store
 from orchestrator.core.policy import policy_names
+from tests.interrupts import as_at_a_terminal
 from tests.loop_support import job_toml, python_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,7 +68,7 @@ def test_output_into_a_closed_pipe_ends_quietly_with_0(command: str, tmp_path: P
 
 def test_ctrl_c_stops_the_controller_with_130_and_no_traceback(orch_home: Path) -> None:
     p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "controller", "--tick", "0.1"], cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_at_a_terminal)
     assert p.stderr is not None
     first = p.stderr.readline()  # the start line: the loop is running
     assert "controller" in first

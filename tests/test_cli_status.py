@@ -20,6 +20,7 @@ from orchestrator.cli.wiring import open_store
 from orchestrator.core.spec import JobSpec, ScheduleSpec
 from orchestrator.loop.reconciler import Reconciler
 from orchestrator.store import Store
+from tests.interrupts import as_at_a_terminal
 from tests.loop_support import REPO, job_toml, python_command, reconciler, run_until, submit
 from vocab import Resources
 
@@ -37,7 +38,7 @@ def orch(*argv: str, timeout: float = 60.0, **env: str) -> subprocess.CompletedP
 
 def start(*argv: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*ORCH, *argv], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(**env))
+                            env=_env(**env), preexec_fn=as_at_a_terminal)
 
 
 class Lines:

@@ -27,6 +27,7 @@ from orchestrator.dashboard.history import attempts_as_of, cost_history
 from orchestrator.dashboard.server import DashboardError, check_exposure
 from orchestrator.store import Store
 from tests.dashboard_support import reclaimed, store, url
+from tests.interrupts import as_at_a_terminal
 from tests.test_extras import BLOCKER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,7 +187,7 @@ def test_the_command_serves_and_prints_its_address(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("ORCH_DATABASE_URL", "ORCH_DASHBOARD_TOKEN")}
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "dashboard", "--port", "0"], cwd=REPO,
                             env={**env, "ORCH_HOME": str(tmp_path)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=as_at_a_terminal)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
