@@ -44,17 +44,24 @@ def _until(r: Reconciler, done: Callable[[], bool], what: str, timeout: float = 
         r.tick()
 
 
-def test_the_loop_launches_a_gang_in_one_bulk_insert_and_replaces_it_whole(
-        gcp: GcpProvider, fake: GceFake, clock: ManualClock, sqlite_store: Store, tmp_path: Path) -> None:
+def _submit(gcp: GcpProvider, clock: ManualClock, store: Store, tmp_path: Path,
+            job: str) -> tuple[Reconciler, str, Callable[[], AttemptView | None]]:
+    """The job stored, a loop over the GCE provider, and a reader of the job's live attempt."""
     path = tmp_path / "job.toml"
-    path.write_text(JOB.format(uri=(tmp_path / "ckpt").as_uri()))
+    path.write_text(job.format(uri=(tmp_path / "ckpt").as_uri()))
     spec = load_spec(path, submitted_at=clock.now())
-    job_id = sqlite_store.submit(spec, source=str(path), now=clock.now(), checkpoint_uri=spec.checkpoint.uri or "")
-    r = Reconciler(sqlite_store, {"gcp": gcp}, clock, owner="g", tick_seconds=0.1)
+    job_id = store.submit(spec, source=str(path), now=clock.now(), checkpoint_uri=spec.checkpoint.uri or "")
+    r = Reconciler(store, {"gcp": gcp}, clock, owner="g", tick_seconds=0.1)
 
     def live() -> AttemptView | None:
-        return next((a for a in sqlite_store.attempts(job_id) if a.live and a.instance_id), None)
+        return next((a for a in store.attempts(job_id) if a.live and a.instance_id), None)
 
+    return r, job_id, live
+
+
+def test_the_loop_launches_a_gang_in_one_bulk_insert_and_replaces_it_whole(
+        gcp: GcpProvider, fake: GceFake, clock: ManualClock, sqlite_store: Store, tmp_path: Path) -> None:
+    r, job_id, live = _submit(gcp, clock, sqlite_store, tmp_path, JOB)
     _until(r, lambda: live() is not None, "the gang to launch")
     first = live()
     assert first is not None and first.nodes == 3 and len(first.node_spans) == 3
@@ -81,15 +88,8 @@ def test_an_elastic_gang_starts_on_fewer_nodes_when_the_zone_cannot_hold_all_and
     billed) and one of two starts in the same tick; once a VM is lost and the zone holds three again, the
     relaunch asks for all three first."""
     fake.free_vms["us-central1-a"] = fake.free_vms["us-central1-b"] = 2
-    path = tmp_path / "job.toml"
-    path.write_text(JOB.format(uri=(tmp_path / "ckpt").as_uri()).replace("nodes = 3\n", "nodes = 3\nmin_nodes = 2\n"))
-    spec = load_spec(path, submitted_at=clock.now())
-    job_id = sqlite_store.submit(spec, source=str(path), now=clock.now(), checkpoint_uri=spec.checkpoint.uri or "")
-    r = Reconciler(sqlite_store, {"gcp": gcp}, clock, owner="g", tick_seconds=0.1)
-
-    def live() -> AttemptView | None:
-        return next((a for a in sqlite_store.attempts(job_id) if a.live and a.instance_id), None)
-
+    elastic = JOB.replace("nodes = 3\n", "nodes = 3\nmin_nodes = 2\n")
+    r, job_id, live = _submit(gcp, clock, sqlite_store, tmp_path, elastic)
     _until(r, lambda: live() is not None, "the gang to launch")
     short = live()
     assert short is not None and short.nodes == 2 and len(short.node_spans) == 2
