@@ -10,6 +10,7 @@ parameters equal an uninterrupted run's, bit for bit (issue 22's "done when").
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 
 from orchestrator.core.model import Outcome, TaskState
 from orchestrator.store import Store
+from providers.local.gang import node_instance_id
 from tests.loop_support import REPO, reclaim_node, reconciler, run_until, submit, write_trace
 
 pytestmark = pytest.mark.slow
@@ -92,5 +94,10 @@ def test_a_four_node_gang_survives_reclamations_with_the_uninterrupted_result(
     assert task.state is TaskState.SUCCEEDED, [(a.number, a.outcome, a.exit_code) for a in attempts]
     assert [a.outcome for a in attempts] == [Outcome.PREEMPTED, Outcome.PREEMPTED, Outcome.SUCCEEDED]
     assert all(a.nodes == 4 and len(a.node_spans) == 4 for a in attempts)
-    assert all(a.progress_start > 0 for a in attempts[1:]), "every gang after the first resumed from a checkpoint"
+    # Every gang after the first resumed from rank 0's checkpoint, as its head says (the loop's own view of
+    # progress is read from storage about once a minute, so it may lag a gang this short).
+    for a in attempts[1:]:
+        log = (orch_home / "local" / "instances" / node_instance_id(a.id, 0) / "output.log").read_text()
+        found = re.search(r"training from step (\d+)", log)
+        assert found is not None and int(found.group(1)) > 0, log
     assert _sha(work / "params.json") == _sha(reference / "params.json")
