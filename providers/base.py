@@ -102,6 +102,14 @@ class LaunchesGangs(Protocol):
     def release_gang(self, request: LaunchRequest) -> bool: ...
 
 
+def check_gang_size(provider: str, request: LaunchRequest, limit: int, unit: str = "nodes") -> None:
+    """The size guard every `launch_gang` applies before any call: a gang is 2..`limit` nodes (one node
+    is `launch`'s)."""
+    if not 1 < request.nodes <= limit:
+        raise PermanentError(f"{provider} launches gangs of 2..{limit} {unit}, not {request.nodes}",
+                             provider=provider, code="GangTooLarge")
+
+
 def launch_nodes(provider: Provider, request: LaunchRequest) -> list[Instance]:
     """One launch for any number of nodes: the loop's single entry point for gangs and single nodes."""
     if request.nodes == 1:

@@ -27,6 +27,7 @@ from providers.aws.observe import describe_managed, spot_request_ids_to_check, s
 from providers.aws.offers import OfferCache, newest_spot_prices, region_offers, spot_history, zone_offerings
 from providers.aws.settings import AwsSettings, load_aws_settings
 from providers.aws.signals import PlacementScores, price_signals
+from providers.base import check_gang_size
 from providers.catalog import InstanceType, load_catalog
 from vocab import (
     Abilities,
@@ -197,9 +198,7 @@ class AwsProvider:
         offer = request.offer
         if offer.provider != PROVIDER:
             raise PermanentError(f"offer {offer.key} is not an AWS offer", provider=PROVIDER)
-        if not 1 < request.nodes <= MAX_GANG_NODES:
-            raise PermanentError(f"aws launches gangs of 2..{MAX_GANG_NODES} nodes, not {request.nodes}",
-                                 provider=PROVIDER, code="GangTooLarge")
+        check_gang_size(PROVIDER, request, MAX_GANG_NODES)
         region = offer.region
         ec2 = self.client("ec2", region)
         base = launch_params(request, self.settings)

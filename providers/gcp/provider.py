@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 
+from providers.base import check_gang_size
 from providers.catalog import catalog_offers, load_catalog
 from providers.gcp.clients import ComputeClients
 from providers.gcp.errors import PROVIDER, call, gcp_errors, operation_error
@@ -189,9 +190,7 @@ class GcpProvider:
         offer = request.offer
         if offer.provider != PROVIDER:
             raise PermanentError(f"offer {offer.key} is not a GCP offer", provider=PROVIDER)
-        if not 1 < request.nodes <= MAX_GANG_NODES:
-            raise PermanentError(f"gcp launches gangs of 2..{MAX_GANG_NODES} nodes, not {request.nodes}",
-                                 provider=PROVIDER, code="GangTooLarge")
+        check_gang_size(PROVIDER, request, MAX_GANG_NODES)
         itype = load_catalog().get(PROVIDER, offer.instance_type)
         if itype is None:
             raise PermanentError(f"{offer.instance_type!r} is not a GCP type of the catalog", provider=PROVIDER)

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from providers.base import check_gang_size
 from providers.catalog import load_catalog
 from providers.kubernetes.gang import (
     MAX_GANG_NODES,
@@ -266,9 +267,7 @@ class KubernetesProvider:
         if offer.provider != PROVIDER or offer.region != self.settings.region:
             raise PermanentError(f"offer {offer.key} is not an offer of this cluster ({self.settings.region})",
                                  provider=PROVIDER, code="ForeignOffer")
-        if not 1 < request.nodes <= MAX_GANG_NODES:
-            raise PermanentError(f"kubernetes launches gangs of 2..{MAX_GANG_NODES} pods, not {request.nodes}",
-                                 provider=PROVIDER, code="GangTooLarge")
+        check_gang_size(PROVIDER, request, MAX_GANG_NODES, "pods")
         placement = self._placement(request.options)
         ns = self.settings.namespace
         group = group_name(request.attempt_id) if self._podgroups_served() else None

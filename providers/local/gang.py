@@ -12,7 +12,6 @@ import socket
 from pathlib import Path
 
 from providers.local.records import instance_id_for, read_json, write_json
-from vocab import LaunchRequest, PermanentError
 
 # The spec's limit; processes on one machine, so mostly for examples and tests.
 MAX_GANG_NODES = 128
@@ -22,12 +21,6 @@ def node_instance_id(attempt_id: str, rank: int) -> str:
     """Rank 0 has the id a single-node attempt would have; the others a suffix of their rank."""
     base = instance_id_for(attempt_id)
     return base if rank == 0 else f"{base}-r{rank}"
-
-
-def check_gang_size(request: LaunchRequest, limit: int) -> None:
-    if not 1 <= request.nodes <= limit:
-        raise PermanentError(f"local cannot launch a gang of {request.nodes} nodes (1..{limit})",
-                             provider="local", code="GangTooLarge")
 
 
 def _gang_file(home: Path, attempt_id: str) -> Path:

@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
+from providers.base import check_gang_size
 from providers.catalog import load_catalog
-from providers.local.gang import MAX_GANG_NODES, check_gang_size, forget_gang, gang_port, node_instance_id
+from providers.local.gang import MAX_GANG_NODES, forget_gang, gang_port, node_instance_id
 from providers.local.market import SpotMarket, build_market
 from providers.local.proc import Attempt, Sessions, find_by_argument, job_environment, program_problem
 from providers.local.records import (
@@ -234,7 +235,7 @@ class LocalProvider:
         repeated launch gives every node the same one. A node that cannot start (capacity, a bad
         program) terminates the nodes started before it, then the error leaves.
         """
-        check_gang_size(request, MAX_GANG_NODES)
+        check_gang_size(self.name, request, MAX_GANG_NODES)
         with locked(self.home / "launch.lock"):
             port = gang_port(self.home, request.attempt_id)
         started: list[Instance] = []
