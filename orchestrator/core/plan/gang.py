@@ -22,7 +22,7 @@ from __future__ import annotations
 from orchestrator.core.model import AttemptView
 from orchestrator.core.plan.actions import Action, EndNodes, ReleaseGang, StopInstance
 from orchestrator.core.plan.facts import LiveFacts
-from vocab import EndReason, Instance, InstanceState
+from vocab import EndReason, Instance, InstanceState, Market
 
 
 def is_gang(a: AttemptView) -> bool:
@@ -76,11 +76,19 @@ def ghosts(lf: LiveFacts, job_id: str) -> tuple[Instance, ...]:
     stopped by id before their attempt is given up, as a single node is."""
     a = lf.attempt
     listed = {i.instance_id for i in (lf.instance, *lf.members) if i is not None}
-    return tuple(Instance(provider=a.provider, region=a.region, zone=span.zone, instance_id=span.instance_id,
-                          instance_type=a.instance_type, market=span.market, state=InstanceState.RUNNING,
-                          attempt_id=a.id, job_id=job_id, task_id=a.task_id, node_rank=span.rank)
+    return tuple(ghost(a, job_id, span.instance_id, zone=span.zone, market=span.market, rank=span.rank)
                  for span in a.node_spans
                  if span.instance_id is not None and span.instance_id not in listed and span.ended_at is None)
+
+
+def ghost(a: AttemptView, job_id: str, instance_id: str, *, zone: str | None = None, market: Market | None = None,
+          rank: int = 0) -> Instance:
+    """An attempt's instance as the store knows it (a gang's node: its span's zone, market and rank), to stop
+    by id when the listing no longer shows it."""
+    return Instance(provider=a.provider, region=a.region, zone=zone if zone is not None else a.zone,
+                    instance_id=instance_id, instance_type=a.instance_type,
+                    market=market if market is not None else a.market, state=InstanceState.RUNNING,
+                    attempt_id=a.id, job_id=job_id, task_id=a.task_id, node_rank=rank)
 
 
 def released(a: AttemptView) -> tuple[Action, ...]:

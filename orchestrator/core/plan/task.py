@@ -107,7 +107,7 @@ def _live(f: TaskFacts, lf: LiveFacts) -> Plan:
         elif inst is None and a.instance_id is not None:
             # A listing can lag: one still running beside its replacement would do the work twice and bill
             # unseen, so it is stopped by id before its attempt is given up.
-            stop = (StopInstance(_ghost(f, a, a.instance_id)),)
+            stop = (StopInstance(gang.ghost(a, f.job.id, a.instance_id)),)
         return (*stop, *_finish(f, lf, inst, lf.seen, stopped=bool(stop) and head_runs), Replan())
     assert inst is not None
     if exited_ok_but_alive(lf.seen.exit_code):  # rule 4
@@ -279,10 +279,3 @@ def _idle(f: TaskFacts) -> Plan:
 def _replaceable(f: TaskFacts, offers: tuple[Offer, ...]) -> tuple[Offer, ...]:
     """The offers whose provider can hold a new job back until its predecessor has saved."""
     return tuple(o for o in offers if (ab := f.abilities.get(o.provider)) is not None and ab.replaces_on_notice)
-
-
-def _ghost(f: TaskFacts, a: AttemptView, instance_id: str) -> Instance:
-    """The attempt's instance as the store knows it, to stop by id when the listing no longer shows it."""
-    return Instance(provider=a.provider, region=a.region, zone=a.zone, instance_id=instance_id,
-                    instance_type=a.instance_type, market=a.market, state=InstanceState.RUNNING,
-                    attempt_id=a.id, job_id=f.job.id, task_id=f.task.id)
