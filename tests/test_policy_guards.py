@@ -1,0 +1,81 @@
+"""The shadow Uniform Progress of bench/policy_guards.py is Uniform Progress, tick for tick.
+
+The guards there compare the default with what Uniform Progress would have done on the same window
+so far; if the shadow drifted from the simulator's own Uniform Progress, every regret it reports
+would be wrong. Synthetic traces, no data needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.policy_guards import Guarded, Shadow
+from orchestrator.core.policy import get_policy
+from orchestrator.core.policy.base import Choice, Situation
+from orchestrator.research import fastsim
+from vocab import Market
+
+
+def _trace(seed: int, ticks: int) -> np.ndarray:
+    """Runs of availability and outage of random lengths (1-30 ticks of 10 minutes)."""
+    rng = np.random.default_rng(seed)
+    out: list[bool] = []
+    up = bool(rng.integers(2))
+    while len(out) < ticks:
+        out += [up] * int(rng.integers(1, 30))
+        up = not up
+    return np.array(out[:ticks])
+
+
+class _Beside:
+    """Runs `policy` with a shadow fed every situation it sees."""
+
+    def __init__(self, name: str) -> None:
+        self.policy, self.shadow = get_policy(name), Shadow()
+
+    def __call__(self, s: Situation) -> Choice:
+        self.shadow.see(s)
+        return self.shadow.chose(self.policy(s), s)
+
+
+# Seeds whose greedy run ends at least a tick after Uniform Progress at every d (so the shadow is
+# realised to its end); greedy on the others ends in the same tick.
+@pytest.mark.parametrize("seed", [0, 2, 3, 4, 6, 7, 8, 9])
+@pytest.mark.parametrize("overhead_h", [0.05, 0.2, 0.5])
+def test_shadow_costs_what_uniform_progress_costs(seed: int, overhead_h: float) -> None:
+    setup = fastsim.Setup(8.0, 12.0, overhead_h)
+    trace = _trace(seed, 12 * 6)
+    up = fastsim.run(get_policy("uniform-progress"), trace, setup, track_history=False)
+    # Greedy waits for the safety net, so it is still being called after Uniform Progress is done.
+    beside = _Beside("greedy")
+    greedy = fastsim.run(beside, trace, setup, track_history=False)
+    assert up.finish_h is not None and greedy.finish_h is not None and greedy.finish_h > up.finish_h + 1 / 6
+    assert beside.shadow.done_h == pytest.approx(setup.task_h)
+    assert beside.shadow.cost == pytest.approx(up.cost)
+    # ...and the spend it books for the policy beside it is that policy's own, up to the last interval
+    # (the one it finished in, after which nobody asks the policy again).
+    last = (setup.gap_s / 3600) * (setup.price_ratio if beside.shadow.own_market is Market.ON_DEMAND else 1.0)
+    assert beside.shadow.own_cost + last == pytest.approx(greedy.cost)
+
+
+def test_lag_cap_never_waits_far_behind_the_shadow() -> None:
+    """In an outage the capped default goes on-demand rather than fall further behind the shadow."""
+    setup = fastsim.Setup(8.0, 12.0, 0.05)
+    trace = np.array([False] * 40 + [True] * 32)  # 6.7 h outage, then spot
+    seen: list[tuple[float, Choice]] = []
+
+    def policy(s: Situation) -> Choice:
+        return Choice.WAIT if not s.spot_available else Choice.SPOT  # a plan that waits out any outage
+
+    guarded = Guarded(policy, "lag-cap")
+
+    def watch(s: Situation) -> Choice:
+        choice = guarded(s)
+        seen.append((guarded.shadow.lag_h(s), choice))
+        return choice
+
+    fastsim.run(watch, trace, setup, track_history=False)
+    cap = 0.05 * setup.task_h / (setup.price_ratio - 1)
+    assert any(c is Choice.ON_DEMAND for _, c in seen)
+    assert all(c is not Choice.WAIT for lag, c in seen if lag >= cap)
