@@ -12,13 +12,14 @@ import pytest
 
 from bench._campaign_run import RunSpec, load_traces, run_campaign
 from orchestrator.research.traces import Trace, traces_dir
+from tests.shared_data import data_missing
 
 
 def _traces_or_skip() -> dict[str, Trace]:
     try:
         return load_traces()
     except (OSError, ValueError):
-        pytest.skip(f"public traces not found under {traces_dir()} (set ORCH_TRACES_DIR)")
+        data_missing(f"public traces not found under {traces_dir()} (set ORCH_TRACES_DIR)")
 
 
 def test_a_tiny_campaign_is_done_exactly_once_by_the_loop_over_the_traces() -> None:

@@ -12,13 +12,13 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from bench import _campaign_lodo_replay as rp
 from bench import _campaign_world as cw
 from orchestrator.core import campaign_plan as cp
 from orchestrator.core import campaign_zones as cz
 from orchestrator.job.item_records import ItemCounts
+from tests.shared_data import data_missing
 
 
 def _data(counts: list[list[int]]) -> cw.CampaignData:
@@ -84,7 +84,7 @@ def test_the_sweeps_summary_counts_every_run_over_the_target(tmp_path: Path) -> 
     try:
         lines = campaign_lodo.summarise(log)
     except (OSError, KeyError, ValueError):
-        pytest.skip("the public traces are not here")
+        data_missing("the public traces are not here")
     row = next(line for line in lines if line.startswith("| aws-v100-4node"))
     assert "| 2 (0, 24) | 1.069 |" in row and "| 1.120 | 1 | 2 of 2 | 0 | 0 |" in row
     assert lines[-1].endswith("(NOT met; 1 of 2 over)")

@@ -21,6 +21,7 @@ from orchestrator.store import make_engine
 from orchestrator.store.engine import upgrade
 from orchestrator.store.items import ItemStore
 from providers.sim import SimClock, SimProvider
+from tests.shared_data import data_missing
 from vocab import CapacityError, LaunchRequest, Market, Resources
 
 EPOCH = 1_700_000_000.0
@@ -30,7 +31,7 @@ def _data(name: str) -> cw.CampaignData:
     try:
         return cw.load(name)
     except (OSError, KeyError, ValueError):
-        pytest.skip(f"{name}: traces not found under {cw.data_root()}")
+        data_missing(f"{name}: traces not found under {cw.data_root()}")
 
 
 def test_workers_of_one_zone_are_reclaimed_each_by_its_own_draw_on_count_traces() -> None:

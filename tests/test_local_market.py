@@ -23,6 +23,7 @@ from providers.local.market import (
     load_trace,
 )
 from providers.local.settings import LocalSettings
+from tests.shared_data import data_missing
 from vocab import PermanentError
 
 PUBLIC_ONE_NODE = "skypilot-org-spot-traces/availability/1-node/aws-10-26-2022/us-west-2a_k80_1.json"
@@ -191,7 +192,7 @@ def check_against_manifest(root: Path, name: str) -> None:
 def test_reads_a_public_trace_as_the_manifest_describes() -> None:
     root = traces_dir()  # $ORCH_TRACES_DIR, as every other trace-based test finds the data
     if not (root / "manifest.csv").is_file():
-        pytest.skip(f"public spot traces not present under {root} (set ORCH_TRACES_DIR)")
+        data_missing(f"public spot traces not present under {root} (set ORCH_TRACES_DIR)")
     check_against_manifest(root, PUBLIC_ONE_NODE)
 
 

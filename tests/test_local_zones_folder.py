@@ -18,6 +18,7 @@ from providers.local.settings import LocalSettings
 from tests import local_support
 from tests.local_support import SLEEPER, FakeClock, make, only
 from tests.loop_support import job_toml, python_command, reconciler, run_until, submit
+from tests.shared_data import data_missing
 from vocab import CapacityError, Instance, LaunchRequest, Market, Offer, PermanentError, Resources
 
 home, agent = local_support.home, local_support.agent
@@ -116,8 +117,9 @@ def test_folder_settings_that_contradict_are_refused(tmp_path: Path) -> None:
         build_market(LocalSettings().with_options({"traces": str(tmp_path / "missing")}))
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="the public multi-region traces are not here")
 def test_the_public_multi_region_folders_are_markets(tmp_path: Path) -> None:
+    if not SHARED.is_dir():
+        data_missing(f"the public multi-region traces are not at {SHARED}")
     gcp = build_market(LocalSettings().with_options({"traces": str(SHARED / "gcp-h100-2025-10-wk1")}))
     assert len(gcp.settings.zones) == 13
     assert {gcp.settings.region_of(z) for z in gcp.settings.zones} >= {"us-central1", "europe-west3", "asia-south2"}

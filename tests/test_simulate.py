@@ -13,6 +13,7 @@ from orchestrator.core.spec import parse_spec
 from orchestrator.research.fastsim import Setup, run
 from orchestrator.research.traces import Trace, load_trace, traces_dir
 from orchestrator.simulate import simulate_job
+from tests.shared_data import data_missing
 
 JOB = """
 name = "sim"
@@ -81,7 +82,7 @@ def test_full_loop_and_fast_path_agree_on_a_hand_made_trace(policy: str) -> None
 def test_full_loop_and_fast_path_agree_on_public_windows() -> None:
     root = traces_dir() / "derived-random-start-2week" / "us-west-2a_v100_1"
     if not root.is_dir():
-        pytest.skip(f"public traces not found at {root} (set ORCH_TRACES_DIR)")
+        data_missing(f"public traces not found at {root} (set ORCH_TRACES_DIR)")
     spec = parse_spec(JOB, source="job.toml", submitted_at=0.0)
     for name in ("0.json", "7.json", "42.json"):
         trace = load_trace(root / name)

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.research import traces
 from orchestrator.research.traces import Trace, TraceError, load_trace, load_windows
+from tests.shared_data import data_missing
 
 
 def _write(path: Path, doc: object) -> Path:
@@ -102,7 +103,7 @@ def test_public_windows_match_their_source_trace() -> None:
     root = traces.traces_dir()
     folder = root / traces.WINDOWS_SUBDIR / "us-west-2a_v100_1"
     if not folder.is_dir():
-        pytest.skip(f"public traces not found at {root} (set {traces.TRACES_ENV})")
+        data_missing(f"public traces not found at {root} (set {traces.TRACES_ENV})")
     window = json.loads((folder / "7.json").read_text())
     full = load_trace(root / traces.ONE_NODE_SUBDIR / "us-west-2a_v100_1.json")
     start = window["metadata"]["start_time"]
