@@ -129,6 +129,22 @@ def test_budget_spent_stops_the_live_attempt_and_refuses_new_ones() -> None:
     assert isinstance(choose(ctx(spec(budget=10.0), spent_usd=10.5)), OverBudget)
 
 
+def test_the_next_tick_is_the_jobs_other_live_attempts_spend_in_it_too() -> None:
+    """Two workers of one job, each under the budget by its own next tick, would cross it together
+    (the harness's seed 1037): each sees the job's whole next tick and is stopped before it does."""
+    minute = situation(tick_h=1 / 60)
+    own_tick = 3.06 / 60  # $0.051
+    alone = ctx(spec(budget=10.0), spent_usd=10.0 - 1.5 * own_tick, live=live(Market.ON_DEMAND, 3.06), sit=minute)
+    kept = choose(alone)
+    assert not (isinstance(kept, Stop) and kept.outcome is Outcome.BUDGET)
+    both = choose(replace(alone, others_hourly_usd=3.06))
+    assert both == Stop(Outcome.BUDGET, ("over_budget",), "spent $9.92 of $10.00; the next tick would pass it")
+    # An idle task spends nothing in the next tick: the others' attempts are theirs to stop (it is
+    # refused only by what its own work would cost, the launch guard).
+    idle = choose(replace(alone, live=None, others_hourly_usd=3.06))
+    assert isinstance(idle, OverBudget) and idle.reason.startswith("the remaining work")
+
+
 # --- a live attempt ----------------------------------------------------------------------------
 
 

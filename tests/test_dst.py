@@ -39,6 +39,14 @@ def test_fifty_seeds_hold_every_invariant(block: int) -> None:
     assert sum(len(o.injected) for o in outcomes) >= per * 3, "the seeds inject faults"
 
 
+def test_the_seed_that_found_two_workers_crossing_a_budget_together_holds() -> None:
+    """Seed 1037 (found beyond the first 1,000, 2026-12-06): two on-demand workers of one campaign, each
+    under its budget by its own next tick, crossed it together by 2.3 cents; the guard now sees the job's
+    whole next tick (`decide.choose`). It fails with no fault injected, so none are."""
+    outcome = run_seed(1037, faults=[])
+    assert not outcome.failed, _report([outcome])
+
+
 def test_a_seed_replays_the_same_trace() -> None:
     first, second = run_seed(3), run_seed(3)
     assert first.trace == second.trace and len(first.trace) > 50

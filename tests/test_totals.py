@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from orchestrator.core.cost import attempt_cost
+from orchestrator.core.cost import attempt_cost, hourly_price
 from orchestrator.core.model import AttemptState, AttemptView, Outcome, TaskState, TaskView
 from orchestrator.core.spec import parse_spec
 from orchestrator.core.status import measured_overhead_hours, remaining_usd
@@ -72,3 +72,5 @@ def test_the_kept_sums_equal_the_projection_after_random_updates(seed: int) -> N
         skip = rng.choice(list(tasks))
         assert totals.others_usd(skip) == pytest.approx(
             remaining_usd(SPEC, list(tasks.values()), every, idle=0.92, overhead_h=overhead, skip=skip))
+        assert totals.others_hourly(skip) == pytest.approx(sum(
+            hourly_price(a) for a in every if a.task_id != skip and a.state is not AttemptState.ENDED))

@@ -144,9 +144,11 @@ class Context:
     offers: Sequence[Offer]
     avoid: Mapping[str, float] = field(default_factory=dict)
     now: float = 0.0
-    # Budget: what the job has spent so far, and what its other tasks' remaining work will cost.
+    # Budget: what the job has spent so far, what its other tasks' remaining work will cost, and what
+    # its other tasks' live attempts cost an hour (they spend in the same tick as this one).
     spent_usd: float = 0.0
     others_usd: float = 0.0
+    others_hourly_usd: float = 0.0
     # A multi-zone policy's answer for this tick (`core.policy.multizone_live`): the market and, for
     # spot, the zone. `choose` then follows it instead of asking the single-zone policy, and offers are
     # narrowed to that zone (spot) or to the checkpoint's region (on-demand, `placement_region`).
@@ -181,8 +183,12 @@ def choose(ctx: Context) -> Action:
     budget = ctx.spec.schedule.budget_usd
     # The budget is a cap: a live attempt is stopped when the next tick's cost would cross it, since the
     # loop cannot stop it between ticks (work that turned out longer than projected, after a reclamation
-    # that lost a save, crossed a budget by 1.65 cents in the simulation harness, seed 874).
-    next_tick_usd = hourly_price(ctx.live) * s.tick_h if ctx.live is not None else 0.0  # every node of a gang
+    # that lost a save, crossed a budget by 1.65 cents in the simulation harness, seed 874). The next
+    # tick is the job's: its other tasks' live attempts spend in it too (seed 1037: two campaign workers,
+    # each under the budget by its own tick, crossed it together by 2.3 cents).
+    next_tick_usd = 0.0
+    if ctx.live is not None:
+        next_tick_usd = (hourly_price(ctx.live) + ctx.others_hourly_usd) * s.tick_h  # every node of a gang
     if budget is not None and ctx.spent_usd + next_tick_usd >= budget:
         if ctx.live is not None:
             return Stop(Outcome.BUDGET, (Transition.OVER_BUDGET,),

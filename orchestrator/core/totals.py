@@ -26,6 +26,7 @@ class _Share:
     price: float = 0.0  # the price it runs at (its live attempt's, else idle); 0 for a finished task
     overhead_h: float = 0.0  # sum of its attempts' measured restart overheads
     overhead_n: int = 0
+    live_hourly: float = 0.0  # what its live attempts cost an hour, every node of a gang (0 when none)
 
 
 _ZERO = _Share()
@@ -57,6 +58,7 @@ class JobTotals:
         spent = overhead_h = 0.0
         overhead_n = 0
         live_price: float | None = None
+        live_hourly = 0.0
         for a in attempts:
             spent += attempt_cost(a, self.now)
             if a.productive_at is not None:
@@ -64,11 +66,12 @@ class JobTotals:
                 overhead_n += 1
             if a.state is not AttemptState.ENDED:
                 live_price = hourly_price(a)
+                live_hourly += live_price
         if task.state.terminal:
-            return _Share(spent=spent, overhead_h=overhead_h, overhead_n=overhead_n)
+            return _Share(spent=spent, overhead_h=overhead_h, overhead_n=overhead_n, live_hourly=live_hourly)
         price = live_price if live_price is not None else (self.idle if self.idle is not None else 0.0)
         left_h = (1.0 - task.progress_committed) * task_work_hours(self.spec, task)
-        return _Share(spent, left_h * price, price, overhead_h, overhead_n)
+        return _Share(spent, left_h * price, price, overhead_h, overhead_n, live_hourly)
 
     def update(self, task: TaskView, attempts: Sequence[AttemptView]) -> None:
         """Replace `task`'s share (after a step changed it, or to add it), as of these records."""
@@ -80,6 +83,7 @@ class JobTotals:
         due, self._due = self._due, {}
         s = self._sum
         spent, left, price, over_h, over_n = s.spent, s.left_work_usd, s.price, s.overhead_h, s.overhead_n
+        live = s.live_hourly
         for task_id, (task, attempts) in due.items():
             new = self._share(task, attempts)
             old = self._shares.get(task_id, _ZERO)
@@ -89,7 +93,8 @@ class JobTotals:
             price += new.price - old.price
             over_h += new.overhead_h - old.overhead_h
             over_n += new.overhead_n - old.overhead_n
-        self._sum = _Share(spent, left, price, over_h, over_n)
+            live += new.live_hourly - old.live_hourly
+        self._sum = _Share(spent, left, price, over_h, over_n, live)
 
     @property
     def spent(self) -> float:
@@ -109,3 +114,10 @@ class JobTotals:
         left = self._sum.left_work_usd - mine.left_work_usd
         prices = self._sum.price - mine.price
         return max(0.0, left + self.overhead_h() * prices)
+
+    def others_hourly(self, skip: str) -> float:
+        """What the job's live attempts other than `skip`'s cost an hour: with the task's own, what the
+        job will spend in the next tick, which the budget guard must see whole (two workers of one
+        campaign, each under the budget on its own tick, crossed it together: harness seed 1037)."""
+        self._settle()
+        return max(0.0, self._sum.live_hourly - self._shares.get(skip, _ZERO).live_hourly)

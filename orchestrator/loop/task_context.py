@@ -50,4 +50,5 @@ def policy_context(r: StepContext, snap: JobSnapshot, task: TaskView, live: Atte
     placement, zone, region = zones.placement(situation, live, offers)
     return Context(spec=spec, situation=situation, live=live, offers=offers, avoid=r.capacity, now=now,
                    spent_usd=totals.spent, others_usd=totals.others_usd(task.id),
+                   others_hourly_usd=totals.others_hourly(task.id),
                    placement=placement, placement_zone=zone, placement_region=region)
