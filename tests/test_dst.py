@@ -47,6 +47,14 @@ def test_the_seed_that_found_two_workers_crossing_a_budget_together_holds() -> N
     assert not outcome.failed, _report([outcome])
 
 
+def test_the_seed_that_found_a_reaped_gang_node_billed_short_holds() -> None:
+    """Seed 1320 (2026-12-06): a controller crashed while ending a finished 4-node gang, after recording
+    a node stopped and before stopping it; the reaper terminated it a tick later, but its node was billed
+    only to the recorded stop. A reaped node is now billed to the reaping (`ledger.reaped`)."""
+    outcome = run_seed(1320)
+    assert not outcome.failed, _report([outcome])
+
+
 def test_a_seed_replays_the_same_trace() -> None:
     first, second = run_seed(3), run_seed(3)
     assert first.trace == second.trace and len(first.trace) > 50

@@ -147,3 +147,21 @@ def test_the_spans_of_a_launched_gang_are_what_the_provider_returned() -> None:
                       launched_at=50.0 if r else None) for r in range(2)]
     assert spans_of(nodes, 0.9, 60.0) == (NodeSpan(0, "i-0", "r-a", Market.SPOT, 0.9, 60.0),
                                           NodeSpan(1, "i-1", "r-a", Market.SPOT, 0.9, 50.0))
+
+
+def test_a_node_the_reaper_stopped_is_billed_to_then(store: Store) -> None:
+    """A node recorded stopped whose stop never reached the cloud (the controller died in between: harness
+    seed 1320) ran on until the reaper terminated it: its end moves to then, later only."""
+    job_id = store.submit(gang_spec(), source="g.toml", now=0.0, checkpoint_uri=CK)
+    (task,) = store.tasks(job_id)
+    attempt = store.begin_attempt(task, offer(), 100.0, nodes=4)
+    store.record_attempt_nodes(attempt.id, spans(100.0))
+    assert store.end_attempt_node(attempt.id, "i-0", 900.0)  # the head exited: the cloud's end
+    assert store.end_attempt_node(attempt.id, "i-1", 1000.0)  # recorded when the loop asked it to stop
+    assert store.end_attempt_node(attempt.id, "i-3", 1200.0)
+    assert store.reap_node_end(attempt.id, "i-1", 1060.0)  # it was still running: reaped at 1,060
+    assert store.reap_node_end(attempt.id, "i-2", 1060.0)  # an open span is closed there
+    assert not store.reap_node_end(attempt.id, "i-3", 1060.0)  # never earlier than an end recorded
+    assert not store.reap_node_end(attempt.id, "i-9", 1060.0)
+    ends = {n.instance_id: n.ended_at for n in store.attempt_nodes(attempt.id)}
+    assert ends == {"i-0": 900.0, "i-1": 1060.0, "i-2": 1060.0, "i-3": 1200.0}

@@ -67,9 +67,15 @@ def settle_ends(store: Store, listed: Iterable[Instance], attempts: Mapping[str,
     return moved
 
 
-def reaped(store: Store, attempt: AttemptView, now: float) -> None:
-    """An instance whose attempt had ended ran on until the reaper terminated it now: billed to now."""
-    if attempt.ended_at is not None and attempt.ended_at < now - SETTLE_TOLERANCE_S and not attempt.unbilled:
+def reaped(store: Store, attempt: AttemptView, instance_id: str, now: float) -> None:
+    """An instance whose attempt had ended ran on until the reaper terminated it now: billed to now. For a
+    gang, the node on that instance is (`ended_nodes` bills each node to its own end, and an end the loop
+    recorded when it asked the node to stop is wrong if the stop never happened)."""
+    if attempt.unbilled:
+        return
+    if attempt.nodes > 1:
+        store.reap_node_end(attempt.id, instance_id, now)
+    if attempt.ended_at is not None and attempt.ended_at < now - SETTLE_TOLERANCE_S:
         store.settle_end(attempt, now, now, why="its instance ran on until the reaper stopped it")
 
 

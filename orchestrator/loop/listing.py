@@ -104,7 +104,7 @@ def reap(store: Store, providers: Mapping[str, Provider], obs: Observation, cloc
             log.warning("could not terminate orphan %s: %s", inst.instance_id, exc)
             continue
         log.info("terminated orphan instance %s (attempt %s)", inst.instance_id, inst.attempt_id)
-        reaped(store, attempt, now)
+        reaped(store, attempt, inst.instance_id, now)
         if inst.job_id and store.job(inst.job_id):
             store.add_event(inst.job_id, "orphan_terminated", f"terminated {inst.instance_id}: no live attempt owns it",
                             clock.now(), attempt_id=inst.attempt_id)

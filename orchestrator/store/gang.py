@@ -98,6 +98,22 @@ def end_span(engine: Engine, attempt_id: str, instance_id: str, ended_at: float)
         return bool(n == 1)
 
 
+def reap_span(engine: Engine, attempt_id: str, instance_id: str, ended_at: float) -> bool:
+    """The node on `instance_id` was still running until the reaper stopped it at `ended_at`: its span
+    ends then, whether it was open or closed earlier on a guess (the loop recorded the node stopped and
+    the stop never reached the cloud: a controller that died in between, harness seed 1320). Moved
+    later only. False when there is nothing to move."""
+    with Session(engine) as s, s.begin():
+        row = s.execute(select(AttemptNodeRow).where(
+            AttemptNodeRow.attempt_id == attempt_id, AttemptNodeRow.instance_id == instance_id)
+            .order_by(AttemptNodeRow.launched_at.desc()).limit(1)).scalar()
+        if row is None or (row.ended_at is not None and row.ended_at >= ended_at):
+            return False
+        end = max(ended_at, row.launched_at)
+        s.execute(update(AttemptNodeRow).where(AttemptNodeRow.id == row.id).values(ended_at=end))
+        return _bump_job_of(s, attempt_id)
+
+
 def settle_span(engine: Engine, attempt_id: str, instance_id: str, ended_at: float) -> bool:
     """The node on `instance_id` ended at `ended_at` (the cloud's time), before the end recorded for it (a
     guess: the node was missing from the listing, or asked to stop): that end is moved earlier, never

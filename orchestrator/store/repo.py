@@ -419,6 +419,10 @@ class Store(JobLeases):
         """One node of a gang ended earlier than the end recorded for it (a guess): moved to the cloud's."""
         return gang.settle_span(self.engine, attempt_id, instance_id, ended_at)
 
+    def reap_node_end(self, attempt_id: str, instance_id: str, ended_at: float) -> bool:
+        """One node of a gang ran until the reaper stopped it at `ended_at`: its end moves there (later only)."""
+        return gang.reap_span(self.engine, attempt_id, instance_id, ended_at)
+
     def attempt_nodes(self, attempt_id: str) -> tuple[NodeSpan, ...]:
         with self.engine.connect() as conn:
             return gang.spans_of(conn, [attempt_id]).get(attempt_id, ())
