@@ -73,11 +73,13 @@ def test_a_planted_bug_is_found_and_shrunk(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_a_planted_gang_bug_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Gangs are in the mix (issue 22): with the other nodes of an ended gang no longer stopped by the
-    plan (the reaper stops them a tick later), the nodes' bills outrun the ledger."""
+    """Gangs are in the mix (issue 22): with the plan no longer recording each node's own end when a gang's
+    attempt ends (rule G5), the nodes are billed to the attempt's end, and the ledger parts from the cloud.
+    (The bug planted here before, the other nodes not stopped, is no longer one the ledger sees: the
+    reaper stops them a tick later and bills each to then, since seed 1320.)"""
     import orchestrator.core.plan.gang as gang
 
-    monkeypatch.setattr(gang, "stop_members", lambda *args, **kwargs: ())
+    monkeypatch.setattr(gang, "ended_nodes", lambda *args, **kwargs: ())
     found = run_seed(GANG_SEED)
     assert "ledger" in found.violations, found.violations
 
