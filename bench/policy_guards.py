@@ -161,21 +161,13 @@ class Guarded:
         return Choice.WAIT
 
 
-def windows(name: str, setup: fastsim.Setup, offsets: tuple[float, ...]) -> npt.NDArray[np.bool_]:
-    avail = pd.at_gap(pd.dataset(name), setup.gap_s)
-    assert setup.deadline_h is not None
-    length = round(setup.deadline_h * 3600 / setup.gap_s)
-    return np.stack([row[s : s + length] for row in avail
-                     for s in pd.starts(avail.shape[1], setup.gap_s, setup.deadline_h, offsets)])
-
-
 Job = tuple[str, str, str, tuple[float, ...]]  # dataset, setup, column, offsets
 
 
 def evaluate(job: Job) -> tuple[Job, npt.NDArray[np.float64]]:
     name, setup_name, column, offsets = job
     setup = pl.SINGLE[setup_name]
-    wins = windows(name, setup, offsets)
+    wins, _ = pl.single_windows(name, setup, offsets)
     od = setup.on_demand_cost()
     if column == pl.OPT:
         return job, optimum.solve(wins, setup).cost / od

@@ -69,14 +69,15 @@ def fold_multi(held_out: str | None) -> MultiPolicy:
 
 # ---- single zone ------------------------------------------------------------------------------------
 
-def single_windows(name: str, setup: Setup) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
-    """`[window, tick]`: every zone of the dataset at 10 minutes, windows of D at every grid offset;
-    and each window's offset."""
+def single_windows(name: str, setup: Setup, offsets_h: tuple[float, ...] | None = None
+                   ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """`[window, tick]`: every zone of the dataset at 10 minutes, windows of D at every grid offset (or
+    at `offsets_h`); and each window's offset."""
     d = pd.dataset(name)
     avail = pd.at_gap(d, setup.gap_s)
     assert setup.deadline_h is not None
     length = round(setup.deadline_h * 3600 / setup.gap_s)
-    first = pd.starts(avail.shape[1], setup.gap_s, setup.deadline_h)
+    first = pd.starts(avail.shape[1], setup.gap_s, setup.deadline_h, offsets_h)
     wins = np.stack([row[s : s + length] for row in avail for s in first])
     return wins, np.tile(offsets_of(first, setup.gap_s), avail.shape[0])
 
