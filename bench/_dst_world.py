@@ -99,7 +99,7 @@ class World:
         self.holds: list[tuple[float, float]] = []
         # Work a job had saved and must do again because its newest checkpoints were damaged: seconds, by job.
         self.redone: dict[str, float] = {}
-        self._saved_at: dict[tuple[str, int], float] = {}  # (uri, seq) -> the progress it saved
+        self._newest_saved: dict[str, float] = {}  # checkpoint uri -> the most progress any save of it held
 
     # --- Provider protocol ----------------------------------------------------------------------
 
@@ -373,7 +373,7 @@ class World:
             self.facts.stale.append(f"task {task} attempt {inst.request.attempt_number} resumed from "
                                     f"{seq} while {newest_ok} was the newest verified checkpoint")
         self.facts.resumes.append((task, inst.request.attempt_number, at, seq, p))
-        written = max((saved for (uri, _), saved in self._saved_at.items() if uri == storage.uri), default=0.0)
+        written = self._newest_saved.get(storage.uri, 0.0)
         if written > p:  # a newer save was damaged: its work is done again
             job = inst.request.job_id
             self.redone[job] = self.redone.get(job, 0.0) + (written - p) * max(1.0, inst.request.estimated_hours * 3600)
@@ -397,7 +397,8 @@ class World:
                 break
         m = inst.ckpt.save({"state.txt": f"{progress:.9f}".encode()}, progress=progress)
         inst.newest_seq, inst.progress = m.seq, progress
-        self._saved_at[(inst.request.checkpoint_uri, m.seq)] = progress
+        uri = inst.request.checkpoint_uri
+        self._newest_saved[uri] = max(progress, self._newest_saved.get(uri, 0.0))
         self.facts.writes.append((task, inst.request.attempt_number, at, m.seq))
         if self.p_corrupt and inst.rng.random() < self.p_corrupt:
             self.corrupt(inst.request.checkpoint_uri, m.seq)
