@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Engine, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.core.model import AttemptView, NodeSpan
@@ -81,13 +81,18 @@ def record_spans(engine: Engine, attempt_id: str, spans: Sequence[NodeSpan]) -> 
         return len(new)
 
 
+def _newest_span(s: Session, attempt_id: str, instance_id: str, *where: ColumnElement[bool]) -> AttemptNodeRow | None:
+    """The latest launched span of the node on `instance_id` (an elastic gang may have run it twice)."""
+    return s.execute(select(AttemptNodeRow).where(
+        AttemptNodeRow.attempt_id == attempt_id, AttemptNodeRow.instance_id == instance_id, *where)
+        .order_by(AttemptNodeRow.launched_at.desc()).limit(1)).scalar()
+
+
 def end_span(engine: Engine, attempt_id: str, instance_id: str, ended_at: float) -> bool:
     """The node on `instance_id` ended at `ended_at` (the cloud's time): its open span is closed, never
     moved before its launch. False when no open span of that instance exists (already ended)."""
     with Session(engine) as s, s.begin():
-        row = s.execute(select(AttemptNodeRow).where(
-            AttemptNodeRow.attempt_id == attempt_id, AttemptNodeRow.instance_id == instance_id,
-            AttemptNodeRow.ended_at.is_(None)).order_by(AttemptNodeRow.launched_at.desc()).limit(1)).scalar()
+        row = _newest_span(s, attempt_id, instance_id, AttemptNodeRow.ended_at.is_(None))
         if row is None:
             return False
         result = s.execute(update(AttemptNodeRow).where(AttemptNodeRow.id == row.id, AttemptNodeRow.ended_at.is_(None))
@@ -104,13 +109,11 @@ def reap_span(engine: Engine, attempt_id: str, instance_id: str, ended_at: float
     the stop never reached the cloud: a controller that died in between, harness seed 1320). Moved
     later only. False when there is nothing to move."""
     with Session(engine) as s, s.begin():
-        row = s.execute(select(AttemptNodeRow).where(
-            AttemptNodeRow.attempt_id == attempt_id, AttemptNodeRow.instance_id == instance_id)
-            .order_by(AttemptNodeRow.launched_at.desc()).limit(1)).scalar()
+        row = _newest_span(s, attempt_id, instance_id)
         if row is None or (row.ended_at is not None and row.ended_at >= ended_at):
             return False
-        end = max(ended_at, row.launched_at)
-        s.execute(update(AttemptNodeRow).where(AttemptNodeRow.id == row.id).values(ended_at=end))
+        s.execute(update(AttemptNodeRow).where(AttemptNodeRow.id == row.id)
+                  .values(ended_at=max(ended_at, row.launched_at)))
         return _bump_job_of(s, attempt_id)
 
 
@@ -119,11 +122,9 @@ def settle_span(engine: Engine, attempt_id: str, instance_id: str, ended_at: flo
     guess: the node was missing from the listing, or asked to stop): that end is moved earlier, never
     later, never before its launch. False when there is nothing to move."""
     with Session(engine) as s, s.begin():
-        row = s.execute(select(AttemptNodeRow).where(
-            AttemptNodeRow.attempt_id == attempt_id, AttemptNodeRow.instance_id == instance_id,
-            AttemptNodeRow.ended_at.is_not(None)).order_by(AttemptNodeRow.launched_at.desc()).limit(1)).scalar()
-        end = max(ended_at, row.launched_at) if row is not None else None
-        if row is None or end is None or row.ended_at is None or end >= row.ended_at:
+        row = _newest_span(s, attempt_id, instance_id, AttemptNodeRow.ended_at.is_not(None))
+        if row is None or row.ended_at is None or max(ended_at, row.launched_at) >= row.ended_at:
             return False
-        s.execute(update(AttemptNodeRow).where(AttemptNodeRow.id == row.id).values(ended_at=end))
+        s.execute(update(AttemptNodeRow).where(AttemptNodeRow.id == row.id)
+                  .values(ended_at=max(ended_at, row.launched_at)))
         return _bump_job_of(s, attempt_id)
