@@ -6,7 +6,8 @@
   job without a deadline may still wait out a long spot outage at the horizon).
 - ledger: each attempt's recorded cost equals the world's bill for its instances (every node of a gang),
   to the cent (0 for a launch that made none).
-- budget: a job's recorded spend never passes its budget.
+- budget: a job's recorded spend never passes its budget, but for what its instances cost while the
+  harness held every controller back (no tick could stop them).
 - deadline: a job with a deadline finishes by it, unless on-demand was out, or the harness held the
   controller back, or damaged checkpoints made it do saved work again, for more than one restart
   overhead of its life, or its budget cannot pay for on-demand.
@@ -39,7 +40,7 @@ class State:
     plans: Mapping[str, Any]
     orphan_ticks: dict[str, int] = field(default_factory=dict)  # attempt id -> ticks alive after its end
     stale_seen: int = 0
-    excused: list[str] = field(default_factory=list)  # deadlines missed while on-demand was out or held back
+    excused: list[str] = field(default_factory=list)  # deadlines missed (budgets passed) the harness excuses
 
 
 def _add(violations: dict[str, list[str]], name: str, message: str) -> None:
@@ -99,7 +100,13 @@ def at_end(state: State, store: Store, world: World, items: ItemStore, now: floa
         for a in attempts:
             _ledger(a, world, now, violations)
         if job.budget_usd is not None and spent > job.budget_usd + CENT:
-            _add(violations, "budget", f"job {job.id} spent {spent:.4f} of a {job.budget_usd:.2f} budget")
+            paused = _paused_spend(world, {a.id for a in attempts}, now)
+            if spent - paused > job.budget_usd + CENT:
+                _add(violations, "budget", f"job {job.id} spent {spent:.4f} of a {job.budget_usd:.2f} budget "
+                                           f"({paused:.4f} of it while the controller was held)")
+            else:
+                state.excused.append(f"job {job.id} ({plan.name}) over budget by {spent - job.budget_usd:.4f}, "
+                                     f"spent while the controller was held ({paused:.4f})")
         tasks = store.tasks(job.id)
         done_at = job.finished_at
         succeeded = bool(tasks) and all(t.state.value == "succeeded" for t in tasks)
@@ -143,6 +150,19 @@ def _ledger(a: AttemptView, world: World, now: float, violations: dict[str, list
         ends = ", ".join(f"{n.ended_at} ({n.reason})" for n in nodes)
         _add(violations, "ledger", f"attempt {a.id} ({a.outcome}, {a.market}, {len(nodes)} node(s)) recorded "
                                    f"{recorded:.4f}, billed {bill:.4f}: ended {a.ended_at} vs {ends}")
+
+
+def _paused_spend(world: World, attempt_ids: set[str], now: float) -> float:
+    """What the job's instances cost while the harness held every controller back: no tick could stop
+    them then, so the budget guard (which prices one tick ahead) cannot answer for it."""
+    usd = 0.0
+    for inst in world.all_nodes():
+        if inst.request.attempt_id not in attempt_ids:
+            continue
+        end = inst.ended_at if inst.ended_at is not None else now
+        for at, sec in world.paused:
+            usd += inst.price * max(0.0, min(end, at + sec) - max(inst.launched_at, at)) / 3600.0
+    return usd
 
 
 def _blocked_s(world: World, job: Any, plan: Any) -> float:

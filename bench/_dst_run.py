@@ -60,7 +60,7 @@ class Outcome:
     faults: list[Fault] = field(default_factory=list)
     injected: list[str] = field(default_factory=list)
     ticks: int = 0
-    excused: list[str] = field(default_factory=list)  # deadlines missed that the world made infeasible
+    excused: list[str] = field(default_factory=list)  # deadlines (budgets) the world (a held controller) broke
 
     @property
     def failed(self) -> bool:
@@ -188,6 +188,7 @@ def _run(scenario: Scenario, out: Outcome, engine: Engine, folder: Path, seed: i
                 stalled_until = n + f.arg  # the main controller is paused (a long GC, a partition)
         if n <= stalled_until and not (second and n <= second_until):
             world.holds.append((clock.now(), TICK_S))
+            world.paused.append((clock.now(), TICK_S))
         for f in out.faults:
             if f.tick == n and f.kind in HOLDING:
                 world.holds.append((clock.now(), HOLDING[f.kind]))

@@ -97,6 +97,8 @@ class World:
         # (when, seconds): the harness held the controller back (a stall, a fault that costs a tick):
         # a deadline that this ate into may have become infeasible.
         self.holds: list[tuple[float, float]] = []
+        # (at, seconds) the controllers were all paused: the spend then no tick could have stopped
+        self.paused: list[tuple[float, float]] = []
         # Work a job had saved and must do again because its newest checkpoints were damaged: seconds, by job.
         self.redone: dict[str, float] = {}
         self._newest_saved: dict[str, float] = {}  # checkpoint uri -> the most progress any save of it held

@@ -90,7 +90,8 @@ def _table(outcomes: list[Outcome], wall: float) -> None:
     ticks = sum(o.ticks for o in outcomes)
     faults = sum(len(o.injected) for o in outcomes)
     excused = sum(len(o.excused) for o in outcomes)
-    print(f"\ndeadlines missed while on-demand was out or the controller held back (not violations): {excused}")
+    print(f"\ndeadlines missed while on-demand was out or the controller held back, and budgets passed while it was\n"
+          f"held (not violations): {excused}")
     print(f"\n{len(outcomes)} seeds, {ticks} ticks, {faults} faults injected, {wall:.1f} s "
           f"({1000 * wall / max(1, ticks):.1f} ms a tick); failing seeds: {s['failing_seeds'][:20]}")
     failing = s["failing_seeds"]

@@ -55,6 +55,25 @@ def test_the_seed_that_found_a_reaped_gang_node_billed_short_holds() -> None:
     assert not outcome.failed, _report([outcome])
 
 
+def test_spend_while_the_controller_is_held_is_excused_and_only_that() -> None:
+    """Seed 3312 (2026-12-06): a 4-node on-demand gang's head exited while the harness held the controller
+    for 8 ticks; its other nodes ran on and passed the budget by 35.6 cents before the controller could end
+    it. What ran while every controller was held is excused (and said so), not a violation."""
+    outcome = run_seed(3312)
+    assert not outcome.failed, _report([outcome])
+    assert any("over budget" in line and "held" in line for line in outcome.excused), outcome.excused
+
+
+def test_a_planted_budget_bug_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The excuse above does not hide the guard: with it blind to the job's other workers again (the bug
+    of seed 1037), that seed, where nothing holds the controller, crosses its budget."""
+    from orchestrator.core import totals
+
+    monkeypatch.setattr(totals.JobTotals, "others_hourly", lambda self, skip: 0.0)
+    found = run_seed(1037, faults=[])
+    assert "budget" in found.violations, found.violations
+
+
 def test_a_seed_replays_the_same_trace() -> None:
     first, second = run_seed(3), run_seed(3)
     assert first.trace == second.trace and len(first.trace) > 50
