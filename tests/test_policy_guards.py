@@ -79,3 +79,33 @@ def test_lag_cap_never_waits_far_behind_the_shadow() -> None:
     cap = 0.05 * setup.task_h / (setup.price_ratio - 1)
     assert any(c is Choice.ON_DEMAND for _, c in seen)
     assert all(c is not Choice.WAIT for lag, c in seen if lag >= cap)
+
+
+def test_reserve_stops_waiting_when_the_slack_is_down_to_its_share() -> None:
+    """The reserve (issue 25's second pass) waits out an outage while the slack left is above a quarter
+    of Uniform Progress's reserve for the work left, and goes on-demand once it is not."""
+    from bench.policy_guards import RESERVE_SHARE
+
+    setup = fastsim.Setup(8.0, 12.0, 0.05)
+    trace = np.array([False] * 40 + [True] * 32)
+    seen: list[tuple[float, Choice]] = []
+
+    def plan(s: Situation) -> Choice:  # waits out any outage; once on on-demand, stays
+        if s.current is Market.ON_DEMAND:
+            return Choice.ON_DEMAND
+        return Choice.SPOT if s.spot_available else Choice.WAIT
+
+    guarded = Guarded(plan, "reserve")
+
+    def watch(s: Situation) -> Choice:
+        choice = guarded(s)
+        left = s.time_left_h
+        assert left is not None
+        seen.append((left - s.remaining_work_h, choice))
+        return choice
+
+    out = fastsim.run(watch, trace, setup, track_history=False)
+    floor = RESERVE_SHARE * (12.0 - 8.0) / 8.0 * 8.0  # idle, nothing done yet: the work left is all of it
+    waits = [slack for slack, c in seen if c is Choice.WAIT]
+    assert waits and min(waits) >= floor  # it waits only while the slack after one more tick allows
+    assert any(c is Choice.ON_DEMAND for _, c in seen) and out.deadline_met
