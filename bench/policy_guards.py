@@ -21,7 +21,12 @@ overrides the default's choice by one rule:
   recent availability): "a zone it has barely seen";
 - `reserve` (no shadow; issue 25's second pass, on the unmerged branch `issue-25p` until it was
   brought here): idle in an outage, stop waiting once the slack left after one more tick is under
-  `RESERVE_SHARE` of Uniform Progress's own reserve for the work left, (D - C) / C x the work left.
+  `RESERVE_SHARE` of Uniform Progress's own reserve for the work left, (D - C) / C x the work left;
+- `misfit`: "a regime it did not fit": Uniform Progress for the rest of the window once the window's
+  own availability, step by step, is better told by a two-hazard geometric model learnt online
+  (one chance per step that an available run ends, one that an outage does, from what the window
+  has shown so far, starting at the fitted model's mean hazards worth `NAIVE_PRIOR_STEPS` steps)
+  than by the fitted model, by a likelihood ratio of `MISFIT_BF` (Kass and Raftery's "strong").
 
 Each is scored as `bench/policy.py` scores the default (model fitted on the other datasets), with the
 default itself beside it. The constants come from the target (5%, 3% of it as the trigger) or the
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import multiprocessing
 import sys
 import time
@@ -47,7 +53,8 @@ import numpy as np
 from bench import policy_data as pd
 from bench import policy_lodo as pl
 from orchestrator.core.policy import get_policy
-from orchestrator.core.policy.base import Choice, Policy, Situation
+from orchestrator.core.policy.base import Choice, Policy, Situation, SpotHistory
+from orchestrator.core.policy.market_model import MarketModel, feature_of
 from orchestrator.core.policy.simple import past_point_of_no_return, safety_net, uniform_progress
 from orchestrator.research import fastsim, optimum
 from vocab import Market
@@ -55,7 +62,9 @@ from vocab import Market
 REGRET_SHARE = 0.03  # of the shadow's final cost (lower bound): the trigger, under the 5% aimed at
 SEEN_H = 6.0  # `RECENT_HALF_LIFE_H`
 RESERVE_SHARE = 0.25  # chosen on all five datasets' --quick windows (issue-25p): not held out
-GUARDS = ("regret-imitate", "regret-up", "lag-cap", "lag-mirror", "seen-6h", "reserve")
+MISFIT_BF = 20.0  # the likelihood ratio against the fitted model that counts as strong evidence
+NAIVE_PRIOR_STEPS = 5.0  # the fitted model's `_SMOOTHING`
+GUARDS = ("regret-imitate", "regret-up", "lag-cap", "lag-mirror", "seen-6h", "reserve", "misfit")
 
 
 def _price(market: Market | None, k: float) -> float:
@@ -134,17 +143,54 @@ def reserve(s: Situation, choice: Choice) -> Choice:
     return choice
 
 
+class Misfit:
+    """The log-likelihood ratio, over one window so far, of the fitted model's hazards against a
+    geometric model learnt online from the window itself (one-step-ahead predictions, so that the
+    learnt model's extra freedom earns it nothing it has not predicted)."""
+
+    def __init__(self, model: MarketModel) -> None:
+        self.hazard = np.asarray(model.hazard, dtype=np.float64).reshape(-1)
+        mean = np.asarray(model.hazard, dtype=np.float64).reshape(2, -1).mean(axis=1)
+        self.ends = mean * NAIVE_PRIOR_STEPS
+        self.steps = np.full(2, NAIVE_PRIOR_STEPS)
+        self.log_ratio = 0.0
+        self.prev: tuple[bool, SpotHistory] | None = None
+
+    def see(self, s: Situation) -> None:
+        if s.history is None:
+            return
+        if self.prev is not None:
+            was, seen = self.prev
+            ended = s.spot_available != was
+            fitted = float(self.hazard[feature_of(was, seen)])
+            naive = float(self.ends[int(was)] / self.steps[int(was)])
+            self.log_ratio += math.log(fitted if ended else 1.0 - fitted) - math.log(naive if ended else 1.0 - naive)
+            self.ends[int(was)] += ended
+            self.steps[int(was)] += 1.0
+        self.prev = (s.spot_available, s.history)
+
+    @property
+    def misfit(self) -> bool:
+        return self.log_ratio < -math.log(MISFIT_BF)
+
+
 class Guarded:
     """The default under one guard, for one window (the shadow is per task)."""
 
-    def __init__(self, inner: Policy, guard: str) -> None:
+    def __init__(self, inner: Policy, guard: str, model: MarketModel | None = None) -> None:
         self.inner, self.guard, self.shadow, self.tripped = inner, guard, Shadow(), False
+        self.fit = Misfit(model) if model is not None else None
 
     def __call__(self, s: Situation) -> Choice:
         if s.deadline_h is None or s.finished:
             return self.inner(s)
         if self.guard == "reserve":
             return reserve(s, self.inner(s))
+        if self.guard == "misfit":
+            assert self.fit is not None, "the misfit guard needs the fitted model"
+            self.fit.see(s)
+            self.tripped = self.tripped or self.fit.misfit
+            return uniform_progress(s) if self.tripped else self.inner(s)
         sh = self.shadow
         sh.see(s)
         if self.guard == "seen-6h":
@@ -198,7 +244,7 @@ def evaluate(job: Job) -> tuple[Job, pl.Cells]:
     elif column == pl.DEFAULT:
         make = lambda: pl.fold_policy(name)  # noqa: E731
     else:
-        make = lambda: Guarded(pl.fold_policy(name), column)  # noqa: E731
+        make = lambda: Guarded(pl.fold_policy(name), column, pl.fold_model(name))  # noqa: E731
     outs = [fastsim.run(make(), w, setup) for w in wins]
     assert all(o.deadline_met for o in outs), f"{column} missed a deadline on {name} {setup_name}"
     return job, pl.Cells(np.array([o.cost for o in outs]) / od, np.array([o.deadline_met for o in outs]), offset_h)

@@ -109,3 +109,26 @@ def test_reserve_stops_waiting_when_the_slack_is_down_to_its_share() -> None:
     waits = [slack for slack, c in seen if c is Choice.WAIT]
     assert waits and min(waits) >= floor  # it waits only while the slack after one more tick allows
     assert any(c is Choice.ON_DEMAND for _, c in seen) and out.deadline_met
+
+
+def test_misfit_trips_on_a_regime_the_model_was_not_fitted_on() -> None:
+    """Fitted on runs of hours, the model is told apart from a window where spot flickers every ten
+    minutes, and not from a window like the ones it was fitted on."""
+    from bench.policy_guards import Misfit
+    from orchestrator.core.policy.market_model import fit
+
+    model = fit([_trace(seed, 2000) for seed in range(10)])
+    setup = fastsim.Setup(8.0, 12.0, 0.05)
+
+    def misfit_on(trace: np.ndarray) -> bool:
+        watch = Misfit(model)
+
+        def policy(s: Situation) -> Choice:
+            watch.see(s)
+            return Choice.SPOT if s.spot_available else Choice.WAIT
+
+        fastsim.run(policy, trace, setup)
+        return watch.misfit
+
+    assert misfit_on(np.arange(72) % 2 == 0)
+    assert not misfit_on(_trace(99, 72))
