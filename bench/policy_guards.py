@@ -64,7 +64,8 @@ SEEN_H = 6.0  # `RECENT_HALF_LIFE_H`
 RESERVE_SHARE = 0.25  # chosen on all five datasets' --quick windows (issue-25p): not held out
 MISFIT_BF = 20.0  # the likelihood ratio against the fitted model that counts as strong evidence
 NAIVE_PRIOR_STEPS = 5.0  # the fitted model's `_SMOOTHING`
-GUARDS = ("regret-imitate", "regret-up", "lag-cap", "lag-mirror", "seen-6h", "reserve", "misfit")
+RISK_SHARE = 0.05  # the issue's bound per window
+GUARDS = ("regret-imitate", "regret-up", "lag-cap", "lag-mirror", "seen-6h", "reserve", "misfit", "risk-budget")
 
 
 def _price(market: Market | None, k: float) -> float:
@@ -127,6 +128,23 @@ class Shadow:
     def regret(self, s: Situation) -> float:
         lag = self.lag_h(s)
         return self.own_cost - self.cost + s.price_ratio * max(lag, 0.0) - max(-lag, 0.0)
+
+
+def risk(choice: Choice, baseline: Choice, s: Situation) -> float:
+    """What taking `choice` where Uniform Progress takes `baseline` can cost at worst, in spot-hours
+    (the units of `Shadow`): a spot launch lost at once wastes its overhead at spot, then a restart at
+    on-demand, and the slack of the overhead, made up at on-demand later (leaving on-demand for it also
+    loses the on-demand run's place: a second restart); a tick of waiting or of on-demand instead of
+    spot, a tick at on-demand."""
+    if choice is baseline:
+        return 0.0
+    k, d, t = s.price_ratio, s.overhead_h, s.tick_h
+    if choice is Choice.SPOT:
+        lost = d + k * d + (k - 1.0) * d
+        return lost + (k * d if s.current is Market.ON_DEMAND else 0.0) + t
+    if choice is Choice.ON_DEMAND:
+        return (k - 1.0) * t + (k * d if s.current is not Market.ON_DEMAND else 0.0)
+    return k * t  # waiting
 
 
 def reserve(s: Situation, choice: Choice) -> Choice:
@@ -196,6 +214,12 @@ class Guarded:
         if self.guard == "seen-6h":
             seen = s.history.observed_h if s.history is not None else 0.0
             return sh.chose(uniform_progress(s) if seen < SEEN_H else self.inner(s), s)
+        if self.guard == "risk-budget":
+            choice, baseline = self.inner(s), uniform_progress(s)
+            floor = sh.cost + max(s.work_h - sh.done_h, 0.0)
+            if sh.regret(s) + risk(choice, baseline, s) > RISK_SHARE * floor:
+                choice = baseline
+            return sh.chose(choice, s)
         if self.guard.startswith("regret"):
             floor = sh.cost + max(s.work_h - sh.done_h, 0.0)  # the rest at least at the spot price
             self.tripped = self.tripped or sh.regret(s) > REGRET_SHARE * floor
@@ -266,25 +290,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--offsets", default="0", help="grid offsets in hours, comma-separated")
     ap.add_argument("--datasets", default="", help="comma-separated subset (default: all)")
+    ap.add_argument("--guards", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--processes", type=int, default=2)
     args = ap.parse_args()
     offsets = tuple(float(x) for x in args.offsets.split(","))
     names = [d.name for d in pd.datasets() if not args.datasets or d.name in args.datasets.split(",")]
-    columns = (pl.OPT, pl.UP, pl.DEFAULT, *GUARDS)
+    guards = tuple(g for g in GUARDS if not args.guards or g in args.guards.split(","))
+    columns = (pl.OPT, pl.UP, pl.DEFAULT, *guards)
     jobs = [(n, s, c, offsets) for c in columns for s in pl.SINGLE for n in names]
     t0 = time.perf_counter()
     with multiprocessing.Pool(args.processes) as pool:
         done = dict(pool.imap_unordered(evaluate, jobs))
-    print(f"Command: `python bench/policy_guards.py --offsets {args.offsets}` ({time.perf_counter() - t0:.0f} s, "
+    print(f"Command: `python bench/policy_guards.py {' '.join(sys.argv[1:])}`".replace(" `", "`")
+          + f" ({time.perf_counter() - t0:.0f} s, "
           f"{args.processes} processes). Every column met every deadline. Per cell: mean vs UP, worst window / UP, "
           "UP's gap to the optimum closed.\n")
     for s in pl.SINGLE:
         print(f"### C = 48 h, D = 60 h, {s}\n")
-        print("| dataset (held out) | windows | " + " | ".join((pl.DEFAULT, *GUARDS)) + " |")
-        print("|---|---|" + "---|" * (1 + len(GUARDS)))
+        print("| dataset (held out) | windows | " + " | ".join((pl.DEFAULT, *guards)) + " |")
+        print("|---|---|" + "---|" * (1 + len(guards)))
         for n in names:
             up, best = done[(n, s, pl.UP, offsets)], done[(n, s, pl.OPT, offsets)]
-            cells = [cell(up, best, done[(n, s, c, offsets)]) for c in (pl.DEFAULT, *GUARDS)]
+            cells = [cell(up, best, done[(n, s, c, offsets)]) for c in (pl.DEFAULT, *guards)]
             print(f"| {n} | {len(up.cost)} | " + " | ".join(cells) + " |")
         print()
 

@@ -132,3 +132,16 @@ def test_misfit_trips_on_a_regime_the_model_was_not_fitted_on() -> None:
 
     assert misfit_on(np.arange(72) % 2 == 0)
     assert not misfit_on(_trace(99, 72))
+
+
+def test_risk_prices_a_bet_by_what_it_can_lose() -> None:
+    """Nothing for the baseline's own choice; leaving on-demand for spot risks more than launching spot
+    from idle (a second restart); a tick of waiting, a tick at on-demand."""
+    from bench.policy_guards import risk
+
+    base = dict(elapsed_h=1.0, done_h=0.5, work_h=8.0, deadline_h=12.0, overhead_h=0.2, price_ratio=3.0,
+                spot_available=True, tick_h=1 / 6)
+    idle, on_od = Situation(current=None, **base), Situation(current=Market.ON_DEMAND, **base)  # type: ignore[arg-type]
+    assert risk(Choice.ON_DEMAND, Choice.ON_DEMAND, on_od) == 0.0
+    assert risk(Choice.SPOT, Choice.ON_DEMAND, on_od) > risk(Choice.SPOT, Choice.ON_DEMAND, idle) > 0.0
+    assert risk(Choice.WAIT, Choice.ON_DEMAND, idle) == pytest.approx(3.0 / 6)
