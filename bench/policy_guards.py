@@ -65,7 +65,8 @@ RESERVE_SHARE = 0.25  # chosen on all five datasets' --quick windows (issue-25p)
 MISFIT_BF = 20.0  # the likelihood ratio against the fitted model that counts as strong evidence
 NAIVE_PRIOR_STEPS = 5.0  # the fitted model's `_SMOOTHING`
 RISK_SHARE = 0.05  # the issue's bound per window
-GUARDS = ("regret-imitate", "regret-up", "lag-cap", "lag-mirror", "seen-6h", "reserve", "misfit", "risk-budget")
+GUARDS = ("regret-imitate", "regret-up", "lag-cap", "lag-mirror", "seen-6h", "reserve", "misfit", "risk-budget",
+          "risk-imitate")
 
 
 def _price(market: Market | None, k: float) -> float:
@@ -214,8 +215,9 @@ class Guarded:
         if self.guard == "seen-6h":
             seen = s.history.observed_h if s.history is not None else 0.0
             return sh.chose(uniform_progress(s) if seen < SEEN_H else self.inner(s), s)
-        if self.guard == "risk-budget":
-            choice, baseline = self.inner(s), uniform_progress(s)
+        if self.guard.startswith("risk"):
+            choice = self.inner(s)
+            baseline = uniform_progress(s) if self.guard == "risk-budget" else self._fallback(s)
             floor = sh.cost + max(s.work_h - sh.done_h, 0.0)
             if sh.regret(s) + risk(choice, baseline, s) > RISK_SHARE * floor:
                 choice = baseline
@@ -301,8 +303,8 @@ def main() -> None:
     t0 = time.perf_counter()
     with multiprocessing.Pool(args.processes) as pool:
         done = dict(pool.imap_unordered(evaluate, jobs))
-    print(f"Command: `python bench/policy_guards.py {' '.join(sys.argv[1:])}`".replace(" `", "`")
-          + f" ({time.perf_counter() - t0:.0f} s, "
+    print(f"Command: `{' '.join(['python', 'bench/policy_guards.py', *sys.argv[1:]])}` "
+          f"({time.perf_counter() - t0:.0f} s, "
           f"{args.processes} processes). Every column met every deadline. Per cell: mean vs UP, worst window / UP, "
           "UP's gap to the optimum closed.\n")
     for s in pl.SINGLE:
