@@ -1,7 +1,7 @@
 """Guards against Uniform Progress's regret, tried on the default (issue 25, third and fourth passes): not shipped.
 
     python bench/policy_guards.py                        # grid offset 0 of every dataset, d = 0.05 / 0.2 / 0.5 h
-    python bench/policy_guards.py --offsets 0,1.5,3,4.5  # docs/policy.md's tables (~17 min on 2 busy cores)
+    python bench/policy_guards.py --offsets 0,1.5,3,4.5  # docs/policy.md's tables (~5 min a guard on 2 cores)
 
 Issue 25 asks the single-zone default to cost at most 5% more than Uniform Progress on *every*
 window while closing half its gap to the optimum. A bound per window needs what Uniform Progress
@@ -26,7 +26,14 @@ overrides the default's choice by one rule:
   own availability, step by step, is better told by a two-hazard geometric model learnt online
   (one chance per step that an available run ends, one that an outage does, from what the window
   has shown so far, starting at the fitted model's mean hazards worth `NAIVE_PRIOR_STEPS` steps)
-  than by the fitted model, by a likelihood ratio of `MISFIT_BF` (Kass and Raftery's "strong").
+  than by the fitted model, by a likelihood ratio of `MISFIT_BF` (Kass and Raftery's "strong");
+- `risk-budget`: the default's choice only while the regret so far plus what that choice can lose
+  at worst (`risk`: a restart and its slack for a spot launch Uniform Progress would not make, a
+  tick at on-demand for a tick of waiting) stays within 5% of a lower bound on the shadow's cost;
+  otherwise Uniform Progress's choice on the default's own state. The regret guards above stop a
+  bet once it is lost; this one refuses a bet that could take the window past the bound;
+- `risk-imitate`: the same, with the shadow's market (as `regret-imitate` copies it) in place of
+  Uniform Progress on the default's own state.
 
 Each is scored as `bench/policy.py` scores the default (model fitted on the other datasets), with the
 default itself beside it. The constants come from the target (5%, 3% of it as the trigger) or the
