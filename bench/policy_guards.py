@@ -2,6 +2,7 @@
 
     python bench/policy_guards.py                        # grid offset 0 of every dataset, d = 0.05 / 0.2 / 0.5 h
     python bench/policy_guards.py --offsets 0,1.5,3,4.5  # docs/policy.md's tables (17 min for seven guards, 2 cores)
+    python bench/policy_guards.py --worst aws-v100-preempt-2023-04,d=0.5,risk-budget  # one guard's worst window
 
 Issue 25 asks the single-zone default to cost at most 5% more than Uniform Progress on *every*
 window while closing half its gap to the optimum. A bound per window needs what Uniform Progress
@@ -295,13 +296,35 @@ def cell(up: pl.Cells, best: pl.Cells, v: pl.Cells) -> str:
     return out
 
 
+def worst(name: str, setup_name: str, guard: str, offset_h: float = 0.0) -> None:
+    """The guard's worst window against Uniform Progress (one grid offset): what each policy billed."""
+    setup = pl.SINGLE[setup_name]
+    wins, _ = pl.single_windows(name, setup, (offset_h,))
+    up = [fastsim.run(get_policy(pl.UP), w, setup) for w in wins]
+    guarded = [fastsim.run(Guarded(pl.fold_policy(name), guard, pl.fold_model(name)), w, setup) for w in wins]
+    i = int(np.argmax([g.cost / u.cost for g, u in zip(guarded, up, strict=True)]))
+    default = fastsim.run(pl.fold_policy(name), wins[i], setup)
+    print(f"{name} {setup_name}, offset {offset_h} h: window {i} of {len(wins)}, {guard} at "
+          f"{guarded[i].cost / up[i].cost:.2f}x Uniform Progress\n")
+    print("| policy | cost (spot-hours) | on-demand billed h | spot billed h | idle h | launches |")
+    print("|---|---|---|---|---|---|")
+    for label, o in ((pl.UP, up[i]), (pl.DEFAULT, default), (guard, guarded[i])):
+        print(f"| {label} | {o.cost:.1f} | {o.od_billed_h:.1f} | {o.spot_billed_h:.1f} | {o.idle_h:.1f} "
+              f"| {o.launches} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--offsets", default="0", help="grid offsets in hours, comma-separated")
     ap.add_argument("--datasets", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--guards", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--worst", default="", help="DATASET,SETUP,GUARD: what each policy billed in that guard's "
+                                                "worst window (grid offset 0), e.g. aws-1node-2022,d=0.2,lag-cap")
     args = ap.parse_args()
+    if args.worst:
+        worst(*args.worst.split(","))
+        return
     offsets = tuple(float(x) for x in args.offsets.split(","))
     names = [d.name for d in pd.datasets() if not args.datasets or d.name in args.datasets.split(",")]
     guards = tuple(g for g in GUARDS if not args.guards or g in args.guards.split(","))
