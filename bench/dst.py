@@ -89,9 +89,10 @@ def _table(outcomes: list[Outcome], wall: float) -> None:
         print(f"| {name} | {counts[name]} |")
     ticks = sum(o.ticks for o in outcomes)
     faults = sum(len(o.injected) for o in outcomes)
-    excused = sum(len(o.excused) for o in outcomes)
-    print(f"\ndeadlines missed while on-demand was out or the controller held back, and budgets passed while it was\n"
-          f"held (not violations): {excused}")
+    budgets = sum(1 for o in outcomes for line in o.excused if " over budget " in line)
+    deadlines = sum(len(o.excused) for o in outcomes) - budgets
+    print(f"\nnot violations: {deadlines} deadlines missed while on-demand was out or the controller held back, "
+          f"{budgets} budgets passed while it was held")
     print(f"\n{len(outcomes)} seeds, {ticks} ticks, {faults} faults injected, {wall:.1f} s "
           f"({1000 * wall / max(1, ticks):.1f} ms a tick); failing seeds: {s['failing_seeds'][:20]}")
     failing = s["failing_seeds"]
