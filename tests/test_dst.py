@@ -55,6 +55,15 @@ def test_the_seed_that_found_a_reaped_gang_node_billed_short_holds() -> None:
     assert not outcome.failed, _report([outcome])
 
 
+def test_the_seed_that_found_an_exited_gang_head_billed_to_the_reaping_holds() -> None:
+    """Seed 4269 (2026-12-06): a gang succeeded at its head's exit and the controller died before it
+    recorded the nodes' ends; the reaper stopped the other three a tick later and moved the attempt's
+    end there, which billed the exited head to the reaping too (2 cents over the cloud). The reaper now
+    bills only the nodes it stops (`ledger.reaped`)."""
+    outcome = run_seed(4269)
+    assert not outcome.failed, _report([outcome])
+
+
 def test_spend_while_the_controller_is_held_is_excused_and_only_that() -> None:
     """Seed 3312 (2026-12-06): a 4-node on-demand gang's head exited while the harness held the controller
     for 8 ticks; its other nodes ran on and passed the budget by 35.6 cents before the controller could end

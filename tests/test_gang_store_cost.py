@@ -165,3 +165,55 @@ def test_a_node_the_reaper_stopped_is_billed_to_then(store: Store) -> None:
     assert not store.reap_node_end(attempt.id, "i-9", 1060.0)
     ends = {n.instance_id: n.ended_at for n in store.attempt_nodes(attempt.id)}
     assert ends == {"i-0": 900.0, "i-1": 1060.0, "i-2": 1060.0, "i-3": 1200.0}
+
+
+def _listed(attempt_id: str, instance_id: str, ended_at: float | None, rank: int) -> object:
+    from vocab import Instance, InstanceState
+
+    return Instance("local", "r", "r-a", instance_id, "p3.2xlarge", Market.SPOT,
+                    InstanceState.TERMINATED if ended_at is not None else InstanceState.RUNNING, attempt_id,
+                    launched_at=100.0, ended_at=ended_at, node_rank=rank)
+
+
+def _ended_gang(store: Store, ended_at: float, outcome: Outcome = Outcome.SUCCEEDED) -> str:
+    job_id = store.submit(gang_spec(), source="g.toml", now=0.0, checkpoint_uri=CK)
+    (task,) = store.tasks(job_id)
+    attempt = store.begin_attempt(task, offer(), 100.0, nodes=4)
+    store.record_attempt_nodes(attempt.id, [NodeSpan(r, f"i-{r}", "r-a", Market.SPOT, 1.0, 100.0) for r in range(4)])
+    store.attempt_running(attempt, "i-0", 110.0)
+    transition = Transition.SUCCEED if outcome is Outcome.SUCCEEDED else Transition.PREEMPTED
+    store.end_attempt(store.attempt(attempt.id), outcome, ended_at,  # type: ignore[arg-type]
+                      task_transitions=[transition], message="ended")
+    return attempt.id
+
+
+def test_the_reaper_bills_a_gang_node_and_leaves_the_others_where_they_ended(store: Store) -> None:
+    """Harness seed 4269: a gang succeeded at its head's exit and the controller died before recording the
+    nodes' ends; the reaper stopped the other three later. Each reaped node is billed to the reaping; the
+    head, which had exited, to the attempt's end, not to the reaping too."""
+    from orchestrator.loop.ledger import reaped
+
+    aid = _ended_gang(store, 1000.0)
+    before = attempt_cost(store.attempt(aid), 5000.0)  # type: ignore[arg-type]
+    for r in (1, 2, 3):
+        reaped(store, store.attempt(aid), f"i-{r}", 1077.0)  # type: ignore[arg-type]
+    after = store.attempt(aid)
+    assert after is not None and after.ended_at == 1000.0
+    assert [n.ended_at for n in after.node_spans] == [None, 1077.0, 1077.0, 1077.0]
+    assert attempt_cost(after, 5000.0) - before == pytest.approx(3 * 77.0 / 3600.0)  # the three reaped nodes' run-on
+
+
+def test_a_gang_node_left_open_is_closed_at_the_clouds_earlier_end(store: Store) -> None:
+    """A gang attempt ended on a guess (lost at the tick that missed it) with its nodes' spans still open is
+    billed to that guess; the listing's earlier end for a node closes that node's span there, and a later
+    one changes nothing (never stretch a bill)."""
+    from orchestrator.loop.ledger import settle_ends
+
+    aid = _ended_gang(store, 1000.0, Outcome.LOST)
+    a = store.attempt(aid)
+    assert a is not None
+    listed = [_listed(aid, "i-0", 940.0, 0), _listed(aid, "i-1", 1200.0, 1), _listed(aid, "i-2", None, 2)]
+    assert settle_ends(store, listed, {aid: a}, 1300.0) == [aid]  # type: ignore[arg-type]
+    after = store.attempt(aid)
+    assert after is not None and [n.ended_at for n in after.node_spans] == [940.0, None, None, None]
+    assert settle_ends(store, listed, {aid: after}, 1400.0) == []  # type: ignore[arg-type]

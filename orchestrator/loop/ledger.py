@@ -49,11 +49,17 @@ def settle_ends(store: Store, listed: Iterable[Instance], attempts: Mapping[str,
         a = attempts.get(inst.attempt_id)
         if a is not None and a.nodes > 1 and not a.live and not a.unbilled:
             # A gang's nodes are billed to their own ends (`core.plan.gang.ended_nodes`): a node's end the
-            # loop guessed (missing from the listing, or asked to stop) moves to the cloud's, earlier only.
+            # loop guessed (missing from the listing, or asked to stop) moves to the cloud's, earlier only;
+            # a node left open when its attempt ended (a controller that died before recording the nodes'
+            # ends, harness seed 4269) would be billed to the attempt's end: it is closed at the cloud's.
             span = next((s for s in a.node_spans if s.instance_id == inst.instance_id), None)
-            if (span is not None and span.ended_at is not None
-                    and max(inst.ended_at, span.launched_at) < span.ended_at - SETTLE_TOLERANCE_S
-                    and store.settle_node_end(a.id, inst.instance_id, inst.ended_at)):
+            if span is None:
+                continue
+            end = span.ended_at if span.ended_at is not None else a.ended_at
+            if end is None or max(inst.ended_at, span.launched_at) >= end - SETTLE_TOLERANCE_S:
+                continue
+            if (store.settle_node_end(a.id, inst.instance_id, inst.ended_at) if span.ended_at is not None
+                    else store.end_attempt_node(a.id, inst.instance_id, inst.ended_at)):
                 moved.append(a.id)
             continue
         if a is None or a.live or a.unbilled or a.ended_at is None or a.outcome not in GUESSED:
@@ -69,12 +75,15 @@ def settle_ends(store: Store, listed: Iterable[Instance], attempts: Mapping[str,
 
 def reaped(store: Store, attempt: AttemptView, instance_id: str, now: float) -> None:
     """An instance whose attempt had ended ran on until the reaper terminated it now: billed to now. For a
-    gang, the node on that instance is (`ended_nodes` bills each node to its own end, and an end the loop
-    recorded when it asked the node to stop is wrong if the stop never happened)."""
+    gang, the node on that instance is, and only it (`ended_nodes` bills each node to its own end, and an
+    end the loop recorded when it asked the node to stop is wrong if the stop never happened)."""
     if attempt.unbilled:
         return
-    if attempt.nodes > 1:
+    if attempt.nodes > 1 and attempt.node_spans:
+        # Each node is billed by its own span: moving the attempt's end too would bill every node left
+        # open to the reaping, one that had exited long before included (harness seed 4269).
         store.reap_node_end(attempt.id, instance_id, now)
+        return
     if attempt.ended_at is not None and attempt.ended_at < now - SETTLE_TOLERANCE_S:
         store.settle_end(attempt, now, now, why="its instance ran on until the reaper stopped it")
 
