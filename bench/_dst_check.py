@@ -40,7 +40,7 @@ class State:
     plans: Mapping[str, Any]
     orphan_ticks: dict[str, int] = field(default_factory=dict)  # attempt id -> ticks alive after its end
     stale_seen: int = 0
-    excused: list[str] = field(default_factory=list)  # deadlines missed (budgets passed) the harness excuses
+    excused: dict[str, list[str]] = field(default_factory=dict)  # by invariant: what the harness excuses
 
 
 def _add(violations: dict[str, list[str]], name: str, message: str) -> None:
@@ -105,8 +105,9 @@ def at_end(state: State, store: Store, world: World, items: ItemStore, now: floa
                 _add(violations, "budget", f"job {job.id} spent {spent:.4f} of a {job.budget_usd:.2f} budget "
                                            f"({paused:.4f} of it while the controller was held)")
             else:
-                state.excused.append(f"job {job.id} ({plan.name}) over budget by {spent - job.budget_usd:.4f}, "
-                                     f"spent while the controller was held ({paused:.4f})")
+                state.excused.setdefault("budget", []).append(
+                    f"job {job.id} ({plan.name}) over budget by {spent - job.budget_usd:.4f}, spent while the "
+                    f"controller was held ({paused:.4f})")
         tasks = store.tasks(job.id)
         done_at = job.finished_at
         succeeded = bool(tasks) and all(t.state.value == "succeeded" for t in tasks)
@@ -127,7 +128,8 @@ def at_end(state: State, store: Store, world: World, items: ItemStore, now: floa
                                              f"({'succeeded late' if succeeded else [t.state.value for t in tasks]}; "
                                              f"{blocked:.0f} s held back)")
             elif not over_budget:
-                state.excused.append(f"job {job.id} ({plan.name}) late with {blocked:.0f} s held back")
+                state.excused.setdefault("deadline", []).append(
+                    f"job {job.id} ({plan.name}) late with {blocked:.0f} s held back")
         if job.finished_at is None and affordable and (job.deadline_at is not None
                                                         or job.spec.schedule.market == "on-demand"):
             _add(violations, "stuck", f"job {job.id} ({plan.name}) not final at the end: "
@@ -160,8 +162,9 @@ def _paused_spend(world: World, attempt_ids: set[str], now: float) -> float:
         if inst.request.attempt_id not in attempt_ids:
             continue
         end = inst.ended_at if inst.ended_at is not None else now
-        for at, sec in world.paused:
-            usd += inst.price * max(0.0, min(end, at + sec) - max(inst.launched_at, at)) / 3600.0
+        for at, sec, paused in world.holds:
+            if paused:
+                usd += inst.price * max(0.0, min(end, at + sec) - max(inst.launched_at, at)) / 3600.0
     return usd
 
 
@@ -177,7 +180,7 @@ def _blocked_s(world: World, job: Any, plan: Any) -> float:
             continue
         for s, e in z.on_demand_outages:
             blocked += max(0.0, min(e, end) - max(s, job.created_at))
-    held = sum(sec for at, sec in world.holds if job.created_at <= at <= end)
+    held = sum(sec for at, sec, _ in world.holds if job.created_at <= at <= end)
     return blocked + held + world.redone.get(job.id, 0.0)
 
 

@@ -60,7 +60,8 @@ class Outcome:
     faults: list[Fault] = field(default_factory=list)
     injected: list[str] = field(default_factory=list)
     ticks: int = 0
-    excused: list[str] = field(default_factory=list)  # deadlines (budgets) the world (a held controller) broke
+    # by invariant ("deadline", "budget"): what the world (on-demand out, a held controller) broke
+    excused: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -187,11 +188,10 @@ def _run(scenario: Scenario, out: Outcome, engine: Engine, folder: Path, seed: i
             elif f.kind == "stall":
                 stalled_until = n + f.arg  # the main controller is paused (a long GC, a partition)
         if n <= stalled_until and not (second and n <= second_until):
-            world.holds.append((clock.now(), TICK_S))
-            world.paused.append((clock.now(), TICK_S))
+            world.holds.append((clock.now(), TICK_S, True))
         for f in out.faults:
             if f.tick == n and f.kind in HOLDING:
-                world.holds.append((clock.now(), HOLDING[f.kind]))
+                world.holds.append((clock.now(), HOLDING[f.kind], False))
         order = [c for c in (main, second if n <= second_until else None) if c is not None]
         if n > stalled_until or len(order) > 1:
             rng.shuffle(order)

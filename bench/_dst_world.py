@@ -94,11 +94,10 @@ class World:
         self.duplicate_notices = False
         self._time = 0.0  # the moment the job side is at (the SDK reads it through `now`)
         self._damaged: dict[str, set[int]] = {}  # uri -> checkpoints whose data was damaged
-        # (when, seconds): the harness held the controller back (a stall, a fault that costs a tick):
-        # a deadline that this ate into may have become infeasible.
-        self.holds: list[tuple[float, float]] = []
-        # (at, seconds) the controllers were all paused: the spend then no tick could have stopped
-        self.paused: list[tuple[float, float]] = []
+        # (when, seconds, paused): the harness held the controller back (a stall, a fault that costs a
+        # tick): a deadline that this ate into may have become infeasible. `paused`: no controller ticked
+        # at all then, so nothing could stop what the instances spent.
+        self.holds: list[tuple[float, float, bool]] = []
         # Work a job had saved and must do again because its newest checkpoints were damaged: seconds, by job.
         self.redone: dict[str, float] = {}
         self._newest_saved: dict[str, float] = {}  # checkpoint uri -> the most progress any save of it held

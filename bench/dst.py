@@ -89,8 +89,7 @@ def _table(outcomes: list[Outcome], wall: float) -> None:
         print(f"| {name} | {counts[name]} |")
     ticks = sum(o.ticks for o in outcomes)
     faults = sum(len(o.injected) for o in outcomes)
-    budgets = sum(1 for o in outcomes for line in o.excused if " over budget " in line)
-    deadlines = sum(len(o.excused) for o in outcomes) - budgets
+    deadlines, budgets = (sum(len(o.excused.get(name, ())) for o in outcomes) for name in ("deadline", "budget"))
     print(f"\nnot violations: {deadlines} deadlines missed while on-demand was out or the controller held back, "
           f"{budgets} budgets passed while it was held")
     print(f"\n{len(outcomes)} seeds, {ticks} ticks, {faults} faults injected, {wall:.1f} s "

@@ -70,7 +70,7 @@ def test_spend_while_the_controller_is_held_is_excused_and_only_that() -> None:
     it. What ran while every controller was held is excused (and said so), not a violation."""
     outcome = run_seed(3312)
     assert not outcome.failed, _report([outcome])
-    assert any("over budget" in line and "held" in line for line in outcome.excused), outcome.excused
+    assert any("over budget" in line and "held" in line for line in outcome.excused.get("budget", ())), outcome.excused
 
 
 def test_a_planted_budget_bug_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
