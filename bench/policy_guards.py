@@ -134,6 +134,10 @@ class Shadow:
         """Work the policy is behind the shadow (negative: ahead)."""
         return self.done_h - s.done_h
 
+    def floor(self, s: Situation) -> float:
+        """A lower bound on the shadow's final cost: what it spent, and the rest of the work at spot."""
+        return self.cost + max(s.work_h - self.done_h, 0.0)
+
     def regret(self, s: Situation) -> float:
         lag = self.lag_h(s)
         return self.own_cost - self.cost + s.price_ratio * max(lag, 0.0) - max(-lag, 0.0)
@@ -226,13 +230,11 @@ class Guarded:
         if self.guard.startswith("risk"):
             choice = self.inner(s)
             baseline = uniform_progress(s) if self.guard == "risk-budget" else self._fallback(s)
-            floor = sh.cost + max(s.work_h - sh.done_h, 0.0)
-            if sh.regret(s) + risk(choice, baseline, s) > RISK_SHARE * floor:
+            if sh.regret(s) + risk(choice, baseline, s) > RISK_SHARE * sh.floor(s):
                 choice = baseline
             return sh.chose(choice, s)
         if self.guard.startswith("regret"):
-            floor = sh.cost + max(s.work_h - sh.done_h, 0.0)  # the rest at least at the spot price
-            self.tripped = self.tripped or sh.regret(s) > REGRET_SHARE * floor
+            self.tripped = self.tripped or sh.regret(s) > REGRET_SHARE * sh.floor(s)
             if self.tripped:
                 return sh.chose(self._fallback(s), s)
             return sh.chose(self.inner(s), s)
@@ -287,11 +289,10 @@ def evaluate(job: Job) -> tuple[Job, pl.Cells]:
 def cell(up: pl.Cells, best: pl.Cells, v: pl.Cells) -> str:
     """Mean vs UP, worst window / UP, UP's gap closed; with several offsets, the gap closed on each
     offset's windows alone, lowest to highest (the spread an arbitrary grid start makes)."""
-    gap = up.cost.mean() - best.cost.mean()
-    out = (f"{100 * (v.cost.mean() / up.cost.mean() - 1):+.1f}%, {(v.cost / up.cost).max():.2f}x, "
-           f"{100 * (up.cost.mean() - v.cost.mean()) / gap:.0f}%")
+    row = pl.Row("", up, v, best)
+    out = f"{100 * (v.cost.mean() / up.cost.mean() - 1):+.1f}%, {row.ratio.max():.2f}x, {100 * row.closed:.0f}%"
     if len(np.unique(up.offset_h)) > 1:
-        closed = pl.Row("", up, v, best).closed_by_offset
+        closed = row.closed_by_offset
         out += f" ({100 * closed[0]:.0f} to {100 * closed[-1]:.0f}%)"
     return out
 
