@@ -15,7 +15,7 @@ from orchestrator.core.spec import GangSpec, JobSpec, ScheduleSpec
 from orchestrator.core.status import job_status
 from orchestrator.store import Store
 from orchestrator.store.tables import JobRow
-from vocab import Billing, Market, Offer, Resources
+from vocab import Billing, Instance, InstanceState, Market, Offer, Resources
 
 CK = "file:///tmp/orch-ck/gang"
 
@@ -141,8 +141,6 @@ def test_status_projects_and_compares_the_whole_gang(store: Store) -> None:
 
 
 def test_the_spans_of_a_launched_gang_are_what_the_provider_returned() -> None:
-    from vocab import Instance, InstanceState
-
     nodes = [Instance("aws", "r", "r-a", f"i-{r}", "p3", Market.SPOT, InstanceState.PENDING, "a", node_rank=r,
                       launched_at=50.0 if r else None) for r in range(2)]
     assert spans_of(nodes, 0.9, 60.0) == (NodeSpan(0, "i-0", "r-a", Market.SPOT, 0.9, 60.0),
@@ -167,9 +165,7 @@ def test_a_node_the_reaper_stopped_is_billed_to_then(store: Store) -> None:
     assert ends == {"i-0": 900.0, "i-1": 1060.0, "i-2": 1060.0, "i-3": 1200.0}
 
 
-def _listed(attempt_id: str, instance_id: str, ended_at: float | None, rank: int) -> object:
-    from vocab import Instance, InstanceState
-
+def _listed(attempt_id: str, instance_id: str, ended_at: float | None, rank: int) -> Instance:
     return Instance("local", "r", "r-a", instance_id, "p3.2xlarge", Market.SPOT,
                     InstanceState.TERMINATED if ended_at is not None else InstanceState.RUNNING, attempt_id,
                     launched_at=100.0, ended_at=ended_at, node_rank=rank)
@@ -213,7 +209,7 @@ def test_a_gang_node_left_open_is_closed_at_the_clouds_earlier_end(store: Store)
     a = store.attempt(aid)
     assert a is not None
     listed = [_listed(aid, "i-0", 940.0, 0), _listed(aid, "i-1", 1200.0, 1), _listed(aid, "i-2", None, 2)]
-    assert settle_ends(store, listed, {aid: a}, 1300.0) == [aid]  # type: ignore[arg-type]
+    assert settle_ends(store, listed, {aid: a}, 1300.0) == [aid]
     after = store.attempt(aid)
     assert after is not None and [n.ended_at for n in after.node_spans] == [940.0, None, None, None]
-    assert settle_ends(store, listed, {aid: after}, 1400.0) == []  # type: ignore[arg-type]
+    assert settle_ends(store, listed, {aid: after}, 1400.0) == []
