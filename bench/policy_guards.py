@@ -287,14 +287,17 @@ def evaluate(job: Job) -> tuple[Job, pl.Cells]:
 
 
 def cell(up: pl.Cells, best: pl.Cells, v: pl.Cells) -> str:
-    """Mean vs UP, worst window / UP, UP's gap closed; with several offsets, the gap closed on each
-    offset's windows alone, lowest to highest (the spread an arbitrary grid start makes)."""
+    """Mean vs UP, worst window / UP, UP's gap closed; with several offsets, the mean and the gap closed on
+    each offset's windows alone, lowest to highest (the spread an arbitrary grid start makes)."""
     row = pl.Row("", up, v, best)
-    out = f"{100 * (v.cost.mean() / up.cost.mean() - 1):+.1f}%, {row.ratio.max():.2f}x, {100 * row.closed:.0f}%"
-    if len(np.unique(up.offset_h)) > 1:
-        closed = row.closed_by_offset
-        out += f" ({100 * closed[0]:.0f} to {100 * closed[-1]:.0f}%)"
-    return out
+    several = len(np.unique(up.offset_h)) > 1
+    mean = f"{100 * (v.cost.mean() / up.cost.mean() - 1):+.1f}%"
+    closed = f"{100 * row.closed:.0f}%"
+    if several:
+        means, gaps = row.by_offset, row.closed_by_offset
+        mean += f" ({100 * means[0]:+.1f} to {100 * means[-1]:+.1f}%)"
+        closed += f" ({100 * gaps[0]:.0f} to {100 * gaps[-1]:.0f}%)"
+    return f"{mean}, {row.ratio.max():.2f}x, {closed}"
 
 
 def worst(name: str, setup_name: str, guard: str, offset_h: float = 0.0) -> None:
@@ -337,7 +340,7 @@ def main() -> None:
     print(f"Command: `{' '.join(['python', 'bench/policy_guards.py', *sys.argv[1:]])}` "
           f"({time.perf_counter() - t0:.0f} s, "
           f"{args.processes} processes). Every column met every deadline. Per cell: mean vs UP, worst window / UP, "
-          "UP's gap to the optimum closed.\n")
+          "UP's gap to the optimum closed; in brackets, on each grid offset's windows alone, lowest to highest.\n")
     for s in pl.SINGLE:
         print(f"### C = 48 h, D = 60 h, {s}\n")
         print("| dataset (held out) | windows | " + " | ".join((pl.DEFAULT, *guards)) + " |")
