@@ -1,7 +1,7 @@
 """Guards against Uniform Progress's regret, tried on the default (issue 25, third and fourth passes): not shipped.
 
     python bench/policy_guards.py                        # grid offset 0 of every dataset, d = 0.05 / 0.2 / 0.5 h
-    python bench/policy_guards.py --offsets 0,1.5,3,4.5  # docs/policy.md's tables (17 min for seven guards, 2 cores)
+    python bench/policy_guards.py --offsets 0,1.5,3,4.5  # docs/policy.md's tables (14 min, 2 busy cores)
     python bench/policy_guards.py --worst aws-v100-preempt-2023-04,d=0.5,risk-budget  # one guard's worst window
 
 Issue 25 asks the single-zone default to cost at most 5% more than Uniform Progress on *every*
